@@ -1,0 +1,29 @@
+# Two commands do all the set-up on a machine with only Python >= 3.11 and make:
+#   make demo   builds .venv, renders the embedded demo survey and runs the main job on it
+#   make test   builds .venv and runs the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO_DIR ?= demo-output
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/hipsml demo $(DEMO_DIR)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_tiles.py
+	$(BIN)/python benchmarks/bench_cutouts.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,15 @@
+"""hipsml: machine-learning training sets from HiPS sky surveys.
+
+The public API a notebook user calls:
+
+- :func:`open_survey` opens a HiPS survey (local directory, ``file://`` or ``http(s)://``).
+- :func:`cutouts` turns HiPS tiles into exact, seamless cutouts around many targets.
+- :func:`cutout_wcs` is the astropy WCS of one such cutout.
+"""
+
+from hipsml import errors
+from hipsml.errors import HipsmlError
+
+__version__ = "0.1.0"
+
+__all__ = ["HipsmlError", "errors", "__version__"]

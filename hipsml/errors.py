@@ -1,0 +1,53 @@
+"""The hipsml error hierarchy.
+
+Every error hipsml raises on purpose is a :class:`HipsmlError`. Each specific error
+also subclasses the builtin it most resembles, so ``except FileNotFoundError`` and
+``except ValueError`` keep working for code that does not know about hipsml.
+
+The ``hipsml`` command prints a :class:`HipsmlError` as one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HipsmlError",
+    "InvalidLocationError",
+    "SurveyNotFoundError",
+    "PropertiesError",
+    "TileNotFound",
+    "TileDecodeError",
+    "FetchError",
+    "InvalidInputError",
+]
+
+
+class HipsmlError(Exception):
+    """Base class of every error hipsml raises deliberately."""
+
+
+class InvalidLocationError(HipsmlError, ValueError):
+    """A survey location or URL is malformed or uses a scheme hipsml does not allow."""
+
+
+class SurveyNotFoundError(HipsmlError, FileNotFoundError):
+    """No HiPS survey exists at the given location (no directory, or no properties file)."""
+
+
+class PropertiesError(HipsmlError, ValueError):
+    """A HiPS ``properties`` file is malformed or lacks a required field."""
+
+
+class TileNotFound(HipsmlError, FileNotFoundError):
+    """A tile is absent from the survey (HTTP 404, not on disk, or outside the coverage MOC)."""
+
+
+class TileDecodeError(HipsmlError, ValueError):
+    """A tile's bytes could not be decoded as the FITS, PNG or JPEG image they claim to be."""
+
+
+class FetchError(HipsmlError, ConnectionError):
+    """A remote request failed for good (retries exhausted); the message names the URL and the reason."""
+
+
+class InvalidInputError(HipsmlError, ValueError):
+    """An argument to a hipsml function is out of range or of the wrong shape."""

@@ -1,0 +1,101 @@
+"""Where tile bytes come from: a local directory or an HTTP(S) server (with a disk cache).
+
+This is the only module of :mod:`hipsml.hips` that touches the disk or the network.
+A *store* maps a relative path inside a HiPS (``properties``, ``Moc.fits``,
+``Norder3/Dir0/Npix12.fits``) to bytes, and hands them to a ``decode`` callable.
+A body that fails to decode is treated as corrupt: a remote store fetches it again,
+a local store raises :class:`~hipsml.errors.TileDecodeError` naming the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Protocol, TypeVar
+from urllib.parse import unquote, urlparse
+
+from hipsml.errors import InvalidLocationError, SurveyNotFoundError
+
+__all__ = ["TileStore", "LocalTileStore", "open_store", "check_relpath"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class TileStore(Protocol):
+    """What a survey needs from wherever its files live."""
+
+    location: str
+
+    def url_for(self, relpath: str) -> str:
+        """Human-readable address (path or URL) of ``relpath``, for messages."""
+        ...
+
+    def fetch(self, relpath: str, decode: Callable[[bytes], T]) -> T | None:
+        """Return ``decode(bytes of relpath)``, or ``None`` when the file is absent.
+
+        ``decode`` raises :class:`~hipsml.errors.TileDecodeError` for a corrupt body.
+        """
+        ...
+
+
+def check_relpath(relpath: str) -> str:
+    """Reject a relative path that is absolute or climbs out of the survey root."""
+    parts = relpath.split("/")
+    if not relpath or relpath.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in relpath:
+        raise InvalidLocationError(f"refusing unsafe path inside a HiPS: {relpath!r}")
+    return relpath
+
+
+class LocalTileStore:
+    """A HiPS in a local directory (a mirror on a shared file system, or ``file://``)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.location = str(self.root)
+        if not self.root.is_dir():
+            raise SurveyNotFoundError(f"no HiPS directory at {self.location}")
+
+    def url_for(self, relpath: str) -> str:
+        return str(self.root / check_relpath(relpath))
+
+    def fetch(self, relpath: str, decode: Callable[[bytes], T]) -> T | None:
+        path = self.root / check_relpath(relpath)
+        try:
+            data = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return decode(data)
+
+    def __repr__(self) -> str:
+        return f"LocalTileStore({self.location!r})"
+
+
+def open_store(location: str | os.PathLike[str], **http_options: object) -> TileStore:
+    """Return the store for a local directory, a ``file://`` URL or an ``http(s)://`` URL.
+
+    ``http_options`` go to :class:`HttpTileStore` (cache directory, concurrency, retries).
+    Any other scheme raises :class:`~hipsml.errors.InvalidLocationError`.
+    """
+    if isinstance(location, os.PathLike):
+        return LocalTileStore(location)
+    if not isinstance(location, str) or not location.strip():
+        raise InvalidLocationError(f"a survey location must be a path or URL, got {location!r}")
+    text = location.strip()
+    parsed = urlparse(text)
+    scheme = parsed.scheme.lower()
+    if scheme in ("http", "https"):
+        from hipsml.hips._http import HttpTileStore
+
+        return HttpTileStore(text, **http_options)  # type: ignore[arg-type]
+    if scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise InvalidLocationError(f"file:// URL with a remote host is not supported: {text!r}")
+        return LocalTileStore(unquote(parsed.path))
+    if scheme == "" or (len(scheme) == 1 and os.name == "nt"):
+        return LocalTileStore(text)
+    raise InvalidLocationError(
+        f"unsupported scheme {parsed.scheme!r} in {text!r}: use a local path, file://, http:// or https://"
+    )
