@@ -9,7 +9,8 @@ The public API a notebook user calls:
 
 from hipsml import errors
 from hipsml.errors import HipsmlError
+from hipsml.hips import HipsSurvey, open_survey
 
 __version__ = "0.1.0"
 
-__all__ = ["HipsmlError", "errors", "__version__"]
+__all__ = ["HipsmlError", "HipsSurvey", "errors", "open_survey", "__version__"]

@@ -1,0 +1,586 @@
+"""Remote HiPS over HTTP(S): pooled connections, bounded concurrency, retries and a disk cache.
+
+:class:`HttpTileStore` is the remote counterpart of
+:class:`~hipsml.hips._fetch.LocalTileStore`. It maps a relative path inside a HiPS
+(``properties``, ``Norder3/Dir0/Npix12.fits``) to a URL under the survey's base URL,
+downloads the body and hands it to a ``decode`` callable.
+
+Failure policy
+--------------
+* **Absent** (HTTP 404 or 410): ``fetch`` returns ``None`` at once, without retrying,
+  and remembers the URL so it is not requested again by this store.
+* **Transient** (HTTP 429, any 5xx, connect or read timeouts, connection resets,
+  bodies shorter than their ``Content-Length``, bodies that ``decode`` rejects with
+  :class:`~hipsml.errors.TileDecodeError`): retried up to ``retries`` times with
+  exponential backoff and full jitter. A ``Retry-After`` header (seconds or an
+  HTTP-date) is honoured, capped at ``max_backoff``.
+* **Permanent** (any other 4xx, TLS verification failures, too many redirects):
+  :class:`~hipsml.errors.FetchError` at once, naming the URL and the status.
+
+When the retries are exhausted, ``fetch`` raises :class:`~hipsml.errors.FetchError`
+naming the URL and the last reason, or re-raises the last
+:class:`~hipsml.errors.TileDecodeError` when the server kept sending a corrupt body.
+
+Disk cache
+----------
+Bodies that decoded successfully are written to
+``<cache_dir>/<sha256(base URL)[:16]>/<name>``, atomically (a temporary file in the
+same directory, then :func:`os.replace`), so several threads and processes may share a
+cache. ``<name>`` never contains text from the server or the caller: a tile path is
+cached only when it matches ``Norder<k>/Dir<d>/Npix<n>.<ext>`` or
+``Norder<k>/Allsky.<ext>`` in canonical form, and is rebuilt from the parsed integers
+and a fixed extension table; apart from tiles only ``properties`` and ``Moc.fits`` are
+cached. Anything else is fetched but never cached. A cached file that no longer
+decodes is deleted and fetched again.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import http.cookiejar
+import logging
+import os
+import random
+import re
+import tempfile
+import threading
+import time
+from datetime import timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Callable, Literal, TypeVar
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from hipsml.errors import FetchError, InvalidInputError, InvalidLocationError, TileDecodeError
+from hipsml.hips._fetch import check_relpath
+
+__all__ = ["HttpTileStore", "normalise_base_url", "cache_relpath", "parse_retry_after", "default_cache_dir"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Statuses meaning "this file does not exist": return ``None``, never retry.
+_ABSENT_STATUSES = frozenset({404, 410})
+#: Largest body accepted (a guard against a misbehaving server filling memory).
+_MAX_BODY_BYTES = 1 << 30
+#: How many absent URLs a store remembers before it forgets them all.
+_MAX_MISSING = 65536
+#: Fixed table from the extension seen in a tile path to the extension used in the cache.
+_TILE_EXTENSIONS = {"fits": "fits", "png": "png", "jpg": "jpg"}
+#: The only non-tile files that are cached, under these fixed names.
+_CACHED_FILES = {"properties": "properties", "Moc.fits": "Moc.fits"}
+_TILE_RE = re.compile(r"Norder(\d{1,2})/Dir(\d{1,19})/Npix(\d{1,19})\.(fits|png|jpg)")
+_ALLSKY_RE = re.compile(r"Norder(\d{1,2})/Allsky\.(fits|png|jpg)")
+
+_Timeout = float | tuple[float, float]
+
+
+def default_cache_dir() -> Path:
+    """Return the default cache root: ``$HIPSML_CACHE_DIR``, else ``~/.cache/hipsml``."""
+    env = os.environ.get("HIPSML_CACHE_DIR", "").strip()
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "hipsml"
+
+
+def normalise_base_url(url: str) -> str:
+    """Check and normalise the base URL of a remote HiPS.
+
+    The scheme and host are lower-cased, a default port is dropped, a fragment is
+    dropped and trailing slashes are removed from the path.
+
+    Parameters
+    ----------
+    url : str
+        An ``http://`` or ``https://`` URL with a host, no credentials and no query.
+
+    Returns
+    -------
+    str
+        The normalised URL, without a trailing slash.
+
+    Raises
+    ------
+    InvalidLocationError
+        For another scheme, an empty host, credentials, a query string, a bad port
+        or whitespace or control characters in the URL.
+
+    Examples
+    --------
+    >>> normalise_base_url("HTTPS://Alasky.U-Strasbg.fr:443/DSS/DSSColor/")
+    'https://alasky.u-strasbg.fr/DSS/DSSColor'
+    """
+    if not isinstance(url, str):
+        raise InvalidLocationError(f"a HiPS URL must be a string, got {url!r}")
+    text = url.strip()
+    if not text or any(ord(c) <= 32 or ord(c) == 127 for c in text):
+        raise InvalidLocationError(f"malformed HiPS URL {url!r}: it is empty or contains whitespace")
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise InvalidLocationError(f"unsupported scheme in {text!r}: a remote HiPS needs http:// or https://")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise InvalidLocationError(f"refusing HiPS URL with credentials in it: {text!r}; put no user:password in URLs")
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise InvalidLocationError(f"HiPS URL has no host: {text!r}")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidLocationError(f"HiPS URL has an invalid port: {text!r}") from exc
+    if parts.query:
+        raise InvalidLocationError(f"HiPS base URL must not have a query string: {text!r}")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != {"http": 80, "https": 443}[scheme]:
+        netloc = f"{netloc}:{port}"
+    path = parts.path.rstrip("/")
+    return urlunsplit((scheme, netloc, path, "", ""))
+
+
+def cache_relpath(relpath: str) -> str | None:
+    """Name under which ``relpath`` is cached, rebuilt from integers, or ``None``.
+
+    Parameters
+    ----------
+    relpath : str
+        A relative path inside a HiPS.
+
+    Returns
+    -------
+    str or None
+        ``Norder<k>/Dir<d>/Npix<n>.<ext>``, ``Norder<k>/Allsky.<ext>``, ``properties`` or
+        ``Moc.fits``; ``None`` for anything else (including non-canonical integers such
+        as ``Npix012``), which is then never cached.
+
+    Examples
+    --------
+    >>> cache_relpath("Norder3/Dir0/Npix12.fits"), cache_relpath("index.html")
+    ('Norder3/Dir0/Npix12.fits', None)
+    """
+    if relpath in _CACHED_FILES:
+        return _CACHED_FILES[relpath]
+    m = _TILE_RE.fullmatch(relpath)
+    if m is not None:
+        digits = m.group(1, 2, 3)
+        order, dir_, npix = (int(d) for d in digits)
+        if any(str(v) != d for v, d in zip((order, dir_, npix), digits)):
+            return None
+        return f"Norder{order}/Dir{dir_}/Npix{npix}.{_TILE_EXTENSIONS[m.group(4)]}"
+    m = _ALLSKY_RE.fullmatch(relpath)
+    if m is not None:
+        order = int(m.group(1))
+        if str(order) != m.group(1):
+            return None
+        return f"Norder{order}/Allsky.{_TILE_EXTENSIONS[m.group(2)]}"
+    return None
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait according to a ``Retry-After`` header, or ``None`` if unusable.
+
+    Parameters
+    ----------
+    value : str or None
+        The header: a non-negative number of seconds or an HTTP-date.
+    now : float, optional
+        The current POSIX time (for tests); defaults to :func:`time.time`.
+
+    Returns
+    -------
+    float or None
+        A non-negative delay (a date in the past gives 0), or ``None`` when the header
+        is absent or malformed.
+
+    Examples
+    --------
+    >>> parse_retry_after("2"), parse_retry_after("Thu, 01 Jan 1970 00:00:10 GMT", now=4.0)
+    (2.0, 6.0)
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(int(text))
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+class _Retry(Exception):
+    """Internal signal: this attempt failed in a way worth retrying."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class HttpTileStore:
+    """A HiPS served over HTTP(S), with pooled connections, retries and a disk cache.
+
+    Thread-safe: one store may be shared by all the threads of a pool. It can be
+    pickled (for example to a Dask worker); the copy opens its own connections.
+
+    Parameters
+    ----------
+    base_url : str
+        The survey's base URL (the directory holding ``properties``).
+    cache_dir : str, os.PathLike, None or False, optional
+        Root of the disk cache. ``None`` (the default) means ``$HIPSML_CACHE_DIR`` or
+        ``~/.cache/hipsml``; ``False`` disables the disk cache.
+    max_connections_per_host : int, optional
+        Most requests in flight to one host at once (also the connection pool size).
+    retries : int, optional
+        Retries after the first attempt for transient failures (``retries + 1`` attempts).
+    backoff : float, optional
+        Base of the exponential backoff, in seconds: before retry ``i`` (from 0) the
+        store sleeps a uniform random time in ``[0, min(max_backoff, backoff * 2**i)]``.
+    max_backoff : float, optional
+        Cap, in seconds, on one sleep, including one asked for by ``Retry-After``.
+    timeout : float or (float, float), optional
+        Connect and read timeouts in seconds.
+    verify : bool or str, optional
+        TLS verification: ``True``, or a path to a CA bundle. ``False`` is accepted
+        but logged as a warning.
+
+    Raises
+    ------
+    InvalidLocationError
+        If ``base_url`` is not a usable ``http(s)://`` URL.
+    InvalidInputError
+        If a numeric option is out of range.
+
+    Examples
+    --------
+    >>> with HttpTileStore("https://alasky.cds.unistra.fr/DSS/DSSColor", cache_dir=False) as store:
+    ...     store.url_for("Norder3/Dir0/Npix12.jpg")
+    'https://alasky.cds.unistra.fr/DSS/DSSColor/Norder3/Dir0/Npix12.jpg'
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        cache_dir: str | os.PathLike[str] | None | Literal[False] = None,
+        max_connections_per_host: int = 8,
+        retries: int = 5,
+        backoff: float = 0.25,
+        max_backoff: float = 20.0,
+        timeout: _Timeout = (5.0, 30.0),
+        verify: bool | str = True,
+    ) -> None:
+        self.location = normalise_base_url(base_url)
+        if int(max_connections_per_host) < 1:
+            raise InvalidInputError(f"max_connections_per_host must be >= 1, got {max_connections_per_host!r}")
+        if int(retries) < 0:
+            raise InvalidInputError(f"retries must be >= 0, got {retries!r}")
+        if not (backoff >= 0 and max_backoff >= 0):
+            raise InvalidInputError(f"backoff and max_backoff must be >= 0, got {backoff!r}, {max_backoff!r}")
+        timeouts = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        if len(timeouts) != 2 or not all(t > 0 for t in timeouts):
+            raise InvalidInputError(f"timeout must be a positive number or a (connect, read) pair, got {timeout!r}")
+        self.max_connections_per_host = int(max_connections_per_host)
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+        self.max_backoff = float(max_backoff)
+        self.timeout: tuple[float, float] = (float(timeouts[0]), float(timeouts[1]))
+        self.verify = verify
+        if verify is False:
+            logger.warning("TLS certificate verification is disabled for %s", self.location)
+        if cache_dir is False:
+            self.cache_root: Path | None = None
+        else:
+            root = default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
+            self.cache_root = root / hashlib.sha256(self.location.encode("utf-8")).hexdigest()[:16]
+        self._cache_dir_option = cache_dir
+        self._lock = threading.Lock()
+        self._host_slots: dict[str, threading.BoundedSemaphore] = {}
+        self._missing: set[str] = set()
+        self._closed = False
+        self._session = self._make_session()
+
+    # -- set-up -----------------------------------------------------------------------
+
+    def _make_session(self) -> requests.Session:
+        from hipsml import __version__
+
+        session = requests.Session()
+        # Retries are ours (urllib3 would not see truncated or corrupt bodies).
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.max_connections_per_host, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.verify = self.verify
+        session.headers["User-Agent"] = f"hipsml/{__version__} (+python-requests/{requests.__version__})"
+        # A HiPS needs no cookies; refusing them keeps the shared session free of mutable state.
+        session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        return session
+
+    def __reduce__(self) -> tuple[Callable[..., HttpTileStore], tuple[Any, ...]]:
+        return (_rebuild_store, (self.location, self._options()))
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "cache_dir": self._cache_dir_option,
+            "max_connections_per_host": self.max_connections_per_host,
+            "retries": self.retries,
+            "backoff": self.backoff,
+            "max_backoff": self.max_backoff,
+            "timeout": self.timeout,
+            "verify": self.verify,
+        }
+
+    # -- the store interface ------------------------------------------------------------
+
+    def url_for(self, relpath: str) -> str:
+        """Return the URL of ``relpath`` under the base URL.
+
+        Raises
+        ------
+        InvalidLocationError
+            If ``relpath`` is absolute or climbs out of the survey (``..``).
+        """
+        return f"{self.location}/{quote(check_relpath(relpath), safe='/')}"
+
+    def cache_path(self, relpath: str) -> Path | None:
+        """Return the file caching ``relpath``, or ``None`` when it is never cached."""
+        if self.cache_root is None:
+            return None
+        name = cache_relpath(check_relpath(relpath))
+        return None if name is None else self.cache_root / name
+
+    def fetch(self, relpath: str, decode: Callable[[bytes], T]) -> T | None:
+        """Return ``decode(body of relpath)``, or ``None`` when the server says it is absent.
+
+        Parameters
+        ----------
+        relpath : str
+            A relative path inside the HiPS, e.g. ``"Norder3/Dir0/Npix12.fits"``.
+        decode : callable
+            Turns the body into a value; raises :class:`~hipsml.errors.TileDecodeError`
+            for a corrupt body, which makes the store fetch it again.
+
+        Returns
+        -------
+        object or None
+            What ``decode`` returned, or ``None`` for HTTP 404/410.
+
+        Raises
+        ------
+        InvalidLocationError
+            For an unsafe ``relpath``.
+        FetchError
+            For a non-retryable HTTP error, or when the retries are exhausted.
+        TileDecodeError
+            When every attempt returned a body that ``decode`` rejected.
+        """
+        url = self.url_for(relpath)
+        if self._closed:
+            raise FetchError(f"cannot fetch {url}: this HttpTileStore was closed")
+        with self._lock:
+            if url in self._missing:
+                logger.debug("known absent: %s", url)
+                return None
+        cached = self.cache_path(relpath)
+        if cached is not None:
+            value = self._read_cache(cached, url, decode)
+            if value is not None:
+                return value[0]
+        return self._download(url, decode, cached)
+
+    def close(self) -> None:
+        """Close the pooled connections; later :meth:`fetch` calls raise :class:`FetchError`."""
+        self._closed = True
+        self._session.close()
+
+    def __enter__(self) -> HttpTileStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        cache = "off" if self.cache_root is None else str(self.cache_root)
+        return f"HttpTileStore({self.location!r}, cache={cache!r})"
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _read_cache(self, path: Path, url: str, decode: Callable[[bytes], T]) -> tuple[T] | None:
+        try:
+            data = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            logger.warning("cannot read cached copy of %s at %s (%s); fetching it again", url, path, exc)
+            return None
+        try:
+            value = decode(data)
+        except TileDecodeError as exc:
+            logger.warning("cached copy of %s at %s is corrupt (%s); deleting it and fetching again", url, path, exc)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as unlink_exc:
+                logger.warning("cannot delete corrupt cache file %s: %s", path, unlink_exc)
+            return None
+        logger.debug("cache hit: %s", path)
+        return (value,)
+
+    def _write_cache(self, path: Path, data: bytes) -> None:
+        tmp_name: str | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; a cache is readable like any download
+            os.replace(tmp_name, path)
+            tmp_name = None
+            logger.debug("cached %d bytes at %s", len(data), path)
+        except OSError as exc:
+            logger.warning("cannot write the disk cache at %s: %s", path, exc)
+        finally:
+            if tmp_name is not None:
+                try:
+                    os.unlink(tmp_name)
+                except OSError:
+                    pass
+
+    def _remember_missing(self, url: str) -> None:
+        with self._lock:
+            if len(self._missing) >= _MAX_MISSING:
+                self._missing.clear()
+            self._missing.add(url)
+
+    def _host_slot(self, url: str) -> threading.BoundedSemaphore:
+        host = urlsplit(url).netloc
+        with self._lock:
+            slot = self._host_slots.get(host)
+            if slot is None:
+                slot = threading.BoundedSemaphore(self.max_connections_per_host)
+                self._host_slots[host] = slot
+            return slot
+
+    def _sleep_before_retry(self, attempt: int, url: str, failure: _Retry) -> None:
+        if failure.retry_after is not None:
+            delay = min(self.max_backoff, failure.retry_after)
+        else:
+            delay = random.uniform(0.0, min(self.max_backoff, self.backoff * (2.0**attempt)))
+        logger.debug(
+            "retrying %s in %.3f s (retry %d/%d): %s", url, delay, attempt + 1, self.retries, failure.reason
+        )
+        time.sleep(delay)
+
+    def _download(self, url: str, decode: Callable[[bytes], T], cached: Path | None) -> T | None:
+        attempts = self.retries + 1
+        last_reason = "no attempt made"
+        last_decode_error: TileDecodeError | None = None
+        for attempt in range(attempts):
+            try:
+                body = self._get_once(url, attempt, attempts)
+                if body is None:
+                    self._remember_missing(url)
+                    return None
+                try:
+                    value = decode(body)
+                except TileDecodeError as exc:
+                    raise _Retry(f"corrupt body ({exc})") from exc
+            except _Retry as failure:
+                last_reason = failure.reason
+                cause = failure.__cause__
+                last_decode_error = cause if isinstance(cause, TileDecodeError) else None
+                if attempt + 1 < attempts:
+                    self._sleep_before_retry(attempt, url, failure)
+                continue
+            if cached is not None:
+                self._write_cache(cached, body)
+            return value
+        if last_decode_error is not None:
+            raise TileDecodeError(
+                f"{url} returned a corrupt body on all {attempts} attempts: {last_decode_error}"
+            ) from last_decode_error
+        raise FetchError(
+            f"giving up on {url} after {attempts} attempts; last error: {last_reason}"
+            " (the server may be down or overloaded: try later, or pass a larger retries=)"
+        )
+
+    def _get_once(self, url: str, attempt: int, attempts: int) -> bytes | None:
+        """One GET: the body, ``None`` for absent, :class:`_Retry` or :class:`FetchError`."""
+        logger.debug("GET %s (attempt %d/%d)", url, attempt + 1, attempts)
+        with self._host_slot(url):
+            try:
+                response = self._session.get(url, timeout=self.timeout, stream=True, allow_redirects=True)
+            except requests.exceptions.SSLError as exc:
+                raise FetchError(f"TLS error for {url}: {exc}; check the certificate or pass verify=<CA bundle>") from exc
+            except requests.exceptions.TooManyRedirects as exc:
+                raise FetchError(f"too many redirects for {url}") from exc
+            except requests.exceptions.InvalidURL as exc:
+                raise FetchError(f"invalid URL {url}: {exc}") from exc
+            except requests.exceptions.Timeout as exc:
+                raise _Retry(f"timed out ({type(exc).__name__})") from exc
+            except requests.exceptions.RequestException as exc:
+                raise _Retry(f"connection failed ({type(exc).__name__}: {exc})") from exc
+            with response:
+                status = response.status_code
+                if status in _ABSENT_STATUSES:
+                    logger.debug("absent (HTTP %d): %s", status, url)
+                    return None
+                if status == 429 or 500 <= status <= 599:
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    raise _Retry(f"HTTP {status} {response.reason or ''}".rstrip(), retry_after)
+                if not 200 <= status <= 299:
+                    raise FetchError(
+                        f"HTTP {status} {response.reason or ''} for {response.url or url}; not retrying"
+                        " (check the URL and your access rights)"
+                    )
+                return self._read_body(response, url)
+
+    def _read_body(self, response: requests.Response, url: str) -> bytes:
+        chunks: list[bytes] = []
+        received = 0
+        try:
+            for chunk in response.iter_content(chunk_size=1 << 20):
+                received += len(chunk)
+                if received > _MAX_BODY_BYTES:
+                    raise FetchError(f"{url} sent more than {_MAX_BODY_BYTES} bytes; refusing it")
+                chunks.append(chunk)
+        except requests.exceptions.RequestException as exc:
+            # urllib3 2 raises IncompleteRead (wrapped by requests) on a short body.
+            raise _Retry(f"body interrupted after {received} bytes ({type(exc).__name__})") from exc
+        body = b"".join(chunks)
+        declared = response.headers.get("Content-Length")
+        if declared is not None:
+            encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+            # Content-Length counts the bytes on the wire, before any gzip decoding.
+            on_wire = len(body) if encoding in ("", "identity") else _wire_bytes(response, len(body))
+            try:
+                expected = int(declared)
+            except ValueError:
+                expected = -1
+            if expected >= 0 and expected != on_wire:
+                raise _Retry(f"truncated body: {on_wire} of {expected} bytes")
+        return body
+
+
+def _wire_bytes(response: requests.Response, default: int) -> int:
+    """Bytes read from the socket for ``response`` (urllib3's ``tell``), else ``default``."""
+    tell = getattr(response.raw, "tell", None)
+    try:
+        return int(tell()) if callable(tell) else default
+    except (TypeError, ValueError, OSError):
+        return default
+
+
+def _rebuild_store(location: str, options: dict[str, Any]) -> HttpTileStore:
+    """Unpickle an :class:`HttpTileStore` (it opens its own session)."""
+    return HttpTileStore(location, **options)

@@ -1,0 +1,476 @@
+"""Open a HiPS survey and read its tiles as float32 arrays.
+
+:func:`open_survey` reads the ``properties`` file (and ``Moc.fits`` when there is one)
+from a local directory, a ``file://`` URL or an ``http(s)://`` URL, and returns a
+:class:`HipsSurvey`. :meth:`HipsSurvey.read_tile` returns a tile as a read-only
+float32 ``(C, W, W)`` array oriented like the FITS tile (see
+:func:`hipsml.hips.tile_pixel_indices`), or ``None`` when the tile does not exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+import numpy as np
+
+from hipsml.errors import HipsmlError, InvalidInputError, SurveyNotFoundError
+from hipsml.hips._decode import decode_tile, split_allsky
+from hipsml.hips._fetch import LocalTileStore, TileStore, open_store
+from hipsml.hips._healpix import tile_path
+from hipsml.hips._moc import Moc
+from hipsml.hips._properties import HipsProperties, parse_properties
+
+__all__ = ["HipsSurvey", "open_survey"]
+
+logger = logging.getLogger(__name__)
+
+_EXT = {"fits": "fits", "png": "png", "jpeg": "jpg"}
+_PREFERENCE = ("fits", "png", "jpeg")
+_ABSENT_COST = 64  # bytes charged to the memory cache for remembering an absent tile
+_HTTP_WORKERS = 16
+
+
+class _TileCache:
+    """Thread-safe LRU of decoded tiles, bounded by the bytes of the arrays it holds."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max(0, int(max_bytes))
+        self.nbytes = 0
+        self._items: OrderedDict[tuple[Any, ...], np.ndarray | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _cost(value: np.ndarray | None) -> int:
+        return _ABSENT_COST if value is None else int(value.nbytes)
+
+    def get(self, key: tuple[Any, ...]) -> tuple[bool, np.ndarray | None]:
+        with self._lock:
+            if key not in self._items:
+                return False, None
+            self._items.move_to_end(key)
+            return True, self._items[key]
+
+    def put(self, key: tuple[Any, ...], value: np.ndarray | None) -> None:
+        cost = self._cost(value)
+        if cost > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                self.nbytes -= self._cost(self._items.pop(key))
+            self._items[key] = value
+            self.nbytes += cost
+            while self.nbytes > self.max_bytes and self._items:
+                _, dropped = self._items.popitem(last=False)
+                self.nbytes -= self._cost(dropped)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.nbytes = 0
+
+
+def _short_name(props: dict[str, str], location: str) -> str:
+    title = props.get("obs_title", "").strip()
+    if title:
+        return title
+    for key in ("creator_did", "publisher_did", "publisher_id"):
+        did = props.get(key, "").strip()
+        if did:
+            return did.rstrip("/").replace("ivo://", "").split("/", 1)[-1] or did
+    label = props.get("label", "").strip()
+    if label:
+        return label
+    tail = location.rstrip("/").rsplit("/", 1)[-1]
+    return tail or location
+
+
+class HipsSurvey:
+    """A HiPS image survey opened for reading (create it with :func:`open_survey`).
+
+    Attributes
+    ----------
+    location : str
+        Directory or URL of the survey root.
+    name : str
+        Short label: ``obs_title``; else ``creator_did`` (or ``publisher_did``) without its
+        ``ivo://`` authority, e.g. ``P/2MASS/J``; else ``label``; else the directory name.
+    properties : dict of str to str
+        The parsed ``properties`` file.
+    order, order_min, tile_width, frame, formats, channels, bitpix, pixel_cut
+        Typed fields from the properties (see :class:`~hipsml.hips.HipsProperties`).
+    moc : Moc or None
+        Coverage MOC; tiles outside it are not requested and read as None.
+    stats : dict
+        Counters: ``tile_reads`` (reads that decoded a tile), ``memory_hits``,
+        ``absent`` (tiles found missing in the store), ``moc_skips`` (requests answered
+        None from the MOC alone), ``cache_bytes`` and ``cache_tiles`` (memory cache use).
+
+    Examples
+    --------
+    >>> survey = open_survey("/data/hips/Planck-HFI143")  # doctest: +SKIP
+    >>> tile = survey.read_tile(3, 300)                     # doctest: +SKIP
+    >>> tile.shape, tile.dtype                               # doctest: +SKIP
+    ((1, 256, 256), dtype('float32'))
+    """
+
+    def __init__(
+        self,
+        store: TileStore,
+        properties: dict[str, str],
+        *,
+        moc: Moc | None = None,
+        memory_cache_bytes: int = 512 * 2**20,
+    ) -> None:
+        self._store = store
+        self.location: str = store.location
+        source = store.url_for("properties")
+        self.properties: dict[str, str] = dict(properties)
+        self._typed = HipsProperties.from_dict(self.properties, source=source)
+        self.name: str = _short_name(self.properties, self.location)
+        self.order: int = self._typed.order
+        self.order_min: int = self._typed.order_min
+        self.tile_width: int = self._typed.tile_width
+        self.frame: str = self._typed.frame
+        self.formats: tuple[str, ...] = self._typed.formats
+        self.channels: int = self._typed.channels
+        self.bitpix: int | None = self._typed.bitpix
+        self.pixel_cut: tuple[float, float] | None = self._typed.pixel_cut
+        self.moc: Moc | None = moc
+        self._cache = _TileCache(memory_cache_bytes)
+        self._lock = threading.Lock()
+        self._counts = {"tile_reads": 0, "memory_hits": 0, "absent": 0, "moc_skips": 0}
+
+    # -- pickling (e.g. to Dask workers): the copy starts with an empty memory cache -----
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_cache"] = self._cache.max_bytes
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        max_bytes = state.pop("_cache")
+        self.__dict__.update(state)
+        self._cache = _TileCache(max_bytes)
+        self._lock = threading.Lock()
+
+    # -- bookkeeping ---------------------------------------------------------------------
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[key] += n
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters of this survey's reads (a snapshot)."""
+        with self._lock:
+            out = dict(self._counts)
+        out["cache_bytes"] = self._cache.nbytes
+        out["cache_tiles"] = len(self._cache)
+        return out
+
+    def clear_cache(self) -> None:
+        """Drop every decoded tile held in memory."""
+        self._cache.clear()
+
+    # -- validation ----------------------------------------------------------------------
+
+    def _pick_format(self, format: str | None) -> str:
+        if format is None:
+            for fmt in _PREFERENCE:
+                if fmt in self.formats:
+                    return fmt
+            raise InvalidInputError(f"survey {self.name!r} lists no readable tile format")  # pragma: no cover
+        fmt = str(format).lower()
+        if fmt == "jpg":
+            fmt = "jpeg"
+        if fmt not in self.formats:
+            raise InvalidInputError(
+                f"survey {self.name!r} has no {format!r} tiles; its formats are {', '.join(self.formats)}"
+            )
+        return fmt
+
+    def _check_order(self, order: int) -> int:
+        o = int(order)
+        if not self.order_min <= o <= self.order:
+            raise InvalidInputError(
+                f"tile order {order} is outside the orders {self.order_min}..{self.order} of survey {self.name!r}"
+            )
+        return o
+
+    @staticmethod
+    def _check_npix(order: int, npix: np.ndarray) -> None:
+        n = 12 * 4**order
+        if npix.size and (npix.min() < 0 or npix.max() >= n):
+            bad = npix[(npix < 0) | (npix >= n)][0]
+            raise InvalidInputError(f"tile index {int(bad)} is outside 0..{n - 1} at order {order}")
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _fetch(self, order: int, npix: int, fmt: str) -> np.ndarray | None:
+        relpath = tile_path(order, npix, fmt)
+        source = self._store.url_for(relpath)
+        width, channels = self.tile_width, self.channels
+
+        def decode(data: bytes) -> np.ndarray:
+            return decode_tile(data, fmt, source=source, width=width, channels=channels)
+
+        tile = self._store.fetch(relpath, decode)
+        if tile is None:
+            self._count("absent")
+        else:
+            tile.flags.writeable = False
+            self._count("tile_reads")
+        self._cache.put((order, npix, fmt), tile)
+        return tile
+
+    def read_tile(self, order: int, npix: int, format: str | None = None) -> np.ndarray | None:
+        """Read one tile as a read-only float32 ``(C, W, W)`` array, or None when absent.
+
+        Parameters
+        ----------
+        order : int
+            Tile order, ``order_min <= order <= order``.
+        npix : int
+            HEALPix NESTED index of the tile at ``order``.
+        format : {"fits", "png", "jpeg"}, optional
+            Tile format; by default FITS when the survey has it, else PNG, else JPEG.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            Oriented like the FITS tile (row 0 = first FITS row), blank pixels NaN.
+            **None** when the tile does not exist: outside the coverage MOC (checked
+            before any request), not on disk, or HTTP 404. Absence is normal in a HiPS
+            and is remembered in the memory cache.
+
+        Raises
+        ------
+        InvalidInputError
+            ``order``, ``npix`` or ``format`` is out of range for this survey.
+        TileDecodeError, FetchError
+            The tile exists but is corrupt, or the server keeps failing.
+
+        Examples
+        --------
+        >>> tile = survey.read_tile(3, 300)   # doctest: +SKIP
+        """
+        fmt = self._pick_format(format)
+        o = self._check_order(order)
+        p = int(npix)
+        self._check_npix(o, np.array([p]))
+        if self.moc is not None and not self.moc.contains_tile(o, p):
+            self._count("moc_skips")
+            return None
+        hit, tile = self._cache.get((o, p, fmt))
+        if hit:
+            self._count("memory_hits")
+            return tile
+        return self._fetch(o, p, fmt)
+
+    def read_tiles(self, order: int, npix_seq: Iterable[int], format: str | None = None) -> list[np.ndarray | None]:
+        """Read many tiles of one order; same order as ``npix_seq``, None for absent tiles.
+
+        Remote surveys fetch the missing tiles concurrently (16 threads); local ones
+        read them in turn. Each distinct tile is read once even when repeated.
+
+        Examples
+        --------
+        >>> tiles = survey.read_tiles(3, [299, 300, 301])   # doctest: +SKIP
+        """
+        fmt = self._pick_format(format)
+        o = self._check_order(order)
+        npix = np.asarray(list(npix_seq), dtype=np.int64).ravel()
+        self._check_npix(o, npix)
+        out: list[np.ndarray | None] = [None] * npix.size
+        if npix.size == 0:
+            return out
+        inside = np.ones(npix.size, dtype=bool) if self.moc is None else self.moc.contains_tiles(o, npix)
+        if not inside.all():
+            self._count("moc_skips", int((~inside).sum()))
+        todo: dict[int, list[int]] = {}
+        for i in np.flatnonzero(inside):
+            p = int(npix[i])
+            hit, tile = self._cache.get((o, p, fmt))
+            if hit:
+                self._count("memory_hits")
+                out[i] = tile
+            else:
+                todo.setdefault(p, []).append(int(i))
+        if not todo:
+            return out
+        keys = list(todo)
+        if isinstance(self._store, LocalTileStore) or len(keys) == 1:
+            results = [self._fetch(o, p, fmt) for p in keys]
+        else:
+            with ThreadPoolExecutor(max_workers=min(_HTTP_WORKERS, len(keys)), thread_name_prefix="hipsml-tile") as pool:
+                results = list(pool.map(lambda p: self._fetch(o, p, fmt), keys))
+        for p, tile in zip(keys, results):
+            for i in todo[p]:
+                out[i] = tile
+        return out
+
+    def read_allsky(self, order: int = 3, format: str | None = None) -> np.ndarray | None:
+        """Read the ``Norder{order}/Allsky`` preview mosaic, split into its tiles.
+
+        Parameters
+        ----------
+        order : int
+            Order of the mosaic (HiPS writers make Allsky files for orders up to 3).
+        format : {"fits", "png", "jpeg"}, optional
+            By default the first Allsky file found, trying FITS, then PNG, then JPEG
+            among the survey's formats.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            Read-only float32 ``(12 * 4**order, C, w, w)``: entry ``i`` is tile ``i`` of
+            ``order`` at low resolution (``w`` is usually 64), oriented like
+            :meth:`read_tile`. None when the survey has no such Allsky file.
+
+        Examples
+        --------
+        >>> allsky = survey.read_allsky(3)   # doctest: +SKIP
+        >>> allsky.shape                     # doctest: +SKIP
+        (768, 3, 64, 64)
+        """
+        o = int(order)
+        if not 0 <= o <= self.order:
+            raise InvalidInputError(f"Allsky order {order} is outside 0..{self.order} of survey {self.name!r}")
+        if format is not None:
+            return self._read_allsky(o, self._pick_format(format))
+        for fmt in _PREFERENCE:
+            if fmt in self.formats:
+                tiles = self._read_allsky(o, fmt)
+                if tiles is not None:
+                    return tiles
+        return None
+
+    def _read_allsky(self, o: int, fmt: str) -> np.ndarray | None:
+        key = ("allsky", o, fmt)
+        hit, tiles = self._cache.get(key)
+        if hit:
+            self._count("memory_hits")
+            return tiles
+        relpath = f"Norder{o}/Allsky.{_EXT[fmt]}"
+        source = self._store.url_for(relpath)
+        channels = self.channels
+
+        def decode(data: bytes) -> np.ndarray:
+            mosaic = decode_tile(data, fmt, source=source, channels=channels)
+            return split_allsky(mosaic, o, source=source)
+
+        tiles = self._store.fetch(relpath, decode)
+        if tiles is None:
+            self._count("absent")
+        else:
+            tiles.flags.writeable = False
+            self._count("tile_reads")
+        self._cache.put(key, tiles)
+        return tiles
+
+    # -- description ---------------------------------------------------------------------
+
+    def summary(self) -> str:
+        """Multi-line description of the survey (used by ``hipsml survey info``)."""
+        p = self.properties
+        cut = "-" if self.pixel_cut is None else f"{self.pixel_cut[0]:g} .. {self.pixel_cut[1]:g}"
+        moc = "none" if self.moc is None else f"{self.moc.sky_fraction * 100:.3g}% of the sky ({len(self.moc)} ranges)"
+        lines = [
+            f"name:        {self.name}",
+            f"location:    {self.location}",
+            f"id:          {p.get('creator_did') or p.get('publisher_did') or '-'}",
+            f"frame:       {self.frame}",
+            f"orders:      {self.order_min}..{self.order}",
+            f"tile width:  {self.tile_width}",
+            f"formats:     {' '.join(self.formats)}",
+            f"channels:    {self.channels}{' (colour)' if self.channels == 3 else ''}",
+            f"bitpix:      {'-' if self.bitpix is None else self.bitpix}",
+            f"pixel cut:   {cut}",
+            f"coverage:    {moc}",
+        ]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"HipsSurvey(name={self.name!r}, location={self.location!r}, order={self.order}, "
+            f"frame={self.frame!r}, tile_width={self.tile_width}, formats={self.formats!r})"
+        )
+
+
+def _load_moc(store: TileStore) -> Moc | None:
+    source = store.url_for("Moc.fits")
+    try:
+        moc = store.fetch("Moc.fits", lambda data: Moc.from_fits(data, source=source))
+    except (HipsmlError, OSError) as exc:
+        logger.warning("ignoring the coverage MOC of %s: %s", store.location, exc)
+        return None
+    if moc is None:
+        logger.info("%s has no Moc.fits; every tile will be requested", store.location)
+    else:
+        logger.info("coverage MOC of %s: %r", store.location, moc)
+    return moc
+
+
+def open_survey(
+    location: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None | Literal[False] = None,
+    memory_cache_bytes: int = 512 * 2**20,
+    **http_options: Any,
+) -> HipsSurvey:
+    """Open a HiPS image survey for reading.
+
+    Parameters
+    ----------
+    location : str or path-like
+        Local directory, ``file://`` URL or ``http(s)://`` URL of the survey root
+        (the directory holding ``properties``).
+    cache_dir : str, path-like or False, optional
+        Disk cache for a remote survey's files (ignored for local surveys); None
+        means the HTTP store's default (``$HIPSML_CACHE_DIR`` or ``~/.cache/hipsml``),
+        False disables it.
+    memory_cache_bytes : int
+        Bound on the decoded tiles kept in memory (LRU), default 512 MiB.
+    **http_options
+        Passed to the HTTP store (concurrency, retries, timeouts).
+
+    Returns
+    -------
+    HipsSurvey
+
+    Raises
+    ------
+    InvalidLocationError
+        Unsupported scheme (``ftp://`` ...) or malformed location.
+    SurveyNotFoundError
+        No directory, or no ``properties`` file, at ``location``.
+    PropertiesError
+        The ``properties`` file is malformed or lacks ``hips_order``.
+
+    Examples
+    --------
+    >>> survey = open_survey("https://alasky.cds.unistra.fr/DSS/DSS2Merged")  # doctest: +SKIP
+    >>> survey.frame, survey.order, survey.formats                           # doctest: +SKIP
+    ('icrs', 9, ('fits', 'jpeg'))
+    """
+    if cache_dir is not None:
+        http_options["cache_dir"] = cache_dir
+    store = open_store(location, **http_options)
+    source = store.url_for("properties")
+    props = store.fetch("properties", lambda data: parse_properties(data, source=source))
+    if props is None:
+        raise SurveyNotFoundError(f"no HiPS at {store.location}: there is no properties file ({source})")
+    survey = HipsSurvey(store, props, moc=_load_moc(store), memory_cache_bytes=memory_cache_bytes)
+    logger.info("opened %r", survey)
+    return survey
+
