@@ -1,0 +1,351 @@
+"""Writing HiPS directories: frames, ``properties``, FITS and PNG tiles, ``Moc.fits``.
+
+This is the only module of :mod:`hipsml.sky` that touches the disk. Every file is
+written under a temporary name and renamed into place, and a whole survey (or a whole
+synthetic sky) is built in a sibling staging folder ``{path}.tmp-XXXX`` that is renamed
+to ``path`` only once complete, so a reader never sees half a survey.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from hipsml.errors import InvalidInputError
+from hipsml.hips._healpix import tile_path
+
+__all__ = [
+    "SurveyFrame",
+    "parse_frame",
+    "parse_formats",
+    "check_target",
+    "staged_directory",
+    "write_fits_tile",
+    "write_png_tile",
+    "write_properties",
+    "write_moc",
+    "pixel_cut",
+    "directory_size",
+    "release_date",
+]
+
+logger = logging.getLogger(__name__)
+
+_BLANK = {16: -32768, 32: -2147483648}
+_INT_DTYPE = {16: np.int16, 32: np.int32}
+_FORMATS = ("fits", "png")
+
+
+@dataclass(frozen=True)
+class SurveyFrame:
+    """A HiPS celestial frame and the rotation from it to ICRS.
+
+    Attributes
+    ----------
+    name : str
+        ``"icrs"``, ``"galactic"`` or ``"ecliptic"``.
+    hips_frame : str
+        The ``hips_frame`` property value (``equatorial``, ``galactic``, ``ecliptic``).
+    coordsys : str
+        The legacy one-letter ``coordsys`` (``C``, ``G``, ``E``), also the MOC ``COORDSYS``.
+    to_icrs : numpy.ndarray
+        ``(3, 3)`` rotation matrix: ``v_icrs = to_icrs @ v_frame`` for unit vectors.
+    """
+
+    name: str
+    hips_frame: str
+    coordsys: str
+    to_icrs: np.ndarray
+
+    def vectors_to_icrs(self, vec: np.ndarray) -> np.ndarray:
+        """Rotate ``(..., 3)`` unit vectors from this frame to ICRS."""
+        return vec @ self.to_icrs.T
+
+    def vectors_from_icrs(self, vec: np.ndarray) -> np.ndarray:
+        """Rotate ``(..., 3)`` ICRS unit vectors into this frame."""
+        return vec @ self.to_icrs
+
+
+def _rotation_to_icrs(frame_name: str) -> np.ndarray:
+    """The 3x3 rotation from ``frame_name`` to ICRS, found by transforming the basis vectors."""
+    if frame_name == "icrs":
+        return np.eye(3)
+    from astropy import units as u
+    from astropy.coordinates import BarycentricMeanEcliptic, CartesianRepresentation, Galactic, SkyCoord
+
+    frame = Galactic() if frame_name == "galactic" else BarycentricMeanEcliptic(equinox="J2000")
+    basis = CartesianRepresentation(np.eye(3) * u.one)
+    icrs = SkyCoord(frame.realize_frame(basis)).icrs.cartesian
+    cols = np.stack([icrs.x.value, icrs.y.value, icrs.z.value], axis=0)  # column j = image of basis j
+    # orthonormalise (the transforms are pure rotations; this removes rounding only)
+    uu, _, vt = np.linalg.svd(cols)
+    return uu @ vt
+
+
+_FRAME_ALIASES = {
+    "icrs": "icrs",
+    "equatorial": "icrs",
+    "c": "icrs",
+    "galactic": "galactic",
+    "g": "galactic",
+    "ecliptic": "ecliptic",
+    "e": "ecliptic",
+}
+_FRAME_CACHE: dict[str, SurveyFrame] = {}
+
+
+def parse_frame(frame: str) -> SurveyFrame:
+    """Normalise a frame name (``icrs``/``equatorial``, ``galactic``, ``ecliptic``).
+
+    ``ecliptic`` is astropy's ``BarycentricMeanEcliptic`` with equinox J2000.
+
+    Examples
+    --------
+    >>> parse_frame("equatorial").hips_frame
+    'equatorial'
+    """
+    key = _FRAME_ALIASES.get(str(frame).lower()) if isinstance(frame, str) else None
+    if key is None:
+        raise InvalidInputError(f"frame must be one of icrs, galactic, ecliptic; got {frame!r}")
+    if key not in _FRAME_CACHE:
+        hips_frame = {"icrs": "equatorial", "galactic": "galactic", "ecliptic": "ecliptic"}[key]
+        coordsys = {"icrs": "C", "galactic": "G", "ecliptic": "E"}[key]
+        _FRAME_CACHE[key] = SurveyFrame(key, hips_frame, coordsys, _rotation_to_icrs(key))
+    return _FRAME_CACHE[key]
+
+
+def parse_formats(formats: Iterable[str] | str) -> tuple[str, ...]:
+    """Validate tile formats: ``fits`` is always written; ``png`` is optional."""
+    if isinstance(formats, str):
+        formats = (formats,)
+    out = [str(f).strip().lower() for f in formats if str(f).strip()]
+    for f in out:
+        if f not in _FORMATS:
+            raise InvalidInputError(f"formats: unknown tile format {f!r}; expected fits and/or png")
+    if "fits" not in out:
+        raise InvalidInputError(f"formats must include 'fits' (the data tiles); got {tuple(out)!r}")
+    return tuple(f for f in _FORMATS if f in out)
+
+
+def check_target(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Refuse early an output ``path`` that is a file, or a non-empty folder without ``overwrite``."""
+    target = Path(path).expanduser().absolute()
+    if target.exists():
+        if not target.is_dir():
+            raise InvalidInputError(f"path {target} exists and is not a directory")
+        if not overwrite and any(target.iterdir()):
+            raise InvalidInputError(f"path {target} exists and is not empty; pass overwrite=True to replace it")
+    return target
+
+
+@contextlib.contextmanager
+def staged_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
+    """Build a directory under a temporary sibling name and publish it by renaming.
+
+    Yields the staging folder ``{path}.tmp-XXXX``. When the block succeeds the staging
+    folder is renamed to ``path``; when it fails it is removed and ``path`` is untouched.
+    An existing non-empty ``path`` is refused unless ``overwrite=True``.
+    """
+    target = check_target(path, overwrite=overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=target.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old: Path | None = None
+    if target.exists():
+        if any(target.iterdir()):
+            old = Path(tempfile.mkdtemp(prefix=f"{target.name}.old-", dir=target.parent))
+            os.rmdir(old)
+            os.rename(target, old)
+        else:
+            os.rmdir(target)
+    os.rename(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    logger.info("published %s", target)
+
+
+def _atomic_write_bytes(dest: Path, data: bytes) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _fits_bytes(hdul: fits.HDUList) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    hdul.writeto(buf)
+    return buf.getvalue()
+
+
+def _integer_hdu(data: np.ndarray, bitpix: int) -> fits.PrimaryHDU:
+    """Scale float data to a BITPIX 16/32 HDU with BSCALE/BZERO/BLANK (per tile)."""
+    blank = _BLANK[bitpix]
+    top = -blank - 1  # 32767 or 2**31 - 1
+    finite = np.isfinite(data)
+    if finite.any():
+        lo = float(np.min(data[finite]))
+        hi = float(np.max(data[finite]))
+    else:
+        lo = hi = 0.0
+    if hi > lo:
+        bscale = (hi - lo) / (2.0 * top)
+        bzero = 0.5 * (hi + lo)
+    else:
+        bscale, bzero = 1.0, lo
+    scaled = np.zeros(data.shape, dtype=np.float64)
+    scaled[finite] = np.clip(np.round((data[finite].astype(np.float64) - bzero) / bscale), -top, top)
+    ints = np.where(finite, scaled, blank).astype(_INT_DTYPE[bitpix])
+    hdu = fits.PrimaryHDU(ints)
+    hdu.header["BSCALE"] = bscale
+    hdu.header["BZERO"] = bzero
+    hdu.header["BLANK"] = blank
+    return hdu
+
+
+def write_fits_tile(
+    root: Path, order: int, npix: int, data: np.ndarray, *, bitpix: int = -32, extra: Mapping[str, object] | None = None
+) -> Path:
+    """Write one FITS tile ``Norder{k}/Dir{d}/Npix{n}.fits`` atomically; return its path.
+
+    ``bitpix`` -32 writes float32 with NaN blanks; 16 and 32 write scaled integers with
+    ``BSCALE``/``BZERO``/``BLANK`` chosen per tile so the values survive to
+    ``(max - min) / 65534`` (16) or ``/ 4294967294`` (32).
+    """
+    if bitpix == -32:
+        hdu = fits.PrimaryHDU(np.ascontiguousarray(data, dtype=np.float32))
+    elif bitpix in _BLANK:
+        hdu = _integer_hdu(np.asarray(data, dtype=np.float64), bitpix)
+    else:
+        raise InvalidInputError(f"bitpix must be -32, 16 or 32; got {bitpix!r}")
+    hdu.header["ORDER"] = (int(order), "HiPS order of this tile")
+    hdu.header["NPIX"] = (int(npix), "HEALPix NESTED index of this tile")
+    for key, value in (extra or {}).items():
+        hdu.header[key] = value
+    dest = root / tile_path(order, npix, "fits")
+    _atomic_write_bytes(dest, _fits_bytes(fits.HDUList([hdu])))
+    return dest
+
+
+def write_png_tile(root: Path, order: int, npix: int, data: np.ndarray, cut: tuple[float, float]) -> Path:
+    """Write one 8-bit greyscale PNG tile scaled linearly by ``cut``; NaN becomes 0.
+
+    The image is flipped vertically so that it displays like the FITS tile
+    (PNG row 0 is the last FITS row).
+    """
+    import io
+
+    from PIL import Image
+
+    lo, hi = float(cut[0]), float(cut[1])
+    span = hi - lo if hi > lo else 1.0
+    scaled = np.clip((np.asarray(data, dtype=np.float64) - lo) / span * 255.0, 0.0, 255.0)
+    img = np.where(np.isfinite(scaled), np.round(scaled), 0.0).astype(np.uint8)[::-1]
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img), mode="L").save(buf, format="PNG")
+    dest = root / tile_path(order, npix, "png")
+    _atomic_write_bytes(dest, buf.getvalue())
+    return dest
+
+
+def pixel_cut(samples: Iterable[np.ndarray], percentiles: tuple[float, float] = (0.5, 99.5)) -> tuple[float, float]:
+    """Display cut ``(lo, hi)`` from the finite values of ``samples`` (``hips_pixel_cut``)."""
+    values = [np.asarray(s, dtype=np.float64).ravel() for s in samples]
+    flat = np.concatenate(values) if values else np.zeros(0)
+    flat = flat[np.isfinite(flat)]
+    if flat.size == 0:
+        return 0.0, 1.0
+    if flat.size > 2_000_000:
+        flat = flat[:: flat.size // 2_000_000 + 1]
+    lo, hi = (float(v) for v in np.percentile(flat, percentiles))
+    if hi <= lo:
+        hi = lo + 1.0
+    return lo, hi
+
+
+def write_properties(root: Path, fields: Mapping[str, object]) -> Path:
+    """Write the HiPS ``properties`` file (``key = value`` lines, in the given order)."""
+    width = max(len(k) for k in fields)
+    lines = [f"{k.ljust(width)} = {v}" for k, v in fields.items()]
+    dest = root / "properties"
+    _atomic_write_bytes(dest, ("\n".join(lines) + "\n").encode("utf-8"))
+    return dest
+
+
+def _normalise_moc(order: int, cells: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Merge complete groups of 4 siblings into their parent: ``[(order, cells), ...]``."""
+    out: list[tuple[int, np.ndarray]] = []
+    current = np.unique(np.asarray(cells, dtype=np.int64))
+    for k in range(order, 0, -1):
+        parents, counts = np.unique(current >> 2, return_counts=True)
+        full = parents[counts == 4]
+        keep = current[~np.isin(current >> 2, full)]
+        if keep.size:
+            out.append((k, keep))
+        current = full
+        if current.size == 0:
+            break
+    else:
+        if current.size:
+            out.append((0, current))
+    return out
+
+
+def write_moc(root: Path, order: int, cells: np.ndarray, *, coordsys: str = "C") -> Path:
+    """Write ``Moc.fits``: an IVOA MOC (NUNIQ) covering ``cells`` (NESTED indices at ``order``).
+
+    Complete groups of four sibling cells are merged into their parent, so the MOC is
+    the normalised form of exactly the given cells. ``COORDSYS`` is ``coordsys``
+    (``C`` equatorial, ``G`` galactic, ``E`` ecliptic).
+    """
+    parts = _normalise_moc(order, cells)
+    uniq = np.sort(np.concatenate([4 * 4**k + c for k, c in parts] or [np.zeros(0, np.int64)])).astype(np.int64)
+    col = fits.Column(name="UNIQ", format="K", array=uniq)
+    table = fits.BinTableHDU.from_columns([col])
+    hdr = table.header
+    hdr["PIXTYPE"] = "HEALPIX"
+    hdr["ORDERING"] = "NUNIQ"
+    hdr["COORDSYS"] = coordsys
+    hdr["MOCORDER"] = int(order)
+    hdr["MOCDIM"] = "SPACE"
+    hdr["MOCVERS"] = "2.0"
+    hdr["MOCTOOL"] = "hipsml"
+    dest = root / "Moc.fits"
+    _atomic_write_bytes(dest, _fits_bytes(fits.HDUList([fits.PrimaryHDU(), table])))
+    return dest
+
+
+def release_date() -> str:
+    """Current UTC time in the HiPS ``hips_release_date`` form ``YYYY-mm-ddTHH:MMZ``."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def directory_size(root: Path) -> tuple[int, int]:
+    """``(files, bytes)`` under ``root``."""
+    n = size = 0
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            n += 1
+            size += os.path.getsize(os.path.join(dirpath, name))
+    return n, size
