@@ -1,0 +1,304 @@
+"""Cutout engine: geometry, nearest vs an independent slow reference, bilinear accuracy, seams."""
+
+from __future__ import annotations
+
+import logging
+
+import healpy as hp
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+
+import hipsml
+from hipsml.errors import InvalidInputError
+from hipsml.extract import cutout_wcs, cutouts
+from hipsml.extract._geometry import frame_matrix, pixel_grid_vectors, target_bases
+from hipsml.extract._kernels import face_coordinates
+from hipsml.hips._healpix import interleave_bits
+from hipsml.sky import render_function_hips
+
+from cutout_reference import ASTROPY_FRAMES, TileReader, pixel_centres_in_frame, reference_nearest, spec_wcs
+
+
+def unit(ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    a, d = np.radians(ra), np.radians(dec)
+    return np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)
+
+
+def wiggly(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """Varies from cell to cell, so equal values mean the same cell."""
+    x, y, z = unit(ra, dec)
+    return np.sin(4000.0 * x) + np.cos(3000.0 * y) + z * 1e-3
+
+
+def smooth(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """Smooth everywhere on the sphere, poles included (a function of the unit vector)."""
+    x, y, z = unit(ra, dec)
+    return np.cos(3.0 * x) + np.sin(2.0 * y + z) + x * z
+
+
+def to_icrs(lon: float, lat: float, frame: str) -> tuple[float, float]:
+    c = SkyCoord(lon * u.deg, lat * u.deg, frame=ASTROPY_FRAMES[frame]).icrs
+    return float(c.ra.deg), float(c.dec.deg)
+
+
+# ---------------------------------------------------------------- geometry
+
+
+def test_cutout_wcs_matches_definition():
+    w = cutout_wcs(150.0, 2.0, size=64, pixel_scale=1.5, rotation=30.0)
+    ref = spec_wcs(150.0, 2.0, 64, 1.5, 30.0)
+    assert np.allclose(w.wcs.cd, ref.wcs.cd)
+    assert np.allclose(w.wcs.crpix, [32.5, 32.5])
+    assert list(w.wcs.ctype) == ["RA---TAN", "DEC--TAN"]
+    # north up, east left: row 0 is south of the centre, column 0 east of it
+    c0 = w.pixel_to_world(32, 0)
+    cw = w.pixel_to_world(0, 32)
+    w0 = cutout_wcs(150.0, 2.0, size=64, pixel_scale=1.5)
+    assert w0.pixel_to_world(32, 0).dec.deg < 2.0 and w0.pixel_to_world(0, 32).ra.deg > 150.0
+    assert c0.separation(cw).deg > 0
+
+
+@pytest.mark.parametrize("proj", ["TAN", "SIN"])
+@pytest.mark.parametrize(
+    "ra,dec,rot",
+    [(150.0, 2.0, 0.0), (10.0, -89.9, 0.0), (300.0, 89.99, 45.0), (45.0, 41.81, -120.0), (30.0, 90.0, 10.0), (30.0, -90.0, 0.0)],
+)
+def test_pixel_grid_matches_astropy_wcs(proj, ra, dec, rot):
+    size, scale = 33, 20.0
+    grid = pixel_grid_vectors(size, scale, proj)
+    bases = target_bases(np.array([ra]), np.array([dec]), np.array([rot]))
+    vec = grid @ bases[0].T
+    lon, lat = pixel_centres_in_frame(ra, dec, size, scale, "icrs", rot, proj)
+    ref = hp.ang2vec(lon.ravel(), lat.ravel(), lonlat=True)
+    sep_arcsec = np.degrees(np.linalg.norm(vec - ref, axis=1)) * 3600  # chord = angle here
+    assert sep_arcsec.max() < 1e-4
+
+
+@pytest.mark.parametrize("frame", ["galactic", "ecliptic"])
+def test_frame_matrix_matches_astropy(frame):
+    rng = np.random.default_rng(3)
+    ra, dec = rng.uniform(0, 360, 50), np.degrees(np.arcsin(rng.uniform(-1, 1, 50)))
+    mine = hp.ang2vec(ra, dec, lonlat=True) @ frame_matrix(frame).T
+    c = SkyCoord(ra * u.deg, dec * u.deg).transform_to(ASTROPY_FRAMES[frame]).spherical
+    ref = hp.ang2vec(c.lon.deg, c.lat.deg, lonlat=True)
+    assert np.abs(mine - ref).max() < 1e-12
+
+
+@pytest.mark.parametrize("order", [0, 5, 13, 22])
+def test_face_coordinates_give_healpy_cells(order):
+    rng = np.random.default_rng(order)
+    v = rng.normal(size=(100_000, 3))
+    v[:200] = [0, 0, 1] + rng.normal(size=(200, 3)) * 1e-6  # pole
+    v[200:400] = [0, 0, -1] + rng.normal(size=(200, 3)) * 1e-6
+    z23 = np.sqrt(1 - (2 / 3) ** 2)
+    v[400:600] = [z23 / np.sqrt(2), z23 / np.sqrt(2), 2 / 3] + rng.normal(size=(200, 3)) * 1e-7  # cap/belt edge
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    nside = 1 << order
+    face, x, y = face_coordinates(v, float(nside))
+    ix = np.clip(np.floor(x).astype(np.int64), 0, nside - 1)
+    iy = np.clip(np.floor(y).astype(np.int64), 0, nside - 1)
+    mine = face * nside * nside + interleave_bits(ix, iy)
+    ref = hp.vec2pix(nside, v[:, 0], v[:, 1], v[:, 2], nest=True)
+    assert np.mean(mine == ref) > 0.99999
+
+
+# ---------------------------------------------------------------- nearest vs reference
+
+
+def _targets_for(frame: str, korder: int, seed: int) -> list[tuple[float, float]]:
+    """Hard places in the survey frame (poles, base-face corners, tile corners), as ICRS."""
+    rng = np.random.default_rng(seed)
+    places = [(0.0, 90.0), (123.0, -89.99), (45.0, 0.0), (0.0, 41.8103149), (90.0, -41.8103149), (180.0, 41.81)]
+    corners = hp.boundaries(1 << korder, int(rng.integers(12 * 4**korder)), step=1, nest=True)
+    lon, lat = hp.vec2ang(corners.T, lonlat=True)
+    places += list(zip(lon.tolist(), lat.tolist()))
+    return [to_icrs(lo, la, frame) for lo, la in places]
+
+
+@pytest.mark.parametrize(
+    "frame,korder,width,rot",
+    [("icrs", 3, 64, 0.0), ("galactic", 2, 256, 30.0), ("ecliptic", 4, 64, -75.0), ("icrs", 1, 512, 10.0)],
+)
+def test_nearest_matches_slow_reference(tmp_path, frame, korder, width, rot):
+    root = render_function_hips(tmp_path / "s", wiggly, order=korder, tile_width=width, frame=frame)
+    survey = hipsml.open_survey(root)
+    reader = TileReader(root, korder, width)
+    cell = np.degrees(np.sqrt(4 * np.pi / (12 * 4 ** (korder + width.bit_length() - 1)))) * 3600
+    targets = _targets_for(frame, korder, seed=korder)
+    ra, dec = np.array(targets).T
+    size = 24
+    res = cutouts(survey, (ra, dec), size=size, pixel_scale=0.7 * cell, rotation=rot, interpolation="nearest",
+                  order=korder)
+    agree = []
+    for n in range(len(ra)):
+        ref, _ = reference_nearest(reader, frame, ra[n], dec[n], size, 0.7 * cell, rot)
+        agree.append(np.mean(res.images[n, 0] == ref.astype(np.float32)))
+    assert np.mean(agree) >= 0.999, agree
+    assert res.mask.all()
+
+
+def test_nearest_matches_reference_on_real_planck_tiles(samples_dir):
+    root = samples_dir / "Planck-HFI143"
+    survey = hipsml.open_survey(root)
+    assert survey.frame == "galactic" and survey.tile_width == 256
+    reader = TileReader(root, 3, 256)
+    present = sorted(int(p.stem[4:]) for p in (root / "Norder3" / "Dir0").glob("Npix*.fits"))
+    # targets at the centres and corners of tiles in the sample
+    ra, dec = [], []
+    for npix in present[:6]:
+        lon, lat = hp.pix2ang(8, npix, nest=True, lonlat=True)
+        for dl, db in [(0, 0), (1.5, 1.5), (-2, 1)]:
+            r, d = to_icrs(lon + dl, lat + db, "galactic")
+            ra.append(r)
+            dec.append(d)
+    cell = 3600 * np.degrees(np.sqrt(4 * np.pi / (12 * 4**11)))
+    res = cutouts(survey, (np.array(ra), np.array(dec)), size=48, pixel_scale=0.8 * cell, interpolation="nearest",
+                  rotation=20.0)
+    total = agree = 0
+    for n in range(len(ra)):
+        ref, _ = reference_nearest(reader, "galactic", ra[n], dec[n], 48, 0.8 * cell, 20.0)
+        both_nan = np.isnan(ref) & np.isnan(res.images[n, 0])
+        agree += np.sum((res.images[n, 0] == ref.astype(np.float32)) | both_nan)
+        total += ref.size
+        assert np.array_equal(res.mask[n, 0], ~np.isnan(ref))
+    assert agree / total >= 0.999
+    assert np.isfinite(res.images).mean() > 0.5
+
+
+def test_each_tile_read_once_per_call(tmp_path):
+    korder, width = 3, 64
+    root = render_function_hips(tmp_path / "s", wiggly, order=korder, tile_width=width, region=(40.0, 20.0, 8.0))
+    survey = hipsml.open_survey(root)
+    reader = TileReader(root, korder, width)
+    rng = np.random.default_rng(0)
+    ra = 40 + rng.uniform(-4, 4, 300)
+    dec = 20 + rng.uniform(-4, 4, 300)
+    cell = 3600 * np.degrees(np.sqrt(4 * np.pi / (12 * 4 ** (korder + 6))))
+    before = survey.stats["tile_reads"]
+    res = cutouts(survey, (ra, dec), size=16, pixel_scale=cell, interpolation="nearest", order=korder)
+    needed = set()
+    for n in range(ra.size):
+        _, cells = reference_nearest(reader, "icrs", ra[n], dec[n], 16, cell)
+        needed |= set((cells >> 12).ravel().tolist())
+    assert res.tiles_read == len(needed)
+    assert survey.stats["tile_reads"] - before == len(needed)
+
+
+# ---------------------------------------------------------------- bilinear accuracy and seams
+
+
+def _bilinear_error(tmp_path, korder: int, targets) -> float:
+    """Max |cutout - f| over cutouts of a HiPS holding f at its cell centres."""
+    root = render_function_hips(tmp_path / f"smooth{korder}", smooth, order=korder, tile_width=64, order_min=korder)
+    survey = hipsml.open_survey(root)
+    ra, dec = np.array(targets).T
+    res = cutouts(survey, (ra, dec), size=32, fov=4 * 3600.0, order=korder)
+    errs = []
+    for n in range(ra.size):
+        lon, lat = pixel_centres_in_frame(ra[n], dec[n], 32, 4 * 3600.0 / 32, "icrs")
+        errs.append(np.abs(res.images[n, 0] - smooth(lon, lat)).max())
+    assert res.mask.all()
+    return float(max(errs))
+
+
+def test_bilinear_error_small_and_shrinks_with_order(tmp_path):
+    # inside faces the error falls as the cell size squared (~4x per order)
+    inner = [(10.0, 20.0), (45.0, 60.0), (135.0, -41.81), (45.0, 0.0), (200.0, -30.0)]
+    errors = {k: _bilinear_error(tmp_path / "inner", k, inner) for k in (2, 3, 4)}
+    assert errors[3] < errors[2] / 3 and errors[4] < errors[3] / 3, errors
+    assert errors[4] < 2e-5, errors
+    # along the polar-cap face edges, at the poles and at the cap/belt transition the face
+    # grid has a kink, so bilinear interpolation in it is first order there (~2x per order)
+    kinks = [(200.0, 89.0), (77.0, -88.5), (90.5, 80.0), (0.0, 41.8103149)]
+    kerr = {k: _bilinear_error(tmp_path / "kinks", k, kinks) for k in (2, 3, 4)}
+    assert kerr[3] < kerr[2] / 1.8 and kerr[4] < kerr[3] / 1.8, kerr
+    assert kerr[4] < 1e-3, kerr
+
+
+def test_no_seams_across_tiles_and_faces(tmp_path):
+    """Cutouts straddling tile edges, base-face edges, face corners and poles are continuous.
+
+    A discontinuity gives the same step between neighbouring pixels however fine the pixels;
+    a continuous image's steps shrink with the pixel size. Nearest-cell cutouts (which are
+    discontinuous at every cell edge) show the metric does catch seams.
+    """
+    korder = 3
+    root = render_function_hips(tmp_path / "s", smooth, order=korder, tile_width=64, order_min=korder)
+    survey = hipsml.open_survey(root)
+    targets = [(45.0, 0.0), (0.0, 41.8103149), (90.0, -41.8103149), (0.0, 90.0), (270.0, -90.0), (90.0, 70.0)]
+    for c in hp.boundaries(1 << korder, [100, 500, 700], step=1, nest=True):
+        lon, lat = hp.vec2ang(c.T, lonlat=True)
+        targets += list(zip(lon.tolist(), lat.tolist()))
+    ra, dec = np.array(targets).T
+
+    def max_step(scale, interpolation):
+        res = cutouts(survey, (ra, dec), size=40, pixel_scale=scale, order=korder, interpolation=interpolation)
+        assert res.mask.all()  # no NaN stripes
+        im = res.images[:, 0]
+        return np.maximum(np.abs(np.diff(im, axis=1)).max(axis=(1, 2)), np.abs(np.diff(im, axis=2)).max(axis=(1, 2)))
+
+    shrink = max_step(60.0, "bilinear") / max_step(15.0, "bilinear")
+    assert shrink.min() > 3.0, shrink
+    control = max_step(60.0, "nearest") / max_step(15.0, "nearest")
+    assert np.median(control) < 1.5, control
+    # and the values are right there (first-order bound of the kinked regions, see above)
+    res = cutouts(survey, (ra, dec), size=40, pixel_scale=60.0, order=korder)
+    for n in range(ra.size):
+        lon, lat = pixel_centres_in_frame(ra[n], dec[n], 40, 60.0, "icrs")
+        assert np.abs(res.images[n, 0] - smooth(lon, lat)).max() < 3e-3
+
+
+# ---------------------------------------------------------------- behaviour
+
+
+def test_multi_survey_channels_and_partial_coverage(tmp_path):
+    a = render_function_hips(tmp_path / "a", smooth, order=3, tile_width=64, region=(30.0, 10.0, 3.0))
+    b = render_function_hips(tmp_path / "b", lambda r, d: 2 * smooth(r, d), order=2, tile_width=128, frame="galactic")
+    sa, sb = hipsml.open_survey(a), hipsml.open_survey(b)
+    res = cutouts([sa, sb], SkyCoord([30.0, 60.0] * u.deg, [10.0, 10.0] * u.deg), size=32, pixel_scale=200.0)
+    assert res.images.shape == (2, 2, 32, 32) and res.images.dtype == np.float32
+    assert res.mask[0].all()  # inside survey a
+    assert not res.mask[1, 0].any() and res.mask[1, 1].all()  # outside a, all-sky b
+    assert np.allclose(res.images[0, 1], 2 * res.images[0, 0], rtol=2e-3, atol=2e-3)
+    images, mask = res
+    assert images is res.images and mask is res.mask
+    # a cutout half off the survey is still produced, with a partial mask
+    lon_edge = 30.0 + 3.0 / np.cos(np.radians(10.0)) + 0.3
+    half = cutouts(sa, ([lon_edge], [10.0]), size=64, pixel_scale=120.0)
+    frac = half.mask.mean()
+    assert 0.05 < frac < 0.95
+    assert np.isnan(half.images[~half.mask]).all() and np.isfinite(half.images[half.mask]).all()
+
+
+def test_auto_order_is_logged_and_coarsest_sufficient(tmp_path, caplog):
+    root = render_function_hips(tmp_path / "s", smooth, order=4, tile_width=64, region=(10.0, 10.0, 2.0))
+    survey = hipsml.open_survey(root)
+    cell = {k: 3600 * np.degrees(np.sqrt(4 * np.pi / (12 * 4 ** (k + 6)))) for k in range(5)}
+    with caplog.at_level(logging.INFO, logger="hipsml.extract"):
+        res = cutouts(survey, ([10.0], [10.0]), size=8, pixel_scale=cell[2] * 1.01)
+    assert res.orders == (2,)
+    assert "order 2" in caplog.text
+    assert cutouts(survey, ([10.0], [10.0]), size=8, pixel_scale=cell[4] * 0.5).orders == (4,)
+    assert cutouts(survey, ([10.0], [10.0]), size=8, pixel_scale=1e6).orders == (0,)
+
+
+def test_bad_input_raises_clear_errors(tmp_path):
+    root = render_function_hips(tmp_path / "s", smooth, order=1, tile_width=16)
+    survey = hipsml.open_survey(root)
+    good = ([1.0], [2.0])
+    with pytest.raises(InvalidInputError, match="interpolation"):
+        cutouts(survey, good, interpolation="cubic-spline")
+    with pytest.raises(InvalidInputError, match="projection"):
+        cutouts(survey, good, projection="AIT")
+    with pytest.raises(InvalidInputError, match="target 1"):
+        cutouts(survey, ([1.0, 2.0], [2.0, 95.0]))
+    with pytest.raises(InvalidInputError, match="size"):
+        cutouts(survey, good, size=0)
+    with pytest.raises(InvalidInputError, match="pixel_scale or fov"):
+        cutouts(survey, good, pixel_scale=1.0, fov=10.0)
+    with pytest.raises(InvalidInputError, match="order 7"):
+        cutouts(survey, good, order=7)
+    with pytest.raises(InvalidInputError, match="not an opened survey"):
+        cutouts(str(root), good)
