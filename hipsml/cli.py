@@ -42,6 +42,48 @@ def _cmd_sky_make(args: argparse.Namespace) -> int:
     return 0
 
 
+def _order_arg(text: str) -> str | int:
+    """``--order``: ``auto`` or a non-negative integer."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a non-negative integer, got {text!r}")
+    return value
+
+
+def _cmd_cutout(args: argparse.Namespace) -> int:
+    from hipsml import open_survey
+    from hipsml.extract import cutouts
+    from hipsml.extract._output import output_format, write_cutout
+
+    output_format(args.out)  # refuse an unknown extension before reading any tile
+    surveys = [open_survey(location) for location in args.hips]
+    result = cutouts(
+        surveys,
+        ([args.ra], [args.dec]),
+        size=args.size,
+        pixel_scale=args.scale,
+        fov=args.fov,
+        projection=args.projection,
+        rotation=args.rotation,
+        interpolation=args.interpolation,
+        order=args.order,
+    )
+    dest = write_cutout(args.out, result, 0)
+    covered = float(result.mask.mean()) * 100.0
+    orders = ", ".join(str(k) for k in result.orders)
+    print(
+        f"wrote {dest}: {result.images.shape[1]} x {result.size} x {result.size} at "
+        f"{result.pixel_scale:.4g} arcsec/pixel, {result.projection} {result.interpolation}, "
+        f"HiPS order {orders}, {covered:.1f}% covered"
+    )
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from hipsml._demo import run_demo
 
@@ -61,6 +103,32 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="render the embedded demo survey and run the main job on it")
     demo.add_argument("directory", nargs="?", default="demo-output", help="output folder (default: demo-output)")
     demo.set_defaults(func=_cmd_demo)
+
+    cut = sub.add_parser(
+        "cutout",
+        help="cut one image around a sky position out of one or several HiPS surveys",
+        description="Cut one image around (RA, Dec) out of one or several HiPS surveys (their channels "
+        "are stacked) and write it as FITS (with WCS and provenance), PNG (display, north up) or NPY, "
+        "chosen by the extension of --out.",
+    )
+    cut.add_argument("--hips", action="append", required=True, metavar="LOC",
+                     help="survey: local directory, file:// or http(s):// URL (repeat for more surveys)")
+    cut.add_argument("--ra", type=float, required=True, help="ICRS right ascension of the centre, deg")
+    cut.add_argument("--dec", type=float, required=True, help="ICRS declination of the centre, deg")
+    cut.add_argument("--size", type=int, default=64, help="width and height in pixels (default 64)")
+    scale = cut.add_mutually_exclusive_group()
+    scale.add_argument("--scale", type=float, metavar="ARCSEC",
+                       help="pixel scale, arcsec/pixel (default: the first survey's finest cell size)")
+    scale.add_argument("--fov", type=float, metavar="ARCSEC", help="field of view, arcsec (scale = fov / size)")
+    cut.add_argument("--projection", default="TAN", type=str.upper, choices=["TAN", "SIN"],
+                     help="TAN (gnomonic, default) or SIN (orthographic)")
+    cut.add_argument("--rotation", type=float, default=0.0, help="rotation of the image, deg (default 0)")
+    cut.add_argument("--interpolation", default="bilinear", choices=["bilinear", "nearest"],
+                     help="bilinear (default) or nearest HEALPix cell")
+    cut.add_argument("--order", type=_order_arg, default="auto", metavar="auto|K",
+                     help="HiPS order to read (default auto: the coarsest with cells no larger than a pixel)")
+    cut.add_argument("--out", required=True, metavar="FILE", help="output file: .fits, .png or .npy")
+    cut.set_defaults(func=_cmd_cutout)
 
     survey = sub.add_parser("survey", help="inspect a HiPS survey")
     survey_sub = survey.add_subparsers(dest="survey_command", required=True, metavar="ACTION")

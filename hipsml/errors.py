@@ -18,6 +18,7 @@ __all__ = [
     "TileDecodeError",
     "FetchError",
     "InvalidInputError",
+    "OutputError",
 ]
 
 
@@ -51,3 +52,7 @@ class FetchError(HipsmlError, ConnectionError):
 
 class InvalidInputError(HipsmlError, ValueError):
     """An argument to a hipsml function is out of range or of the wrong shape."""
+
+
+class OutputError(HipsmlError, OSError):
+    """An output file could not be written (unwritable folder, a file where a folder should be)."""

@@ -24,6 +24,15 @@ from astropy.io import fits
 from hipsml.errors import InvalidInputError
 from hipsml.hips._healpix import tile_path
 
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
 __all__ = [
     "SurveyFrame",
     "parse_frame",
@@ -159,6 +168,7 @@ def staged_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -
     target = check_target(path, overwrite=overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=target.parent))
+    os.chmod(staging, 0o777 & ~_UMASK)  # mkdtemp makes 0700; a survey is meant to be shared
     try:
         yield staging
     except BaseException:
@@ -182,6 +192,7 @@ def _atomic_write_bytes(dest: Path, data: bytes) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, dest)

@@ -1,0 +1,439 @@
+"""Writing cutouts to disk: FITS with their exact WCS and provenance, display PNGs, NPY arrays.
+
+Every writer goes through :func:`atomic_write`: the bytes go to a temporary file beside
+the destination, which is renamed over it only once complete, so a reader never sees half
+a file. A failure to write (missing permission, a parent that is a file, a full disk)
+becomes an :class:`~hipsml.errors.OutputError` naming the path.
+
+The format is chosen by the suffix (:func:`write_cutout`):
+
+``.fits`` / ``.fit``
+    Primary HDU ``(C, size, size)`` float32 (2-D when ``C == 1``), NaN where uncovered,
+    with the WCS of :func:`~hipsml.extract.cutout_wcs` (``CDi_j`` form) and provenance
+    keywords (see :func:`write_cutout_fits`).
+``.png``
+    8-bit display image, greyscale for one channel, RGB for three, north up on screen
+    (see :func:`write_cutout_png`).
+``.npy``
+    The float32 array ``(C, size, size)`` as :func:`numpy.save` writes it (row 0 south).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import io
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+import numpy as np
+
+from hipsml.errors import InvalidInputError, OutputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from astropy.io import fits
+
+    from hipsml.extract._cutouts import CutoutResult
+
+__all__ = [
+    "OUTPUT_FORMATS",
+    "output_format",
+    "atomic_write",
+    "write_npy",
+    "asinh_stretch",
+    "cutout_header",
+    "write_cutout",
+    "write_cutout_fits",
+    "write_cutout_png",
+    "write_cutout_npy",
+]
+
+logger = logging.getLogger(__name__)
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+#: file suffix (lower case) -> output format
+OUTPUT_FORMATS = {".fits": "fits", ".fit": "fits", ".png": "png", ".npy": "npy"}
+
+
+def output_format(path: str | os.PathLike[str]) -> str:
+    """The output format (``"fits"``, ``"png"`` or ``"npy"``) named by the suffix of ``path``.
+
+    Raises
+    ------
+    InvalidInputError
+        The suffix is not one of :data:`OUTPUT_FORMATS`.
+
+    Examples
+    --------
+    >>> output_format("m31.FITS"), output_format("out/m31.png")
+    ('fits', 'png')
+    """
+    suffix = Path(path).suffix.lower()
+    try:
+        return OUTPUT_FORMATS[suffix]
+    except KeyError:
+        known = ", ".join(OUTPUT_FORMATS)
+        raise InvalidInputError(
+            f"cannot write {os.fspath(path)!r}: unknown file extension {suffix or '(none)'!r}; use one of {known}"
+        ) from None
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """Open a temporary file beside ``path`` for binary writing; rename it to ``path`` on success.
+
+    Missing parent folders are created. On any error the temporary file is removed and
+    ``path`` is left as it was.
+
+    Raises
+    ------
+    InvalidInputError
+        ``path`` cannot be written (the message names it and the reason).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> dest = os.path.join(tempfile.mkdtemp(), "a", "b.txt")
+    >>> with atomic_write(dest) as fh:
+    ...     _ = fh.write(b"hello")
+    >>> open(dest, "rb").read()
+    b'hello'
+    """
+    dest = Path(path).expanduser()
+    if dest.is_dir():
+        raise OutputError(f"cannot write {os.fspath(dest)}: it is a folder; give a file name")
+    blocker = next((p for p in dest.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise OutputError(f"cannot write {os.fspath(dest)}: {os.fspath(blocker)} is a file, not a folder")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {os.fspath(dest)}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; give the usual umask-based mode
+        os.replace(tmp, dest)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {os.fspath(dest)}: {exc.strerror or exc}") from None
+        raise
+    logger.debug("wrote %s", dest)
+
+
+def write_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
+    """Write ``array`` as a ``.npy`` file, atomically; return the path.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> p = write_npy(os.path.join(tempfile.mkdtemp(), "x.npy"), np.arange(3, dtype=np.float32))
+    >>> np.load(p).tolist()
+    [0.0, 1.0, 2.0]
+    """
+    with atomic_write(path) as fh:
+        np.save(fh, np.asarray(array), allow_pickle=False)
+    return Path(path).expanduser()
+
+
+def _check_index(result: CutoutResult, index: int) -> int:
+    n = len(result)
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= index < n:
+        raise InvalidInputError(f"cutout index {index!r} is out of range for a result of {n} cutouts")
+    return int(index) % n
+
+
+# ------------------------------------------------------------------------------------ PNG
+
+
+def asinh_stretch(
+    image: np.ndarray,
+    *,
+    limits: Sequence[tuple[float, float]] | None = None,
+    percentiles: tuple[float, float] = (0.5, 99.5),
+    softening: float = 0.1,
+) -> np.ndarray:
+    """Scale a ``(C, H, W)`` float image to uint8 with a robust asinh stretch, channel by channel.
+
+    Each channel is mapped linearly from ``[lo, hi]`` to ``[0, 1]`` (clipped), then by
+    ``asinh(x / softening) / asinh(1 / softening)`` and to ``0..255``. ``(lo, hi)`` are the
+    ``percentiles`` of the channel's finite values unless ``limits`` gives them. Non-finite
+    pixels and channels with no spread (``hi <= lo``) become 0.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(C, H, W)`` values; NaN where blank.
+    limits : sequence of (lo, hi), optional
+        One pair per channel (e.g. shared by several images); default: the percentiles.
+    percentiles : (float, float)
+        Lower and upper percentiles giving ``(lo, hi)``.
+    softening : float
+        The asinh knee, as a fraction of ``hi - lo``: small values lift faint structure more.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(C, H, W)`` uint8, same orientation as ``image``.
+
+    Examples
+    --------
+    >>> img = np.linspace(0.0, 1.0, 16, dtype=np.float32).reshape(1, 4, 4)
+    >>> out = asinh_stretch(img, limits=[(0.0, 1.0)])
+    >>> int(out[0, 0, 0]), int(out[0, -1, -1])
+    (0, 255)
+    """
+    data = np.asarray(image, dtype=np.float64)
+    if data.ndim != 3:
+        raise InvalidInputError(f"asinh_stretch expects a (C, H, W) image, got shape {data.shape}")
+    if limits is not None and len(limits) != data.shape[0]:
+        raise InvalidInputError(f"limits gives {len(limits)} pairs for {data.shape[0]} channels")
+    if not softening > 0:
+        raise InvalidInputError(f"softening must be positive, got {softening!r}")
+    out = np.zeros(data.shape, dtype=np.uint8)
+    norm = np.arcsinh(1.0 / softening)
+    for c in range(data.shape[0]):
+        chan = data[c]
+        finite = np.isfinite(chan)
+        if limits is not None:
+            lo, hi = (float(v) for v in limits[c])
+        elif finite.any():
+            lo, hi = (float(v) for v in np.percentile(chan[finite], percentiles))
+        else:
+            continue
+        if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= lo:
+            continue
+        x = np.clip((np.where(finite, chan, lo) - lo) / (hi - lo), 0.0, 1.0)
+        y = np.arcsinh(x / softening) / norm
+        out[c] = np.where(finite, np.round(y * 255.0), 0).astype(np.uint8)
+    return out
+
+
+def write_cutout_png(
+    path: str | os.PathLike[str],
+    result: CutoutResult,
+    index: int = 0,
+    *,
+    percentiles: tuple[float, float] = (0.5, 99.5),
+    softening: float = 0.1,
+) -> Path:
+    """Write cutout ``index`` of ``result`` as an 8-bit display PNG, north up.
+
+    One channel gives a greyscale image, three give RGB (channels in order R, G, B);
+    each channel is stretched on its own by :func:`asinh_stretch`. The image is flipped
+    vertically, since array row 0 is the south edge while PNG row 0 is the top, so north
+    is up and east left on screen. Pixels not covered by a survey (NaN) are black; when a
+    cutout has any, an alpha channel is added (mode ``LA`` or ``RGBA``) in which they are
+    fully transparent. Fully covered cutouts are written as ``L`` or ``RGB``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination ``.png``.
+    result : CutoutResult
+        The output of :func:`hipsml.extract.cutouts`.
+    index : int
+        Which cutout of ``result``.
+    percentiles, softening
+        Passed to :func:`asinh_stretch`.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    InvalidInputError
+        The cutout has neither 1 nor 3 channels, or ``path`` cannot be written.
+
+    Examples
+    --------
+    >>> write_cutout_png("m31.png", result, 0)  # doctest: +SKIP
+    """
+    from PIL import Image
+
+    i = _check_index(result, index)
+    image = result.images[i]
+    nch = image.shape[0]
+    if nch not in (1, 3):
+        raise InvalidInputError(
+            f"a PNG holds 1 (greyscale) or 3 (RGB) channels but the cutout has {nch} "
+            f"({', '.join(result.channels)}); write .fits or .npy, or cut from 1 or 3 surveys"
+        )
+    pixels = asinh_stretch(image, percentiles=percentiles, softening=softening)[:, ::-1, :]
+    covered = np.all(np.isfinite(image), axis=0)[::-1, :]
+    planes = [pixels[c] for c in range(nch)]
+    mode = "L" if nch == 1 else "RGB"
+    if not covered.all():
+        planes.append(np.where(covered, 255, 0).astype(np.uint8))
+        mode += "A"
+    array = np.ascontiguousarray(np.stack(planes, axis=-1) if len(planes) > 1 else planes[0])
+    buf = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buf, format="PNG")
+    with atomic_write(path) as fh:
+        fh.write(buf.getvalue())
+    return Path(path).expanduser()
+
+
+# ----------------------------------------------------------------------------------- FITS
+
+
+def _ascii(value: str) -> str:
+    return value.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def cutout_header(result: CutoutResult, index: int = 0) -> fits.Header:
+    """The FITS header of cutout ``index``: its WCS (``CDi_j`` form) and provenance keywords.
+
+    The WCS is that of :meth:`CutoutResult.wcs` (:func:`~hipsml.extract.cutout_wcs`); the
+    PC/CDELT pair astropy writes is folded into the equivalent ``CDi_j`` matrix. With more
+    than one channel a third, linear axis ``CTYPE3 = 'CHANNEL'`` numbers the planes 1..C
+    (``WCS(header).celestial`` is then the cutout WCS). Provenance:
+    ``ORIGIN``, ``HIPSMLV`` (hipsml version), ``DATE`` (UTC, when written), ``NSURVEY``,
+    ``HIPS1``.. (survey locations), ``HIPSORD1``.. (HiPS order read from each), ``INTERP``,
+    ``PROJ``, ``ROTATION`` (deg), ``PIXSCALE`` (arcsec/pixel), ``NCHAN`` and ``CHANNEL1``..
+    (channel names, one per image plane).
+
+    Examples
+    --------
+    >>> header = cutout_header(result, 0)  # doctest: +SKIP
+    >>> header["HIPSORD1"]  # doctest: +SKIP
+    9
+    """
+    from astropy.io import fits
+
+    import hipsml
+
+    i = _check_index(result, index)
+    wcs_cards = result.wcs(i).to_header()
+    cdelt = [float(wcs_cards.get(f"CDELT{k}", 1.0)) for k in (1, 2)]
+    cube = len(result.channels) > 1
+    header = fits.Header()
+    # a cube gets a third, linear axis numbering the channels 1..C, so that WCS(header)
+    # is a consistent 3-D WCS whose .celestial is the cutout WCS
+    header["WCSAXES"] = (3 if cube else 2, "number of coordinate axes")
+    header["CTYPE1"] = (wcs_cards["CTYPE1"], f"RA, {result.projection} projection")
+    header["CTYPE2"] = (wcs_cards["CTYPE2"], f"Dec, {result.projection} projection")
+    for key in ("CUNIT1", "CUNIT2", "CRVAL1", "CRVAL2", "CRPIX1", "CRPIX2"):
+        header[key] = (wcs_cards[key], wcs_cards.comments[key])
+    for r in (1, 2):
+        for c in (1, 2):
+            pc = float(wcs_cards.get(f"PC{r}_{c}", 1.0 if r == c else 0.0))
+            header[f"CD{r}_{c}"] = (pc * cdelt[r - 1], "[deg/pixel] coordinate transformation matrix")
+    if cube:
+        header["CTYPE3"] = ("CHANNEL", "channel number (names in CHANNELn)")
+        header["CRVAL3"] = (1.0, "channel number at CRPIX3")
+        header["CRPIX3"] = (1.0, "pixel coordinate of reference point")
+        header["CD3_3"] = (1.0, "channel increment")
+    for key in ("RADESYS", "LONPOLE", "LATPOLE"):
+        if key in wcs_cards:
+            header[key] = (wcs_cards[key], wcs_cards.comments[key])
+    header["ORIGIN"] = ("hipsml", "cutout from HiPS tiles")
+    header["HIPSMLV"] = (hipsml.__version__, "hipsml version")
+    header["DATE"] = (_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"), "UTC date of writing")
+    header["NSURVEY"] = (len(result.surveys), "number of HiPS surveys")
+    for k, (location, order) in enumerate(zip(result.surveys, result.orders), start=1):
+        text = _ascii(str(location))
+        # a long location continues over CONTINUE cards, where a comment would be cut
+        header[f"HIPS{k}"] = (text, f"location of HiPS survey {k}") if len(text) <= 40 else text
+        header[f"HIPSORD{k}"] = (int(order), f"HiPS order read from survey {k}")
+    header["INTERP"] = (result.interpolation, "interpolation in the HEALPix grid")
+    header["PROJ"] = (result.projection, "cutout projection")
+    header["ROTATION"] = (float(result.rotation[i]), "[deg] cutout rotation")
+    header["PIXSCALE"] = (float(result.pixel_scale), "[arcsec/pixel] pixel scale")
+    header["NCHAN"] = (len(result.channels), "number of channels (image planes)")
+    for k, name in enumerate(result.channels, start=1):
+        header[f"CHANNEL{k}"] = (_ascii(name), f"name of channel {k}")
+    return header
+
+
+def write_cutout_fits(path: str | os.PathLike[str], result: CutoutResult, index: int = 0) -> Path:
+    """Write cutout ``index`` of ``result`` as a FITS file with its WCS and provenance.
+
+    The primary HDU holds the float32 image, ``(C, size, size)`` or ``(size, size)`` when
+    ``C == 1``, NaN where no survey covers the pixel, with the header of
+    :func:`cutout_header`. FITS pixel ``(1, 1)`` is array element ``[0, 0]`` (south-east
+    corner for rotation 0).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination ``.fits``.
+    result : CutoutResult
+        The output of :func:`hipsml.extract.cutouts`.
+    index : int
+        Which cutout of ``result``.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> write_cutout_fits("m31.fits", result, 0)  # doctest: +SKIP
+    """
+    from astropy.io import fits
+
+    i = _check_index(result, index)
+    data = np.ascontiguousarray(result.images[i], dtype=np.float32)
+    if data.shape[0] == 1:
+        data = data[0]
+    hdu = fits.PrimaryHDU(data=data, header=cutout_header(result, i))
+    buf = io.BytesIO()
+    hdu.writeto(buf)
+    with atomic_write(path) as fh:
+        fh.write(buf.getvalue())
+    return Path(path).expanduser()
+
+
+def write_cutout_npy(path: str | os.PathLike[str], result: CutoutResult, index: int = 0) -> Path:
+    """Write cutout ``index`` of ``result`` as a float32 ``(C, size, size)`` ``.npy`` array (row 0 south).
+
+    Examples
+    --------
+    >>> write_cutout_npy("m31.npy", result, 0)  # doctest: +SKIP
+    """
+    i = _check_index(result, index)
+    return write_npy(path, np.ascontiguousarray(result.images[i], dtype=np.float32))
+
+
+_WRITERS = {"fits": write_cutout_fits, "png": write_cutout_png, "npy": write_cutout_npy}
+
+
+def write_cutout(path: str | os.PathLike[str], result: CutoutResult, index: int = 0) -> Path:
+    """Write cutout ``index`` of ``result`` in the format named by the suffix of ``path``.
+
+    ``.fits``/``.fit`` -> :func:`write_cutout_fits`, ``.png`` -> :func:`write_cutout_png`,
+    ``.npy`` -> :func:`write_cutout_npy`.
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown suffix, index out of range, or ``path`` cannot be written.
+
+    Examples
+    --------
+    >>> import hipsml  # doctest: +SKIP
+    >>> from hipsml.extract import cutouts
+    >>> result = cutouts(hipsml.open_survey("demo-output/sky/r"), ([150.0], [2.0]), size=64)  # doctest: +SKIP
+    >>> write_cutout("r.fits", result)  # doctest: +SKIP
+    PosixPath('r.fits')
+    """
+    writer = _WRITERS[output_format(path)]
+    dest = writer(path, result, index)
+    logger.info("wrote cutout %d to %s", index, dest)
+    return dest
