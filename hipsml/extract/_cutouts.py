@@ -130,7 +130,7 @@ def _normalise_coords(coords: Any) -> tuple[np.ndarray, np.ndarray]:
     bad = ~(np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90.0))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InvalidInputError(f"target {i} has an invalid position (ra={ra[i]!r}, dec={dec[i]!r})")
+        raise InvalidInputError(f"target {i} has an invalid position (ra={float(ra[i])!r}, dec={float(dec[i])!r})")
     return np.mod(ra, 360.0), dec
 
 
@@ -164,7 +164,7 @@ def choose_order(survey: Any, pixel_scale_arcsec: float) -> int:
 class _TileSlab:
     """Decoded tiles of a group of surveys (same frame, order, width) held for one call.
 
-    The slab is one array ``(capacity, C, W, W)`` that the kernel indexes; ``C`` stacks
+    The slab is one array ``(capacity, W, W, C)`` that the kernel indexes; ``C`` stacks
     the channels of every survey in the group, so a tile key maps to one slot whatever the
     number of surveys (a tile absent from one survey is NaN in its channels). Each tile is
     read once per call while the tiles fit in ``max_bytes``; past that the slab is emptied
@@ -176,11 +176,12 @@ class _TileSlab:
         self.order = order
         w = members[0].tile_width
         self.nch = sum(sv.channels for sv in members)
-        self.tile_shape = (self.nch, w, w)
+        self.tile_shape = (w, w, self.nch)  # channel-last: a stencil's channels share cache lines
         self.max_tiles = max(64, int(max_bytes // (4 * self.nch * w * w)))
-        self.slab = np.empty((0, *self.tile_shape), dtype=np.float32)
+        # slot 0 stays all-NaN: the kernel points columns without a tile into it
+        self.slab = np.full((1, *self.tile_shape), np.nan, dtype=np.float32)
         self.slot_of: dict[int, int] = {}  # key -> slot, -1 when absent from every survey
-        self.used = 0
+        self.used = 1
         self.tiles_read = 0
         self._table: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -188,7 +189,7 @@ class _TileSlab:
         """Empty the slab when it holds more than its budget (between batches only)."""
         if self.used > self.max_tiles:
             self.slot_of.clear()
-            self.used = 0
+            self.used = 1
             self._table = None
 
     def ensure(self, keys: np.ndarray) -> None:
@@ -215,9 +216,9 @@ class _TileSlab:
             for sv, tiles in zip(self.members, per_survey):
                 tile = tiles[i]
                 if tile is None:
-                    self.slab[slot, c : c + sv.channels] = np.nan
+                    self.slab[slot, :, :, c : c + sv.channels] = np.nan
                 else:
-                    self.slab[slot, c : c + sv.channels] = tile
+                    self.slab[slot, :, :, c : c + sv.channels] = np.moveaxis(tile, 0, -1)
                 c += sv.channels
             self.slot_of[key] = slot
         self._table = None

@@ -84,11 +84,15 @@ _MISSING = -2  # slot lookup: tile not loaded
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _atan01(r: float) -> float:
-    """atan(r) for r in [0, 1], branch-free."""
-    big = r > _TAN_PI_8
-    tb = (r - 1.0) / (r + 1.0)
-    t = tb if big else r
+def _atan_ratio(mn: float, mx: float) -> float:
+    """atan(mn / mx) for 0 <= mn <= mx, branch-free and with a single division.
+
+    Above tan(pi/8) it uses atan(r) = pi/4 + atan((mn - mx) / (mn + mx)).
+    """
+    big = mn > _TAN_PI_8 * mx
+    num = (mn - mx) if big else mn
+    den = (mn + mx) if big else mx
+    t = num / (den if den > 0.0 else 1.0)
     z = t * t
     q = _A10
     q = q * z + _A9
@@ -106,16 +110,63 @@ def _atan01(r: float) -> float:
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
+def _xyf(vx: float, vy: float, vz: float, nside: float, inv_nside: float) -> tuple[float, float, float]:
+    """Continuous HEALPix (face, x, y) of a unit vector (cf. ang2pix_nest), branch-free."""
+    ax = abs(vx)
+    ay = abs(vy)
+    swap = ay > ax
+    mx = ay if swap else ax
+    mn = ax if swap else ay
+    a = _atan_ratio(mn, mx)
+    a = (_HALF_PI - a) if swap else a
+    a = (math.pi - a) if vx < 0.0 else a
+    a = -a if vy < 0.0 else a
+    tt = a * _TWO_OVER_PI
+    tt = (tt + 4.0) if tt < 0.0 else tt
+    # equatorial belt
+    temp1 = nside * (0.5 + tt)
+    temp2 = nside * vz * 0.75
+    jp = temp1 - temp2
+    jm = temp1 + temp2
+    ifp = np.floor(jp * inv_nside)
+    ifm = np.floor(jm * inv_nside)
+    feq_same = 4.0 if ifp == 4.0 else ifp + 4.0
+    feq_diff = ifp if ifp < ifm else ifm + 8.0
+    feq = feq_same if ifp == ifm else feq_diff
+    xeq = jm - ifm * nside
+    yeq = nside - (jp - ifp * nside)
+    # polar caps; 1 - |z| without cancellation near the poles
+    za = abs(vz)
+    ntt = np.floor(tt)
+    ntt = 3.0 if ntt > 3.0 else ntt
+    tp = tt - ntt
+    tmp = nside * math.sqrt(3.0 * (vx * vx + vy * vy) / (1.0 + za))
+    jp2 = tp * tmp
+    jm2 = (1.0 - tp) * tmp
+    north = vz >= 0.0
+    fpo = ntt if north else ntt + 8.0
+    xpo = (nside - jm2) if north else jp2
+    ypo = (nside - jp2) if north else jm2
+    eq = za <= 2.0 / 3.0
+    return (feq if eq else fpo), (xeq if eq else xpo), (yeq if eq else ypo)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _row_geometry(
     b00: float, b01: float, b02: float, b10: float, b11: float, b12: float, b20: float, b21: float, b22: float,
     gx: np.ndarray, gy: np.ndarray, gz: np.ndarray, start: int, count: int, nside: float,
-    fo: np.ndarray, xo: np.ndarray, yo: np.ndarray,
+    half: float, lo: float, hi: float, s: int, korder: int,
+    fo: np.ndarray, io: np.ndarray, jo: np.ndarray, fxo: np.ndarray, fyo: np.ndarray,
+    ko: np.ndarray, lo_off: np.ndarray, fast: np.ndarray,
 ) -> None:
-    """Continuous HEALPix face coordinates of ``count`` rotated grid vectors (cf. ang2pix_nest).
+    """Geometry of ``count`` rotated grid vectors, branch-free so the loop vectorises.
 
-    Written without branches so that the loop vectorises.
+    Outputs per pixel: face, stencil origin ``floor(x - half), floor(y - half)`` clamped to
+    ``[lo, hi]``, its fractions, the key of the origin's tile, the origin's flat offset in
+    that tile, and whether the 2x2 stencil (bilinear) lies inside that one tile.
     """
     inv_nside = 1.0 / nside
+    w1 = (1 << s) - 1
     for k in range(count):
         p = start + k
         g0 = gx[p]
@@ -124,45 +175,24 @@ def _row_geometry(
         vx = b00 * g0 + b01 * g1 + b02 * g2
         vy = b10 * g0 + b11 * g1 + b12 * g2
         vz = b20 * g0 + b21 * g1 + b22 * g2
-        ax = abs(vx)
-        ay = abs(vy)
-        swap = ay > ax
-        mx = ay if swap else ax
-        mn = ax if swap else ay
-        a = _atan01(mn / (mx if mx > 0.0 else 1.0))
-        a = (_HALF_PI - a) if swap else a
-        a = (math.pi - a) if vx < 0.0 else a
-        a = -a if vy < 0.0 else a
-        tt = a * _TWO_OVER_PI
-        tt = (tt + 4.0) if tt < 0.0 else tt
-        # equatorial belt
-        temp1 = nside * (0.5 + tt)
-        temp2 = nside * vz * 0.75
-        jp = temp1 - temp2
-        jm = temp1 + temp2
-        ifp = np.floor(jp * inv_nside)
-        ifm = np.floor(jm * inv_nside)
-        feq_same = 4.0 if ifp == 4.0 else ifp + 4.0
-        feq_diff = ifp if ifp < ifm else ifm + 8.0
-        feq = feq_same if ifp == ifm else feq_diff
-        xeq = jm - ifm * nside
-        yeq = nside - (jp - ifp * nside)
-        # polar caps; 1 - |z| without cancellation near the poles
-        za = abs(vz)
-        ntt = np.floor(tt)
-        ntt = 3.0 if ntt > 3.0 else ntt
-        tp = tt - ntt
-        tmp = nside * math.sqrt(3.0 * (vx * vx + vy * vy) / (1.0 + za))
-        jp2 = tp * tmp
-        jm2 = (1.0 - tp) * tmp
-        north = vz >= 0.0
-        fpo = ntt if north else ntt + 8.0
-        xpo = (nside - jm2) if north else jp2
-        ypo = (nside - jp2) if north else jm2
-        eq = za <= 2.0 / 3.0
-        fo[k] = feq if eq else fpo
-        xo[k] = xeq if eq else xpo
-        yo[k] = yeq if eq else ypo
+        f, x, y = _xyf(vx, vy, vz, nside, inv_nside)
+        u = x - half
+        v = y - half
+        iu = np.floor(u)
+        iv = np.floor(v)
+        fxo[k] = u - iu
+        fyo[k] = v - iv
+        iu = lo if iu < lo else (hi if iu > hi else iu)
+        iv = lo if iv < lo else (hi if iv > hi else iv)
+        fi = np.int64(f)
+        i0 = np.int64(iu)
+        j0 = np.int64(iv)
+        fo[k] = fi
+        io[k] = i0
+        jo[k] = j0
+        ko[k] = (fi << (2 * korder)) | ((i0 >> s) << korder) | (j0 >> s)
+        lo_off[k] = (w1 - (i0 & w1)) * (w1 + 1) + (j0 & w1)
+        fast[k] = (i0 >= 0) & (j0 >= 0) & ((i0 & w1) != w1) & ((j0 & w1) != w1)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -173,14 +203,16 @@ def face_coordinates(vectors: np.ndarray, nside: float) -> tuple[np.ndarray, np.
     ``face * nside**2 + interleave(floor(x), floor(y))``.
     """
     n = vectors.shape[0]
-    gx = np.ascontiguousarray(vectors[:, 0])
-    gy = np.ascontiguousarray(vectors[:, 1])
-    gz = np.ascontiguousarray(vectors[:, 2])
-    fo = np.empty(n)
+    fo = np.empty(n, dtype=np.int64)
     xo = np.empty(n)
     yo = np.empty(n)
-    _row_geometry(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, gx, gy, gz, 0, n, nside, fo, xo, yo)
-    return fo.astype(np.int64), xo, yo
+    inv = 1.0 / nside
+    for k in range(n):
+        f, x, y = _xyf(vectors[k, 0], vectors[k, 1], vectors[k, 2], nside, inv)
+        fo[k] = np.int64(f)
+        xo[k] = x
+        yo[k] = y
+    return fo, xo, yo
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
@@ -259,6 +291,18 @@ def _clampi(v: float, nside: int) -> int:
     return i
 
 
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _note_missing(k: int, missing: np.ndarray, nmiss: int) -> tuple[np.ndarray, int]:
+    if nmiss > 0 and missing[nmiss - 1] == k:
+        return missing, nmiss
+    if nmiss == missing.shape[0]:
+        bigger = np.empty(2 * nmiss, dtype=np.int64)
+        bigger[:nmiss] = missing
+        missing = bigger
+    missing[nmiss] = k
+    return missing, nmiss + 1
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def cutout_kernel(
     bases: np.ndarray,  # (n, 3, 3) float64: frame @ [e_r, e_east, e_north] per target
@@ -272,143 +316,126 @@ def cutout_kernel(
     mode: int,
     keys: np.ndarray,  # (m,) int64 sorted keys of the loaded tiles
     slots: np.ndarray,  # (m,) int64 slot of each key in `slab`, -1 for an absent tile
-    slab: np.ndarray,  # (capacity, C, W, W) float32 decoded tiles
+    slab: np.ndarray,  # (capacity, W, W, C) float32 decoded tiles, channel-last; slot 0 all NaN
     rows: np.ndarray,  # (n,) int64 output row of each target
     chan_out: np.ndarray,  # (C,) int64 output channel of each slab channel
-    out: np.ndarray,  # (N, C_total, P) float32
-    mask: np.ndarray,  # (N, C_total, P) bool
+    out: np.ndarray,  # (N, C_total, P) float32, C-contiguous
+    mask: np.ndarray,  # (N, C_total, P) bool, C-contiguous
     failed: np.ndarray,  # (n,) bool, set for targets that need tiles not loaded
 ) -> np.ndarray:
     n = bases.shape[0]
-    nch = slab.shape[1]
-    w1 = (1 << s) - 1
+    nch = slab.shape[3]
+    w = 1 << s
+    w1 = w - 1
+    tile_stride = nch * w * w
+    row_stride = w * nch  # one tile row, channel-last
+    npx = size * size
+    ctot = out.shape[1]
+    flat = slab.reshape(-1)
+    oflat = out.reshape(-1)
+    mflat = mask.reshape(-1)
     nan = np.float32(np.nan)
     fnside = float(nside)
-    fo = np.empty(size)
-    xo = np.empty(size)
-    yo = np.empty(size)
+    bilinear = mode != NEAREST
+    if bilinear:
+        half, lo, hi = 0.5, -1.0, fnside
+    else:
+        half, lo, hi = 0.0, 0.0, fnside - 1.0
+    fo = np.empty(size, dtype=np.int64)
+    io = np.empty(size, dtype=np.int64)
+    jo = np.empty(size, dtype=np.int64)
+    fxo = np.empty(size)
+    fyo = np.empty(size)
+    ko = np.empty(size, dtype=np.int64)
+    loff = np.empty(size, dtype=np.int64)
+    fast = np.empty(size, dtype=np.bool_)
+    # flat slab offset of each column's stencil origin; columns with no tile point inside
+    # slot 0, which the caller keeps all-NaN, so the gather loop needs no guards
+    src = np.empty(size, dtype=np.int64)
+    special = np.empty(size, dtype=np.int64)  # columns needing the general path
+    sp_off = np.empty((size, 4), dtype=np.int64)
+    sp_ok = np.empty((size, 4), dtype=np.bool_)
     missing = np.empty(64, dtype=np.int64)
     nmiss = 0
-    lastmiss = -3
     ck = -3  # one-entry cache of the last key -> slot lookup
     cs = _MISSING
-    sl = np.empty(4, dtype=np.int64)
-    rr = np.empty(4, dtype=np.int64)
-    qq = np.empty(4, dtype=np.int64)
-    kk = np.empty(4, dtype=np.int64)
     for t in range(n):
-        row = rows[t]
+        obase = rows[t] * ctot * npx
         b = bases[t]
         bad = False
         for r in range(size):
             _row_geometry(
                 b[0, 0], b[0, 1], b[0, 2], b[1, 0], b[1, 1], b[1, 2], b[2, 0], b[2, 1], b[2, 2],
-                gx, gy, gz, r * size, size, fnside, fo, xo, yo,
+                gx, gy, gz, r * size, size, fnside, half, lo, hi, s, korder,
+                fo, io, jo, fxo, fyo, ko, loff, fast,
             )
+            # resolve tiles (scalar; the key rarely changes along a row)
+            nspecial = 0
             for col in range(size):
-                p = r * size + col
-                f = int(fo[col])
-                xv = xo[col]
-                yv = yo[col]
-                if mode == NEAREST:
-                    k, lx, ly = _cell_tile(f, _clampi(xv, nside), _clampi(yv, nside), nside, s, korder)
-                    if k != ck:
-                        ck = k
-                        cs = _slot_of(k, keys, slots)
-                    if cs == _MISSING:
-                        bad = True
-                        if k != lastmiss:
-                            if nmiss == missing.shape[0]:
-                                bigger = np.empty(2 * nmiss, dtype=np.int64)
-                                bigger[:nmiss] = missing
-                                missing = bigger
-                            missing[nmiss] = k
-                            nmiss += 1
-                            lastmiss = k
-                        continue
-                    if bad:
-                        continue
+                if bilinear and not fast[col]:
+                    # general path: stencil cells in up to four tiles, maybe on other faces
+                    for q in range(4):
+                        k, lx, ly = _cell_tile(fo[col], io[col] + (q & 1), jo[col] + (q >> 1), nside, s, korder)
+                        sp_ok[nspecial, q] = False
+                        if k < 0:
+                            continue
+                        if k != ck:
+                            ck = k
+                            cs = _slot_of(k, keys, slots)
+                        if cs == _MISSING:
+                            bad = True
+                            missing, nmiss = _note_missing(k, missing, nmiss)
+                            continue
+                        sp_ok[nspecial, q] = cs >= 0
+                        sp_off[nspecial, q] = cs * tile_stride + ((w1 - lx) * w + ly) * nch
+                    special[nspecial] = col
+                    nspecial += 1
+                    src[col] = row_stride
+                    continue
+                k = ko[col]
+                if k != ck:
+                    ck = k
+                    cs = _slot_of(k, keys, slots)
+                if cs == _MISSING:
+                    bad = True
+                    missing, nmiss = _note_missing(k, missing, nmiss)
+                src[col] = cs * tile_stride + loff[col] * nch if cs > 0 else row_stride
+            if bad:
+                continue  # keep scanning rows only to collect every missing tile
+            rowbase = obase + r * size
+            if bilinear:
+                # gather and interpolate; +x is one tile row up, +y one column right
+                for col in range(size):
+                    q = src[col]
+                    fx = fxo[col]
+                    fy = fyo[col]
                     for c in range(nch):
-                        val = slab[cs, c, w1 - lx, ly] if cs >= 0 else nan
-                        out[row, chan_out[c], p] = val
-                        mask[row, chan_out[c], p] = val == val
-                    continue
-                # bilinear in the HEALPix grid: cell centres sit at half-integers
-                u = xv - 0.5
-                v = yv - 0.5
-                i0 = int(math.floor(u))
-                j0 = int(math.floor(v))
-                fx = u - i0
-                fy = v - j0
-                if i0 >= 0 and j0 >= 0 and (i0 & w1) != w1 and (j0 & w1) != w1:
-                    # fast path: the 2x2 stencil lies inside one tile of this face
-                    k = (f << (2 * korder)) | ((i0 >> s) << korder) | (j0 >> s)
-                    if k != ck:
-                        ck = k
-                        cs = _slot_of(k, keys, slots)
-                    if cs == _MISSING:
-                        bad = True
-                        if k != lastmiss:
-                            if nmiss == missing.shape[0]:
-                                bigger = np.empty(2 * nmiss, dtype=np.int64)
-                                bigger[:nmiss] = missing
-                                missing = bigger
-                            missing[nmiss] = k
-                            nmiss += 1
-                            lastmiss = k
-                        continue
-                    if bad:
-                        continue
-                    r0 = w1 - (i0 & w1)
-                    q0 = j0 & w1
-                    if cs >= 0:
-                        sc = cs
-                        for c in range(nch):
-                            v0 = slab[sc, c, r0, q0]
-                            v1 = slab[sc, c, r0 - 1, q0]
-                            v2 = slab[sc, c, r0, q0 + 1]
-                            v3 = slab[sc, c, r0 - 1, q0 + 1]
-                            val = _bilinear(v0, v1, v2, v3, fx, fy)
-                            out[row, chan_out[c], p] = val
-                            mask[row, chan_out[c], p] = val == val
-                    else:
-                        for c in range(nch):
-                            out[row, chan_out[c], p] = nan
-                            mask[row, chan_out[c], p] = False
-                    continue
-                # general path: stencil cells in up to four tiles, possibly on other faces
-                for q in range(4):
-                    k, lx, ly = _cell_tile(f, i0 + (q & 1), j0 + (q >> 1), nside, s, korder)
-                    kk[q] = k
-                    rr[q] = w1 - lx
-                    qq[q] = ly
-                    if k < 0:
-                        sl[q] = -1
-                        continue
-                    if k != ck:
-                        ck = k
-                        cs = _slot_of(k, keys, slots)
-                    sl[q] = cs
-                    if cs == _MISSING:
-                        bad = True
-                        if k != lastmiss:
-                            if nmiss == missing.shape[0]:
-                                bigger = np.empty(2 * nmiss, dtype=np.int64)
-                                bigger[:nmiss] = missing
-                                missing = bigger
-                            missing[nmiss] = k
-                            nmiss += 1
-                            lastmiss = k
-                if bad:
-                    continue
-                for c in range(nch):
-                    v0 = slab[sl[0], c, rr[0], qq[0]] if sl[0] >= 0 else nan
-                    v1 = slab[sl[1], c, rr[1], qq[1]] if sl[1] >= 0 else nan
-                    v2 = slab[sl[2], c, rr[2], qq[2]] if sl[2] >= 0 else nan
-                    v3 = slab[sl[3], c, rr[3], qq[3]] if sl[3] >= 0 else nan
-                    val = _bilinear(v0, v1, v2, v3, fx, fy)
-                    out[row, chan_out[c], p] = val
-                    mask[row, chan_out[c], p] = val == val
+                        qc = q + c
+                        val = _bilinear(
+                            flat[qc], flat[qc - row_stride], flat[qc + nch], flat[qc - row_stride + nch], fx, fy
+                        )
+                        o = rowbase + chan_out[c] * npx + col
+                        oflat[o] = val
+                        mflat[o] = val == val
+                for e in range(nspecial):
+                    col = special[e]
+                    for c in range(nch):
+                        v0 = flat[sp_off[e, 0] + c] if sp_ok[e, 0] else nan
+                        v1 = flat[sp_off[e, 1] + c] if sp_ok[e, 1] else nan
+                        v2 = flat[sp_off[e, 2] + c] if sp_ok[e, 2] else nan
+                        v3 = flat[sp_off[e, 3] + c] if sp_ok[e, 3] else nan
+                        val = _bilinear(v0, v1, v2, v3, fxo[col], fyo[col])
+                        o = rowbase + chan_out[c] * npx + col
+                        oflat[o] = val
+                        mflat[o] = val == val
+            else:
+                for col in range(size):
+                    q = src[col]
+                    for c in range(nch):
+                        val = flat[q + c]
+                        o = rowbase + chan_out[c] * npx + col
+                        oflat[o] = val
+                        mflat[o] = val == val
         failed[t] = bad
     return missing[:nmiss]
 
@@ -420,32 +447,35 @@ def _bilinear(v0: float, v1: float, v2: float, v3: float, fx: float, fy: float) 
     The cell nearest the point decides coverage: NaN there gives NaN. Otherwise blank or
     missing neighbours are dropped and the remaining weights renormalised.
     """
-    w0 = (1.0 - fx) * (1.0 - fy)
-    w1 = fx * (1.0 - fy)
-    w2 = (1.0 - fx) * fy
-    w3 = fx * fy
+    if v0 == v0 and v1 == v1 and v2 == v2 and v3 == v3:
+        # the common case, kept short and predictable
+        a = v0 + fx * (v1 - v0)
+        b = v2 + fx * (v3 - v2)
+        return np.float32(a + fy * (b - a))
     if fx >= 0.5:
         vn = v3 if fy >= 0.5 else v1
     else:
         vn = v2 if fy >= 0.5 else v0
     if not (vn == vn):
         return np.float32(np.nan)
-    if v0 == v0 and v1 == v1 and v2 == v2 and v3 == v3:
-        return np.float32(w0 * v0 + w1 * v1 + w2 * v2 + w3 * v3)
     acc = 0.0
     wsum = 0.0
     if v0 == v0:
-        acc += w0 * v0
-        wsum += w0
+        w = (1.0 - fx) * (1.0 - fy)
+        acc += w * v0
+        wsum += w
     if v1 == v1:
-        acc += w1 * v1
-        wsum += w1
+        w = fx * (1.0 - fy)
+        acc += w * v1
+        wsum += w
     if v2 == v2:
-        acc += w2 * v2
-        wsum += w2
+        w = (1.0 - fx) * fy
+        acc += w * v2
+        wsum += w
     if v3 == v3:
-        acc += w3 * v3
-        wsum += w3
+        w = fx * fy
+        acc += w * v3
+        wsum += w
     return np.float32(acc / wsum)
 
 
