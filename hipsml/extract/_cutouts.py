@@ -6,6 +6,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import healpy as hp
@@ -74,7 +75,6 @@ class CutoutResult:
     """
 
     images: np.ndarray
-    mask: np.ndarray
     ra: np.ndarray
     dec: np.ndarray
     rotation: np.ndarray
@@ -89,6 +89,11 @@ class CutoutResult:
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        """``(N, C, size, size)`` bool: True where the pixel holds survey data (not NaN)."""
+        return np.isfinite(self.images)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter((self.images, self.mask))
@@ -351,7 +356,6 @@ def cutouts(
     ctot = len(channels)
     npx = size * size
     images = np.empty((n, ctot, npx), dtype=np.float32)
-    mask = np.empty((n, ctot, npx), dtype=bool)
 
     # surveys sharing frame, order and tile width share the geometry and one tile slab;
     # chan_out maps each slab channel to its output channel
@@ -367,6 +371,8 @@ def cutouts(
 
     grid = pixel_grid_vectors(size, scale, proj)
     gx, gy, gz = (np.ascontiguousarray(grid[:, i]) for i in range(3))
+    half = size // 2
+    probe_pixels = np.array([half * size + half, 0, size - 1, npx - size, npx - 1])  # centre, corners
     bases_icrs = target_bases(ra, dec, rot)
     # visit targets in NESTED order so consecutive batches share tiles
     visit = np.argsort(hp.ang2pix(1 << 12, ra, dec, lonlat=True, nest=True), kind="stable")
@@ -384,16 +390,18 @@ def cutouts(
                 nside_cells = 1 << (korder + s)
                 bases = np.ascontiguousarray(np.matmul(frame_matrix(frame), bases_icrs[idx]))
                 slab.trim()
-                # prefetch the tiles under the target centres; edge tiles come on demand
-                centre = hp.vec2pix(1 << korder, bases[:, 0, 0], bases[:, 1, 0], bases[:, 2, 0], nest=True)
-                slab.ensure(npix_to_tile_keys(centre, korder))
+                # prefetch the tiles under the centres and corners; any other tile a
+                # stencil needs is reported by the kernel and its target run again
+                probe = np.einsum("nij,pj->npi", bases, grid[probe_pixels])
+                under = hp.vec2pix(1 << korder, probe[..., 0], probe[..., 1], probe[..., 2], nest=True)
+                slab.ensure(npix_to_tile_keys(under.ravel(), korder))
                 pending = np.arange(idx.size)
                 while pending.size:
                     keys, slots = slab.table()
                     failed = np.zeros(pending.size, dtype=bool)
                     missing = cutout_kernel(
                         bases[pending], gx, gy, gz, size, nside_cells, s, korder, mode,
-                        keys, slots, slab.slab, idx[pending], chan_out, images, mask, failed,
+                        keys, slots, slab.slab, idx[pending], chan_out, images, failed,
                     )
                     if missing.size == 0:
                         break
@@ -406,12 +414,10 @@ def cutouts(
             bar.close()
 
     images = images.reshape(n, ctot, size, size)
-    mask = mask.reshape(n, ctot, size, size)
     for frame, korder, width, chan_out, slab in groups:
         logger.debug("%d tiles read at order %d for %d cutouts", slab.tiles_read, korder, n)
     return CutoutResult(
         images=images,
-        mask=mask,
         ra=ra,
         dec=dec,
         rotation=rot,

@@ -110,8 +110,8 @@ def _atan_ratio(mn: float, mx: float) -> float:
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _xyf(vx: float, vy: float, vz: float, nside: float, inv_nside: float) -> tuple[float, float, float]:
-    """Continuous HEALPix (face, x, y) of a unit vector (cf. ang2pix_nest), branch-free."""
+def _phi_quadrants(vx: float, vy: float) -> float:
+    """atan2(vy, vx) / (pi/2) in [0, 4), branch-free."""
     ax = abs(vx)
     ay = abs(vy)
     swap = ay > ax
@@ -122,8 +122,12 @@ def _xyf(vx: float, vy: float, vz: float, nside: float, inv_nside: float) -> tup
     a = (math.pi - a) if vx < 0.0 else a
     a = -a if vy < 0.0 else a
     tt = a * _TWO_OVER_PI
-    tt = (tt + 4.0) if tt < 0.0 else tt
-    # equatorial belt
+    return (tt + 4.0) if tt < 0.0 else tt
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _xyf_belt(tt: float, vz: float, nside: float, inv_nside: float) -> tuple[float, float, float]:
+    """(face, x, y) in the equatorial belt |z| <= 2/3."""
     temp1 = nside * (0.5 + tt)
     temp2 = nside * vz * 0.75
     jp = temp1 - temp2
@@ -133,9 +137,12 @@ def _xyf(vx: float, vy: float, vz: float, nside: float, inv_nside: float) -> tup
     feq_same = 4.0 if ifp == 4.0 else ifp + 4.0
     feq_diff = ifp if ifp < ifm else ifm + 8.0
     feq = feq_same if ifp == ifm else feq_diff
-    xeq = jm - ifm * nside
-    yeq = nside - (jp - ifp * nside)
-    # polar caps; 1 - |z| without cancellation near the poles
+    return feq, jm - ifm * nside, nside - (jp - ifp * nside)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _xyf_cap(tt: float, vx: float, vy: float, vz: float, nside: float) -> tuple[float, float, float]:
+    """(face, x, y) in the polar caps |z| > 2/3; 1 - |z| without cancellation."""
     za = abs(vz)
     ntt = np.floor(tt)
     ntt = 3.0 if ntt > 3.0 else ntt
@@ -147,37 +154,81 @@ def _xyf(vx: float, vy: float, vz: float, nside: float, inv_nside: float) -> tup
     fpo = ntt if north else ntt + 8.0
     xpo = (nside - jm2) if north else jp2
     ypo = (nside - jp2) if north else jm2
-    eq = za <= 2.0 / 3.0
-    return (feq if eq else fpo), (xeq if eq else xpo), (yeq if eq else ypo)
+    return fpo, xpo, ypo
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _xyf(vx: float, vy: float, vz: float, nside: float, inv_nside: float) -> tuple[float, float, float]:
+    """Continuous HEALPix (face, x, y) of a unit vector (cf. ang2pix_nest), branch-free."""
+    tt = _phi_quadrants(vx, vy)
+    fb, xb, yb = _xyf_belt(tt, vz, nside, inv_nside)
+    fc, xc, yc = _xyf_cap(tt, vx, vy, vz, nside)
+    eq = abs(vz) <= 2.0 / 3.0
+    return (fb if eq else fc), (xb if eq else xc), (yb if eq else yc)
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def _row_geometry(
-    b00: float, b01: float, b02: float, b10: float, b11: float, b12: float, b20: float, b21: float, b22: float,
+    b: np.ndarray,
     gx: np.ndarray, gy: np.ndarray, gz: np.ndarray, start: int, count: int, nside: float,
     half: float, lo: float, hi: float, s: int, korder: int,
     fo: np.ndarray, io: np.ndarray, jo: np.ndarray, fxo: np.ndarray, fyo: np.ndarray,
     ko: np.ndarray, lo_off: np.ndarray, fast: np.ndarray,
+    vxo: np.ndarray, vyo: np.ndarray, vzo: np.ndarray,
 ) -> None:
     """Geometry of ``count`` rotated grid vectors, branch-free so the loop vectorises.
 
-    Outputs per pixel: face, stencil origin ``floor(x - half), floor(y - half)`` clamped to
+    ``vxo, vyo, vzo`` are scratch. Outputs per pixel: face, stencil origin ``floor(x - half), floor(y - half)`` clamped to
     ``[lo, hi]``, its fractions, the key of the origin's tile, the origin's flat offset in
     that tile, and whether the 2x2 stencil (bilinear) lies inside that one tile.
     """
     inv_nside = 1.0 / nside
     w1 = (1 << s) - 1
+    b00, b01, b02 = b[0, 0], b[0, 1], b[0, 2]
+    b10, b11, b12 = b[1, 0], b[1, 1], b[1, 2]
+    b20, b21, b22 = b[2, 0], b[2, 1], b[2, 2]
+    # rotate, and find which HEALPix zones the row touches
+    zmax = 0.0
+    zmin = 1.0
     for k in range(count):
         p = start + k
         g0 = gx[p]
         g1 = gy[p]
         g2 = gz[p]
-        vx = b00 * g0 + b01 * g1 + b02 * g2
-        vy = b10 * g0 + b11 * g1 + b12 * g2
+        vxo[k] = b00 * g0 + b01 * g1 + b02 * g2
+        vyo[k] = b10 * g0 + b11 * g1 + b12 * g2
         vz = b20 * g0 + b21 * g1 + b22 * g2
-        f, x, y = _xyf(vx, vy, vz, nside, inv_nside)
-        u = x - half
-        v = y - half
+        vzo[k] = vz
+        za = abs(vz)
+        zmax = za if za > zmax else zmax
+        zmin = za if za < zmin else zmin
+    # face coordinates (face into vzo, x, y into vxo, vyo): one zone's formula when the
+    # whole row lies in it, else both
+    if zmax <= 2.0 / 3.0:
+        for k in range(count):
+            tt = _phi_quadrants(vxo[k], vyo[k])
+            f, x, y = _xyf_belt(tt, vzo[k], nside, inv_nside)
+            vzo[k] = f
+            vxo[k] = x
+            vyo[k] = y
+    elif zmin > 2.0 / 3.0:
+        for k in range(count):
+            tt = _phi_quadrants(vxo[k], vyo[k])
+            f, x, y = _xyf_cap(tt, vxo[k], vyo[k], vzo[k], nside)
+            vzo[k] = f
+            vxo[k] = x
+            vyo[k] = y
+    else:
+        for k in range(count):
+            f, x, y = _xyf(vxo[k], vyo[k], vzo[k], nside, inv_nside)
+            vzo[k] = f
+            vxo[k] = x
+            vyo[k] = y
+    # stencil origins, fractions, tile keys and offsets
+    for k in range(count):
+        f = vzo[k]
+        u = vxo[k] - half
+        v = vyo[k] - half
         iu = np.floor(u)
         iv = np.floor(v)
         fxo[k] = u - iu
@@ -319,8 +370,7 @@ def cutout_kernel(
     slab: np.ndarray,  # (capacity, W, W, C) float32 decoded tiles, channel-last; slot 0 all NaN
     rows: np.ndarray,  # (n,) int64 output row of each target
     chan_out: np.ndarray,  # (C,) int64 output channel of each slab channel
-    out: np.ndarray,  # (N, C_total, P) float32, C-contiguous
-    mask: np.ndarray,  # (N, C_total, P) bool, C-contiguous
+    out: np.ndarray,  # (N, C_total, P) float32, C-contiguous; NaN where uncovered
     failed: np.ndarray,  # (n,) bool, set for targets that need tiles not loaded
 ) -> np.ndarray:
     n = bases.shape[0]
@@ -333,7 +383,6 @@ def cutout_kernel(
     ctot = out.shape[1]
     flat = slab.reshape(-1)
     oflat = out.reshape(-1)
-    mflat = mask.reshape(-1)
     nan = np.float32(np.nan)
     fnside = float(nside)
     bilinear = mode != NEAREST
@@ -349,9 +398,13 @@ def cutout_kernel(
     ko = np.empty(size, dtype=np.int64)
     loff = np.empty(size, dtype=np.int64)
     fast = np.empty(size, dtype=np.bool_)
+    vxo = np.empty(size)
+    vyo = np.empty(size)
+    vzo = np.empty(size)
     # flat slab offset of each column's stencil origin; columns with no tile point inside
     # slot 0, which the caller keeps all-NaN, so the gather loop needs no guards
     src = np.empty(size, dtype=np.int64)
+    other = np.empty(size, dtype=np.bool_)  # columns not in the row's main tile
     special = np.empty(size, dtype=np.int64)  # columns needing the general path
     sp_off = np.empty((size, 4), dtype=np.int64)
     sp_ok = np.empty((size, 4), dtype=np.bool_)
@@ -365,41 +418,54 @@ def cutout_kernel(
         bad = False
         for r in range(size):
             _row_geometry(
-                b[0, 0], b[0, 1], b[0, 2], b[1, 0], b[1, 1], b[1, 2], b[2, 0], b[2, 1], b[2, 2],
-                gx, gy, gz, r * size, size, fnside, half, lo, hi, s, korder,
-                fo, io, jo, fxo, fyo, ko, loff, fast,
+                b, gx, gy, gz, r * size, size, fnside, half, lo, hi, s, korder,
+                fo, io, jo, fxo, fyo, ko, loff, fast, vxo, vyo, vzo,
             )
-            # resolve tiles (scalar; the key rarely changes along a row)
-            nspecial = 0
+            # resolve tiles: most rows lie in one tile, so first assume the key of the
+            # middle column for every column (a vectorisable pass), then fix the rest
+            k0 = ko[size >> 1]
+            if k0 != ck:
+                ck = k0
+                cs = _slot_of(k0, keys, slots)
+            base0 = cs * tile_stride if cs > 0 else -1
+            nother = 0
             for col in range(size):
-                if bilinear and not fast[col]:
-                    # general path: stencil cells in up to four tiles, maybe on other faces
-                    for q in range(4):
-                        k, lx, ly = _cell_tile(fo[col], io[col] + (q & 1), jo[col] + (q >> 1), nside, s, korder)
-                        sp_ok[nspecial, q] = False
-                        if k < 0:
-                            continue
-                        if k != ck:
-                            ck = k
-                            cs = _slot_of(k, keys, slots)
-                        if cs == _MISSING:
-                            bad = True
-                            missing, nmiss = _note_missing(k, missing, nmiss)
-                            continue
-                        sp_ok[nspecial, q] = cs >= 0
-                        sp_off[nspecial, q] = cs * tile_stride + ((w1 - lx) * w + ly) * nch
-                    special[nspecial] = col
-                    nspecial += 1
-                    src[col] = row_stride
-                    continue
-                k = ko[col]
-                if k != ck:
-                    ck = k
-                    cs = _slot_of(k, keys, slots)
-                if cs == _MISSING:
-                    bad = True
-                    missing, nmiss = _note_missing(k, missing, nmiss)
-                src[col] = cs * tile_stride + loff[col] * nch if cs > 0 else row_stride
+                same = fast[col] and ko[col] == k0 and base0 >= 0
+                src[col] = (base0 + loff[col] * nch) if same else row_stride
+                other[col] = not same
+                nother += 0 if same else 1
+            nspecial = 0
+            if nother:
+                for col in range(size):
+                    if not other[col]:
+                        continue
+                    if bilinear and not fast[col]:
+                        # general path: stencil cells in up to four tiles, maybe on other faces
+                        for q in range(4):
+                            k, lx, ly = _cell_tile(fo[col], io[col] + (q & 1), jo[col] + (q >> 1), nside, s, korder)
+                            sp_ok[nspecial, q] = False
+                            if k < 0:
+                                continue
+                            if k != ck:
+                                ck = k
+                                cs = _slot_of(k, keys, slots)
+                            if cs == _MISSING:
+                                bad = True
+                                missing, nmiss = _note_missing(k, missing, nmiss)
+                                continue
+                            sp_ok[nspecial, q] = cs >= 0
+                            sp_off[nspecial, q] = cs * tile_stride + ((w1 - lx) * w + ly) * nch
+                        special[nspecial] = col
+                        nspecial += 1
+                        continue
+                    k = ko[col]
+                    if k != ck:
+                        ck = k
+                        cs = _slot_of(k, keys, slots)
+                    if cs == _MISSING:
+                        bad = True
+                        missing, nmiss = _note_missing(k, missing, nmiss)
+                    src[col] = cs * tile_stride + loff[col] * nch if cs > 0 else row_stride
             if bad:
                 continue  # keep scanning rows only to collect every missing tile
             rowbase = obase + r * size
@@ -416,7 +482,6 @@ def cutout_kernel(
                         )
                         o = rowbase + chan_out[c] * npx + col
                         oflat[o] = val
-                        mflat[o] = val == val
                 for e in range(nspecial):
                     col = special[e]
                     for c in range(nch):
@@ -427,7 +492,6 @@ def cutout_kernel(
                         val = _bilinear(v0, v1, v2, v3, fxo[col], fyo[col])
                         o = rowbase + chan_out[c] * npx + col
                         oflat[o] = val
-                        mflat[o] = val == val
             else:
                 for col in range(size):
                     q = src[col]
@@ -435,7 +499,6 @@ def cutout_kernel(
                         val = flat[q + c]
                         o = rowbase + chan_out[c] * npx + col
                         oflat[o] = val
-                        mflat[o] = val == val
         failed[t] = bad
     return missing[:nmiss]
 
