@@ -23,7 +23,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tiles.py
+	$(BIN)/python benchmarks/bench_fetch.py
 	$(BIN)/python benchmarks/bench_cutouts.py
+	$(BIN)/python benchmarks/accuracy_cutouts.py
+	$(BIN)/python benchmarks/bench_sky.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -73,7 +73,14 @@ def _cmd_cutout(args: argparse.Namespace) -> int:
         interpolation=args.interpolation,
         order=args.order,
     )
-    dest = write_cutout(args.out, result, 0)
+    options = {}
+    if output_format(args.out) == "png":
+        stretch = args.stretch
+        if stretch == "auto":
+            # tiles that exist only as PNG/JPEG are display images already: keep their levels
+            stretch = "linear" if all("fits" not in sv.formats for sv in surveys) else "asinh"
+        options["stretch"] = stretch
+    dest = write_cutout(args.out, result, 0, **options)
     covered = float(result.mask.mean()) * 100.0
     orders = ", ".join(str(k) for k in result.orders)
     print(
@@ -128,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     cut.add_argument("--order", type=_order_arg, default="auto", metavar="auto|K",
                      help="HiPS order to read (default auto: the coarsest with cells no larger than a pixel)")
     cut.add_argument("--out", required=True, metavar="FILE", help="output file: .fits, .png or .npy")
+    cut.add_argument("--stretch", default="auto", choices=["auto", "asinh", "linear"],
+                     help="PNG levels: asinh stretch, or linear 0..255 for surveys whose tiles are "
+                          "already PNG/JPEG display images (default auto picks by the survey formats)")
     cut.set_defaults(func=_cmd_cutout)
 
     survey = sub.add_parser("survey", help="inspect a HiPS survey")

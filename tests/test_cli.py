@@ -355,3 +355,21 @@ def test_demo_refuses_a_file_as_directory(tmp_path, capsys):
     target.write_text("x")
     msg = run_fails(["demo", str(target)], capsys)
     assert "not a folder" in msg
+
+
+def test_png_stretch_linear_keeps_display_levels(tmp_path):
+    """Cutouts of PNG/JPEG-only surveys keep their 0..255 levels (auto picks linear)."""
+    from PIL import Image
+
+    from hipsml.cli import main
+    from hipsml.sky import render_function_hips
+
+    root = render_function_hips(tmp_path / "s", lambda ra, dec: 0 * ra + 100.0, order=2, tile_width=16,
+                                region=(10.0, 10.0, 8.0))
+    out_lin = tmp_path / "lin.png"
+    out_asinh = tmp_path / "asinh.png"
+    args = ["-q", "cutout", "--hips", str(root), "--ra", "10", "--dec", "10", "--size", "8", "--scale", "600"]
+    assert main(args + ["--stretch", "linear", "--out", str(out_lin)]) == 0
+    assert main(args + ["--out", str(out_asinh)]) == 0  # a FITS survey: auto -> asinh
+    assert np.all(np.asarray(Image.open(out_lin)) == 100)
+    assert not np.all(np.asarray(Image.open(out_asinh)) == 100)

@@ -228,13 +228,16 @@ def write_cutout_png(
     result: CutoutResult,
     index: int = 0,
     *,
+    stretch: str = "asinh",
     percentiles: tuple[float, float] = (0.5, 99.5),
     softening: float = 0.1,
 ) -> Path:
     """Write cutout ``index`` of ``result`` as an 8-bit display PNG, north up.
 
-    One channel gives a greyscale image, three give RGB (channels in order R, G, B);
-    each channel is stretched on its own by :func:`asinh_stretch`. The image is flipped
+    One channel gives a greyscale image, three give RGB (channels in order R, G, B).
+    With ``stretch="asinh"`` each channel is stretched on its own by :func:`asinh_stretch`;
+    ``stretch="linear"`` keeps values as they are, clipped to 0..255, which suits cutouts
+    of PNG/JPEG surveys whose tiles are already display images. The image is flipped
     vertically, since array row 0 is the south edge while PNG row 0 is the top, so north
     is up and east left on screen. Pixels not covered by a survey (NaN) are black; when a
     cutout has any, an alpha channel is added (mode ``LA`` or ``RGBA``) in which they are
@@ -248,6 +251,8 @@ def write_cutout_png(
         The output of :func:`hipsml.extract.cutouts`.
     index : int
         Which cutout of ``result``.
+    stretch : {"asinh", "linear"}
+        How values become 8-bit levels.
     percentiles, softening
         Passed to :func:`asinh_stretch`.
 
@@ -274,7 +279,13 @@ def write_cutout_png(
             f"a PNG holds 1 (greyscale) or 3 (RGB) channels but the cutout has {nch} "
             f"({', '.join(result.channels)}); write .fits or .npy, or cut from 1 or 3 surveys"
         )
-    pixels = asinh_stretch(image, percentiles=percentiles, softening=softening)[:, ::-1, :]
+    if stretch == "asinh":
+        pixels = asinh_stretch(image, percentiles=percentiles, softening=softening)[:, ::-1, :]
+    elif stretch == "linear":
+        levels = np.clip(np.nan_to_num(image, nan=0.0), 0.0, 255.0)
+        pixels = np.rint(levels).astype(np.uint8)[:, ::-1, :]
+    else:
+        raise InvalidInputError(f"unknown PNG stretch {stretch!r}; use 'asinh' or 'linear'")
     covered = np.all(np.isfinite(image), axis=0)[::-1, :]
     planes = [pixels[c] for c in range(nch)]
     mode = "L" if nch == 1 else "RGB"
@@ -414,11 +425,13 @@ def write_cutout_npy(path: str | os.PathLike[str], result: CutoutResult, index: 
 _WRITERS = {"fits": write_cutout_fits, "png": write_cutout_png, "npy": write_cutout_npy}
 
 
-def write_cutout(path: str | os.PathLike[str], result: CutoutResult, index: int = 0) -> Path:
+def write_cutout(
+    path: str | os.PathLike[str], result: CutoutResult, index: int = 0, **options: object
+) -> Path:
     """Write cutout ``index`` of ``result`` in the format named by the suffix of ``path``.
 
     ``.fits``/``.fit`` -> :func:`write_cutout_fits`, ``.png`` -> :func:`write_cutout_png`,
-    ``.npy`` -> :func:`write_cutout_npy`.
+    ``.npy`` -> :func:`write_cutout_npy`. ``options`` go to the writer (``stretch`` for PNG).
 
     Raises
     ------
@@ -434,6 +447,6 @@ def write_cutout(path: str | os.PathLike[str], result: CutoutResult, index: int 
     PosixPath('r.fits')
     """
     writer = _WRITERS[output_format(path)]
-    dest = writer(path, result, index)
+    dest = writer(path, result, index, **options)
     logger.info("wrote cutout %d to %s", index, dest)
     return dest
