@@ -7,14 +7,11 @@ basis into the survey's frame, so no per-cutout WCS object is ever built on the 
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
-from astropy import units as u
-from astropy.coordinates import BarycentricMeanEcliptic, Galactic, SkyCoord
 from astropy.wcs import WCS
 
 from hipsml.errors import InvalidInputError
+from hipsml.hips._frames import icrs_to_frame
 
 __all__ = [
     "PROJECTIONS",
@@ -137,27 +134,9 @@ def target_bases(ra_deg: np.ndarray, dec_deg: np.ndarray, rotation_deg: np.ndarr
     return np.ascontiguousarray(np.stack([e_r, e_e2, e_n2], axis=-1))
 
 
-@lru_cache(maxsize=None)
 def frame_matrix(frame: str) -> np.ndarray:
-    """3x3 rotation taking ICRS unit vectors into the HiPS frame (icrs, galactic, ecliptic).
-
-    The ecliptic frame is astropy's ``BarycentricMeanEcliptic`` at J2000.
-    """
-    if frame == "icrs":
-        return np.eye(3)
-    # the ICRS x, y and z unit vectors as directions
-    basis = SkyCoord(ra=[0.0, 90.0, 0.0] * u.deg, dec=[0.0, 0.0, 90.0] * u.deg, frame="icrs")
-    if frame == "galactic":
-        target = basis.transform_to(Galactic())
-    elif frame == "ecliptic":
-        target = basis.transform_to(BarycentricMeanEcliptic(equinox="J2000"))
-    else:
-        raise InvalidInputError(f"unknown HiPS frame {frame!r}")
-    cart = target.represent_as("unitspherical").to_cartesian()
-    # column j = image of the ICRS basis vector j
-    m = np.stack([cart.x.value, cart.y.value, cart.z.value], axis=0)
-    m.setflags(write=False)
-    return m
+    """3x3 rotation taking ICRS unit vectors into the HiPS frame (icrs, galactic, ecliptic)."""
+    return icrs_to_frame(frame)
 
 
 def healpix_cell_size_arcsec(order: int) -> float:

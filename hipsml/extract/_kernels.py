@@ -307,16 +307,6 @@ def _cell_tile(face: int, ix: int, iy: int, nside: int, s: int, korder: int) -> 
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _clampi(v: float, nside: int) -> int:
-    i = int(math.floor(v))
-    if i < 0:
-        return 0
-    if i >= nside:
-        return nside - 1
-    return i
-
-
-@numba.njit(cache=True, inline="always", error_model="numpy")
 def _slot_of(key: int, keys: np.ndarray, slots: np.ndarray) -> int:
     """Slot of a loaded tile, -1 for a tile known to be absent, -2 when not loaded."""
     lo = 0
@@ -330,16 +320,6 @@ def _slot_of(key: int, keys: np.ndarray, slots: np.ndarray) -> int:
     if lo < keys.shape[0] and keys[lo] == key:
         return slots[lo]
     return _MISSING
-
-
-@numba.njit(cache=True, inline="always", error_model="numpy")
-def _clampi(v: float, nside: int) -> int:
-    i = int(math.floor(v))
-    if i < 0:
-        return 0
-    if i >= nside:
-        return nside - 1
-    return i
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")

@@ -22,6 +22,7 @@ import numpy as np
 from astropy.io import fits
 
 from hipsml.errors import InvalidInputError
+from hipsml.hips._frames import icrs_to_frame
 from hipsml.hips._healpix import tile_path
 
 
@@ -86,19 +87,8 @@ class SurveyFrame:
 
 
 def _rotation_to_icrs(frame_name: str) -> np.ndarray:
-    """The 3x3 rotation from ``frame_name`` to ICRS, found by transforming the basis vectors."""
-    if frame_name == "icrs":
-        return np.eye(3)
-    from astropy import units as u
-    from astropy.coordinates import BarycentricMeanEcliptic, CartesianRepresentation, Galactic, SkyCoord
-
-    frame = Galactic() if frame_name == "galactic" else BarycentricMeanEcliptic(equinox="J2000")
-    basis = CartesianRepresentation(np.eye(3) * u.one)
-    icrs = SkyCoord(frame.realize_frame(basis)).icrs.cartesian
-    cols = np.stack([icrs.x.value, icrs.y.value, icrs.z.value], axis=0)  # column j = image of basis j
-    # orthonormalise (the transforms are pure rotations; this removes rounding only)
-    uu, _, vt = np.linalg.svd(cols)
-    return uu @ vt
+    """The 3x3 rotation from ``frame_name`` to ICRS (the transpose of ICRS -> frame)."""
+    return np.ascontiguousarray(icrs_to_frame(frame_name).T)
 
 
 _FRAME_ALIASES = {
