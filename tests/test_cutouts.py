@@ -209,12 +209,13 @@ def test_bilinear_error_small_and_shrinks_with_order(tmp_path):
     errors = {k: _bilinear_error(tmp_path / "inner", k, inner) for k in (2, 3, 4)}
     assert errors[3] < errors[2] / 3 and errors[4] < errors[3] / 3, errors
     assert errors[4] < 2e-5, errors
-    # along the polar-cap face edges, at the poles and at the cap/belt transition the face
-    # grid has a kink, so bilinear interpolation in it is first order there (~2x per order)
+    # across polar-cap face edges, at face corners and near the poles the face grids are
+    # turned against each other; weighting the real cell centres there keeps the error
+    # falling faster than first order (which would be ~2x per order)
     kinks = [(200.0, 89.0), (77.0, -88.5), (90.5, 80.0), (0.0, 41.8103149)]
     kerr = {k: _bilinear_error(tmp_path / "kinks", k, kinks) for k in (2, 3, 4)}
-    assert kerr[3] < kerr[2] / 1.8 and kerr[4] < kerr[3] / 1.8, kerr
-    assert kerr[4] < 1e-3, kerr
+    assert kerr[3] < kerr[2] / 2.5 and kerr[4] < kerr[3] / 2.5, kerr
+    assert kerr[4] < 1e-4, kerr
 
 
 def test_no_seams_across_tiles_and_faces(tmp_path):
@@ -243,11 +244,11 @@ def test_no_seams_across_tiles_and_faces(tmp_path):
     assert shrink.min() > 3.0, shrink
     control = max_step(60.0, "nearest") / max_step(15.0, "nearest")
     assert np.median(control) < 1.5, control
-    # and the values are right there (first-order bound of the kinked regions, see above)
+    # and the values are right there
     res = cutouts(survey, (ra, dec), size=40, pixel_scale=60.0, order=korder)
     for n in range(ra.size):
         lon, lat = pixel_centres_in_frame(ra[n], dec[n], 40, 60.0, "icrs")
-        assert np.abs(res.images[n, 0] - smooth(lon, lat)).max() < 3e-3
+        assert np.abs(res.images[n, 0] - smooth(lon, lat)).max() < 5e-4
 
 
 # ---------------------------------------------------------------- behaviour

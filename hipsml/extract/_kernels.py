@@ -13,7 +13,9 @@ Everything here is a pure numba function on arrays. For each target the fused ke
 
 Cells across a base-face edge are found with the HEALPix neighbour tables (as in the
 HEALPix C++ library's ``neighbors``), so bilinear interpolation is continuous across tile
-edges, the twelve base faces and the poles.
+edges, the twelve base faces and the poles. A stencil that crosses into another face is
+weighted by the true positions of its cell centres (the faces' grids are turned against each
+other there), so the interpolation stays accurate to second order across those edges too.
 
 A tile key packs ``(face, tx, ty)`` as ``(face << 2K) | (tx << K) | ty`` for tile order ``K``.
 The caller passes the tiles it has loaded as sorted keys plus slots; a target whose
@@ -33,6 +35,7 @@ __all__ = [
     "BILINEAR",
     "cutout_kernel",
     "face_coordinates",
+    "cell_centres",
     "tile_keys_to_npix",
     "npix_to_tile_keys",
 ]
@@ -266,44 +269,100 @@ def face_coordinates(vectors: np.ndarray, nside: float) -> tuple[np.ndarray, np.
     return fo, xo, yo
 
 
+_JRLL = np.array([2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4], dtype=np.float64)
+_JPLL = np.array([1, 3, 5, 7, 0, 2, 4, 6, 1, 3, 5, 7], dtype=np.float64)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _face_cell(face: int, ix: int, iy: int, nside: int) -> tuple[int, int, int]:
+    """The cell (face, ix, iy) with ix/iy possibly one off the face, as an in-face cell.
+
+    Returns face -1 when the cell does not exist (a face corner where only three faces
+    meet). Follows the HEALPix neighbour tables.
+    """
+    if ix >= 0 and ix < nside and iy >= 0 and iy < nside:
+        return face, ix, iy
+    dx = 0
+    dy = 0
+    if ix < 0:
+        ix += nside
+        dx = -1
+    elif ix >= nside:
+        ix -= nside
+        dx = 1
+    if iy < 0:
+        iy += nside
+        dy = -1
+    elif iy >= nside:
+        iy -= nside
+        dy = 1
+    d = (dx + 1) + 3 * (dy + 1)
+    f2 = _NB_FACE[d, face]
+    if f2 < 0:
+        return -1, 0, 0
+    bits = _NB_SWAP[d, face >> 2]
+    if bits & 1:
+        ix = nside - ix - 1
+    if bits & 2:
+        iy = nside - iy - 1
+    if bits & 4:
+        tmp = ix
+        ix = iy
+        iy = tmp
+    return f2, ix, iy
+
+
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def _cell_tile(face: int, ix: int, iy: int, nside: int, s: int, korder: int) -> tuple[int, int, int]:
     """Tile key and in-tile (lx, ly) of cell (face, ix, iy), ix/iy possibly one off the face.
 
     Returns key -1 when the cell does not exist (a face corner where only three faces meet).
     """
-    if ix < 0 or ix >= nside or iy < 0 or iy >= nside:
-        dx = 0
-        dy = 0
-        if ix < 0:
-            ix += nside
-            dx = -1
-        elif ix >= nside:
-            ix -= nside
-            dx = 1
-        if iy < 0:
-            iy += nside
-            dy = -1
-        elif iy >= nside:
-            iy -= nside
-            dy = 1
-        d = (dx + 1) + 3 * (dy + 1)
-        f2 = _NB_FACE[d, face]
-        if f2 < 0:
-            return -1, 0, 0
-        bits = _NB_SWAP[d, face >> 2]
-        if bits & 1:
-            ix = nside - ix - 1
-        if bits & 2:
-            iy = nside - iy - 1
-        if bits & 4:
-            tmp = ix
-            ix = iy
-            iy = tmp
-        face = f2
+    face, ix, iy = _face_cell(face, ix, iy, nside)
+    if face < 0:
+        return -1, 0, 0
     w1 = (1 << s) - 1
     key = (face << (2 * korder)) | ((ix >> s) << korder) | (iy >> s)
     return key, ix & w1, iy & w1
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _cell_centre(face: int, ix: int, iy: int, nside: int) -> tuple[float, float, float]:
+    """Unit vector of the centre of cell (face, ix, iy) (cf. HEALPix pix2vec / xyf2loc)."""
+    x = ix + 0.5
+    y = iy + 0.5
+    fn = float(nside)
+    jr = _JRLL[face] * fn - x - y
+    if jr < fn:
+        nr = jr
+        one_minus = nr * nr / (3.0 * fn * fn)
+        z = 1.0 - one_minus
+        sth = math.sqrt(one_minus * (2.0 - one_minus))
+    elif jr > 3.0 * fn:
+        nr = 4.0 * fn - jr
+        one_minus = nr * nr / (3.0 * fn * fn)
+        z = one_minus - 1.0
+        sth = math.sqrt(one_minus * (2.0 - one_minus))
+    else:
+        nr = fn
+        z = (2.0 * fn - jr) * 2.0 / (3.0 * fn)
+        sth = math.sqrt((1.0 - z) * (1.0 + z))
+    tmp = _JPLL[face] * nr + x - y
+    if tmp < 0.0:
+        tmp += 8.0 * fn
+    if tmp >= 8.0 * fn:
+        tmp -= 8.0 * fn
+    phi = (0.25 * math.pi) * tmp / nr
+    return sth * math.cos(phi), sth * math.sin(phi), z
+
+
+@numba.njit(cache=True, error_model="numpy")
+def cell_centres(face: np.ndarray, ix: np.ndarray, iy: np.ndarray, nside: int) -> np.ndarray:
+    """Unit vectors ``(N, 3)`` of the centres of cells ``(face, ix, iy)`` at ``nside``."""
+    out = np.empty((face.shape[0], 3))
+    for k in range(face.shape[0]):
+        out[k, 0], out[k, 1], out[k, 2] = _cell_centre(face[k], ix[k], iy[k], nside)
+    return out
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
@@ -388,6 +447,9 @@ def cutout_kernel(
     special = np.empty(size, dtype=np.int64)  # columns needing the general path
     sp_off = np.empty((size, 4), dtype=np.int64)
     sp_ok = np.empty((size, 4), dtype=np.bool_)
+    sp_w = np.empty((size, 4))  # interpolation weights of the general-path columns
+    cells = np.empty((4, 3))  # centres of one stencil's cells
+    exists = np.empty(4, dtype=np.bool_)
     missing = np.empty(64, dtype=np.int64)
     nmiss = 0
     ck = -3  # one-entry cache of the last key -> slot lookup
@@ -421,11 +483,49 @@ def cutout_kernel(
                         continue
                     if bilinear and not fast[col]:
                         # general path: stencil cells in up to four tiles, maybe on other faces
+                        fx = fxo[col]
+                        fy = fyo[col]
+                        i0 = io[col]
+                        j0 = jo[col]
+                        cross = False
                         for q in range(4):
-                            k, lx, ly = _cell_tile(fo[col], io[col] + (q & 1), jo[col] + (q >> 1), nside, s, korder)
+                            f2, ix2, iy2 = _face_cell(fo[col], i0 + (q & 1), j0 + (q >> 1), nside)
+                            cross = cross or f2 != fo[col]
+                        if cross:
+                            # across a base-face edge the grids are turned: weight the real
+                            # cell centres, moving the stencil until it holds the pixel
+                            g = r * size + col
+                            vx = b[0, 0] * gx[g] + b[0, 1] * gy[g] + b[0, 2] * gz[g]
+                            vy = b[1, 0] * gx[g] + b[1, 1] * gy[g] + b[1, 2] * gz[g]
+                            vz = b[2, 0] * gx[g] + b[2, 1] * gy[g] + b[2, 2] * gz[g]
+                            for _ in range(4):
+                                for q in range(4):
+                                    f2, ix2, iy2 = _face_cell(fo[col], i0 + (q & 1), j0 + (q >> 1), nside)
+                                    exists[q] = f2 >= 0
+                                    if f2 >= 0:
+                                        cells[q, 0], cells[q, 1], cells[q, 2] = _cell_centre(f2, ix2, iy2, nside)
+                                ww = _geometric_weights(vx, vy, vz, cells, exists, fx, fy)
+                                if ww[2] >= 0.0:
+                                    break
+                                i0 += int(ww[0])
+                                j0 += int(ww[1])
+                                # the pixel's fractions in the moved stencil (clamped)
+                                fx = min(max(fxo[col] + (io[col] - i0), 0.0), 1.0)
+                                fy = min(max(fyo[col] + (jo[col] - j0), 0.0), 1.0)
+                            if ww[2] < 0.0:  # no stencil holds it (cannot happen in practice)
+                                ww = ((1.0 - fxo[col]) * (1.0 - fyo[col]), fxo[col] * (1.0 - fyo[col]),
+                                      (1.0 - fxo[col]) * fyo[col], fxo[col] * fyo[col])
+                                i0 = io[col]
+                                j0 = jo[col]
+                        else:
+                            ww = ((1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy)
+                        for q in range(4):
+                            sp_w[nspecial, q] = ww[q]
+                            f2, ix2, iy2 = _face_cell(fo[col], i0 + (q & 1), j0 + (q >> 1), nside)
                             sp_ok[nspecial, q] = False
-                            if k < 0:
+                            if f2 < 0:
                                 continue
+                            k = (f2 << (2 * korder)) | ((ix2 >> s) << korder) | (iy2 >> s)
                             if k != ck:
                                 ck = k
                                 cs = _slot_of(k, keys, slots)
@@ -434,7 +534,7 @@ def cutout_kernel(
                                 missing, nmiss = _note_missing(k, missing, nmiss)
                                 continue
                             sp_ok[nspecial, q] = cs >= 0
-                            sp_off[nspecial, q] = cs * tile_stride + ((w1 - lx) * w + ly) * nch
+                            sp_off[nspecial, q] = cs * tile_stride + ((w1 - (ix2 & w1)) * w + (iy2 & w1)) * nch
                         special[nspecial] = col
                         nspecial += 1
                         continue
@@ -469,7 +569,7 @@ def cutout_kernel(
                         v1 = flat[sp_off[e, 1] + c] if sp_ok[e, 1] else nan
                         v2 = flat[sp_off[e, 2] + c] if sp_ok[e, 2] else nan
                         v3 = flat[sp_off[e, 3] + c] if sp_ok[e, 3] else nan
-                        val = _bilinear(v0, v1, v2, v3, fxo[col], fyo[col])
+                        val = _weighted(v0, v1, v2, v3, sp_w[e, 0], sp_w[e, 1], sp_w[e, 2], sp_w[e, 3])
                         o = rowbase + chan_out[c] * npx + col
                         oflat[o] = val
             else:
@@ -481,6 +581,159 @@ def cutout_kernel(
                         oflat[o] = val
         failed[t] = bad
     return missing[:nmiss]
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _inverse_bilinear(px: np.ndarray, py: np.ndarray, s: float, t: float) -> tuple[float, float]:
+    """(s, t) with bilinear(p0, p1, p2, p3; s, t) = 0, by Newton from the given start."""
+    qx = px[3] - px[2] - px[1] + px[0]
+    qy = py[3] - py[2] - py[1] + py[0]
+    for _ in range(10):
+        fxv = px[0] + s * (px[1] - px[0]) + t * (px[2] - px[0]) + s * t * qx
+        fyv = py[0] + s * (py[1] - py[0]) + t * (py[2] - py[0]) + s * t * qy
+        j00 = px[1] - px[0] + t * qx
+        j01 = px[2] - px[0] + s * qx
+        j10 = py[1] - py[0] + t * qy
+        j11 = py[2] - py[0] + s * qy
+        det = j00 * j11 - j01 * j10
+        if det == 0.0:
+            break
+        ds = (j11 * fxv - j01 * fyv) / det
+        dt = (j00 * fyv - j10 * fxv) / det
+        s = min(max(s - ds, -1.0), 2.0)
+        t = min(max(t - dt, -1.0), 2.0)
+        if abs(ds) + abs(dt) < 1e-13:
+            break
+    return s, t
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _geometric_weights(
+    vx: float, vy: float, vz: float, cells: np.ndarray, exists: np.ndarray, fx: float, fy: float
+) -> tuple[float, float, float, float]:
+    """Bilinear weights of a stencil that crosses into another base face, or a move.
+
+    Across a base-face edge the neighbouring face's grid is turned, so fractions in the
+    face coordinates would put the far cells in the wrong place (a first-order error). Here
+    the four cell centres ``cells`` (rows 0..3: origin, +x, +y, +x+y) are projected on the
+    plane tangent at the pixel ``v`` and the bilinear parameters of ``v`` in that
+    quadrilateral are solved for (Newton, from ``fx, fy``). Where a cell does not exist
+    (a corner where only three faces meet) the weights are barycentric in the triangle of
+    the other three. When the pixel lies outside the stencil it returns
+    ``(ds, dt, -1, -1)``: the step (-1, 0 or 1 in x and y) to move the stencil by.
+    Otherwise the weights are non-negative and sum to 1.
+    """
+    # tangent basis at v
+    if abs(vz) < 0.9:
+        ax, ay, az = 0.0, 0.0, 1.0
+    else:
+        ax, ay, az = 1.0, 0.0, 0.0
+    e1x = ay * vz - az * vy
+    e1y = az * vx - ax * vz
+    e1z = ax * vy - ay * vx
+    norm = math.sqrt(e1x * e1x + e1y * e1y + e1z * e1z)
+    e1x /= norm
+    e1y /= norm
+    e1z /= norm
+    e2x = vy * e1z - vz * e1y
+    e2y = vz * e1x - vx * e1z
+    e2z = vx * e1y - vy * e1x
+    px = np.zeros(4)
+    py = np.zeros(4)
+    for q in range(4):
+        if exists[q]:
+            cx, cy, cz = cells[q, 0], cells[q, 1], cells[q, 2]
+            d = cx * vx + cy * vy + cz * vz
+            px[q] = (cx * e1x + cy * e1y + cz * e1z) / d
+            py[q] = (cx * e2x + cy * e2y + cz * e2z) / d
+    w = np.zeros(4)
+    n_exist = exists[0] + exists[1] + exists[2] + exists[3]
+    if n_exist == 4:
+        s, t = _inverse_bilinear(px, py, fx, fy)
+        # outside the quadrilateral: report how to move the stencil, weights unused
+        if s < -1e-9 or s > 1.0 + 1e-9 or t < -1e-9 or t > 1.0 + 1e-9:
+            return -1.0 if s < -1e-9 else (1.0 if s > 1.0 + 1e-9 else 0.0), \
+                -1.0 if t < -1e-9 else (1.0 if t > 1.0 + 1e-9 else 0.0), -1.0, -1.0
+        s = min(max(s, 0.0), 1.0)
+        t = min(max(t, 0.0), 1.0)
+        w[0] = (1.0 - s) * (1.0 - t)
+        w[1] = s * (1.0 - t)
+        w[2] = (1.0 - s) * t
+        w[3] = s * t
+    elif n_exist == 3:
+        # barycentric in the triangle of the three cells; its affine map to the unit
+        # square says whether the pixel lies in this stencil or which way to move it
+        ia = -1
+        ib = -1
+        ic = -1
+        for q in range(4):
+            if exists[q]:
+                if ia < 0:
+                    ia = q
+                elif ib < 0:
+                    ib = q
+                else:
+                    ic = q
+        ux = px[ib] - px[ia]
+        uy = py[ib] - py[ia]
+        vx2 = px[ic] - px[ia]
+        vy2 = py[ic] - py[ia]
+        det = ux * vy2 - vx2 * uy
+        alpha = (-px[ia] * vy2 + py[ia] * vx2) / det
+        beta = (-ux * py[ia] + uy * px[ia]) / det
+        gamma = 1.0 - alpha - beta
+        s = gamma * (ia & 1) + alpha * (ib & 1) + beta * (ic & 1)
+        t = gamma * (ia >> 1) + alpha * (ib >> 1) + beta * (ic >> 1)
+        if s < -1e-9 or s > 1.0 + 1e-9 or t < -1e-9 or t > 1.0 + 1e-9:
+            return -1.0 if s < -1e-9 else (1.0 if s > 1.0 + 1e-9 else 0.0), \
+                -1.0 if t < -1e-9 else (1.0 if t > 1.0 + 1e-9 else 0.0), -1.0, -1.0
+        alpha = max(alpha, 0.0)
+        beta = max(beta, 0.0)
+        gamma = max(gamma, 0.0)
+        total = alpha + beta + gamma
+        w[ia] = gamma / total
+        w[ib] = alpha / total
+        w[ic] = beta / total
+    else:
+        w[0] = (1.0 - fx) * (1.0 - fy) if exists[0] else 0.0
+        w[1] = fx * (1.0 - fy) if exists[1] else 0.0
+        w[2] = (1.0 - fx) * fy if exists[2] else 0.0
+        w[3] = fx * fy if exists[3] else 0.0
+    return w[0], w[1], w[2], w[3]
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _weighted(
+    v0: float, v1: float, v2: float, v3: float, w0: float, w1: float, w2: float, w3: float
+) -> float:
+    """Weighted stencil value, blank-aware like :func:`_bilinear` (the heaviest cell decides coverage)."""
+    vn = v0
+    wn = w0
+    if w1 > wn:
+        vn = v1
+        wn = w1
+    if w2 > wn:
+        vn = v2
+        wn = w2
+    if w3 > wn:
+        vn = v3
+    if not (vn == vn):
+        return np.float32(np.nan)
+    acc = 0.0
+    wsum = 0.0
+    if v0 == v0:
+        acc += w0 * v0
+        wsum += w0
+    if v1 == v1:
+        acc += w1 * v1
+        wsum += w1
+    if v2 == v2:
+        acc += w2 * v2
+        wsum += w2
+    if v3 == v3:
+        acc += w3 * v3
+        wsum += w3
+    return np.float32(acc / wsum)
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
