@@ -303,3 +303,16 @@ def test_bad_input_raises_clear_errors(tmp_path):
         cutouts(survey, good, order=7)
     with pytest.raises(InvalidInputError, match="not an opened survey"):
         cutouts(str(root), good)
+
+
+@pytest.mark.parametrize("order", [0, 2, 5])
+def test_cell_centres_match_healpy(order):
+    from hipsml.extract._kernels import cell_centres
+    from hipsml.hips._healpix import deinterleave_bits
+
+    nside = 1 << order
+    pix = np.arange(12 * nside * nside)
+    ix, iy = deinterleave_bits(pix % (nside * nside))
+    mine = cell_centres(pix // (nside * nside), ix, iy, nside)
+    ref = np.array(hp.pix2vec(nside, pix, nest=True)).T
+    assert np.abs(mine - ref).max() < 1e-14
