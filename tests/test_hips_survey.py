@@ -336,3 +336,38 @@ def test_survey_pickles_with_an_empty_cache(survey_dir: Path):
     assert copy.stats["cache_tiles"] == 0 and copy._cache.max_bytes == 10_000
     np.testing.assert_array_equal(copy.read_tile(3, 5)[0], tile_values(3, 5))
     assert copy.stats["tile_reads"] == 2  # counters travel, the cache does not
+
+
+def test_remote_survey_uses_moc_access_url(tmp_path, hips_server):
+    """A remote survey with no Moc.fits beside it reads its MOC from moc_access_url, and a
+    tile outside that MOC is absent without any request."""
+    import shutil
+
+    import healpy as hp
+
+    from hipsml.sky import render_function_hips
+
+    site = tmp_path / "site"
+    site.mkdir()
+    root = render_function_hips(site / "survey", lambda ra, dec: ra * 0 + 1.0, order=3, tile_width=16,
+                                region=(40.0, 20.0, 5.0))
+    (site / "mocs").mkdir()
+    shutil.move(root / "Moc.fits", site / "mocs" / "Moc.fits")
+    server = hips_server(site)
+    props = (root / "properties").read_text()
+    (root / "properties").write_text(props + f"moc_access_url = {server.url}/mocs/Moc.fits\n")
+    # plant a tile file far outside the coverage: only the MOC can tell it is not part of it
+    far = int(hp.ang2pix(8, 220.0, -40.0, lonlat=True, nest=True))
+    inside = int(hp.ang2pix(8, 40.0, 20.0, lonlat=True, nest=True))
+    src = root / f"Norder3/Dir0/Npix{inside}.fits"
+    shutil.copy(src, root / f"Norder3/Dir0/Npix{far}.fits")
+
+    survey = open_survey(f"{server.url}/survey", cache_dir=False)
+    assert survey.moc is not None and survey.moc.contains_tile(3, inside)
+    before = server.count()
+    assert survey.read_tile(3, far) is None
+    assert server.count() == before  # skipped without a request
+    assert survey.read_tile(3, inside) is not None
+    # a local mirror never goes online for its MOC
+    local = open_survey(root)
+    assert local.moc is None

@@ -407,10 +407,21 @@ class HipsSurvey:
         )
 
 
-def _load_moc(store: TileStore) -> Moc | None:
+def _load_moc(store: TileStore, props: dict[str, str], http_options: dict[str, Any]) -> Moc | None:
+    """The coverage MOC: ``Moc.fits`` beside ``properties``, else (remote surveys only) the
+    file named by ``moc_access_url``. None when there is none or it is broken (logged)."""
     source = store.url_for("Moc.fits")
     try:
         moc = store.fetch("Moc.fits", lambda data: Moc.from_fits(data, source=source))
+        url = props.get("moc_access_url", "").strip()
+        if moc is None and url.lower().startswith(("http://", "https://")) and not isinstance(store, LocalTileStore):
+            # a remote survey whose MOC lives elsewhere; a local mirror never goes online for it
+            from hipsml.hips._http import HttpTileStore
+
+            parent, _, name = url.rpartition("/")
+            if name == "Moc.fits" and parent.rstrip("/") != store.location.rstrip("/"):
+                with HttpTileStore(parent, **http_options) as moc_store:
+                    moc = moc_store.fetch("Moc.fits", lambda data: Moc.from_fits(data, source=url))
     except (HipsmlError, OSError) as exc:
         logger.warning("ignoring the coverage MOC of %s: %s", store.location, exc)
         return None
@@ -470,7 +481,7 @@ def open_survey(
     props = store.fetch("properties", lambda data: parse_properties(data, source=source))
     if props is None:
         raise SurveyNotFoundError(f"no HiPS at {store.location}: there is no properties file ({source})")
-    survey = HipsSurvey(store, props, moc=_load_moc(store), memory_cache_bytes=memory_cache_bytes)
+    survey = HipsSurvey(store, props, moc=_load_moc(store, props, http_options), memory_cache_bytes=memory_cache_bytes)
     logger.info("opened %r", survey)
     return survey
 
