@@ -355,7 +355,14 @@ def cutouts(
         channels += [sv.name] if sv.channels == 1 else [f"{sv.name}[{c}]" for c in range(sv.channels)]
     ctot = len(channels)
     npx = size * size
-    images = np.empty((n, ctot, npx), dtype=np.float32)
+    try:
+        images = np.empty((n, ctot, npx), dtype=np.float32)
+    except (MemoryError, ValueError):
+        gib = n * ctot * npx * 4 / 2**30
+        raise InvalidInputError(
+            f"{n} cutouts of {ctot} x {size} x {size} need {gib:.1f} GiB, more than this machine can hold; "
+            "cut fewer targets per call (the dataset builder batches them)"
+        ) from None
 
     # surveys sharing frame, order and tile width share the geometry and one tile slab;
     # chan_out maps each slab channel to its output channel
@@ -369,7 +376,10 @@ def cutouts(
         chan_out = np.concatenate([np.arange(c, c + sv.channels) for c, sv in members]).astype(np.int64)
         groups.append((frame, korder, width, chan_out, _TileSlab([sv for _, sv in members], korder, memory_limit)))
 
-    grid = pixel_grid_vectors(size, scale, proj)
+    try:
+        grid = pixel_grid_vectors(size, scale, proj)
+    except (MemoryError, ValueError):
+        raise InvalidInputError(f"a {size} x {size} cutout is too large for this machine's memory") from None
     gx, gy, gz = (np.ascontiguousarray(grid[:, i]) for i in range(3))
     half = size // 2
     probe_pixels = np.array([half * size + half, 0, size - 1, npx - size, npx - 1])  # centre, corners
