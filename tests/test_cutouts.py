@@ -316,3 +316,27 @@ def test_cell_centres_match_healpy(order):
     mine = cell_centres(pix // (nside * nside), ix, iy, nside)
     ref = np.array(hp.pix2vec(nside, pix, nest=True)).T
     assert np.abs(mine - ref).max() < 1e-14
+
+
+def test_memory_limit_bounds_tiles_held(tmp_path):
+    """Targets scattered over the whole sky: the call holds about memory_limit of tiles, not all."""
+    import tracemalloc
+
+    root = render_function_hips(tmp_path / "s", smooth, order=2, tile_width=256, order_min=2)  # 192 tiles, 48 MiB
+    survey = hipsml.open_survey(root, memory_cache_bytes=1 << 20)
+    rng = np.random.default_rng(1)
+    n = 1500
+    ra, dec = rng.uniform(0, 360, n), np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+    cutouts(survey, (ra[:3], dec[:3]), size=8, pixel_scale=60.0, order=2)  # load the kernels first
+    tracemalloc.start()
+    try:
+        res = cutouts(survey, (ra, dec), size=8, pixel_scale=60.0, order=2, memory_limit=8 << 20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # at most max(64 tiles, budget) = 16 MiB of tiles plus decoding scratch (unbounded: ~97 MiB)
+    assert peak < 24 << 20, peak / 2**20
+    assert res.mask.all()
+    for n_ in range(0, n, 250):
+        lon, lat = pixel_centres_in_frame(ra[n_], dec[n_], 8, 60.0, "icrs")
+        assert np.abs(res.images[n_, 0] - smooth(lon, lat)).max() < 1e-3

@@ -69,7 +69,8 @@ class CutoutResult:
     surveys : tuple of str
         Location of each survey.
     tiles_read : int
-        Tiles read during the call (each tile once, over all surveys' groups).
+        Tile reads made during the call, absent tiles included (each tile once while the
+        call's tiles fit in ``memory_limit``).
 
     Unpacks as ``images, mask = result``.
     """
@@ -191,11 +192,18 @@ class _TileSlab:
         self._table: tuple[np.ndarray, np.ndarray] | None = None
 
     def trim(self) -> None:
-        """Empty the slab when it holds more than its budget (between batches only)."""
-        if self.used > self.max_tiles:
+        """Empty the slab when over half full (between batches only).
+
+        A batch brings at most about half the budget in new tiles (see ``_plan_batches``), so
+        the slab then never grows past its budget.
+        """
+        if self.used > self.max_tiles // 2:
             self.slot_of.clear()
             self.used = 1
             self._table = None
+        if self.slab.shape[0] > self.max_tiles + 1:
+            # a batch needed more than the budget: give the memory back
+            self.slab = np.full((1, *self.tile_shape), np.nan, dtype=np.float32)
 
     def ensure(self, keys: np.ndarray) -> None:
         """Load every tile of ``keys`` (packed tile keys) that is not loaded yet."""
@@ -208,7 +216,9 @@ class _TileSlab:
         present = [any(tiles[i] is not None for tiles in per_survey) for i in range(missing.size)]
         need = self.used + sum(present)
         if need > self.slab.shape[0]:
-            bigger = np.empty((max(need, 2 * self.slab.shape[0], 16), *self.tile_shape), dtype=np.float32)
+            # grow once to the budget (pages are only committed as tiles are written)
+            capacity = max(need, self.max_tiles + 1)
+            bigger = np.empty((capacity, *self.tile_shape), dtype=np.float32)
             bigger[: self.used] = self.slab[: self.used]
             self.slab = bigger
         for i, key in enumerate(missing.tolist()):
@@ -236,6 +246,32 @@ class _TileSlab:
             order = np.argsort(keys)
             self._table = (keys[order], slots[order])
         return self._table
+
+
+def _plan_batches(visit: np.ndarray, bases_icrs: np.ndarray, groups: list, size: int) -> list[np.ndarray]:
+    """Split the visiting order into batches of at most ``_TARGETS_PER_BATCH`` targets whose
+    tiles fit each group's memory budget.
+
+    Targets come in NESTED order, so the tile under each target's centre changes in runs; a
+    batch takes at most an eighth of the budget in such runs (a cutout touches a few tiles,
+    and neighbouring runs share most of them).
+    """
+    n = visit.size
+    runs = np.zeros(n, dtype=np.int64)
+    limit = None
+    for frame, korder, _width, _chan_out, slab in groups:
+        centre = np.einsum("ij,nj->ni", frame_matrix(frame), bases_icrs[visit, :, 0])
+        keys = hp.vec2pix(1 << korder, centre[:, 0], centre[:, 1], centre[:, 2], nest=True)
+        change = np.empty(n, dtype=np.int64)
+        change[:1] = 0
+        change[1:] = keys[1:] != keys[:-1]
+        runs = np.maximum(runs, np.cumsum(change))
+        per_batch = max(1, slab.max_tiles // 8)
+        limit = per_batch if limit is None else min(limit, per_batch)
+    batch_of = np.maximum(runs // max(limit or 1, 1), np.arange(n) // _TARGETS_PER_BATCH)
+    # batch_of is non-decreasing: split where it changes
+    cuts = np.flatnonzero(np.diff(batch_of)) + 1
+    return np.split(visit, cuts)
 
 
 def cutouts(
@@ -283,7 +319,8 @@ def cutouts(
         HiPS order to read; ``"auto"`` picks the coarsest order whose cells are no larger
         than the output pixel (logged at INFO), clamped to each survey's orders.
     memory_limit : int
-        Bytes of decoded tiles held per survey during the call.
+        Bytes of decoded tiles held during the call for each group of surveys sharing frame,
+        order and tile width (the surveys' own memory caches come on top).
     progress : bool
         Show a progress bar.
 
@@ -387,14 +424,15 @@ def cutouts(
     # visit targets in NESTED order so consecutive batches share tiles
     visit = np.argsort(hp.ang2pix(1 << 12, ra, dec, lonlat=True, nest=True), kind="stable")
 
+    batches = _plan_batches(visit, bases_icrs, groups, size)
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, unit="cutout", desc="cutouts")
     try:
-        for start in range(0, n, _TARGETS_PER_BATCH):
-            idx = visit[start : start + _TARGETS_PER_BATCH]
+        for idx in batches:
             for frame, korder, width, chan_out, slab in groups:
                 s = log2_width(width)
                 nside_cells = 1 << (korder + s)
