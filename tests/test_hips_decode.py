@@ -308,3 +308,38 @@ def test_split_allsky_layout(order):
 def test_split_allsky_too_small_is_an_error():
     with pytest.raises(TileDecodeError, match="Allsky.jpg"):
         split_allsky(np.zeros((1, 10, 10), np.float32), 3, source="Allsky.jpg")
+
+
+def _header_only(cards: list[str]) -> bytes:
+    text = "".join(card.ljust(80) for card in cards + ["END"])
+    text = text.ljust(((len(text) + 2879) // 2880) * 2880)
+    return text.encode("ascii") + b"\0" * 2880
+
+
+@pytest.mark.parametrize(
+    "cards",
+    [
+        ["SIMPLE  =                    T", "BITPIX  =                  -32", "NAXIS   =                  NAN"],
+        ["SIMPLE  =                    T", "BITPIX  =                  NAN", "NAXIS   =                    2",
+         "NAXIS1  =                    4", "NAXIS2  =                    4"],
+        ["SIMPLE  =                    T", "BITPIX  =                  -32", "NAXIS   =                    2",
+         "NAXIS1  =                  INF", "NAXIS2  =                    4"],
+        ["SIMPLE  =                    T", "BITPIX  =                  -32", "NAXIS   =                    1",
+         "NAXIS1  =                    4"],
+        ["SIMPLE  =                    T", "BITPIX  =                  -32", "NAXIS   =                    2",
+         "NAXIS1  =                    4", "NAXIS2  =                    4", "ONAXIS1 =               100000",
+         "ONAXIS2 =               100000", "TRIM1   =                    0", "TRIM2   =                    0"],
+    ],
+    ids=["naxis-nan", "bitpix-nan", "naxis1-inf", "one-axis", "huge-onaxis"],
+)
+def test_malformed_fits_headers_are_decode_errors(cards):
+    with pytest.raises(TileDecodeError, match="bad.fits"):
+        decode_tile(_header_only(cards), "fits", source="bad.fits")
+
+
+def test_fits_plane_count_must_match_survey_channels():
+    buf = io.BytesIO()
+    fits.PrimaryHDU(np.zeros((3, 8, 8), np.float32)).writeto(buf)
+    with pytest.raises(TileDecodeError, match="3 planes"):
+        decode_tile(buf.getvalue(), "fits", source="cube.fits", width=8, channels=1)
+    assert decode_tile(buf.getvalue(), "fits", source="cube.fits", width=8, channels=3).shape == (3, 8, 8)

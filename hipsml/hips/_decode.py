@@ -84,6 +84,9 @@ class _Unsupported(Exception):
     """Internal: the fast FITS reader declines this file; astropy gets it instead."""
 
 
+#: largest tile hipsml will build from a trimmed FITS tile (guards against absurd ONAXISn)
+_MAX_TILE_PIXELS = 1 << 26
+
 def _card_value(text: str) -> str | float | bool:
     """Value of a FITS card's value field (columns 11..80): a string, number or logical."""
     text = text.strip()
@@ -200,6 +203,12 @@ def _untrim(out: np.ndarray, header: dict[str, str | float | bool], source: str,
     t1 = int(_number(header, "TRIM1", source, 0.0) or 0)
     t2 = int(_number(header, "TRIM2", source, 0.0) or 0)
     fw, fh = int(full_w), int(full_h)
+    if width is not None and (fw, fh) != (width, width):
+        raise TileDecodeError(
+            f"{source}: trimmed FITS tile of ONAXIS {fh}x{fw}, but the survey declares tiles {width}x{width}"
+        )
+    if fw * fh > _MAX_TILE_PIXELS:
+        raise TileDecodeError(f"{source}: trimmed FITS tile claims {fh}x{fw} pixels; refusing so large a tile")
     if t1 < 0 or t2 < 0 or t1 + w > fw or t2 + h > fh:
         raise TileDecodeError(
             f"{source}: trimmed FITS box {h}x{w} at TRIM2={t2}, TRIM1={t1} does not fit in ONAXIS2 x ONAXIS1 = {fh}x{fw}"
@@ -377,12 +386,22 @@ def decode_tile(
     key = fmt.lower()
     if key == "jpg":
         key = "jpeg"
-    if key == "fits":
-        out = _decode_fits(data, source, width)
-    elif key in ("png", "jpeg"):
-        out = _decode_image(data, key, source, channels)
-    else:
-        raise TileDecodeError(f"{source}: unknown tile format {fmt!r}; expected fits, png or jpeg")
+    try:
+        if key == "fits":
+            out = _decode_fits(data, source, width)
+        elif key in ("png", "jpeg"):
+            out = _decode_image(data, key, source, channels)
+        else:
+            raise TileDecodeError(f"{source}: unknown tile format {fmt!r}; expected fits, png or jpeg")
+    except TileDecodeError:
+        raise
+    except (ValueError, OverflowError, IndexError, TypeError, EOFError, OSError, MemoryError, zlib.error) as exc:
+        # a malformed body must read as a corrupt tile (and be fetched again), never crash
+        raise TileDecodeError(f"{source}: cannot decode this {key} tile: {type(exc).__name__}: {exc}") from None
+    if out.ndim != 3:
+        raise TileDecodeError(f"{source}: decoded tile has shape {out.shape}; expected (channels, width, width)")
+    if channels is not None and key == "fits" and out.shape[0] != channels:
+        raise TileDecodeError(f"{source}: FITS tile has {out.shape[0]} planes but the survey has {channels} channel(s)")
     if width is not None and out.shape[1:] != (width, width):
         raise TileDecodeError(
             f"{source}: tile is {out.shape[1]}x{out.shape[2]} pixels, but the survey declares tiles {width}x{width}"
