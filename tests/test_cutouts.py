@@ -340,3 +340,24 @@ def test_memory_limit_bounds_tiles_held(tmp_path):
     for n_ in range(0, n, 250):
         lon, lat = pixel_centres_in_frame(ra[n_], dec[n_], 8, 60.0, "icrs")
         assert np.abs(res.images[n_, 0] - smooth(lon, lat)).max() < 1e-3
+
+
+def test_argument_types_are_checked(tmp_path):
+    root = render_function_hips(tmp_path / "s", smooth, order=1, tile_width=16)
+    survey = hipsml.open_survey(root)
+    good = ([1.0], [2.0])
+    for kwargs, match in [
+        (dict(rotation="abc"), "rotation"),
+        (dict(order=None), "order"),
+        (dict(order=1.5), "order"),
+        (dict(memory_limit="x"), "memory_limit"),
+    ]:
+        with pytest.raises(InvalidInputError, match=match):
+            cutouts(survey, good, size=4, **kwargs)
+    with pytest.raises(InvalidInputError, match="angle"):
+        cutouts(survey, (1.0 * u.m, 2.0 * u.m), size=4)
+    # an angle Quantity is converted, not read as degrees
+    assert cutouts(survey, good, size=4, rotation=0.5 * u.rad).rotation[0] == pytest.approx(np.degrees(0.5))
+    # a 2-D SkyCoord is flattened
+    sc = SkyCoord([[1.0, 2.0], [3.0, 4.0]] * u.deg, [[5.0, 6.0], [7.0, 8.0]] * u.deg)
+    assert cutouts(survey, sc, size=4).images.shape == (4, 1, 4, 4)

@@ -115,8 +115,8 @@ def _normalise_coords(coords: Any) -> tuple[np.ndarray, np.ndarray]:
     """ICRS (ra, dec) degree arrays from a SkyCoord or a pair of arrays/Quantities."""
     if isinstance(coords, SkyCoord):
         icrs = coords.icrs
-        ra = np.atleast_1d(icrs.ra.deg).astype(np.float64)
-        dec = np.atleast_1d(icrs.dec.deg).astype(np.float64)
+        ra = np.atleast_1d(icrs.ra.deg).astype(np.float64).ravel()
+        dec = np.atleast_1d(icrs.dec.deg).astype(np.float64).ravel()
     else:
         try:
             ra_in, dec_in = coords
@@ -124,8 +124,11 @@ def _normalise_coords(coords: Any) -> tuple[np.ndarray, np.ndarray]:
             raise InvalidInputError(
                 "coords must be a SkyCoord or a pair (ra, dec) of ICRS degree arrays"
             ) from None
-        ra = np.atleast_1d(u.Quantity(ra_in, u.deg).value if isinstance(ra_in, u.Quantity) else ra_in)
-        dec = np.atleast_1d(u.Quantity(dec_in, u.deg).value if isinstance(dec_in, u.Quantity) else dec_in)
+        try:
+            ra = np.atleast_1d(ra_in.to_value(u.deg) if isinstance(ra_in, u.Quantity) else ra_in)
+            dec = np.atleast_1d(dec_in.to_value(u.deg) if isinstance(dec_in, u.Quantity) else dec_in)
+        except (u.UnitConversionError, TypeError):
+            raise InvalidInputError("coords (ra, dec) must be degrees or angle Quantities") from None
         try:
             ra = np.asarray(ra, dtype=np.float64).ravel()
             dec = np.asarray(dec, dtype=np.float64).ravel()
@@ -301,7 +304,9 @@ def cutouts(
     surveys : HipsSurvey or sequence of HipsSurvey
         Opened surveys (:func:`hipsml.open_survey`); their channels are concatenated in order.
     coords : SkyCoord or (ra, dec)
-        Targets; a pair of arrays is taken as ICRS degrees (Quantities accepted).
+        Targets; a pair of arrays is taken as ICRS degrees (Quantities accepted). Note that
+        ``[[ra0, ra1], [dec0, dec1]]`` is such a pair: pass ``(ra, dec)``, never a list of
+        ``(ra, dec)`` tuples.
     size : int
         Cutout width and height, pixels.
     pixel_scale : float or Quantity, optional
@@ -310,8 +315,8 @@ def cutouts(
         Field of view (arcsec when a float), the alternative to ``pixel_scale``.
     projection : {"TAN", "SIN"}
         Gnomonic (default) or orthographic.
-    rotation : float or array
-        Rotation of the cutouts, degrees, one value or one per target.
+    rotation : float, array or Quantity
+        Rotation of the cutouts, degrees (or an angle Quantity), one value or one per target.
     interpolation : {"bilinear", "nearest"}
         ``nearest`` takes the HEALPix cell containing the pixel centre; ``bilinear``
         interpolates in the HEALPix grid, continuously across tile and face edges.
@@ -343,6 +348,10 @@ def cutouts(
     for sv in survey_list:
         if not (hasattr(sv, "read_tiles") and hasattr(sv, "tile_width")):
             raise InvalidInputError(f"{sv!r} is not an opened survey; use hipsml.open_survey(location)")
+        if sv.tile_width < 2:
+            raise InvalidInputError(f"{sv.name}: tiles {sv.tile_width} pixel wide are not supported (need >= 2)")
+    if isinstance(memory_limit, bool) or not isinstance(memory_limit, (int, np.integer)) or memory_limit <= 0:
+        raise InvalidInputError(f"memory_limit must be a positive number of bytes, got {memory_limit!r}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise InvalidInputError(f"size must be a positive integer, got {size!r}")
     size = int(size)
@@ -354,7 +363,10 @@ def cutouts(
     mode = INTERPOLATIONS[interpolation]
     ra, dec = _normalise_coords(coords)
     n = ra.size
-    rot = np.asarray(rotation, dtype=np.float64)
+    try:
+        rot = np.asarray(rotation.to_value(u.deg) if isinstance(rotation, u.Quantity) else rotation, dtype=np.float64)
+    except (TypeError, ValueError, u.UnitConversionError):
+        raise InvalidInputError(f"rotation must be an angle in degrees (or a Quantity), got {rotation!r}") from None
     if rot.ndim == 0:
         rot = np.full(n, float(rot))
     elif rot.shape != (n,):
@@ -380,7 +392,13 @@ def cutouts(
         for sv, k in zip(survey_list, orders):
             logger.info("HiPS order %d chosen for %s (pixel %.4g arcsec)", k, sv.name, scale)
     else:
-        orders = [int(order)] * len(survey_list) if np.ndim(order) == 0 else [int(k) for k in order]
+        try:
+            raw = [order] * len(survey_list) if np.ndim(order) == 0 else list(order)
+            if any(isinstance(k, bool) or int(k) != k for k in raw):
+                raise ValueError
+            orders = [int(k) for k in raw]
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"order must be 'auto', an integer or one integer per survey, got {order!r}") from None
         if len(orders) != len(survey_list):
             raise InvalidInputError(f"order gives {len(orders)} values for {len(survey_list)} surveys")
         for sv, k in zip(survey_list, orders):

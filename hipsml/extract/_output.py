@@ -263,7 +263,9 @@ def write_cutout_png(
     Raises
     ------
     InvalidInputError
-        The cutout has neither 1 nor 3 channels, or ``path`` cannot be written.
+        The cutout has neither 1 nor 3 channels.
+    OutputError
+        ``path`` cannot be written.
 
     Examples
     --------
@@ -304,7 +306,9 @@ def write_cutout_png(
 
 
 def _ascii(value: str) -> str:
-    return value.encode("ascii", "backslashreplace").decode("ascii")
+    """Printable ASCII for a FITS card: non-ASCII escaped, control characters as spaces."""
+    text = value.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(ch if 32 <= ord(ch) < 127 else " " for ch in text)
 
 
 def cutout_header(result: CutoutResult, index: int = 0) -> fits.Header:
@@ -436,7 +440,9 @@ def write_cutout(
     Raises
     ------
     InvalidInputError
-        Unknown suffix, index out of range, or ``path`` cannot be written.
+        Unknown suffix or index out of range.
+    OutputError
+        ``path`` cannot be written.
 
     Examples
     --------

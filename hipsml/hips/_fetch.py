@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Protocol, TypeVar
 from urllib.parse import unquote, urlparse
 
-from hipsml.errors import InvalidLocationError, SurveyNotFoundError
+from hipsml.errors import FetchError, InvalidLocationError, SurveyNotFoundError
 
 __all__ = ["TileStore", "LocalTileStore", "open_store", "check_relpath"]
 
@@ -67,6 +67,8 @@ class LocalTileStore:
             data = path.read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as exc:  # a folder where a file should be, no permission, I/O error
+            raise FetchError(f"cannot read {path}: {exc.strerror or exc}") from None
         return decode(data)
 
     def __repr__(self) -> str:

@@ -312,8 +312,14 @@ class HipsSurvey:
         if isinstance(self._store, LocalTileStore) or len(keys) == 1:
             results = [self._fetch(o, p, fmt) for p in keys]
         else:
-            with ThreadPoolExecutor(max_workers=min(_HTTP_WORKERS, len(keys)), thread_name_prefix="hipsml-tile") as pool:
+            pool = ThreadPoolExecutor(max_workers=min(_HTTP_WORKERS, len(keys)), thread_name_prefix="hipsml-tile")
+            try:
                 results = list(pool.map(lambda p: self._fetch(o, p, fmt), keys))
+            except BaseException:
+                # one tile failed for good (or Ctrl-C): do not wait for the queued fetches
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
         for p, tile in zip(keys, results):
             for i in todo[p]:
                 out[i] = tile
