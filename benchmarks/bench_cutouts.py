@@ -4,7 +4,7 @@ Renders an analytic HiPS (order 6, 512-pixel tiles, cells of 6.4 arcsec) around 
 warms the survey's memory cache so tiles are already decoded, then times 64x64 cutouts at
 the cell scale around random targets within 1 degree:
 
-- hipsml bilinear, nearest, and 3 channels (three surveys sharing the geometry);
+- hipsml bilinear, nearest, bicubic, and 3 channels (three surveys sharing the geometry);
 - the naive reference measured in the same run: per cutout, astropy-free numpy geometry,
   ``healpy.get_interp_weights`` (RING-ordered bilinear in theta/phi, converted to NESTED),
   and a numpy lookup of the four cells in the decoded tiles.
@@ -110,7 +110,7 @@ def main() -> None:
         npx = args.size * args.size
 
         # warm up: compile the kernels and decode every tile into the survey memory caches
-        for interp in ("bilinear", "nearest"):
+        for interp in ("bilinear", "nearest", "bicubic"):
             cutouts(surveys, (ra, dec), size=args.size, pixel_scale=scale, order=korder, interpolation=interp)
 
         def run(svs, interp):
@@ -120,6 +120,7 @@ def main() -> None:
         for label, svs, interp in [
             ("hipsml bilinear, 1 channel", surveys[:1], "bilinear"),
             ("hipsml nearest, 1 channel", surveys[:1], "nearest"),
+            ("hipsml bicubic, 1 channel", surveys[:1], "bicubic"),
             ("hipsml bilinear, 3 channels", surveys, "bilinear"),
         ]:
             dt = best_of(lambda: run(svs, interp), args.repeat)

@@ -130,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     cut.add_argument("--projection", default="TAN", type=str.upper, choices=["TAN", "SIN"],
                      help="TAN (gnomonic, default) or SIN (orthographic)")
     cut.add_argument("--rotation", type=float, default=0.0, help="rotation of the image, deg (default 0)")
-    cut.add_argument("--interpolation", default="bilinear", choices=["bilinear", "nearest"],
-                     help="bilinear (default) or nearest HEALPix cell")
+    cut.add_argument("--interpolation", default="bilinear", choices=["bilinear", "nearest", "bicubic"],
+                     help="bilinear (default), nearest HEALPix cell, or bicubic (Catmull-Rom)")
     cut.add_argument("--order", type=_order_arg, default="auto", metavar="auto|K",
                      help="HiPS order to read (default auto: the coarsest with cells no larger than a pixel)")
     cut.add_argument("--out", required=True, metavar="FILE", help="output file: .fits, .png or .npy")

@@ -361,3 +361,44 @@ def test_argument_types_are_checked(tmp_path):
     # a 2-D SkyCoord is flattened
     sc = SkyCoord([[1.0, 2.0], [3.0, 4.0]] * u.deg, [[5.0, 6.0], [7.0, 8.0]] * u.deg)
     assert cutouts(survey, sc, size=4).images.shape == (4, 1, 4, 4)
+
+
+def test_bicubic_is_more_accurate_away_from_face_edges(tmp_path):
+    targets = [(10.0, 20.0), (200.0, -30.0), (100.0, -20.0)]
+    root = render_function_hips(tmp_path / "s", smooth, order=3, tile_width=64, order_min=3)
+    survey = hipsml.open_survey(root)
+    ra, dec = np.array(targets).T
+    errs = {}
+    for interp in ("bilinear", "bicubic"):
+        res = cutouts(survey, (ra, dec), size=32, fov=4 * 3600.0, order=3, interpolation=interp)
+        assert res.mask.all()
+        errs[interp] = max(
+            np.abs(res.images[n, 0] - smooth(*pixel_centres_in_frame(ra[n], dec[n], 32, 450.0, "icrs"))).max()
+            for n in range(ra.size)
+        )
+    assert errs["bicubic"] < errs["bilinear"] / 10, errs
+    # near face edges, poles and the cap/belt line it falls back to the (geometric) bilinear
+    hard = [(45.0, 0.0), (0.0, 41.8103149), (0.0, 90.0), (135.0, -41.81)]
+    ra, dec = np.array(hard).T
+    res = cutouts(survey, (ra, dec), size=32, fov=4 * 3600.0, order=3, interpolation="bicubic")
+    for n in range(ra.size):
+        lon, lat = pixel_centres_in_frame(ra[n], dec[n], 32, 450.0, "icrs")
+        assert np.abs(res.images[n, 0] - smooth(lon, lat)).max() < 5e-4
+
+
+def test_bicubic_coverage_and_channels_match_bilinear(tmp_path):
+    a = render_function_hips(tmp_path / "a", smooth, order=3, tile_width=64, region=(30.0, 10.0, 3.0))
+    b = render_function_hips(tmp_path / "b", lambda r, d: 2 * smooth(r, d), order=3, tile_width=64,
+                             region=(30.0, 10.0, 6.0))
+    sa, sb = hipsml.open_survey(a), hipsml.open_survey(b)
+    lon_edge = 30.0 + 3.0 / np.cos(np.radians(10.0)) + 0.3
+    target = ([lon_edge, 30.0], [10.0, 10.0])
+    bil = cutouts([sa, sb], target, size=48, pixel_scale=120.0, interpolation="bilinear")
+    cub = cutouts([sa, sb], target, size=48, pixel_scale=120.0, interpolation="bicubic")
+    assert np.array_equal(bil.mask, cub.mask)  # the nearest cell decides coverage in both
+    assert 0.05 < cub.mask[0, 0].mean() < 0.95 and cub.mask[:, 1].all()
+    # well inside both surveys the two channels are the same interpolation of f and 2f
+    # (near a's edge a falls back to bilinear where its 4x4 meets blank cells, b does not)
+    assert np.allclose(cub.images[1, 1], 2 * cub.images[1, 0], rtol=1e-5, atol=1e-5)
+    alone = cutouts(sb, target, size=48, pixel_scale=120.0, interpolation="bicubic")
+    assert np.array_equal(alone.images[:, 0], cub.images[:, 1], equal_nan=True)

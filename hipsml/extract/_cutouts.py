@@ -25,6 +25,7 @@ from hipsml.extract._geometry import (
     _check_projection,
 )
 from hipsml.extract._kernels import (
+    BICUBIC,
     BILINEAR,
     NEAREST,
     cutout_kernel,
@@ -37,7 +38,7 @@ __all__ = ["cutouts", "CutoutResult", "choose_order", "INTERPOLATIONS"]
 
 logger = logging.getLogger(__name__)
 
-INTERPOLATIONS = {"nearest": NEAREST, "bilinear": BILINEAR}
+INTERPOLATIONS = {"nearest": NEAREST, "bilinear": BILINEAR, "bicubic": BICUBIC}
 
 #: targets per batch: a batch's tiles are loaded before its kernel runs
 _TARGETS_PER_BATCH = 4096
@@ -317,9 +318,11 @@ def cutouts(
         Gnomonic (default) or orthographic.
     rotation : float, array or Quantity
         Rotation of the cutouts, degrees (or an angle Quantity), one value or one per target.
-    interpolation : {"bilinear", "nearest"}
+    interpolation : {"bilinear", "nearest", "bicubic"}
         ``nearest`` takes the HEALPix cell containing the pixel centre; ``bilinear``
-        interpolates in the HEALPix grid, continuously across tile and face edges.
+        interpolates in the HEALPix grid, continuously across tile and face edges;
+        ``bicubic`` (Catmull-Rom) uses 4x4 cells within a base face, and bilinear within two
+        cells of a base-face edge or next to blank cells.
     order : "auto", int or sequence of int
         HiPS order to read; ``"auto"`` picks the coarsest order whose cells are no larger
         than the output pixel (logged at INFO), clamped to each survey's orders.
@@ -348,8 +351,10 @@ def cutouts(
     for sv in survey_list:
         if not (hasattr(sv, "read_tiles") and hasattr(sv, "tile_width")):
             raise InvalidInputError(f"{sv!r} is not an opened survey; use hipsml.open_survey(location)")
-        if sv.tile_width < 2:
-            raise InvalidInputError(f"{sv.name}: tiles {sv.tile_width} pixel wide are not supported (need >= 2)")
+        if sv.tile_width < (4 if interpolation == "bicubic" else 2):
+            raise InvalidInputError(
+                f"{sv.name}: tiles {sv.tile_width} pixel wide are too small for {interpolation} interpolation"
+            )
     if isinstance(memory_limit, bool) or not isinstance(memory_limit, (int, np.integer)) or memory_limit <= 0:
         raise InvalidInputError(f"memory_limit must be a positive number of bytes, got {memory_limit!r}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:

@@ -33,6 +33,7 @@ import numpy as np
 __all__ = [
     "NEAREST",
     "BILINEAR",
+    "BICUBIC",
     "cutout_kernel",
     "face_coordinates",
     "cell_centres",
@@ -42,6 +43,7 @@ __all__ = [
 
 NEAREST = 0
 BILINEAR = 1
+BICUBIC = 2
 
 # HEALPix neighbour tables, indexed [direction][face]; direction = (dx+1) + 3*(dy+1)
 # for offsets dx, dy in {-1, 0, 1} of a cell that has left its face.
@@ -174,7 +176,7 @@ def _xyf(vx: float, vy: float, vz: float, nside: float, inv_nside: float) -> tup
 def _row_geometry(
     b: np.ndarray,
     gx: np.ndarray, gy: np.ndarray, gz: np.ndarray, start: int, count: int, nside: float,
-    half: float, lo: float, hi: float, s: int, korder: int,
+    half: float, lo: float, hi: float, s: int, korder: int, m_lo: int, m_hi: int,
     fo: np.ndarray, io: np.ndarray, jo: np.ndarray, fxo: np.ndarray, fyo: np.ndarray,
     ko: np.ndarray, lo_off: np.ndarray, fast: np.ndarray,
     vxo: np.ndarray, vyo: np.ndarray, vzo: np.ndarray,
@@ -183,7 +185,8 @@ def _row_geometry(
 
     ``vxo, vyo, vzo`` are scratch. Outputs per pixel: face, stencil origin ``floor(x - half), floor(y - half)`` clamped to
     ``[lo, hi]``, its fractions, the key of the origin's tile, the origin's flat offset in
-    that tile, and whether the 2x2 stencil (bilinear) lies inside that one tile.
+    that tile, and whether the stencil (cells ``origin - m_lo .. origin + m_hi`` in x and y)
+    lies inside that one tile.
     """
     inv_nside = 1.0 / nside
     w1 = (1 << s) - 1
@@ -246,7 +249,8 @@ def _row_geometry(
         jo[k] = j0
         ko[k] = (fi << (2 * korder)) | ((i0 >> s) << korder) | (j0 >> s)
         lo_off[k] = (w1 - (i0 & w1)) * (w1 + 1) + (j0 & w1)
-        fast[k] = (i0 >= 0) & (j0 >= 0) & ((i0 & w1) != w1) & ((j0 & w1) != w1)
+        fast[k] = (i0 >= 0) & (j0 >= 0) & ((i0 & w1) >= m_lo) & ((i0 & w1) <= w1 - m_hi) \
+            & ((j0 & w1) >= m_lo) & ((j0 & w1) <= w1 - m_hi)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -424,11 +428,16 @@ def cutout_kernel(
     oflat = out.reshape(-1)
     nan = np.float32(np.nan)
     fnside = float(nside)
-    bilinear = mode != NEAREST
+    bilinear = mode != NEAREST  # bilinear, or bicubic (which falls back to bilinear)
+    bicubic = mode == BICUBIC
     if bilinear:
         half, lo, hi = 0.5, -1.0, fnside
     else:
         half, lo, hi = 0.0, 0.0, fnside - 1.0
+    m_lo, m_hi = (1, 2) if bicubic else (0, 1)
+    # a column without a tile reads slot 0 (all NaN) around this offset: far enough inside
+    # for the whole stencil (bilinear: rows 0-1; bicubic: rows 0-3, columns 0-3; W >= 4)
+    dummy = 2 * row_stride + nch if bicubic else row_stride
     fo = np.empty(size, dtype=np.int64)
     io = np.empty(size, dtype=np.int64)
     jo = np.empty(size, dtype=np.int64)
@@ -449,6 +458,12 @@ def cutout_kernel(
     sp_ok = np.empty((size, 4), dtype=np.bool_)
     sp_w = np.empty((size, 4))  # interpolation weights of the general-path columns
     cells = np.empty((4, 3))  # centres of one stencil's cells
+    kink = np.zeros(size, dtype=np.bool_)  # bicubic columns near the cap/belt line
+    cub_col = np.empty(size, dtype=np.int64)  # bicubic columns whose 4x4 spans tiles
+    cub_val = np.empty((size, nch), dtype=np.float32)
+    cub_off = np.empty(16, dtype=np.int64)
+    wxs = np.empty(4)
+    wys = np.empty(4)
     exists = np.empty(4, dtype=np.bool_)
     missing = np.empty(64, dtype=np.int64)
     nmiss = 0
@@ -460,7 +475,7 @@ def cutout_kernel(
         bad = False
         for r in range(size):
             _row_geometry(
-                b, gx, gy, gz, r * size, size, fnside, half, lo, hi, s, korder,
+                b, gx, gy, gz, r * size, size, fnside, half, lo, hi, s, korder, m_lo, m_hi,
                 fo, io, jo, fxo, fyo, ko, loff, fast, vxo, vyo, vzo,
             )
             # resolve tiles: most rows lie in one tile, so first assume the key of the
@@ -471,16 +486,67 @@ def cutout_kernel(
                 cs = _slot_of(k0, keys, slots)
             base0 = cs * tile_stride if cs > 0 else -1
             nother = 0
+            if bicubic:
+                # a 4x4 stencil across the cap/belt line (x + y = nside in the polar faces,
+                # where the map from face coordinates to the sky has a kink) would overshoot:
+                # those columns take the bilinear path
+                for col in range(size):
+                    f = fo[col]
+                    ssum = io[col] + jo[col]
+                    if (f < 4 or f >= 8) and ssum - 1 <= nside and nside <= ssum + 5:
+                        fast[col] = False
+                        kink[col] = True
+                    else:
+                        kink[col] = False
             for col in range(size):
                 same = fast[col] and ko[col] == k0 and base0 >= 0
-                src[col] = (base0 + loff[col] * nch) if same else row_stride
+                src[col] = (base0 + loff[col] * nch) if same else dummy
                 other[col] = not same
                 nother += 0 if same else 1
             nspecial = 0
+            ncub = 0
             if nother:
                 for col in range(size):
                     if not other[col]:
                         continue
+                    if bicubic and not fast[col] and not kink[col]:
+                        i0 = io[col]
+                        j0 = jo[col]
+                        if i0 >= 1 and j0 >= 1 and i0 + 2 < nside and j0 + 2 < nside:
+                            # 4x4 stencil inside the face but over several tiles
+                            ok = True
+                            for q in range(16):
+                                k, lx, ly = _cell_tile(fo[col], i0 - 1 + (q & 3), j0 - 1 + (q >> 2), nside, s, korder)
+                                if k != ck:
+                                    ck = k
+                                    cs = _slot_of(k, keys, slots)
+                                if cs == _MISSING:
+                                    bad = True
+                                    missing, nmiss = _note_missing(k, missing, nmiss)
+                                    ok = False
+                                    continue
+                                if cs < 0:
+                                    ok = False
+                                    continue
+                                cub_off[q] = cs * tile_stride + ((w1 - lx) * w + ly) * nch
+                            if ok and not bad:
+                                _cubic_weights(fxo[col], wxs)
+                                _cubic_weights(fyo[col], wys)
+                                for c in range(nch):
+                                    acc = 0.0
+                                    for q in range(16):
+                                        acc += wxs[q & 3] * wys[q >> 2] * flat[cub_off[q] + c]
+                                    val = np.float32(acc)
+                                    if val != val:
+                                        # a blank cell in this channel's 4x4: its inner 2x2, bilinear
+                                        val = _bilinear(
+                                            flat[cub_off[5] + c], flat[cub_off[6] + c], flat[cub_off[9] + c],
+                                            flat[cub_off[10] + c], fxo[col], fyo[col],
+                                        )
+                                    cub_val[ncub, c] = val
+                                cub_col[ncub] = col
+                                ncub += 1
+                                continue
                     if bilinear and not fast[col]:
                         # general path: stencil cells in up to four tiles, maybe on other faces
                         fx = fxo[col]
@@ -545,11 +611,53 @@ def cutout_kernel(
                     if cs == _MISSING:
                         bad = True
                         missing, nmiss = _note_missing(k, missing, nmiss)
-                    src[col] = cs * tile_stride + loff[col] * nch if cs > 0 else row_stride
+                    src[col] = cs * tile_stride + loff[col] * nch if cs > 0 else dummy
             if bad:
                 continue  # keep scanning rows only to collect every missing tile
             rowbase = obase + r * size
-            if bilinear:
+            if bicubic:
+                # 4x4 Catmull-Rom stencils inside one tile (vectorisable); a blank cell in the
+                # stencil falls back to the blank-aware bilinear value of the inner 2x2
+                for col in range(size):
+                    q = src[col]
+                    fx = fxo[col]
+                    fy = fyo[col]
+                    ax0 = ((-0.5 * fx + 1.0) * fx - 0.5) * fx
+                    ax1 = (1.5 * fx - 2.5) * fx * fx + 1.0
+                    ax2 = ((-1.5 * fx + 2.0) * fx + 0.5) * fx
+                    ax3 = (0.5 * fx - 0.5) * fx * fx
+                    ay0 = ((-0.5 * fy + 1.0) * fy - 0.5) * fy
+                    ay1 = (1.5 * fy - 2.5) * fy * fy + 1.0
+                    ay2 = ((-1.5 * fy + 2.0) * fy + 0.5) * fy
+                    ay3 = (0.5 * fy - 0.5) * fy * fy
+                    for c in range(nch):
+                        qc = q + c
+                        acc = 0.0
+                        for dj in range(4):
+                            wy = ay0 if dj == 0 else (ay1 if dj == 1 else (ay2 if dj == 2 else ay3))
+                            base = qc + (dj - 1) * nch + row_stride  # x = i0 - 1 is one tile row down
+                            acc += wy * (ax0 * flat[base] + ax1 * flat[base - row_stride]
+                                         + ax2 * flat[base - 2 * row_stride] + ax3 * flat[base - 3 * row_stride])
+                        val = np.float32(acc)
+                        if val != val:
+                            val = _bilinear(
+                                flat[qc], flat[qc - row_stride], flat[qc + nch], flat[qc - row_stride + nch], fx, fy
+                            )
+                        oflat[rowbase + chan_out[c] * npx + col] = val
+                for e in range(ncub):
+                    col = cub_col[e]
+                    for c in range(nch):
+                        oflat[rowbase + chan_out[c] * npx + col] = cub_val[e, c]
+                for e in range(nspecial):
+                    col = special[e]
+                    for c in range(nch):
+                        v0 = flat[sp_off[e, 0] + c] if sp_ok[e, 0] else nan
+                        v1 = flat[sp_off[e, 1] + c] if sp_ok[e, 1] else nan
+                        v2 = flat[sp_off[e, 2] + c] if sp_ok[e, 2] else nan
+                        v3 = flat[sp_off[e, 3] + c] if sp_ok[e, 3] else nan
+                        val = _weighted(v0, v1, v2, v3, sp_w[e, 0], sp_w[e, 1], sp_w[e, 2], sp_w[e, 3])
+                        oflat[rowbase + chan_out[c] * npx + col] = val
+            elif bilinear:
                 # gather and interpolate; +x is one tile row up, +y one column right
                 for col in range(size):
                     q = src[col]
@@ -734,6 +842,15 @@ def _weighted(
         acc += w3 * v3
         wsum += w3
     return np.float32(acc / wsum)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _cubic_weights(t: float, out: np.ndarray) -> None:
+    """Catmull-Rom (Keys, a = -1/2) weights of the cells at -1, 0, 1, 2 for fraction ``t``."""
+    out[0] = ((-0.5 * t + 1.0) * t - 0.5) * t
+    out[1] = (1.5 * t - 2.5) * t * t + 1.0
+    out[2] = ((-1.5 * t + 2.0) * t + 0.5) * t
+    out[3] = (0.5 * t - 0.5) * t * t
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
