@@ -313,7 +313,29 @@ def test_disk_cache_serves_a_second_store_without_requests(
         assert second.cache_root == first.cache_root
         for relpath in FILES:
             assert same(second.fetch(relpath, decoder_for(relpath)), expected[relpath])
-    assert server.count() == 0
+    # tiles come from the cache; survey metadata (properties, Moc.fits) is asked for again
+    refreshed = [f for f in FILES if f in ("properties", "Moc.fits")]
+    assert server.count() == len(refreshed)
+
+
+def test_metadata_is_refreshed_and_cached_copy_used_when_server_is_down(
+    survey: Path, hips_server: Callable[..., HipsServer], tmp_path: Path
+) -> None:
+    def props(data: bytes) -> bytes:
+        return data
+
+    server = hips_server(survey)
+    cache = tmp_path / "cache"
+    with HttpTileStore(server.url, cache_dir=cache) as store:
+        first = store.fetch("properties", props)
+    (survey / "properties").write_bytes(first + b"hips_status = public master\n")
+    with HttpTileStore(server.url, cache_dir=cache) as store:
+        assert store.fetch("properties", props).endswith(b"hips_status = public master\n")
+    url = server.url
+    server.close()
+    with HttpTileStore(url, cache_dir=cache, retries=1, backoff=0.01) as store:
+        # the server is gone: the cached (latest) copy is used rather than failing
+        assert store.fetch("properties", props).endswith(b"hips_status = public master\n")
 
 
 def test_default_cache_dir_comes_from_the_environment(

@@ -74,6 +74,8 @@ _MAX_MISSING = 65536
 _TILE_EXTENSIONS = {"fits": "fits", "png": "png", "jpg": "jpg"}
 #: The only non-tile files that are cached, under these fixed names.
 _CACHED_FILES = {"properties": "properties", "Moc.fits": "Moc.fits"}
+#: files re-fetched on every open (the cached copy is a fallback for when the server is down)
+_REFRESHED = frozenset({"properties", "Moc.fits"})
 _TILE_RE = re.compile(r"Norder(\d{1,2})/Dir(\d{1,19})/Npix(\d{1,19})\.(fits|png|jpg)")
 _ALLSKY_RE = re.compile(r"Norder(\d{1,2})/Allsky\.(fits|png|jpg)")
 
@@ -391,6 +393,17 @@ class HttpTileStore:
                 logger.debug("known absent: %s", url)
                 return None
         cached = self.cache_path(relpath)
+        if cached is not None and relpath in _REFRESHED:
+            # survey metadata can change (new tiles, wider coverage): ask the server each
+            # time, and use the cached copy only when the server cannot be reached
+            try:
+                return self._download(url, decode, cached)
+            except FetchError as exc:
+                value = self._read_cache(cached, url, decode)
+                if value is None:
+                    raise
+                logger.warning("using the cached %s: %s", relpath, exc)
+                return value[0]
         if cached is not None:
             value = self._read_cache(cached, url, decode)
             if value is not None:
