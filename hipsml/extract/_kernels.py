@@ -648,15 +648,6 @@ def cutout_kernel(
                     col = cub_col[e]
                     for c in range(nch):
                         oflat[rowbase + chan_out[c] * npx + col] = cub_val[e, c]
-                for e in range(nspecial):
-                    col = special[e]
-                    for c in range(nch):
-                        v0 = flat[sp_off[e, 0] + c] if sp_ok[e, 0] else nan
-                        v1 = flat[sp_off[e, 1] + c] if sp_ok[e, 1] else nan
-                        v2 = flat[sp_off[e, 2] + c] if sp_ok[e, 2] else nan
-                        v3 = flat[sp_off[e, 3] + c] if sp_ok[e, 3] else nan
-                        val = _weighted(v0, v1, v2, v3, sp_w[e, 0], sp_w[e, 1], sp_w[e, 2], sp_w[e, 3])
-                        oflat[rowbase + chan_out[c] * npx + col] = val
             elif bilinear:
                 # gather and interpolate; +x is one tile row up, +y one column right
                 for col in range(size):
@@ -670,16 +661,6 @@ def cutout_kernel(
                         )
                         o = rowbase + chan_out[c] * npx + col
                         oflat[o] = val
-                for e in range(nspecial):
-                    col = special[e]
-                    for c in range(nch):
-                        v0 = flat[sp_off[e, 0] + c] if sp_ok[e, 0] else nan
-                        v1 = flat[sp_off[e, 1] + c] if sp_ok[e, 1] else nan
-                        v2 = flat[sp_off[e, 2] + c] if sp_ok[e, 2] else nan
-                        v3 = flat[sp_off[e, 3] + c] if sp_ok[e, 3] else nan
-                        val = _weighted(v0, v1, v2, v3, sp_w[e, 0], sp_w[e, 1], sp_w[e, 2], sp_w[e, 3])
-                        o = rowbase + chan_out[c] * npx + col
-                        oflat[o] = val
             else:
                 for col in range(size):
                     q = src[col]
@@ -687,6 +668,16 @@ def cutout_kernel(
                         val = flat[q + c]
                         o = rowbase + chan_out[c] * npx + col
                         oflat[o] = val
+            # columns whose stencil crosses tiles or faces (bilinear and bicubic modes)
+            for e in range(nspecial):
+                col = special[e]
+                for c in range(nch):
+                    v0 = flat[sp_off[e, 0] + c] if sp_ok[e, 0] else nan
+                    v1 = flat[sp_off[e, 1] + c] if sp_ok[e, 1] else nan
+                    v2 = flat[sp_off[e, 2] + c] if sp_ok[e, 2] else nan
+                    v3 = flat[sp_off[e, 3] + c] if sp_ok[e, 3] else nan
+                    val = _weighted(v0, v1, v2, v3, sp_w[e, 0], sp_w[e, 1], sp_w[e, 2], sp_w[e, 3])
+                    oflat[rowbase + chan_out[c] * npx + col] = val
         failed[t] = bad
     return missing[:nmiss]
 

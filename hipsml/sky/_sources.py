@@ -166,6 +166,22 @@ def _profile(kind, amp, p1, p2, p3, q, sinpa, cospa, soft, xi, eta):
     return amp * math.exp(-0.5 * (u * u / (p1 * p1) + w * w / (p2 * p2)))
 
 
+
+@nb.njit(cache=True, inline="always")
+def _tangent_cells(
+    tvec: np.ndarray, k: int, sx: float, sy: float, sz: float, ex: float, ey: float, ez: float,
+    nx: float, ny: float, nz: float, inv: float, r2max: float,
+) -> tuple[bool, float, float]:
+    """Gnomonic offsets (in cells) of cell ``k`` from a component, and whether it is in reach."""
+    vx, vy, vz = tvec[k, 0], tvec[k, 1], tvec[k, 2]
+    d = vx * sx + vy * sy + vz * sz
+    if d <= 0.0:
+        return False, 0.0, 0.0
+    xi = (vx * ex + vy * ey + vz * ez) / d * inv
+    eta = (vx * nx + vy * ny + vz * nz) / d * inv
+    return xi * xi + eta * eta <= r2max, xi, eta
+
+
 @nb.njit(cache=True, nogil=True)
 def accumulate_components(
     img,
@@ -223,23 +239,11 @@ def accumulate_components(
             for x in range(x0, x1 + 1):
                 for y in range(y0, y1 + 1):
                     k = morton[x - tx0, y - ty0]
-                    vx, vy, vz = tvec[k, 0], tvec[k, 1], tvec[k, 2]
-                    d = vx * sx + vy * sy + vz * sz
-                    if d <= 0.0:
-                        continue
-                    xi = (vx * ex + vy * ey + vz * ez) / d * inv
-                    eta = (vx * nx + vy * ny + vz * nz) / d * inv
-                    if xi * xi + eta * eta > r2max:
-                        continue
-                    img[k] += _profile(kind[c], a, p1[c], p2[c], p3[c], q[c], sinpa[c], cospa[c], soft[c], xi, eta)
+                    ok, xi, eta = _tangent_cells(tvec, k, sx, sy, sz, ex, ey, ez, nx, ny, nz, inv, r2max)
+                    if ok:
+                        img[k] += _profile(kind[c], a, p1[c], p2[c], p3[c], q[c], sinpa[c], cospa[c], soft[c], xi, eta)
         else:
             for k in range(npx):
-                vx, vy, vz = tvec[k, 0], tvec[k, 1], tvec[k, 2]
-                d = vx * sx + vy * sy + vz * sz
-                if d <= 0.0:
-                    continue
-                xi = (vx * ex + vy * ey + vz * ez) / d * inv
-                eta = (vx * nx + vy * ny + vz * nz) / d * inv
-                if xi * xi + eta * eta > r2max:
-                    continue
-                img[k] += _profile(kind[c], a, p1[c], p2[c], p3[c], q[c], sinpa[c], cospa[c], soft[c], xi, eta)
+                ok, xi, eta = _tangent_cells(tvec, k, sx, sy, sz, ex, ey, ez, nx, ny, nz, inv, r2max)
+                if ok:
+                    img[k] += _profile(kind[c], a, p1[c], p2[c], p3[c], q[c], sinpa[c], cospa[c], soft[c], xi, eta)
