@@ -43,7 +43,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 import hipsml
-from hipsml.extract import cutout_wcs, cutouts
+from hipsml.extract import cutouts
 
 reproject = pytest.importorskip("reproject")
 reproject_hips = pytest.importorskip("reproject.hips")
