@@ -1,0 +1,155 @@
+"""The one home for file-system helpers: user paths, atomic writes, file modes.
+
+Every module that writes a file a user will read goes through :func:`atomic_write` (a
+temporary file beside the destination, renamed over it only when complete), and every
+path a user types goes through :func:`user_path` (``~`` expanded, ``~unknownuser`` and NUL
+bytes refused with a one-line error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from hipsml.errors import InvalidInputError, OutputError
+
+__all__ = ["user_path", "atomic_write", "atomic_write_bytes", "file_mode", "check_writable_file"]
+
+logger = logging.getLogger(__name__)
+
+_mode_lock = threading.Lock()
+_file_mode: int | None = None
+
+
+def file_mode() -> int:
+    """The mode a new file gets under this process's umask (``0o666 & ~umask``).
+
+    The umask is read once, lazily, under a lock: ``os.umask`` can only be read by setting
+    it, so reading it at import time or in several threads at once is a race.
+    """
+    global _file_mode
+    if _file_mode is None:
+        with _mode_lock:
+            if _file_mode is None:
+                mask = os.umask(0o022)
+                os.umask(mask)
+                _file_mode = 0o666 & ~mask
+    return _file_mode
+
+
+def user_path(path: str | os.PathLike[str], *, what: str = "path") -> Path:
+    """A path a user gave, with ``~`` expanded.
+
+    Raises
+    ------
+    InvalidInputError
+        ``path`` is not a string or path, holds a NUL byte, or names an unknown user (``~nobody``).
+
+    Examples
+    --------
+    >>> user_path("data/x.fits").name
+    'x.fits'
+    """
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise InvalidInputError(f"{what} must be a path, got {path!r}")
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{what} must be a text path, got {path!r}")
+    if "\x00" in text:
+        raise InvalidInputError(f"{what} {text!r} holds a NUL byte")
+    if not text:
+        raise InvalidInputError(f"{what} is empty")
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        user = text[1:].split("/", 1)[0]
+        raise InvalidInputError(f"{what} {text!r}: no user named {user!r} to expand '~{user}'") from None
+
+
+def check_writable_file(path: str | os.PathLike[str], *, what: str = "output") -> Path:
+    """Check, before any work, that a file can be created at ``path``; return it expanded.
+
+    The nearest existing parent must be a writable folder, and the name must not exceed the
+    file system's limit. Nothing is created.
+
+    Raises
+    ------
+    OutputError
+        The file cannot be written (the message names the path and the reason).
+    """
+    dest = user_path(path, what=what)
+    if dest.is_dir():
+        raise OutputError(f"cannot write {os.fspath(dest)}: it is a folder; give a file name")
+    blocker = next((p for p in dest.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise OutputError(f"cannot write {os.fspath(dest)}: {os.fspath(blocker)} is a file, not a folder")
+    folder = blocker if blocker is not None else Path(".")
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    for part in dest.parts:
+        if len(os.fsencode(part)) > limit:
+            raise OutputError(f"cannot write {os.fspath(dest)}: the name {part[:40]!r}... is longer than {limit} bytes")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {os.fspath(dest)}: {os.fspath(folder)} is not writable")
+    return dest
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], *, mode: int | None = None) -> Iterator[IO[bytes]]:
+    """Open a temporary file beside ``path`` for binary writing; rename it to ``path`` on success.
+
+    Missing parent folders are created. On any error the temporary file is removed and
+    ``path`` is left as it was. The file gets ``mode`` (default: the umask-based mode).
+
+    Raises
+    ------
+    OutputError
+        ``path`` cannot be written (the message names it and the reason).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> dest = os.path.join(tempfile.mkdtemp(), "a", "b.txt")
+    >>> with atomic_write(dest) as fh:
+    ...     _ = fh.write(b"hello")
+    >>> open(dest, "rb").read()
+    b'hello'
+    """
+    dest = user_path(path, what="output")
+    if dest.is_dir():
+        raise OutputError(f"cannot write {os.fspath(dest)}: it is a folder; give a file name")
+    blocker = next((p for p in dest.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise OutputError(f"cannot write {os.fspath(dest)}: {os.fspath(blocker)} is a file, not a folder")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name[:64]}.", suffix=".part", dir=dest.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {os.fspath(dest)}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.chmod(tmp, file_mode() if mode is None else mode)  # mkstemp makes 0600
+        os.replace(tmp, dest)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {os.fspath(dest)}: {exc.strerror or exc}") from None
+        raise
+    logger.debug("wrote %s", dest)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int | None = None) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`); return the path."""
+    with atomic_write(path, mode=mode) as fh:
+        fh.write(data)
+    return user_path(path, what="output")
