@@ -273,7 +273,7 @@ def run_demo(
         surveys, (ra, dec), size=size, pixel_scale=sky.pixel_scale_arcsec, interpolation="bilinear", progress=progress
     )
     t_cut = time.perf_counter() - t1
-    n = len(result)
+    n = result.images.shape[0]
     rate = n / t_cut if t_cut > 0 else float("inf")
     logger.info("%d cutouts in %.3f s (%.0f/s), %d tiles read", n, t_cut, rate, result.tiles_read)
 

@@ -1,8 +1,21 @@
-"""The public cutout function: many targets, one or several surveys, batched by tile."""
+"""The cutout engine's public pieces: a validated spec, a pure planner, a unit extractor.
+
+:func:`cutouts` is their composition::
+
+    spec = CutoutSpec.for_surveys(surveys, size=64, pixel_scale=1.8)   # validate once
+    units = plan_work_units(ra, dec, spec, surveys)                    # pure: NESTED order, by tile
+    for unit in units:
+        extract_unit(surveys, spec, unit, out=block)                   # fill a preallocated block
+
+The dataset builder runs the same pieces as Dask tasks: a :class:`WorkUnit` is small and
+picklable, and :func:`extract_unit` accepts :class:`~hipsml.extract.SurveyRef` descriptions,
+which each worker process opens once and shares between its tasks.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,12 +29,12 @@ from astropy.wcs import WCS
 
 from hipsml.errors import InvalidInputError
 from hipsml.extract._geometry import (
+    PROJECTIONS,
     cutout_wcs,
     frame_matrix,
     healpix_cell_size_arcsec,
     pixel_grid_vectors,
     target_bases,
-    _check_projection,
 )
 from hipsml.extract._kernels import (
     BICUBIC,
@@ -31,16 +44,32 @@ from hipsml.extract._kernels import (
     npix_to_tile_keys,
     tile_keys_to_npix,
 )
+from hipsml.extract._surveys import SurveyRef, resolve_surveys
 from hipsml.hips._healpix import log2_width
 
-__all__ = ["cutouts", "CutoutResult", "choose_order", "INTERPOLATIONS"]
+__all__ = [
+    "cutouts",
+    "CutoutResult",
+    "CutoutSpec",
+    "WorkUnit",
+    "plan_work_units",
+    "extract_unit",
+    "choose_order",
+    "INTERPOLATIONS",
+]
 
 logger = logging.getLogger(__name__)
 
 INTERPOLATIONS = {"nearest": NEAREST, "bilinear": BILINEAR, "bicubic": BICUBIC}
 
-#: targets per batch: a batch's tiles are loaded before its kernel runs
-_TARGETS_PER_BATCH = 4096
+#: targets per work unit by default: a unit's tiles are loaded before its kernel runs
+DEFAULT_TARGETS_PER_UNIT = 4096
+
+#: NESTED order of the visiting sort (cells of ~52 arcsec: finer than any tile)
+VISIT_ORDER = 12
+
+#: largest accepted |ra| and |rotation|, degrees (beyond that float64 angles lose all meaning)
+_MAX_ANGLE = 1.0e6
 
 
 @dataclass(frozen=True)
@@ -72,7 +101,8 @@ class CutoutResult:
         Tile reads made during the call, absent tiles included (each tile once while the
         call's tiles fit in ``memory_limit``).
 
-    Unpacks as ``images, mask = result``.
+    Unpacks as ``images, mask = result`` (so it is not a sequence of cutouts: use
+    ``len(result.images)`` for their number).
     """
 
     images: np.ndarray
@@ -88,9 +118,6 @@ class CutoutResult:
     surveys: tuple[str, ...] = field(default=())
     tiles_read: int = 0
 
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
     @cached_property
     def mask(self) -> np.ndarray:
         """``(N, C, size, size)`` bool: True where the pixel holds survey data (not NaN)."""
@@ -101,6 +128,7 @@ class CutoutResult:
 
     def wcs(self, index: int) -> WCS:
         """The astropy WCS of cutout ``index`` (see :func:`hipsml.cutout_wcs`)."""
+        index = _check_index(index, self.images.shape[0])
         return cutout_wcs(
             float(self.ra[index]),
             float(self.dec[index]),
@@ -111,8 +139,39 @@ class CutoutResult:
         )
 
 
-def _normalise_coords(coords: Any) -> tuple[np.ndarray, np.ndarray]:
-    """ICRS (ra, dec) degree arrays from a SkyCoord or a pair of arrays/Quantities."""
+
+def _check_index(index: Any, n: int) -> int:
+    """``index`` as a Python int in ``[0, n)`` (negative counts from the end)."""
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise InvalidInputError(f"cutout index must be an integer, got {index!r}")
+    i = int(index)
+    if not -n <= i < n:
+        raise InvalidInputError(f"cutout index {i} is out of range for {n} cutouts")
+    return i % n
+
+
+def _degrees(values: Any, name: str) -> np.ndarray:
+    """A real float64 array of degrees from numbers or angle Quantities."""
+    try:
+        if isinstance(values, u.Quantity):
+            values = values.to_value(u.deg)
+        arr = np.asarray(values)
+        if np.iscomplexobj(arr):
+            raise TypeError
+        return np.atleast_1d(arr.astype(np.float64)).ravel()
+    except (u.UnitConversionError, TypeError, ValueError):
+        raise InvalidInputError(f"{name} must be real numbers of degrees or angle Quantities, got {values!r}") from None
+
+
+def normalise_coords(coords: Any) -> tuple[np.ndarray, np.ndarray]:
+    """ICRS (ra, dec) degree arrays from a SkyCoord or a pair of arrays/Quantities.
+
+    Raises
+    ------
+    InvalidInputError
+        Not a SkyCoord or pair; lengths differ; a position is not finite, |dec| > 90 or
+        |ra| > 1e6 (the message names the first bad target).
+    """
     if isinstance(coords, SkyCoord):
         icrs = coords.icrs
         ra = np.atleast_1d(icrs.ra.deg).astype(np.float64).ravel()
@@ -124,23 +183,30 @@ def _normalise_coords(coords: Any) -> tuple[np.ndarray, np.ndarray]:
             raise InvalidInputError(
                 "coords must be a SkyCoord or a pair (ra, dec) of ICRS degree arrays"
             ) from None
-        try:
-            ra = np.atleast_1d(ra_in.to_value(u.deg) if isinstance(ra_in, u.Quantity) else ra_in)
-            dec = np.atleast_1d(dec_in.to_value(u.deg) if isinstance(dec_in, u.Quantity) else dec_in)
-        except (u.UnitConversionError, TypeError):
-            raise InvalidInputError("coords (ra, dec) must be degrees or angle Quantities") from None
-        try:
-            ra = np.asarray(ra, dtype=np.float64).ravel()
-            dec = np.asarray(dec, dtype=np.float64).ravel()
-        except (TypeError, ValueError):
-            raise InvalidInputError("coords (ra, dec) must be numeric degree arrays") from None
+        ra, dec = _degrees(ra_in, "ra"), _degrees(dec_in, "dec")
         if ra.shape != dec.shape:
             raise InvalidInputError(f"ra and dec differ in length: {ra.size} vs {dec.size}")
-    bad = ~(np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90.0))
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90.0) & (np.abs(ra) <= _MAX_ANGLE))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InvalidInputError(f"target {i} has an invalid position (ra={float(ra[i])!r}, dec={float(dec[i])!r})")
     return np.mod(ra, 360.0), dec
+
+
+def normalise_rotation(rotation: Any, n: int) -> np.ndarray:
+    """Per-target rotation in degrees (one value broadcast, or one per target), finite and < 1e6."""
+    rot = _degrees(rotation, "rotation")
+    if rot.size == 1 and np.ndim(rotation if not isinstance(rotation, u.Quantity) else rotation.value) == 0:
+        rot = np.full(n, float(rot[0]))
+    elif rot.shape != (n,):
+        raise InvalidInputError(f"rotation must be a number or one value per target ({n}), got {rot.size} values")
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(rot) & (np.abs(rot) <= _MAX_ANGLE))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InvalidInputError(f"rotation of target {i} must be finite degrees below 1e6, got {float(rot[i])!r}")
+    return rot
 
 
 def _arcsec(value: Any, name: str) -> float:
@@ -149,12 +215,14 @@ def _arcsec(value: Any, name: str) -> float:
             value = value.to_value(u.arcsec)
         except u.UnitConversionError:
             raise InvalidInputError(f"{name} must be an angle, got {value}") from None
+    if isinstance(value, (bool, complex, np.complexfloating)):
+        raise InvalidInputError(f"{name} must be a number of arcsec, got {value!r}")
     try:
         out = float(value)
     except (TypeError, ValueError):
         raise InvalidInputError(f"{name} must be a number of arcsec, got {value!r}") from None
-    if not np.isfinite(out) or out <= 0:
-        raise InvalidInputError(f"{name} must be positive, got {value!r}")
+    if not math.isfinite(out) or out <= 0:
+        raise InvalidInputError(f"{name} must be a positive number of arcsec, got {value!r}")
     return out
 
 
@@ -162,12 +230,333 @@ def choose_order(survey: Any, pixel_scale_arcsec: float) -> int:
     """The coarsest HiPS order whose cells are no larger than the output pixel.
 
     Clamped to the survey's ``order_min .. order`` (as hips2fits does).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> survey = SimpleNamespace(order_min=3, order=9, tile_width=512)
+    >>> choose_order(survey, 1.0), choose_order(survey, 60.0), choose_order(survey, 1e-3)
+    (8, 3, 9)
     """
     s = log2_width(survey.tile_width)
     for k in range(survey.order_min, survey.order + 1):
         if healpix_cell_size_arcsec(k + s) <= pixel_scale_arcsec:
             return k
     return survey.order
+
+
+def _survey_list(surveys: Any) -> list[Any]:
+    """Opened surveys (SurveyRef descriptions are opened through the per-process cache)."""
+    survey_list = resolve_surveys(surveys)
+    if not survey_list:
+        raise InvalidInputError("cutouts need at least one survey")
+    for sv in survey_list:
+        if not (hasattr(sv, "read_tiles") and hasattr(sv, "tile_width")):
+            raise InvalidInputError(f"{sv!r} is not an opened survey; use hipsml.open_survey(location)")
+    return survey_list
+
+
+@dataclass(frozen=True)
+class CutoutSpec:
+    """A validated, immutable description of the cutouts to cut (build it once, at the boundary).
+
+    Parameters
+    ----------
+    size : int
+        Width and height, pixels.
+    pixel_scale : float
+        Arcsec per pixel.
+    orders : tuple of int
+        HiPS order read from each survey, in survey order.
+    projection : {"TAN", "SIN"}
+    interpolation : {"bilinear", "nearest", "bicubic"}
+    rotation : float or str
+        Rotation of every cutout in degrees, or the name of a targets column holding one
+        rotation per target (dataset recipes); the per-target values then travel in the
+        :class:`WorkUnit`.
+    memory_limit : int
+        Bytes of decoded tiles held by one :func:`extract_unit` call per group of surveys.
+
+    Use :meth:`for_surveys` to pick ``pixel_scale`` and ``orders`` from opened surveys.
+
+    Examples
+    --------
+    >>> spec = CutoutSpec(size=64, pixel_scale=1.8, orders=(9,))
+    >>> spec.fov_deg
+    0.032
+    """
+
+    size: int
+    pixel_scale: float
+    orders: tuple[int, ...]
+    projection: str = "TAN"
+    interpolation: str = "bilinear"
+    rotation: float | str = 0.0
+    memory_limit: int = 1 << 30
+
+    def __post_init__(self) -> None:
+        size = self.size
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise InvalidInputError(f"size must be a positive integer, got {size!r}")
+        if size > 16384:
+            raise InvalidInputError(f"size {size} is too large: cutouts are at most 16384 pixels wide")
+        object.__setattr__(self, "size", int(size))
+        object.__setattr__(self, "pixel_scale", _arcsec(self.pixel_scale, "pixel_scale"))
+        if not isinstance(self.projection, str) or self.projection.upper() not in PROJECTIONS:
+            raise InvalidInputError(
+                f"unsupported projection {self.projection!r}; choose one of {', '.join(PROJECTIONS)}"
+            )
+        object.__setattr__(self, "projection", self.projection.upper())
+        if not isinstance(self.interpolation, str) or self.interpolation not in INTERPOLATIONS:
+            raise InvalidInputError(
+                f"unknown interpolation {self.interpolation!r}; choose one of {', '.join(INTERPOLATIONS)}"
+            )
+        orders = self.orders
+        if isinstance(orders, (int, np.integer)) and not isinstance(orders, bool):
+            orders = (orders,)
+        try:
+            ok = all(not isinstance(k, bool) and int(k) == k and 0 <= int(k) <= 29 for k in orders)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok or not orders:
+            raise InvalidInputError(f"orders must be HiPS orders 0..29, one per survey, got {self.orders!r}")
+        object.__setattr__(self, "orders", tuple(int(k) for k in orders))
+        if isinstance(self.rotation, str):
+            if not self.rotation:
+                raise InvalidInputError("rotation column name is empty")
+        else:
+            object.__setattr__(self, "rotation", float(normalise_rotation(self.rotation, 1)[0]))
+        memory_limit = self.memory_limit
+        if isinstance(memory_limit, bool) or not isinstance(memory_limit, (int, np.integer)) or memory_limit <= 0:
+            raise InvalidInputError(f"memory_limit must be a positive number of bytes, got {memory_limit!r}")
+        fov = self.fov_deg
+        if fov >= 180.0:
+            raise InvalidInputError(
+                f"the field of view ({fov:.6g} deg = {self.size} x {self.pixel_scale:.6g} arcsec) must be "
+                "smaller than 180 deg; reduce size or pixel_scale"
+            )
+        if self.projection == "SIN" and math.radians(fov / 2.0) * math.sqrt(2.0) >= 1.0:
+            raise InvalidInputError(
+                f"a SIN cutout of {fov:.6g} deg reaches past a hemisphere at its corners; "
+                "reduce size or pixel_scale, or use TAN"
+            )
+
+    @property
+    def fov_deg(self) -> float:
+        """Field of view (size x pixel scale), degrees."""
+        return self.size * self.pixel_scale / 3600.0
+
+    @classmethod
+    def for_surveys(
+        cls,
+        surveys: Any,
+        *,
+        size: int = 64,
+        pixel_scale: Any = None,
+        fov: Any = None,
+        projection: str = "TAN",
+        interpolation: str = "bilinear",
+        order: int | str | Sequence[int | str] = "auto",
+        rotation: float | str = 0.0,
+        memory_limit: int = 1 << 30,
+    ) -> CutoutSpec:
+        """A spec for these surveys: pixel scale from ``fov`` (or the finest cells), orders picked.
+
+        ``order="auto"`` (or ``"auto"`` for one survey in a list) picks, per survey, the
+        coarsest order whose cells are no larger than the output pixel (logged at INFO).
+        """
+        survey_list = _survey_list(surveys)
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise InvalidInputError(f"size must be a positive integer, got {size!r}")
+        if interpolation not in INTERPOLATIONS if isinstance(interpolation, str) else True:
+            raise InvalidInputError(
+                f"unknown interpolation {interpolation!r}; choose one of {', '.join(INTERPOLATIONS)}"
+            )
+        for sv in survey_list:
+            if sv.tile_width < (4 if interpolation == "bicubic" else 2):
+                raise InvalidInputError(
+                    f"{sv.name}: tiles {sv.tile_width} pixel wide are too small for {interpolation} interpolation"
+                )
+        if pixel_scale is not None and fov is not None:
+            raise InvalidInputError("give pixel_scale or fov, not both")
+        if pixel_scale is not None:
+            scale = _arcsec(pixel_scale, "pixel_scale")
+        elif fov is not None:
+            scale = _arcsec(fov, "fov") / int(size)
+        else:
+            first = survey_list[0]
+            scale = healpix_cell_size_arcsec(first.order + log2_width(first.tile_width))
+            logger.info("pixel_scale not given: using %.4g arcsec (the finest cells of %s)", scale, first.name)
+        orders = _resolve_orders(survey_list, order, scale)
+        return cls(
+            size=int(size), pixel_scale=scale, orders=orders, projection=projection,
+            interpolation=interpolation, rotation=rotation, memory_limit=memory_limit,
+        )  # fmt: skip
+
+    def wcs(self, ra: float, dec: float, rotation: float | None = None) -> WCS:
+        """The astropy WCS of the cutout centred on ``(ra, dec)`` (see :func:`hipsml.cutout_wcs`)."""
+        rot = rotation if rotation is not None else (0.0 if isinstance(self.rotation, str) else self.rotation)
+        return cutout_wcs(ra, dec, size=self.size, pixel_scale=self.pixel_scale, projection=self.projection, rotation=rot)
+
+
+def _resolve_orders(survey_list: list[Any], order: Any, scale: float) -> tuple[int, ...]:
+    raw = [order] * len(survey_list) if isinstance(order, str) or np.ndim(order) == 0 else list(order)
+    if len(raw) != len(survey_list):
+        raise InvalidInputError(f"order gives {len(raw)} values for {len(survey_list)} surveys")
+    orders = []
+    for sv, k in zip(survey_list, raw):
+        if isinstance(k, str):
+            if k != "auto":
+                raise InvalidInputError(f"order must be 'auto' or an integer, got {k!r}")
+            k = choose_order(sv, scale)
+            logger.info("HiPS order %d chosen for %s (pixel %.4g arcsec)", k, sv.name, scale)
+        else:
+            try:
+                if isinstance(k, bool) or int(k) != k:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise InvalidInputError(f"order must be 'auto', an integer or one per survey, got {order!r}") from None
+            k = int(k)
+            if not sv.order_min <= k <= sv.order:
+                raise InvalidInputError(f"order {k} is outside {sv.name}'s orders {sv.order_min}..{sv.order}")
+        orders.append(k)
+    return tuple(orders)
+
+
+def channel_names(surveys: Any) -> tuple[str, ...]:
+    """Output channel names: the survey name, with ``[c]`` for multi-channel surveys."""
+    names: list[str] = []
+    for sv in _survey_list(surveys):
+        names += [sv.name] if sv.channels == 1 else [f"{sv.name}[{c}]" for c in range(sv.channels)]
+    return tuple(names)
+
+
+@dataclass(frozen=True, eq=False)
+class WorkUnit:
+    """A tile-compact group of targets, extracted in one go (one Dask task).
+
+    Attributes
+    ----------
+    index : int
+        Position of the unit in its plan.
+    rows : numpy.ndarray
+        Indices of the unit's targets in the planned arrays, in visiting (NESTED) order.
+    ra, dec, rotation : numpy.ndarray
+        ICRS centres and rotations of those targets, degrees.
+    tiles : int
+        Distinct tiles under the targets' centres (first survey), a measure of compactness.
+    """
+
+    index: int
+    rows: np.ndarray
+    ra: np.ndarray
+    dec: np.ndarray
+    rotation: np.ndarray
+    tiles: int = 0
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    @property
+    def start(self) -> int:
+        """First row of the unit (its rows are ``start .. start + len`` when the plan was aligned)."""
+        return int(self.rows[0]) if self.rows.size else 0
+
+
+def visiting_order(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """Target indices sorted by NESTED cell at order :data:`VISIT_ORDER` (stable: ties keep input order)."""
+    cells = hp.ang2pix(1 << VISIT_ORDER, np.asarray(ra, dtype=np.float64), np.asarray(dec, dtype=np.float64),
+                       lonlat=True, nest=True)  # fmt: skip
+    return np.argsort(cells, kind="stable")
+
+
+def _cut_points(tile_of: np.ndarray, target: int, align: int) -> list[int]:
+    """Unit boundaries along the visiting order: about ``target`` targets per unit, cut where
+    the tile under the centre changes when that happens in the last half of a unit, and only
+    at multiples of ``align`` (so a unit owns whole storage chunks)."""
+    n = tile_of.size
+    change = np.zeros(n + 1, dtype=bool)
+    change[1:n] = tile_of[1:] != tile_of[:-1]
+    change[0] = change[n] = True
+    cuts = [0]
+    while cuts[-1] < n:
+        start = cuts[-1]
+        hi = start + target
+        if hi >= n:
+            cuts.append(n)
+            break
+        lo = start + max(align, target // 2)
+        candidates = np.arange(-(-lo // align) * align, hi + 1, align)
+        at_tile_edge = candidates[change[candidates]]
+        cuts.append(int(at_tile_edge[-1] if at_tile_edge.size else candidates[-1]))
+    return cuts
+
+
+def plan_work_units(
+    ra: Any,
+    dec: Any,
+    spec: CutoutSpec,
+    surveys: Any,
+    *,
+    rotation: Any = None,
+    target_per_unit: int = DEFAULT_TARGETS_PER_UNIT,
+    align: int = 1,
+    presorted: bool = False,
+) -> list[WorkUnit]:
+    """Group targets into tile-compact work units, in NESTED order (a pure function).
+
+    Targets are visited in NESTED order (cells of order :data:`VISIT_ORDER`), so a unit
+    covers a compact patch of sky: sparse tiles are merged into one unit and a dense tile is
+    split over several. A unit ends, near ``target_per_unit`` targets, where the tile under
+    the targets' centres changes.
+
+    Parameters
+    ----------
+    ra, dec : array_like
+        ICRS target centres, degrees.
+    spec : CutoutSpec
+    surveys : sequence of HipsSurvey or SurveyRef
+        Only their frame and tile width (for the tile grid) are used: nothing is read.
+    rotation : array_like, optional
+        One rotation per target, degrees; required when ``spec.rotation`` names a column.
+    target_per_unit : int
+        Targets per unit, about.
+    align : int
+        Unit sizes are multiples of ``align`` (the last unit excepted), so that with
+        ``presorted=True`` each unit owns whole chunks of rows ``align`` long.
+    presorted : bool
+        The targets are already in visiting order (as a dataset's rows are): units are then
+        contiguous row ranges.
+
+    Returns
+    -------
+    list of WorkUnit
+    """
+    ra, dec = normalise_coords((ra, dec))
+    n = ra.size
+    if rotation is None:
+        if isinstance(spec.rotation, str):
+            raise InvalidInputError(f"spec.rotation names column {spec.rotation!r}: pass rotation= per target")
+        rot = np.full(n, spec.rotation)
+    else:
+        rot = normalise_rotation(rotation, n)
+    for name, value in (("target_per_unit", target_per_unit), ("align", align)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+    target = max(int(align), int(target_per_unit) // int(align) * int(align))
+    visit = np.arange(n) if presorted else visiting_order(ra, dec)
+    if n == 0:
+        return []
+    first = _survey_list(surveys)[0]
+    korder = spec.orders[0]
+    centre = np.einsum("ij,nj->ni", frame_matrix(first.frame), target_bases(ra[visit], dec[visit], rot[visit])[:, :, 0])
+    tile_of = hp.vec2pix(1 << korder, centre[:, 0], centre[:, 1], centre[:, 2], nest=True)
+    cuts = _cut_points(tile_of, target, int(align))
+    units = []
+    for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+        rows = visit[a:b]
+        units.append(WorkUnit(i, rows, ra[rows], dec[rows], rot[rows], int(np.unique(tile_of[a:b]).size)))
+    return units
 
 
 class _TileSlab:
@@ -251,9 +640,9 @@ class _TileSlab:
         return self._table
 
 
-def _plan_batches(visit: np.ndarray, bases_icrs: np.ndarray, groups: list, size: int) -> list[np.ndarray]:
-    """Split the visiting order into batches of at most ``_TARGETS_PER_BATCH`` targets whose
-    tiles fit each group's memory budget.
+def _plan_batches(visit: np.ndarray, bases_icrs: np.ndarray, groups: list[_Group]) -> list[np.ndarray]:
+    """Split the visiting order into batches of at most :data:`DEFAULT_TARGETS_PER_UNIT`
+    targets whose tiles fit each group's memory budget.
 
     Targets come in NESTED order, so the tile under each target's centre changes in runs; a
     batch takes at most an eighth of the budget in such runs (a cutout touches a few tiles,
@@ -262,19 +651,128 @@ def _plan_batches(visit: np.ndarray, bases_icrs: np.ndarray, groups: list, size:
     n = visit.size
     runs = np.zeros(n, dtype=np.int64)
     limit = None
-    for frame, korder, _width, _chan_out, slab in groups:
-        centre = np.einsum("ij,nj->ni", frame_matrix(frame), bases_icrs[visit, :, 0])
-        keys = hp.vec2pix(1 << korder, centre[:, 0], centre[:, 1], centre[:, 2], nest=True)
+    for g in groups:
+        centre = np.einsum("ij,nj->ni", frame_matrix(g.frame), bases_icrs[visit, :, 0])
+        keys = hp.vec2pix(1 << g.order, centre[:, 0], centre[:, 1], centre[:, 2], nest=True)
         change = np.empty(n, dtype=np.int64)
         change[:1] = 0
         change[1:] = keys[1:] != keys[:-1]
         runs = np.maximum(runs, np.cumsum(change))
-        per_batch = max(1, slab.max_tiles // 8)
+        per_batch = max(1, g.slab.max_tiles // 8)
         limit = per_batch if limit is None else min(limit, per_batch)
-    batch_of = np.maximum(runs // max(limit or 1, 1), np.arange(n) // _TARGETS_PER_BATCH)
+    batch_of = np.maximum(runs // max(limit or 1, 1), np.arange(n) // DEFAULT_TARGETS_PER_UNIT)
     # batch_of is non-decreasing: split where it changes
     cuts = np.flatnonzero(np.diff(batch_of)) + 1
     return np.split(visit, cuts)
+
+
+
+
+@dataclass
+class _Group:
+    """Surveys sharing frame, order and tile width: one geometry pass, one tile slab."""
+
+    frame: str
+    order: int
+    width: int
+    chan_out: np.ndarray
+    slab: _TileSlab
+
+
+def _groups(survey_list: list[Any], spec: CutoutSpec) -> list[_Group]:
+    if len(spec.orders) != len(survey_list):
+        raise InvalidInputError(f"the spec has {len(spec.orders)} orders for {len(survey_list)} surveys")
+    grouped: dict[tuple[str, int, int], list[tuple[int, Any]]] = {}
+    c0 = 0
+    for sv, k in zip(survey_list, spec.orders):
+        if not sv.order_min <= k <= sv.order:
+            raise InvalidInputError(f"order {k} is outside {sv.name}'s orders {sv.order_min}..{sv.order}")
+        grouped.setdefault((sv.frame, k, sv.tile_width), []).append((c0, sv))
+        c0 += sv.channels
+    out = []
+    for (frame, korder, width), members in grouped.items():
+        chan_out = np.concatenate([np.arange(c, c + sv.channels) for c, sv in members]).astype(np.int64)
+        out.append(_Group(frame, korder, width, chan_out, _TileSlab([sv for _, sv in members], korder, spec.memory_limit)))
+    return out
+
+
+class _Extractor:
+    """What one call needs to run the kernel: the pixel grid and the tile slabs."""
+
+    def __init__(self, survey_list: list[Any], spec: CutoutSpec) -> None:
+        self.spec = spec
+        self.groups = _groups(survey_list, spec)
+        size = spec.size
+        self.grid = pixel_grid_vectors(size, spec.pixel_scale, spec.projection)
+        self.gx, self.gy, self.gz = (np.ascontiguousarray(self.grid[:, i]) for i in range(3))
+        half, npx = size // 2, size * size
+        self.probe_pixels = np.array([half * size + half, 0, size - 1, npx - size, npx - 1])  # centre, corners
+        self.mode = INTERPOLATIONS[spec.interpolation]
+
+    @property
+    def tiles_read(self) -> int:
+        return sum(g.slab.tiles_read for g in self.groups)
+
+    def run(self, ra: np.ndarray, dec: np.ndarray, rot: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:
+        """Cut targets ``(ra, dec, rot)`` (in visiting order) into ``out[rows]`` (``out``: (N, C, P))."""
+        bases_icrs = target_bases(ra, dec, rot)
+        for batch in _plan_batches(np.arange(ra.size), bases_icrs, self.groups):
+            for g in self.groups:
+                self._run_group(g, bases_icrs[batch], rows[batch], out)
+
+    def _run_group(self, g: _Group, bases_icrs: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+        s = log2_width(g.width)
+        bases = np.ascontiguousarray(np.matmul(frame_matrix(g.frame), bases_icrs))
+        g.slab.trim()
+        # prefetch the tiles under the centres and corners; any other tile a stencil needs
+        # is reported by the kernel and its target run again
+        probe = np.einsum("nij,pj->npi", bases, self.grid[self.probe_pixels])
+        under = hp.vec2pix(1 << g.order, probe[..., 0], probe[..., 1], probe[..., 2], nest=True)
+        g.slab.ensure(npix_to_tile_keys(under.ravel(), g.order))
+        pending = np.arange(rows.size)
+        while pending.size:
+            keys, slots = g.slab.table()
+            failed = np.zeros(pending.size, dtype=bool)
+            missing = cutout_kernel(
+                bases[pending], self.gx, self.gy, self.gz, self.spec.size, 1 << (g.order + s), s, g.order,
+                self.mode, keys, slots, g.slab.slab, rows[pending], g.chan_out, out, failed,
+            )  # fmt: skip
+            if missing.size == 0:
+                break
+            g.slab.ensure(missing)
+            pending = pending[failed]
+
+
+def extract_unit(surveys: Any, spec: CutoutSpec, unit: WorkUnit, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Cut the targets of one work unit into a block ``(len(unit), C, size, size)``.
+
+    Parameters
+    ----------
+    surveys : sequence of HipsSurvey or SurveyRef
+        The surveys of the plan, in channel order; SurveyRef descriptions are opened once per
+        process and shared by every unit that process runs (tile cache, HTTP session).
+    spec : CutoutSpec
+    unit : WorkUnit
+    out : numpy.ndarray, optional
+        Preallocated C-contiguous float32 block of that shape to fill (e.g. a slice of a
+        larger buffer); NaN where uncovered.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``out``, filled; cutout ``j`` is the target ``unit.rows[j]``.
+    """
+    survey_list = _survey_list(surveys)
+    nch = sum(sv.channels for sv in survey_list)
+    shape = (len(unit), nch, spec.size, spec.size)
+    if out is None:
+        out = np.empty(shape, dtype=np.float32)
+    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise InvalidInputError(f"out must be a C-contiguous float32 array of shape {shape}, got {out.dtype} {out.shape}")
+    extractor = _Extractor(survey_list, spec)
+    flat = out.reshape(shape[0], nch, spec.size * spec.size)
+    extractor.run(unit.ra, unit.dec, unit.rotation, flat, np.arange(len(unit), dtype=np.int64))
+    return out
 
 
 def cutouts(
@@ -301,7 +799,7 @@ def cutouts(
 
     Parameters
     ----------
-    surveys : HipsSurvey or sequence of HipsSurvey
+    surveys : HipsSurvey or sequence of HipsSurvey (or SurveyRef)
         Opened surveys (:func:`hipsml.open_survey`); their channels are concatenated in order.
     coords : SkyCoord or (ra, dec)
         Targets; a pair of arrays is taken as ICRS degrees (Quantities accepted). Note that
@@ -322,7 +820,7 @@ def cutouts(
         interpolates in the HEALPix grid, continuously across tile and face edges;
         ``bicubic`` (Catmull-Rom) uses 4x4 cells within a base face, and bilinear within two
         cells of a base-face edge or next to blank cells.
-    order : "auto", int or sequence of int
+    order : "auto", int or sequence of int or "auto"
         HiPS order to read; ``"auto"`` picks the coarsest order whose cells are no larger
         than the output pixel (logged at INFO), clamped to each survey's orders.
     memory_limit : int
@@ -344,159 +842,56 @@ def cutouts(
     >>> images.shape  # doctest: +SKIP
     (1, 1, 64, 64)
     """
-    survey_list = list(surveys) if isinstance(surveys, (list, tuple)) else [surveys]
-    if not survey_list:
-        raise InvalidInputError("cutouts needs at least one survey")
-    for sv in survey_list:
-        if not (hasattr(sv, "read_tiles") and hasattr(sv, "tile_width")):
-            raise InvalidInputError(f"{sv!r} is not an opened survey; use hipsml.open_survey(location)")
-        if sv.tile_width < (4 if interpolation == "bicubic" else 2):
-            raise InvalidInputError(
-                f"{sv.name}: tiles {sv.tile_width} pixel wide are too small for {interpolation} interpolation"
-            )
-    if isinstance(memory_limit, bool) or not isinstance(memory_limit, (int, np.integer)) or memory_limit <= 0:
-        raise InvalidInputError(f"memory_limit must be a positive number of bytes, got {memory_limit!r}")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise InvalidInputError(f"size must be a positive integer, got {size!r}")
-    size = int(size)
-    proj = _check_projection(projection)
-    if interpolation not in INTERPOLATIONS:
-        raise InvalidInputError(
-            f"unknown interpolation {interpolation!r}; choose one of {', '.join(INTERPOLATIONS)}"
-        )
-    mode = INTERPOLATIONS[interpolation]
-    ra, dec = _normalise_coords(coords)
-    n = ra.size
-    try:
-        rot = np.asarray(rotation.to_value(u.deg) if isinstance(rotation, u.Quantity) else rotation, dtype=np.float64)
-    except (TypeError, ValueError, u.UnitConversionError):
-        raise InvalidInputError(f"rotation must be an angle in degrees (or a Quantity), got {rotation!r}") from None
-    if rot.ndim == 0:
-        rot = np.full(n, float(rot))
-    elif rot.shape != (n,):
-        raise InvalidInputError(f"rotation must be a number or one value per target ({n}), got shape {rot.shape}")
-    if not np.all(np.isfinite(rot)):
-        raise InvalidInputError("rotation must be finite")
-
-    if pixel_scale is not None and fov is not None:
-        raise InvalidInputError("give pixel_scale or fov, not both")
-    if pixel_scale is not None:
-        scale = _arcsec(pixel_scale, "pixel_scale")
-    elif fov is not None:
-        scale = _arcsec(fov, "fov") / size
-    else:
-        first = survey_list[0]
-        scale = healpix_cell_size_arcsec(first.order + log2_width(first.tile_width))
-        logger.info("pixel_scale not given: using %.4g arcsec (the finest cells of %s)", scale, first.name)
-
-    if isinstance(order, str):
-        if order != "auto":
-            raise InvalidInputError(f"order must be 'auto' or an integer, got {order!r}")
-        orders = [choose_order(sv, scale) for sv in survey_list]
-        for sv, k in zip(survey_list, orders):
-            logger.info("HiPS order %d chosen for %s (pixel %.4g arcsec)", k, sv.name, scale)
-    else:
-        try:
-            raw = [order] * len(survey_list) if np.ndim(order) == 0 else list(order)
-            if any(isinstance(k, bool) or int(k) != k for k in raw):
-                raise ValueError
-            orders = [int(k) for k in raw]
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"order must be 'auto', an integer or one integer per survey, got {order!r}") from None
-        if len(orders) != len(survey_list):
-            raise InvalidInputError(f"order gives {len(orders)} values for {len(survey_list)} surveys")
-        for sv, k in zip(survey_list, orders):
-            if not sv.order_min <= k <= sv.order:
-                raise InvalidInputError(f"order {k} is outside {sv.name}'s orders {sv.order_min}..{sv.order}")
-
-    channels: list[str] = []
-    for sv in survey_list:
-        channels += [sv.name] if sv.channels == 1 else [f"{sv.name}[{c}]" for c in range(sv.channels)]
-    ctot = len(channels)
-    npx = size * size
+    survey_list = _survey_list(surveys)
+    spec = CutoutSpec.for_surveys(
+        survey_list, size=size, pixel_scale=pixel_scale, fov=fov, projection=projection,
+        interpolation=interpolation, order=order, memory_limit=memory_limit,
+    )  # fmt: skip
+    ra, dec = normalise_coords(coords)
+    rot = normalise_rotation(rotation, ra.size)
+    channels = channel_names(survey_list)
+    n, ctot, npx = ra.size, len(channels), spec.size * spec.size
     try:
         images = np.empty((n, ctot, npx), dtype=np.float32)
     except (MemoryError, ValueError):
         gib = n * ctot * npx * 4 / 2**30
         raise InvalidInputError(
-            f"{n} cutouts of {ctot} x {size} x {size} need {gib:.1f} GiB, more than this machine can hold; "
-            "cut fewer targets per call (the dataset builder batches them)"
+            f"{n} cutouts of {ctot} x {spec.size} x {spec.size} need {gib:.1f} GiB, more than this machine can "
+            "hold; cut fewer targets per call (hipsml.extract_dataset batches them)"
         ) from None
-
-    # surveys sharing frame, order and tile width share the geometry and one tile slab;
-    # chan_out maps each slab channel to its output channel
-    grouped: dict[tuple[str, int, int], list[tuple[int, Any]]] = {}
-    c0 = 0
-    for sv, k in zip(survey_list, orders):
-        grouped.setdefault((sv.frame, k, sv.tile_width), []).append((c0, sv))
-        c0 += sv.channels
-    groups = []
-    for (frame, korder, width), members in grouped.items():
-        chan_out = np.concatenate([np.arange(c, c + sv.channels) for c, sv in members]).astype(np.int64)
-        groups.append((frame, korder, width, chan_out, _TileSlab([sv for _, sv in members], korder, memory_limit)))
-
-    try:
-        grid = pixel_grid_vectors(size, scale, proj)
-    except (MemoryError, ValueError):
-        raise InvalidInputError(f"a {size} x {size} cutout is too large for this machine's memory") from None
-    gx, gy, gz = (np.ascontiguousarray(grid[:, i]) for i in range(3))
-    half = size // 2
-    probe_pixels = np.array([half * size + half, 0, size - 1, npx - size, npx - 1])  # centre, corners
-    bases_icrs = target_bases(ra, dec, rot)
-    # visit targets in NESTED order so consecutive batches share tiles
-    visit = np.argsort(hp.ang2pix(1 << 12, ra, dec, lonlat=True, nest=True), kind="stable")
-
-    batches = _plan_batches(visit, bases_icrs, groups, size)
-
+    units = plan_work_units(ra, dec, spec, survey_list, rotation=rot)
+    # one extractor for the whole call: each tile is read once while the tiles fit memory_limit
+    extractor = _Extractor(survey_list, spec)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, unit="cutout", desc="cutouts")
     try:
-        for idx in batches:
-            for frame, korder, width, chan_out, slab in groups:
-                s = log2_width(width)
-                nside_cells = 1 << (korder + s)
-                bases = np.ascontiguousarray(np.matmul(frame_matrix(frame), bases_icrs[idx]))
-                slab.trim()
-                # prefetch the tiles under the centres and corners; any other tile a
-                # stencil needs is reported by the kernel and its target run again
-                probe = np.einsum("nij,pj->npi", bases, grid[probe_pixels])
-                under = hp.vec2pix(1 << korder, probe[..., 0], probe[..., 1], probe[..., 2], nest=True)
-                slab.ensure(npix_to_tile_keys(under.ravel(), korder))
-                pending = np.arange(idx.size)
-                while pending.size:
-                    keys, slots = slab.table()
-                    failed = np.zeros(pending.size, dtype=bool)
-                    missing = cutout_kernel(
-                        bases[pending], gx, gy, gz, size, nside_cells, s, korder, mode,
-                        keys, slots, slab.slab, idx[pending], chan_out, images, failed,
-                    )
-                    if missing.size == 0:
-                        break
-                    slab.ensure(missing)
-                    pending = pending[failed]
+        for unit in units:
+            extractor.run(unit.ra, unit.dec, unit.rotation, images, unit.rows)
             if bar is not None:
-                bar.update(idx.size)
+                bar.update(len(unit))
     finally:
         if bar is not None:
             bar.close()
-
-    images = images.reshape(n, ctot, size, size)
-    for frame, korder, width, chan_out, slab in groups:
-        logger.debug("%d tiles read at order %d for %d cutouts", slab.tiles_read, korder, n)
+    images = images.reshape(n, ctot, spec.size, spec.size)
+    if n and not np.isfinite(images).any():
+        logger.warning(
+            "every cutout is empty: no tile of %s at order(s) %s covers the %d target(s)",
+            ", ".join(sv.name for sv in survey_list), ", ".join(map(str, spec.orders)), n,
+        )  # fmt: skip
     return CutoutResult(
         images=images,
         ra=ra,
         dec=dec,
         rotation=rot,
-        size=size,
-        pixel_scale=scale,
-        projection=proj,
-        interpolation=interpolation,
-        orders=tuple(orders),
-        channels=tuple(channels),
+        size=spec.size,
+        pixel_scale=spec.pixel_scale,
+        projection=spec.projection,
+        interpolation=spec.interpolation,
+        orders=spec.orders,
+        channels=channels,
         surveys=tuple(sv.location for sv in survey_list),
-        tiles_read=sum(slab.tiles_read for *_, slab in groups),
+        tiles_read=extractor.tiles_read,
     )

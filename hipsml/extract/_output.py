@@ -151,7 +151,7 @@ def write_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
 
 
 def _check_index(result: CutoutResult, index: int) -> int:
-    n = len(result)
+    n = result.images.shape[0]
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= index < n:
         raise InvalidInputError(f"cutout index {index!r} is out of range for a result of {n} cutouts")
     return int(index) % n
