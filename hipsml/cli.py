@@ -140,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "already PNG/JPEG display images (default auto picks by the survey formats)")
     cut.set_defaults(func=_cmd_cutout)
 
+    from hipsml._cli_dataset import add_dataset_commands
+
+    add_dataset_commands(sub)
+
     survey = sub.add_parser("survey", help="inspect a HiPS survey")
     survey_sub = survey.add_subparsers(dest="survey_command", required=True, metavar="ACTION")
     info = survey_sub.add_parser("info", help="print a survey's properties and tile layout")

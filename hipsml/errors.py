@@ -19,6 +19,9 @@ __all__ = [
     "FetchError",
     "InvalidInputError",
     "OutputError",
+    "RecipeError",
+    "TargetsError",
+    "DatasetNotFoundError",
 ]
 
 
@@ -56,3 +59,15 @@ class InvalidInputError(HipsmlError, ValueError):
 
 class OutputError(HipsmlError, OSError):
     """An output file could not be written (unwritable folder, a file where a folder should be)."""
+
+
+class RecipeError(HipsmlError, ValueError):
+    """A dataset recipe is malformed: the message names the recipe file and the field."""
+
+
+class TargetsError(HipsmlError, ValueError):
+    """A targets table is unreadable, empty, or has bad rows: the message names the file, column or row."""
+
+
+class DatasetNotFoundError(HipsmlError, FileNotFoundError):
+    """No hipsml dataset (or no such version of one) at the given path."""

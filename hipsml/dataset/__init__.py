@@ -1,0 +1,32 @@
+"""Versioned Zarr training sets from recipes: extract on Dask, reproducible splits, full provenance.
+
+- :func:`extract_dataset` builds (or finds) the version a recipe describes;
+- :func:`open_dataset` opens a published version (:class:`Dataset`);
+- :func:`load_recipe` validates a YAML recipe into a :class:`Recipe`;
+- :func:`assign_splits` is the split function, reusable on any keys.
+"""
+
+from hipsml.dataset._build import BuildReport, extract_dataset
+from hipsml.dataset._dataset import Dataset, open_dataset, parse_dataset_path
+from hipsml.dataset._preview import preview_dataset
+from hipsml.dataset._recipe import Recipe, load_recipe, parse_recipe
+from hipsml.dataset._splits import assign_splits, split_keys
+from hipsml.dataset._store import read_versions
+from hipsml.dataset._targets import TargetTable, load_targets
+
+__all__ = [
+    "BuildReport",
+    "Dataset",
+    "Recipe",
+    "TargetTable",
+    "assign_splits",
+    "extract_dataset",
+    "load_recipe",
+    "load_targets",
+    "open_dataset",
+    "parse_dataset_path",
+    "parse_recipe",
+    "preview_dataset",
+    "read_versions",
+    "split_keys",
+]
