@@ -220,8 +220,8 @@ def _check_positions(ra: np.ndarray, dec: np.ndarray, ids: np.ndarray, spec: Tar
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise TargetsError(
-            f"{shown}: data row {i + 1} (id {ids[i]!r}) has an invalid position "
-            f"({spec.columns.ra}={ra[i]!r}, {spec.columns.dec}={dec[i]!r}); "
+            f"{shown}: data row {i + 1} (id {ids[i].item()!r}) has an invalid position "
+            f"({spec.columns.ra}={ra[i].item()!r}, {spec.columns.dec}={dec[i].item()!r}); "
             f"{int(bad.sum())} bad row(s) in all"
         )
 
@@ -232,7 +232,7 @@ def _check_unique(ids: np.ndarray, field_name: str, shown: str) -> None:
     if dup.size:
         first, second = sorted((int(order[dup[0]]), int(order[dup[0] + 1])))
         raise TargetsError(
-            f"{field_name}: {shown} has duplicate id {ids[first]!r} in data rows {first + 1} and {second + 1}"
+            f"{field_name}: {shown} has duplicate id {ids[first].item()!r} in data rows {first + 1} and {second + 1}"
         )
 
 
@@ -286,6 +286,8 @@ def _from_table(table: Any, spec: Targets, recipe: Recipe, shown: str) -> Target
             arr = np.char.decode(arr, "utf-8")
         if arr.ndim != 1 or arr.dtype.kind not in "biufU":
             raise TargetsError(f"targets.carry: column {name!r} of {shown} must be a 1-D number or text column")
+        if arr.dtype.kind != "U":
+            arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)  # FITS columns are big-endian
         carry[name] = arr
     ra, dec = _to_icrs(ra, dec, spec.frame)
     return TargetTable(ra, dec, ids, labels, label_names, rotation, carry, shown)
