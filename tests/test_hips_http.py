@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
+import urllib3
 from astropy.io import fits
 from hips_server import Fault, HipsServer
 
@@ -174,7 +175,7 @@ def test_retries_from_a_thread_pool_give_identical_arrays(
         with ThreadPoolExecutor(max_workers=16) as pool:
             results = list(pool.map(lambda p: store.fetch(p, decoder_for(p)), jobs))
     assert all(same(got, expected[p]) for p, got in zip(jobs, results))
-    assert not any(name.startswith(".tmp-") for name in cache_files(tmp_path / "cache"))
+    assert not any(name.endswith(".part") for name in cache_files(tmp_path / "cache"))
 
 
 def test_short_body_is_caught_by_length_even_without_urllib3_enforcement() -> None:
@@ -183,10 +184,13 @@ def test_short_body_is_caught_by_length_even_without_urllib3_enforcement() -> No
     response = requests.Response()
     response.status_code = 200
     response.headers["Content-Length"] = "100"
-    response.raw = io.BytesIO(b"x" * 60)
+    response.raw = urllib3.HTTPResponse(
+        body=io.BytesIO(b"x" * 60), headers={"Content-Length": "100"}, preload_content=False,
+        enforce_content_length=False,
+    )
     with HttpTileStore("http://127.0.0.1:9", cache_dir=False) as store:
         with pytest.raises(_Retry, match="truncated body: 60 of 100 bytes"):
-            store._read_body(response, "http://127.0.0.1:9/t")
+            store._read_body(response, "http://127.0.0.1:9/t", time.monotonic() + 10, 1000)
 
 
 # -- Retry-After -----------------------------------------------------------------------------
@@ -209,17 +213,19 @@ def test_retry_after_seconds_is_honoured(
     assert log[1].time - log[0].time >= 1.0
 
 
-def test_retry_after_is_capped_by_max_backoff(
-    survey: Path, expected: dict[str, Any], hips_server: Callable[..., HipsServer]
+def test_retry_after_longer_than_max_backoff_gives_up_at_once_and_says_so(
+    survey: Path, hips_server: Callable[..., HipsServer]
 ) -> None:
+    # issue 7, defect 5: "429 with Retry-After: 3600" used to cost retries x max_backoff
     relpath = TILES[2]
-    server = hips_server(survey, faults={relpath: [Fault.status(503, retry_after=5)]})
-    with HttpTileStore(server.url, cache_dir=False, backoff=0.0, max_backoff=0.05) as store:
+    server = hips_server(survey, faults={relpath: [Fault.status(429, retry_after=3600)]})
+    with HttpTileStore(server.url, cache_dir=False, backoff=0.0, max_backoff=2.0, retries=5) as store:
         start = time.monotonic()
-        got = store.fetch(relpath, decode_fits)
-    assert time.monotonic() - start < 2.0
-    assert same(got, expected[relpath])
-    assert server.count(relpath) == 2
+        with pytest.raises(FetchError, match=r"wait 3600 s \(Retry-After\), more than max_backoff=2 s") as info:
+            store.fetch(relpath, decode_fits)
+    assert time.monotonic() - start < 1.0
+    assert server.count(relpath) == 1
+    assert relpath in str(info.value) and "\n" not in str(info.value)
 
 
 def test_parse_retry_after() -> None:
@@ -287,12 +293,25 @@ def test_persistently_corrupt_body_raises_tile_decode_error(
     survey: Path, hips_server: Callable[..., HipsServer], tmp_path: Path
 ) -> None:
     server = hips_server(survey)
-    server.inject(TILES[0], then=Fault.corrupt())
+    server.inject(TILES[0], then=Fault.corrupt(vary=True))
     with HttpTileStore(server.url, cache_dir=tmp_path / "cache", retries=3, backoff=0.001) as store:
-        with pytest.raises(TileDecodeError, match=re.escape(store.url_for(TILES[0]))):
+        with pytest.raises(TileDecodeError, match=re.escape(store.url_for(TILES[0])) + ".* on all 4 attempts"):
             store.fetch(TILES[0], decode_fits)
     assert server.count(TILES[0]) == 4
     assert cache_files(tmp_path / "cache") == set()  # nothing undecodable was cached
+
+
+def test_the_same_corrupt_body_twice_is_not_fetched_again(
+    survey: Path, hips_server: Callable[..., HipsServer], tmp_path: Path
+) -> None:
+    # issue 7, defect 4: a body that decodes to garbage the same way twice is broken for good
+    server = hips_server(survey)
+    server.inject(TILES[0], then=Fault.corrupt())  # the same random bytes on every request
+    with HttpTileStore(server.url, cache_dir=tmp_path / "cache", retries=5, backoff=0.001) as store:
+        with pytest.raises(TileDecodeError, match=re.escape(store.url_for(TILES[0])) + " returned the same corrupt body twice"):
+            store.fetch(TILES[0], decode_fits)
+    assert server.count(TILES[0]) == 2
+    assert cache_files(tmp_path / "cache") == set()
 
 
 # -- disk cache ----------------------------------------------------------------------------

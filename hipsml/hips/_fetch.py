@@ -5,6 +5,11 @@ A *store* maps a relative path inside a HiPS (``properties``, ``Moc.fits``,
 ``Norder3/Dir0/Npix12.fits``) to bytes, and hands them to a ``decode`` callable.
 A body that fails to decode is treated as corrupt: a remote store fetches it again,
 a local store raises :class:`~hipsml.errors.TileDecodeError` naming the file.
+
+Local reads are bounded like HTTP bodies: only regular files are read (a FIFO or a
+device such as a symlink to ``/dev/zero`` is refused at once, never waited on), and no
+file larger than :data:`MAX_FILE_BYTES` (``properties``: :data:`MAX_PROPERTIES_BYTES`)
+is read; both raise :class:`~hipsml.errors.InputFileError` naming the file.
 """
 
 from __future__ import annotations
@@ -15,9 +20,20 @@ from pathlib import Path
 from typing import Callable, Protocol, TypeVar
 from urllib.parse import unquote, urlparse
 
-from hipsml.errors import FetchError, InvalidLocationError, SurveyNotFoundError
+from hipsml._files import read_regular_file, user_path
+from hipsml.errors import InvalidLocationError, SurveyNotFoundError
 
-__all__ = ["TileStore", "LocalTileStore", "open_store", "check_relpath"]
+__all__ = ["TileStore", "LocalTileStore", "open_store", "check_relpath", "max_file_bytes", "MAX_FILE_BYTES"]
+
+#: Largest file a store reads or downloads (a tile, an Allsky mosaic, ``Moc.fits``).
+MAX_FILE_BYTES = 1 << 30
+#: Largest ``properties`` file read (real ones are a few kB).
+MAX_PROPERTIES_BYTES = 1 << 20
+
+
+def max_file_bytes(relpath: str) -> int:
+    """The most bytes a store accepts for ``relpath``: 1 MiB for ``properties``, else 1 GiB."""
+    return MAX_PROPERTIES_BYTES if relpath == "properties" else MAX_FILE_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +69,7 @@ class LocalTileStore:
     """A HiPS in a local directory (a mirror on a shared file system, or ``file://``)."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root).expanduser().resolve()
+        self.root = user_path(root, what="survey location").resolve()
         self.location = str(self.root)
         if not self.root.is_dir():
             raise SurveyNotFoundError(f"no HiPS directory at {self.location}")
@@ -64,12 +80,13 @@ class LocalTileStore:
     def fetch(self, relpath: str, decode: Callable[[bytes], T]) -> T | None:
         path = self.root / check_relpath(relpath)
         try:
-            data = path.read_bytes()
+            data = read_regular_file(path, limit=max_file_bytes(relpath), what=relpath.rsplit("/", 1)[-1])
         except (FileNotFoundError, NotADirectoryError):
             return None
-        except OSError as exc:  # a folder where a file should be, no permission, I/O error
-            raise FetchError(f"cannot read {path}: {exc.strerror or exc}") from None
         return decode(data)
+
+    def close(self) -> None:
+        """Nothing to release (present so every store can be closed alike)."""
 
     def __repr__(self) -> str:
         return f"LocalTileStore({self.location!r})"
@@ -86,7 +103,10 @@ def open_store(location: str | os.PathLike[str], **http_options: object) -> Tile
     if not isinstance(location, str) or not location.strip():
         raise InvalidLocationError(f"a survey location must be a path or URL, got {location!r}")
     text = location.strip()
-    parsed = urlparse(text)
+    try:
+        parsed = urlparse(text)
+    except ValueError as exc:  # "Invalid IPv6 URL" for http://[::1/x
+        raise InvalidLocationError(f"malformed survey location {text!r} ({exc}); check the brackets and the host") from None
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
         from hipsml.hips._http import HttpTileStore
