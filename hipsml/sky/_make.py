@@ -544,7 +544,7 @@ def make_sky(
     survey_frame = parse_frame(frame)
     fmts = parse_formats(formats)
     width = 1 << s
-    check_target(path, overwrite=overwrite)
+    target = check_target(path, overwrite=overwrite)
     cell_order = order + s
     cell_rad = hp.nside2resol(1 << cell_order)
     cell_arcsec = math.degrees(cell_rad) * 3600.0
@@ -612,7 +612,6 @@ def make_sky(
     t_write = time.perf_counter()
     logger.info("rendered %d tiles x %d bands in %.2f s", tiles.size, len(band_names), t_write - t_render)
 
-    target = Path(path).expanduser().absolute()
     n_tiles = 0
     with staged_directory(target, overwrite=overwrite) as staging:
         for b in band_names:
@@ -672,7 +671,7 @@ def _write_catalogue(
     from astropy import units as u
     from astropy.table import Table
 
-    from hipsml.sky._write import _atomic_write_bytes
+    from hipsml._files import atomic_write_bytes
 
     cols = ["id", "ra", "dec", "class"] + [f"flux_{b}" for b in band_names]
     cols += ["sersic_n", "r_eff_arcsec", "axis_ratio", "position_angle_deg", "inclination_deg"]
@@ -698,4 +697,4 @@ def _write_catalogue(
 
     buf = io.StringIO()
     table.write(buf, format="ascii.ecsv")
-    _atomic_write_bytes(dest, buf.getvalue().encode("utf-8"))
+    atomic_write_bytes(dest, buf.getvalue().encode("utf-8"))
