@@ -20,6 +20,7 @@ import urllib3
 from astropy.io import fits
 from hips_server import Fault, HipsServer
 
+import hipsml
 from hipsml.errors import FetchError, HipsmlError, InvalidLocationError, TileDecodeError
 from hipsml.hips._fetch import LocalTileStore, open_store
 from hipsml.hips._http import HttpTileStore, _Retry, cache_relpath, normalise_base_url, parse_retry_after
@@ -550,9 +551,6 @@ def test_user_agent_pickling_and_close(survey: Path, hips_server: Callable[..., 
 def test_open_survey_over_a_faulty_server_matches_the_local_survey(
     survey: Path, hips_server: Callable[..., HipsServer], tmp_path: Path
 ) -> None:
-    hipsml = pytest.importorskip("hipsml")
-    if not hasattr(hipsml, "open_survey"):
-        pytest.skip("hipsml.open_survey is not available yet")
     server = hips_server(
         survey,
         faults={

@@ -16,19 +16,35 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
+import re
 from typing import Callable, Protocol, TypeVar
 from urllib.parse import unquote, urlparse
 
 from hipsml._files import read_regular_file, user_path
 from hipsml.errors import InvalidLocationError, SurveyNotFoundError
 
-__all__ = ["TileStore", "LocalTileStore", "open_store", "check_relpath", "max_file_bytes", "MAX_FILE_BYTES"]
+__all__ = ["TileStore", "LocalTileStore", "open_store", "check_relpath", "max_file_bytes", "MAX_FILE_BYTES", "HTTP_OPTIONS"]
+
+#: The options of :class:`~hipsml.hips._http.HttpTileStore` (also accepted by :func:`hipsml.open_survey`).
+HTTP_OPTIONS: tuple[str, ...] = (
+    "cache_dir",
+    "max_connections_per_host",
+    "retries",
+    "backoff",
+    "max_backoff",
+    "timeout",
+    "deadline",
+    "max_total_time",
+    "verify",
+)
 
 #: Largest file a store reads or downloads (a tile, an Allsky mosaic, ``Moc.fits``).
 MAX_FILE_BYTES = 1 << 30
 #: Largest ``properties`` file read (real ones are a few kB).
 MAX_PROPERTIES_BYTES = 1 << 20
+
+
+_NORDER_RE = re.compile(r"Norder([0-9]|[12][0-9])")
 
 
 def max_file_bytes(relpath: str) -> int:
@@ -84,6 +100,29 @@ class LocalTileStore:
         except (FileNotFoundError, NotADirectoryError):
             return None
         return decode(data)
+
+    def tile_orders(self) -> tuple[int, ...]:
+        """The orders ``k`` whose ``Norder{k}`` folder holds at least one ``Dir*`` folder of tiles.
+
+        Reads two folder listings per order at most; an unreadable root gives ``()``.
+        """
+        found = []
+        try:
+            entries = list(os.scandir(self.root))
+        except OSError as exc:
+            logger.warning("cannot list %s: %s", self.location, exc)
+            return ()
+        for entry in entries:
+            m = _NORDER_RE.fullmatch(entry.name)
+            if m is None or not entry.is_dir():
+                continue
+            try:
+                with os.scandir(entry.path) as inner:
+                    if any(e.name.startswith("Dir") and e.is_dir() for e in inner):
+                        found.append(int(m.group(1)))
+            except OSError:
+                continue
+        return tuple(sorted(found))
 
     def close(self) -> None:
         """Nothing to release (present so every store can be closed alike)."""

@@ -84,7 +84,7 @@ from hipsml.errors import FetchError, HipsmlError, InvalidInputError, InvalidLoc
 from hipsml.hips._fetch import MAX_FILE_BYTES, check_relpath, max_file_bytes
 from hipsml.hips._formats import EXTENSION_FORMATS, FORMAT_EXTENSIONS
 
-__all__ = ["HttpTileStore", "HTTP_OPTIONS", "normalise_base_url", "cache_relpath", "parse_retry_after", "default_cache_dir"]
+__all__ = ["HttpTileStore", "normalise_base_url", "cache_relpath", "parse_retry_after", "default_cache_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,18 +100,6 @@ _MAX_MISSING = 65536
 _TILE_EXTENSIONS = {ext: FORMAT_EXTENSIONS[fmt] for ext, fmt in EXTENSION_FORMATS.items()}
 #: Bytes asked for per read of a body (a read returns as soon as some bytes arrive).
 _READ_SIZE = 1 << 20
-#: The options of :class:`HttpTileStore` (and of :func:`hipsml.open_survey` for URLs).
-HTTP_OPTIONS = (
-    "cache_dir",
-    "max_connections_per_host",
-    "retries",
-    "backoff",
-    "max_backoff",
-    "timeout",
-    "deadline",
-    "max_total_time",
-    "verify",
-)
 #: The only non-tile files that are cached, under these fixed names.
 _CACHED_FILES = {"properties": "properties", "Moc.fits": "Moc.fits"}
 #: files re-fetched on every open (the cached copy is a fallback for when the server is down)
@@ -705,6 +693,8 @@ class HttpTileStore:
                         f" of {self.deadline:g} s per request passed (a very slow server); try later, or pass a"
                         " larger deadline="
                     )
+        except HipsmlError:
+            raise
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             # a short body, a reset or a read timeout in the middle of the body
             raise _Retry(f"body interrupted after {received} bytes ({type(exc).__name__})") from exc
