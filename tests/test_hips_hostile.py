@@ -11,7 +11,6 @@ import subprocess
 import threading
 import time
 import tracemalloc
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any

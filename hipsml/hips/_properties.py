@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from hipsml.errors import PropertiesError
 from hipsml.hips._formats import TILE_FORMATS, canonical_format
+from hipsml.hips._frames import canonical_frame
 
 __all__ = ["parse_properties", "HipsProperties", "TILE_FORMATS", "MAX_TILE_WIDTH"]
 
@@ -30,18 +31,6 @@ logger = logging.getLogger(__name__)
 #: Widest tile accepted (CDS surveys use at most 2048): a larger ``hips_tile_width``
 #: would allocate gigabytes per tile before any is read.
 MAX_TILE_WIDTH = 4096
-
-_FRAMES = {
-    "equatorial": "icrs",
-    "icrs": "icrs",
-    "fk5": "icrs",
-    "j2000": "icrs",
-    "c": "icrs",
-    "galactic": "galactic",
-    "g": "galactic",
-    "ecliptic": "ecliptic",
-    "e": "ecliptic",
-}
 
 # Characters that never occur in a text file: NUL, the C0 controls other than tab,
 # line feed, form feed and carriage return, DEL and the C1 controls.
@@ -150,7 +139,7 @@ def _parse_frame(props: Mapping[str, str], source: str) -> str:
         logger.warning("%s: no hips_frame (nor legacy coordsys); assuming equatorial (icrs)", source)
         return "icrs"
     key, value = found
-    frame = _FRAMES.get(value.lower())
+    frame = canonical_frame(value)
     if frame is None:
         raise PropertiesError(
             f"{source}: field {key} = {value!r} is not a sky frame hipsml knows "
