@@ -89,20 +89,17 @@ def _rotation_to_icrs(frame_name: str) -> np.ndarray:
     return np.ascontiguousarray(icrs_to_frame(frame_name).T)
 
 
+#: the one frame table of :mod:`hipsml.sky`: frame -> (``hips_frame`` value, legacy ``coordsys``);
+#: the names it accepts are these three spellings of each frame, in any case
+_FRAME_NAMES = {"icrs": ("equatorial", "C"), "galactic": ("galactic", "G"), "ecliptic": ("ecliptic", "E")}
 _FRAME_ALIASES = {
-    "icrs": "icrs",
-    "equatorial": "icrs",
-    "c": "icrs",
-    "galactic": "galactic",
-    "g": "galactic",
-    "ecliptic": "ecliptic",
-    "e": "ecliptic",
+    alias.lower(): name for name, spellings in _FRAME_NAMES.items() for alias in (name, *spellings)
 }
 _FRAME_CACHE: dict[str, SurveyFrame] = {}
 
 
 def parse_frame(frame: str) -> SurveyFrame:
-    """Normalise a frame name (``icrs``/``equatorial``, ``galactic``, ``ecliptic``).
+    """Normalise a frame name (``icrs``/``equatorial``/``C``, ``galactic``/``G``, ``ecliptic``/``E``).
 
     ``ecliptic`` is astropy's ``BarycentricMeanEcliptic`` with equinox J2000.
 
@@ -110,13 +107,14 @@ def parse_frame(frame: str) -> SurveyFrame:
     --------
     >>> parse_frame("equatorial").hips_frame
     'equatorial'
+    >>> parse_frame("G").name, parse_frame("G").coordsys
+    ('galactic', 'G')
     """
-    key = _FRAME_ALIASES.get(str(frame).lower()) if isinstance(frame, str) else None
+    key = _FRAME_ALIASES.get(frame.lower()) if isinstance(frame, str) else None
     if key is None:
         raise InvalidInputError(f"frame must be one of icrs, galactic, ecliptic; got {frame!r}")
     if key not in _FRAME_CACHE:
-        hips_frame = {"icrs": "equatorial", "galactic": "galactic", "ecliptic": "ecliptic"}[key]
-        coordsys = {"icrs": "C", "galactic": "G", "ecliptic": "E"}[key]
+        hips_frame, coordsys = _FRAME_NAMES[key]
         _FRAME_CACHE[key] = SurveyFrame(key, hips_frame, coordsys, _rotation_to_icrs(key))
     return _FRAME_CACHE[key]
 
