@@ -25,7 +25,7 @@ truncated body (``Content-Length`` announces the full size, part is sent, then t
 socket is closed); a corrupt body (random bytes of the right length, the same bytes on
 every request unless ``vary=True``); a slow reply (sleep, then serve normally); a drip
 (the headers at once, then the body one byte every ``interval`` seconds: a slow-loris
-server); a redirect to any ``Location``; and a body given by the test (``Fault.body``,
+server) and a head drip (the status line and headers themselves a byte at a time); a redirect to any ``Location``; and a body given by the test (``Fault.body``,
 e.g. a gzip bomb) instead of the file.
 
 The server speaks HTTP/1.1 with keep-alive, so clients' connection pooling is
@@ -55,7 +55,7 @@ __all__ = ["Fault", "HipsServer", "RequestRecord"]
 
 logger = logging.getLogger(__name__)
 
-FaultKind = Literal["status", "reset", "truncate", "corrupt", "slow", "drip", "redirect", "body"]
+FaultKind = Literal["status", "reset", "truncate", "corrupt", "slow", "drip", "drip_head", "redirect", "body"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,11 @@ class Fault:
     def drip(cls, interval: float) -> Fault:
         """Send the headers at once, then the body one byte every ``interval`` seconds."""
         return cls("drip", delay=interval)
+
+    @classmethod
+    def drip_head(cls, interval: float) -> Fault:
+        """Send the status line and headers themselves one byte every ``interval`` seconds."""
+        return cls("drip_head", delay=interval)
 
     @classmethod
     def redirect(cls, location: str, code: int = 302) -> Fault:
@@ -182,6 +187,15 @@ class _Handler(BaseHTTPRequestHandler):
             if owner._stopping.wait(fault.delay):
                 return
             fault = None
+        if fault is not None and fault.kind == "drip_head":
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body or b'')}\r\nX-Padding: {'x' * 2000}\r\n\r\n"
+            for i in range(len(head)):
+                self.wfile.write(head[i].encode("latin-1"))
+                self.wfile.flush()
+                if owner._stopping.wait(fault.delay):
+                    return
+            self.wfile.write(body or b"")
+            return
         if fault is not None and fault.kind == "redirect":
             self.send_response(fault.code)
             self.send_header("Location", fault.location)

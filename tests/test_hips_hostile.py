@@ -298,9 +298,26 @@ def test_slow_loris_body_is_cut_at_the_request_deadline(survey: Path, hips_serve
         s.read_tile(3, 5)
     elapsed = time.monotonic() - start
     text = one_line(info.value)
-    assert "deadline" in text and "0.5 s" in text and relpath in text
+    assert "deadline of 0.5 s" in text and relpath in text
     assert 0.4 < elapsed < 2.0
     assert server.count(relpath) == 1  # a slow loris is not asked again
+
+
+def test_slow_loris_headers_are_cut_at_the_request_deadline(
+    survey: Path, hips_server: Callable[..., HipsServer]
+) -> None:
+    relpath = tile_path(3, 5, "fits")
+    server = hips_server(survey, faults={relpath: [Fault.drip_head(0.02)]})  # ~2 kB of headers: about 40 s
+    s = open_survey(server.url, cache_dir=False, retries=3, backoff=0.001, deadline=0.5, timeout=(2.0, 2.0))
+    start = time.monotonic()
+    with pytest.raises(FetchError) as info:
+        s.read_tile(3, 5)
+    elapsed = time.monotonic() - start
+    text = one_line(info.value)
+    assert "deadline of 0.5 s" in text and relpath in text
+    assert 0.4 < elapsed < 2.0
+    assert server.count(relpath) == 1
+    np.testing.assert_array_equal(s.read_tile(3, 0)[0], (np.arange(W * W).reshape(W, W) + 300) % 97)
 
 
 def test_a_server_that_never_answers_is_given_up_after_max_total_time(

@@ -258,6 +258,68 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - current)
 
 
+# -- the request deadline -------------------------------------------------------------------
+# urllib3's read timeout applies to each socket read, so a server that trickles its status
+# line, headers or body a byte at a time never trips it. A watchdog timer therefore shuts the
+# socket of the request it guards when the request's deadline passes; the blocked read then
+# fails at once. The connection a thread is using is recorded by these pool classes.
+
+_connections_in_use: dict[int, Any] = {}
+_connections_lock = threading.Lock()
+
+
+def _track(conn: Any) -> Any:
+    with _connections_lock:
+        _connections_in_use[threading.get_ident()] = conn
+    return conn
+
+
+class _TrackedHTTPPool(urllib3.HTTPConnectionPool):
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        return _track(super()._get_conn(timeout))
+
+
+class _TrackedHTTPSPool(urllib3.HTTPSConnectionPool):
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        return _track(super()._get_conn(timeout))
+
+
+class _Watchdog:
+    """Shut the socket of the calling thread's request if it is still running after ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.thread = threading.get_ident()
+        self.expired = False
+        self._done = False
+        self._lock = threading.Lock()
+        with _connections_lock:
+            _connections_in_use.pop(self.thread, None)
+        self._timer = threading.Timer(max(0.0, seconds), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            with _connections_lock:
+                conn = _connections_in_use.get(self.thread)
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+        with _connections_lock:
+            _connections_in_use.pop(self.thread, None)
+
+
 class _Retry(Exception):
     """Internal signal: this attempt failed in a way worth retrying."""
 
@@ -406,6 +468,8 @@ class HttpTileStore:
         session = requests.Session()
         # Retries are ours (urllib3 would not see truncated or corrupt bodies).
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.max_connections_per_host, max_retries=0)
+        # a new dict: urllib3's default is module-level and shared
+        adapter.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         session.verify = self.verify  # also passed with each request: see _get_once
@@ -584,7 +648,7 @@ class HttpTileStore:
         for attempt in range(attempts):
             remaining = self.max_total_time - (time.monotonic() - start)
             try:
-                body = self._get_once(url, attempt, attempts, min(self.deadline, remaining), limit)
+                body = self._get_once(url, attempt, attempts, min(self.deadline, remaining), limit, remaining < self.deadline)
                 if body is None:
                     self._remember_missing(url)
                     return None
@@ -628,52 +692,80 @@ class HttpTileStore:
             " (the server may be down or overloaded: try later, or pass a larger retries=)"
         )
 
-    def _get_once(self, url: str, attempt: int, attempts: int, budget: float, limit: int) -> bytes | None:
-        """One GET within ``budget`` seconds: the body, ``None`` for absent, :class:`_Retry` or :class:`FetchError`."""
+    def _get_once(self, url: str, attempt: int, attempts: int, budget: float, limit: int, total: bool) -> bytes | None:
+        """One GET within ``budget`` seconds (headers and body, guarded by a :class:`_Watchdog`)."""
         logger.debug("GET %s (attempt %d/%d)", url, attempt + 1, attempts)
         if budget <= 0:
             raise _Retry("no time left for another attempt")
         started = time.monotonic()
         timeout = (min(self.timeout[0], budget), min(self.timeout[1], budget))
         with self._host_slot(url):
+            watchdog = _Watchdog(budget)
             try:
-                # verify per request: a session attribute loses to REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
-                response = self._session.get(url, timeout=timeout, stream=True, allow_redirects=True, verify=self.verify)
-            except requests.exceptions.SSLError as exc:
-                raise FetchError(f"TLS error for {url}: {exc}; check the certificate or pass verify=<CA bundle>") from exc
-            except requests.exceptions.TooManyRedirects as exc:
-                raise FetchError(f"too many redirects for {url}") from exc
-            except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-                    requests.exceptions.InvalidSchema, ValueError) as exc:
-                # also a malformed redirect Location (http://[::1/x is a ValueError in urllib.parse)
-                raise FetchError(
-                    f"invalid URL while fetching {url} (a bad redirect Location?): {exc}; not retrying"
-                ) from None
-            except requests.exceptions.Timeout as exc:
-                raise _Retry(f"timed out ({type(exc).__name__})") from exc
-            except requests.exceptions.RequestException as exc:
-                if _is_dns_failure(exc):
-                    host = urlsplit(url).hostname
-                    raise FetchError(
-                        f"cannot resolve the host {host!r} of {url}: check the URL and your network; not retrying"
-                    ) from None
-                raise _Retry(f"connection failed ({type(exc).__name__}: {exc})") from exc
-            with response:
-                status = response.status_code
-                if status in _ABSENT_STATUSES:
-                    logger.debug("absent (HTTP %d): %s", status, url)
-                    return None
-                if status == 429 or 500 <= status <= 599:
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                    raise _Retry(f"HTTP {status} {response.reason or ''}".rstrip(), retry_after)
-                if not 200 <= status <= 299:
-                    raise FetchError(
-                        f"HTTP {status} {response.reason or ''} for {response.url or url}; not retrying"
-                        " (check the URL and your access rights)"
-                    )
-                return self._read_body(response, url, started + budget, limit)
+                body = self._request(url, timeout, started + budget, limit, total)
+            except (HipsmlError, _Retry):
+                if watchdog.expired:
+                    raise self._deadline_error(url, total) from None
+                raise
+            finally:
+                watchdog.stop()
+            if watchdog.expired:  # a cut connection can look like a short, complete answer
+                raise self._deadline_error(url, total)
+            return body
 
-    def _read_body(self, response: requests.Response, url: str, deadline: float, limit: int) -> bytes:
+    def _deadline_error(self, url: str, total: bool) -> FetchError:
+        if total:
+            return FetchError(
+                f"giving up on {url}: max_total_time={self.max_total_time:g} s spent on this URL (attempts and"
+                " waits) and the last request was still running; try later, or pass a larger max_total_time="
+            )
+        return FetchError(
+            f"giving up on {url}: the request was still running when its deadline of {self.deadline:g} s passed"
+            " (a very slow or stalled server); try later, or pass a larger deadline="
+        )
+
+    def _request(self, url: str, timeout: tuple[float, float], deadline: float, limit: int, total: bool) -> bytes | None:
+        """The GET itself: the body, ``None`` for absent, :class:`_Retry` or :class:`FetchError`."""
+        try:
+            # verify per request: a session attribute loses to REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
+            response = self._session.get(url, timeout=timeout, stream=True, allow_redirects=True, verify=self.verify)
+        except requests.exceptions.SSLError as exc:
+            raise FetchError(f"TLS error for {url}: {exc}; check the certificate or pass verify=<CA bundle>") from exc
+        except requests.exceptions.TooManyRedirects as exc:
+            raise FetchError(f"too many redirects for {url}") from exc
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema, ValueError) as exc:
+            # also a malformed redirect Location (http://[::1/x is a ValueError in urllib.parse)
+            raise FetchError(
+                f"invalid URL while fetching {url} (a bad redirect Location?): {exc}; not retrying"
+            ) from None
+        except requests.exceptions.Timeout as exc:
+            raise _Retry(f"timed out ({type(exc).__name__})") from exc
+        except requests.exceptions.RequestException as exc:
+            if _is_dns_failure(exc):
+                host = urlsplit(url).hostname
+                raise FetchError(
+                    f"cannot resolve the host {host!r} of {url}: check the URL and your network; not retrying"
+                ) from None
+            raise _Retry(f"connection failed ({type(exc).__name__}: {exc})") from exc
+        with response:
+            status = response.status_code
+            if status in _ABSENT_STATUSES:
+                logger.debug("absent (HTTP %d): %s", status, url)
+                return None
+            if status == 429 or 500 <= status <= 599:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                raise _Retry(f"HTTP {status} {response.reason or ''}".rstrip(), retry_after)
+            if not 200 <= status <= 299:
+                raise FetchError(
+                    f"HTTP {status} {response.reason or ''} for {response.url or url}; not retrying"
+                    " (check the URL and your access rights)"
+                )
+            return self._read_body(response, url, deadline, limit, total)
+
+    def _read_body(
+        self, response: requests.Response, url: str, deadline: float, limit: int, total: bool = False
+    ) -> bytes:
         chunks: list[bytes] = []
         received = 0
         try:
@@ -688,11 +780,7 @@ class HttpTileStore:
                     raise FetchError(f"{url} sent more than {limit} bytes; refusing it")
                 chunks.append(chunk)
                 if time.monotonic() > deadline:
-                    raise FetchError(
-                        f"giving up on {url}: the body was still arriving ({received} bytes) when the deadline"
-                        f" of {self.deadline:g} s per request passed (a very slow server); try later, or pass a"
-                        " larger deadline="
-                    )
+                    raise self._deadline_error(url, total)
         except HipsmlError:
             raise
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
