@@ -454,9 +454,12 @@ def test_numpy_and_integral_arguments_still_work(survey: Path) -> None:
         ({"verify": 3.5}, "verify"),
     ],
 )
-def test_ill_typed_options_are_invalid_input_errors(options: dict[str, Any], field: str) -> None:
+@pytest.mark.parametrize("remote", [False, True])
+def test_ill_typed_options_are_invalid_input_errors(
+    survey: Path, options: dict[str, Any], field: str, remote: bool
+) -> None:
     with pytest.raises(InvalidInputError) as info:
-        open_survey("http://127.0.0.1:9/hips", **options)
+        open_survey("http://127.0.0.1:9/hips" if remote else survey, **options)
     assert field in one_line(info.value)
 
 

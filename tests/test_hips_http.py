@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
 import multiprocessing
+import os
 import pickle
 import re
 import threading
@@ -316,6 +318,28 @@ def test_the_same_corrupt_body_twice_is_not_fetched_again(
 
 
 # -- disk cache ----------------------------------------------------------------------------
+
+
+def test_cache_files_are_0644_whatever_the_umask_and_a_failed_cache_write_only_warns(
+    survey: Path, expected: dict[str, Any], hips_server: Callable[..., HipsServer], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = hips_server(survey)
+    old = os.umask(0o077)
+    try:
+        with HttpTileStore(server.url, cache_dir=tmp_path / "cache", backoff=0.001) as store:
+            assert same(store.fetch(TILES[0], decode_fits), expected[TILES[0]])
+            cached = store.cache_path(TILES[0])
+    finally:
+        os.umask(old)
+    assert cached is not None and cached.stat().st_mode & 0o777 == 0o644
+    assert not any(name.endswith(".part") for name in cache_files(tmp_path / "cache"))
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    with HttpTileStore(server.url, cache_dir=blocker, backoff=0.001) as store:
+        with caplog.at_level(logging.WARNING, logger="hipsml.hips._http"):
+            assert same(store.fetch(TILES[1], decode_fits), expected[TILES[1]])
+    assert any("cannot write the disk cache" in r.getMessage() for r in caplog.records)
 
 
 def test_disk_cache_serves_a_second_store_without_requests(

@@ -15,15 +15,17 @@ is read; both raise :class:`~hipsml.errors.InputFileError` naming the file.
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import re
-from typing import Callable, Protocol, TypeVar
+from typing import Any, Callable, Protocol, TypeVar
 from urllib.parse import unquote, urlparse
 
 from hipsml._files import read_regular_file, user_path
-from hipsml.errors import InvalidLocationError, SurveyNotFoundError
+from hipsml.errors import InvalidInputError, InvalidLocationError, SurveyNotFoundError
 
-__all__ = ["TileStore", "LocalTileStore", "open_store", "check_relpath", "max_file_bytes", "MAX_FILE_BYTES", "HTTP_OPTIONS"]
+__all__ = ["TileStore", "LocalTileStore", "open_store", "check_relpath", "max_file_bytes", "MAX_FILE_BYTES", "HTTP_OPTIONS",
+           "check_http_options"]
 
 #: The options of :class:`~hipsml.hips._http.HttpTileStore` (also accepted by :func:`hipsml.open_survey`).
 HTTP_OPTIONS: tuple[str, ...] = (
@@ -45,6 +47,60 @@ MAX_PROPERTIES_BYTES = 1 << 20
 
 
 _NORDER_RE = re.compile(r"Norder([0-9]|[12][0-9])")
+
+
+def _number_option(name: str, value: Any, *, minimum: float, strict: bool = False, integer: bool = False) -> Any:
+    """``value`` as an int or float ``>= minimum`` (``> minimum`` when strict), else InvalidInputError."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok and integer and not float(value).is_integer():
+        ok = False
+    if ok:
+        number = int(value) if integer else float(value)
+        if number == number and (number > minimum if strict else number >= minimum) and number != float("inf"):
+            return number
+    bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+    kind = "an integer" if integer else "a number"
+    raise InvalidInputError(f"option {name}={value!r} must be {kind} {bound}")
+
+
+def check_http_options(**options: Any) -> dict[str, Any]:
+    """Check the values of HTTP store options (see :data:`HTTP_OPTIONS`); return them normalised.
+
+    Only the options given are checked. :func:`hipsml.open_survey` calls this for local
+    surveys too, so a bad value is reported whatever the location.
+
+    Raises
+    ------
+    InvalidInputError
+        A value of the wrong type or out of range (the message names the option).
+
+    Examples
+    --------
+    >>> check_http_options(retries=3.0, timeout=5)
+    {'retries': 3, 'timeout': (5.0, 5.0)}
+    """
+    out: dict[str, Any] = {}
+    for name, value in options.items():
+        if name == "max_connections_per_host":
+            out[name] = _number_option(name, value, minimum=1, integer=True)
+        elif name == "retries":
+            out[name] = _number_option(name, value, minimum=0, integer=True)
+        elif name in ("backoff", "max_backoff"):
+            out[name] = _number_option(name, value, minimum=0)
+        elif name in ("deadline", "max_total_time"):
+            out[name] = _number_option(name, value, minimum=0, strict=True)
+        elif name == "timeout":
+            pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+            if len(pair) != 2:
+                raise InvalidInputError(f"option timeout={value!r} must be a positive number or a (connect, read) pair")
+            out[name] = tuple(_number_option(name, t, minimum=0, strict=True) for t in pair)
+        elif name == "verify":
+            out[name] = value if isinstance(value, bool) else os.fspath(user_path(value, what="verify (CA bundle)"))
+        elif name == "cache_dir":
+            out[name] = value if value is None or value is False else user_path(value, what="cache_dir")
+        else:
+            raise InvalidInputError(f"unknown HTTP option {name!r}; the options are {', '.join(HTTP_OPTIONS)}")
+    return out
 
 
 def max_file_bytes(relpath: str) -> int:

@@ -80,8 +80,8 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from hipsml._files import atomic_write, read_regular_file, user_path
-from hipsml.errors import FetchError, HipsmlError, InvalidInputError, InvalidLocationError, TileDecodeError
-from hipsml.hips._fetch import MAX_FILE_BYTES, check_relpath, max_file_bytes
+from hipsml.errors import FetchError, HipsmlError, InvalidLocationError, TileDecodeError
+from hipsml.hips._fetch import MAX_FILE_BYTES, check_http_options, check_relpath, max_file_bytes
 from hipsml.hips._formats import EXTENSION_FORMATS, FORMAT_EXTENSIONS
 
 __all__ = ["HttpTileStore", "normalise_base_url", "cache_relpath", "parse_retry_after", "default_cache_dir"]
@@ -329,27 +329,6 @@ class _Retry(Exception):
         self.retry_after = retry_after
 
 
-def _number_option(name: str, value: Any, *, minimum: float, strict: bool = False, integer: bool = False) -> Any:
-    """``value`` as an int or float ``>= minimum`` (``> minimum`` when strict), else InvalidInputError."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok:
-        try:
-            import numpy as np
-
-            ok = isinstance(value, (np.integer, np.floating))
-        except ImportError:  # pragma: no cover
-            ok = False
-    if ok and integer and not float(value).is_integer():
-        ok = False
-    if ok:
-        number = int(value) if integer else float(value)
-        if number == number and (number > minimum if strict else number >= minimum) and number != float("inf"):
-            return number
-    bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-    kind = "an integer" if integer else "a number"
-    raise InvalidInputError(f"option {name}={value!r} must be {kind} {bound}")
-
-
 def _is_dns_failure(exc: BaseException) -> bool:
     """Whether ``exc`` (a requests error) comes from a host name that does not resolve."""
     seen: set[int] = set()
@@ -428,24 +407,18 @@ class HttpTileStore:
         verify: bool | str = True,
     ) -> None:
         self.location = normalise_base_url(base_url)
-        self.max_connections_per_host = _number_option(
-            "max_connections_per_host", max_connections_per_host, minimum=1, integer=True
+        options = check_http_options(
+            max_connections_per_host=max_connections_per_host, retries=retries, backoff=backoff,
+            max_backoff=max_backoff, timeout=timeout, deadline=deadline, max_total_time=max_total_time, verify=verify,
         )
-        self.retries = _number_option("retries", retries, minimum=0, integer=True)
-        self.backoff = _number_option("backoff", backoff, minimum=0)
-        self.max_backoff = _number_option("max_backoff", max_backoff, minimum=0)
-        timeouts = tuple(timeout) if isinstance(timeout, (tuple, list)) else (timeout, timeout)
-        if len(timeouts) != 2:
-            raise InvalidInputError(f"option timeout={timeout!r} must be a positive number or a (connect, read) pair")
-        self.timeout: tuple[float, float] = (
-            _number_option("timeout", timeouts[0], minimum=0, strict=True),
-            _number_option("timeout", timeouts[1], minimum=0, strict=True),
-        )
-        self.deadline = _number_option("deadline", deadline, minimum=0, strict=True)
-        self.max_total_time = _number_option("max_total_time", max_total_time, minimum=0, strict=True)
-        if not isinstance(verify, bool):
-            verify = os.fspath(user_path(verify, what="verify (CA bundle)"))
-        self.verify = verify
+        self.max_connections_per_host: int = options["max_connections_per_host"]
+        self.retries: int = options["retries"]
+        self.backoff: float = options["backoff"]
+        self.max_backoff: float = options["max_backoff"]
+        self.timeout: tuple[float, float] = options["timeout"]
+        self.deadline: float = options["deadline"]
+        self.max_total_time: float = options["max_total_time"]
+        self.verify: bool | str = options["verify"]
         if verify is False:
             logger.warning("TLS certificate verification is disabled for %s", self.location)
         if cache_dir is False:

@@ -46,10 +46,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from hipsml._files import user_path
 from hipsml.errors import FetchError, HipsmlError, InvalidInputError, InvalidLocationError, SurveyNotFoundError
 from hipsml.hips._decode import decode_tile, split_allsky
-from hipsml.hips._fetch import HTTP_OPTIONS, LocalTileStore, TileStore, open_store
+from hipsml.hips._fetch import HTTP_OPTIONS, LocalTileStore, TileStore, check_http_options, open_store
 from hipsml.hips._formats import FORMAT_EXTENSIONS, FORMAT_PREFERENCE, canonical_format
 from hipsml.hips._healpix import tile_path
 from hipsml.hips._moc import Moc
@@ -675,8 +674,7 @@ def open_survey(
     icrs 9 ('fits', 'jpeg')
     """
     _check_options(http_options, location)
-    if cache_dir is not None and cache_dir is not False:
-        user_path(cache_dir, what="cache_dir")
+    check_http_options(cache_dir=cache_dir, **http_options)  # values too, for local surveys as well
     if not isinstance(moc_any_host, bool):
         raise InvalidInputError(f"moc_any_host must be True or False, got {moc_any_host!r}")
     _TileCache(memory_cache_bytes)  # validates it before any I/O
