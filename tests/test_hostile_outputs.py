@@ -358,3 +358,10 @@ def test_cli_demo_bad_folders_fail_before_rendering(tmp_path: Path, capsys: pyte
         msg = run_fails(["-q", "demo", folder], capsys)
         assert culprit in msg and time.perf_counter() - t0 < 3.0  # the demo sky takes far longer to render
     assert listing(tmp_path) == ["file"]
+
+
+def test_cli_sky_make_absurd_centre(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for ra, dec in (("1e308", "0"), ("nan", "0"), ("0", "91")):
+        msg = run_fails(SKY + [str(tmp_path / "sky"), "--ra", ra, "--dec", dec], capsys)
+        assert "center must have a finite RA" in msg and ra in msg.replace("1e+308", "1e308")
+    assert listing(tmp_path) == []

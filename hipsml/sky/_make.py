@@ -173,8 +173,8 @@ def _check_args(n_sources, seed, order, tile_width, center, radius, bands) -> tu
         ra, dec = (float(v) for v in center)
     except (TypeError, ValueError):
         raise InvalidInputError(f"center must be (ra_deg, dec_deg); got {center!r}") from None
-    if not (math.isfinite(ra) and -90.0 <= dec <= 90.0):
-        raise InvalidInputError(f"center must have a finite RA and -90 <= dec <= 90; got {center!r}")
+    if not (math.isfinite(ra) and abs(ra) <= 1e6 and -90.0 <= dec <= 90.0):  # as hipsml.extract's positions
+        raise InvalidInputError(f"center must have a finite RA (|ra| <= 1e6) and -90 <= dec <= 90; got {center!r}")
     if not isinstance(radius, (int, float, np.floating, np.integer)) or not 0.0 < float(radius) <= 90.0:
         raise InvalidInputError(f"radius must be in (0, 90] degrees; got {radius!r}")
     names = tuple(DEFAULT_BANDS if bands is None else ([bands] if isinstance(bands, str) else bands))
