@@ -15,7 +15,7 @@ from astropy import units as u
 from astropy.wcs import WCS
 
 from hipsml.errors import InvalidInputError
-from hipsml.hips._frames import icrs_to_frame
+from hipsml.hips import icrs_to_frame
 
 __all__ = [
     "PROJECTIONS",

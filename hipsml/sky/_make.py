@@ -22,7 +22,7 @@ import healpy as hp
 import numpy as np
 
 from hipsml.errors import InvalidInputError
-from hipsml.hips._healpix import deinterleave_bits, interleave_bits, tile_pixel_indices
+from hipsml.hips import deinterleave_bits, interleave_bits, tile_pixel_indices
 from hipsml.sky import _sources as src
 from hipsml.sky._render import _check_width, select_tiles, survey_properties
 from hipsml.sky._write import (

@@ -16,7 +16,7 @@ import healpy as hp
 import numpy as np
 
 from hipsml.errors import InvalidInputError
-from hipsml.hips._healpix import log2_width, tile_pixel_indices
+from hipsml.hips import log2_width, tile_pixel_indices
 from hipsml.sky._write import (
     check_target,
     SurveyFrame,

@@ -28,8 +28,7 @@ from astropy.io import fits
 
 from hipsml._files import atomic_write_bytes, file_mode, user_path
 from hipsml.errors import InvalidInputError, OutputError
-from hipsml.hips._frames import icrs_to_frame
-from hipsml.hips._healpix import tile_path
+from hipsml.hips import COORDSYS, HIPS_FRAME_NAMES, canonical_format, canonical_frame, icrs_to_frame, tile_path
 
 __all__ = [
     "SurveyFrame",
@@ -51,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 _BLANK = {16: -32768, 32: -2147483648}
 _INT_DTYPE = {16: np.int16, 32: np.int32}
+#: the tile formats hipsml.sky writes (spelled as hipsml.hips.TILE_FORMATS)
 _FORMATS = ("fits", "png")
 
 
@@ -89,18 +89,13 @@ def _rotation_to_icrs(frame_name: str) -> np.ndarray:
     return np.ascontiguousarray(icrs_to_frame(frame_name).T)
 
 
-#: the one frame table of :mod:`hipsml.sky`: frame -> (``hips_frame`` value, legacy ``coordsys``);
-#: the names it accepts are these three spellings of each frame, in any case
-_FRAME_NAMES = {"icrs": ("equatorial", "C"), "galactic": ("galactic", "G"), "ecliptic": ("ecliptic", "E")}
-_FRAME_ALIASES = {
-    alias.lower(): name for name, spellings in _FRAME_NAMES.items() for alias in (name, *spellings)
-}
 _FRAME_CACHE: dict[str, SurveyFrame] = {}
 
 
 def parse_frame(frame: str) -> SurveyFrame:
     """Normalise a frame name (``icrs``/``equatorial``/``C``, ``galactic``/``G``, ``ecliptic``/``E``).
 
+    The spellings are those of :data:`hipsml.hips.FRAME_ALIASES` (the one frame table);
     ``ecliptic`` is astropy's ``BarycentricMeanEcliptic`` with equinox J2000.
 
     Examples
@@ -110,23 +105,38 @@ def parse_frame(frame: str) -> SurveyFrame:
     >>> parse_frame("G").name, parse_frame("G").coordsys
     ('galactic', 'G')
     """
-    key = _FRAME_ALIASES.get(frame.lower()) if isinstance(frame, str) else None
+    key = canonical_frame(frame)
     if key is None:
         raise InvalidInputError(f"frame must be one of icrs, galactic, ecliptic; got {frame!r}")
     if key not in _FRAME_CACHE:
-        hips_frame, coordsys = _FRAME_NAMES[key]
-        _FRAME_CACHE[key] = SurveyFrame(key, hips_frame, coordsys, _rotation_to_icrs(key))
+        _FRAME_CACHE[key] = SurveyFrame(key, HIPS_FRAME_NAMES[key], COORDSYS[key], _rotation_to_icrs(key))
     return _FRAME_CACHE[key]
 
 
 def parse_formats(formats: Iterable[str] | str) -> tuple[str, ...]:
-    """Validate tile formats: ``fits`` is always written; ``png`` is optional."""
+    """Validate tile formats: ``fits`` is always written; ``png`` is optional.
+
+    Spellings are those of :func:`hipsml.hips.canonical_format` (any case).
+
+    Examples
+    --------
+    >>> parse_formats(["PNG", "fits"])
+    ('fits', 'png')
+    """
     if isinstance(formats, str):
         formats = (formats,)
-    out = [str(f).strip().lower() for f in formats if str(f).strip()]
-    for f in out:
-        if f not in _FORMATS:
+    try:
+        names = [f for f in formats if not isinstance(f, str) or f.strip()]
+    except TypeError:
+        raise InvalidInputError(f"formats must be a list of tile formats (fits, png); got {formats!r}") from None
+    out = []
+    for f in names:
+        fmt = canonical_format(f)
+        if fmt is None:
             raise InvalidInputError(f"formats: unknown tile format {f!r}; expected fits and/or png")
+        if fmt not in _FORMATS:
+            raise InvalidInputError(f"formats: hipsml.sky writes fits and png tiles, not {fmt}")
+        out.append(fmt)
     if "fits" not in out:
         raise InvalidInputError(f"formats must include 'fits' (the data tiles); got {tuple(out)!r}")
     return tuple(f for f in _FORMATS if f in out)
