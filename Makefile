@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a machine with only Python >= 3.11 and make:
 #   make demo   builds .venv, renders the embedded demo survey and runs the main job on it
-#   make test   builds .venv and runs the whole test suite
+#   make test   builds .venv and runs the whole test suite: tests/ and the package's doctests
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/hipsml demo $(DEMO_DIR)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q tests hipsml  # --doctest-modules comes from pyproject.toml
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tiles.py

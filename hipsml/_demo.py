@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hipsml.errors import InvalidInputError
+from hipsml._files import atomic_write_bytes, user_path
+from hipsml.errors import InvalidInputError, OutputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from hipsml.sky import SyntheticSky
@@ -94,15 +95,12 @@ def _existing_sky(root: Path, *, n_sources: int, seed: int, order: int, tile_wid
 
 
 def _write_labels(path: Path, ids: np.ndarray, ra: np.ndarray, dec: np.ndarray, labels: np.ndarray) -> None:
-    from hipsml.extract._output import atomic_write
-
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["id", "ra", "dec", "class"])
     for row in zip(ids.tolist(), ra.tolist(), dec.tolist(), labels.tolist()):
         writer.writerow([row[0], f"{row[1]:.8f}", f"{row[2]:.8f}", row[3]])
-    with atomic_write(path) as fh:
-        fh.write(text.getvalue().encode("utf-8"))
+    atomic_write_bytes(path, text.getvalue().encode("utf-8"))
 
 
 def _pick_examples(labels: np.ndarray, covered: np.ndarray, classes: tuple[str, ...], k: int) -> dict[str, list[int]]:
@@ -125,7 +123,7 @@ def write_mosaic(
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    from hipsml.extract._output import asinh_stretch, atomic_write
+    from hipsml.extract._output import asinh_stretch
 
     size = images.shape[-1]
     nb = len(bands)
@@ -157,8 +155,7 @@ def write_mosaic(
                 canvas.paste(Image.fromarray(np.ascontiguousarray(panel), mode="L"), (x, y))
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
-    with atomic_write(path) as fh:
-        fh.write(buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
     return width, height
 
 
@@ -215,17 +212,19 @@ def run_demo(
     """
     from hipsml import open_survey
     from hipsml.extract import cutouts
-    from hipsml.extract._output import write_npy
+    from hipsml.extract._output import check_output_file, write_npy
     from hipsml.sky import make_sky
     from hipsml.sky._make import CLASSES
 
-    out = Path(directory).expanduser()
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"demo directory {out} exists and is not a folder")
+    out = user_path(directory, what="demo directory")
+    # before any work: every output can be created (the folder is not a file, its name
+    # fits the file system, its parent is writable)
+    for name in ("cutouts.npy", "cutouts_labels.csv", "mosaic.png"):
+        check_output_file(out / name, what="demo directory", probe=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InvalidInputError(f"cannot create the demo directory {out}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot create the demo directory {out}: {exc.strerror or exc}") from None
 
     def say(text: str) -> None:
         if report:

@@ -11,15 +11,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from hipsml.errors import InvalidInputError, OutputError
+from hipsml.errors import InputFileError, InvalidInputError, OutputError
 
-__all__ = ["user_path", "atomic_write", "atomic_write_bytes", "file_mode", "check_writable_file"]
+__all__ = ["user_path", "atomic_write", "atomic_write_bytes", "file_mode", "check_writable_file", "read_regular_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -153,3 +154,81 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int |
     with atomic_write(path, mode=mode) as fh:
         fh.write(data)
     return user_path(path, what="output")
+
+
+def read_regular_file(path: str | os.PathLike[str], *, limit: int, what: str = "file") -> bytes:
+    """Read a whole regular file of at most ``limit`` bytes.
+
+    The file is opened without blocking (``O_NONBLOCK``) and checked with ``fstat`` on the
+    open descriptor, so a FIFO, a socket or a device (a symlink to ``/dev/zero``) is refused
+    at once instead of hanging or reading forever, and nothing can swap the file between
+    the check and the read. At most ``limit + 1`` bytes are ever read.
+
+    Raises
+    ------
+    FileNotFoundError, NotADirectoryError
+        The file does not exist (left to the caller: absence is often normal).
+    InputFileError
+        Not a regular file, larger than ``limit`` bytes, or another OS error; the one-line
+        message names the path.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> name = os.path.join(tempfile.mkdtemp(), "p.txt")
+    >>> _ = open(name, "wb").write(b"hips_order = 3")
+    >>> read_regular_file(name, limit=100)
+    b'hips_order = 3'
+    >>> read_regular_file("/dev/zero", limit=100)
+    Traceback (most recent call last):
+    ...
+    hipsml.errors.InputFileError: cannot read /dev/zero: it is a character device, not a regular file; ...
+    """
+    name = os.fspath(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(name, flags)
+    except (FileNotFoundError, NotADirectoryError):
+        raise
+    except OSError as exc:
+        raise InputFileError(f"cannot read {name}: {exc.strerror or exc}; check the {what}'s permissions") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = _file_kind(st.st_mode)
+            raise InputFileError(
+                f"cannot read {name}: it is {kind}, not a regular file; replace it with the real {what}"
+            )
+        if st.st_size > limit:
+            raise InputFileError(
+                f"cannot read {name}: {st.st_size} bytes is more than the {limit} bytes accepted for a {what};"
+                " is this the right file?"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:  # the file grew while being read
+                raise InputFileError(f"cannot read {name}: more than the {limit} bytes accepted for a {what}")
+        return b"".join(chunks)
+    except OSError as exc:
+        if isinstance(exc, InputFileError):
+            raise
+        raise InputFileError(f"cannot read {name}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((label for test, label in kinds if test(mode)), "not a regular file")

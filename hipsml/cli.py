@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from hipsml.errors import HipsmlError
+from hipsml.errors import HipsmlError, InvalidInputError
 
 __all__ = ["main"]
 
@@ -55,13 +55,39 @@ def _order_arg(text: str) -> str | int:
     return value
 
 
+def _survey_location(text: str) -> str:
+    """A ``--hips`` value: ``~`` and ``~user`` expanded (an unknown user is a one-line error); URLs as given."""
+    from hipsml._files import user_path
+
+    return str(user_path(text, what="--hips")) if text.startswith("~") else text
+
+
+def _check_cutout_args(args: argparse.Namespace) -> None:
+    """Refuse bad positions, fields and output paths before any survey is opened."""
+    from hipsml._files import user_path
+    from hipsml.extract._geometry import check_field_of_view, check_rotation, check_sky_position
+    from hipsml.extract._output import check_output_file, output_format
+
+    user_path(args.out, what="--out")  # None-like, NUL, ~nouser
+    output_format(args.out)  # an unknown extension
+    check_sky_position(args.ra, args.dec)
+    check_rotation(args.rotation)
+    if args.scale is not None:
+        check_field_of_view(args.size, args.scale, args.projection)
+    elif args.fov is not None:
+        if not (args.fov > 0 and args.fov < float("inf")):
+            raise InvalidInputError(f"--fov must be a positive, finite number of arcsec, got {args.fov!r}")
+        check_field_of_view(args.size, args.fov / args.size if args.size > 0 else args.fov, args.projection)
+    check_output_file(args.out, what="--out", probe=True)  # a name too long, a read-only folder
+
+
 def _cmd_cutout(args: argparse.Namespace) -> int:
     from hipsml import open_survey
     from hipsml.extract import cutouts
     from hipsml.extract._output import output_format, write_cutout
 
-    output_format(args.out)  # refuse an unknown extension before reading any tile
-    surveys = [open_survey(location) for location in args.hips]
+    _check_cutout_args(args)
+    surveys = [open_survey(_survey_location(location)) for location in args.hips]
     result = cutouts(
         surveys,
         ([args.ra], [args.dec]),

@@ -17,6 +17,7 @@ __all__ = [
     "TileNotFound",
     "TileDecodeError",
     "FetchError",
+    "InputFileError",
     "InvalidInputError",
     "OutputError",
     "RecipeError",
@@ -51,6 +52,11 @@ class TileDecodeError(HipsmlError, ValueError):
 
 class FetchError(HipsmlError, ConnectionError):
     """A remote request failed for good (retries exhausted); the message names the URL and the reason."""
+
+
+class InputFileError(HipsmlError, OSError):
+    """A local input file cannot be read: not a regular file (a FIFO, a device), larger than
+    hipsml accepts for that kind of file, or refused by the operating system."""
 
 
 class InvalidInputError(HipsmlError, ValueError):

@@ -34,8 +34,10 @@ def hips_server() -> Iterator[Callable[..., HipsServer]]:
     """
     servers: list[HipsServer] = []
 
-    def start(directory: Path, faults: dict[str, list[Fault]] | None = None) -> HipsServer:
-        server = HipsServer(directory)
+    def start(
+        directory: Path, faults: dict[str, list[Fault]] | None = None, *, tls: tuple[Path, Path] | None = None
+    ) -> HipsServer:
+        server = HipsServer(directory, tls=tls)
         servers.append(server)
         for pattern, plan in (faults or {}).items():
             server.inject(pattern, *plan)

@@ -22,11 +22,15 @@ request of *every* file fail once. Later rules take precedence over earlier ones
 Fault kinds (see the :class:`Fault` constructors): an HTTP status with an optional
 ``Retry-After``; a connection reset (the socket is closed with no response); a
 truncated body (``Content-Length`` announces the full size, part is sent, then the
-socket is closed); a corrupt body (random bytes of the right length); and a slow reply
-(sleep, then serve normally).
+socket is closed); a corrupt body (random bytes of the right length, the same bytes on
+every request unless ``vary=True``); a slow reply (sleep, then serve normally); a drip
+(the headers at once, then the body one byte every ``interval`` seconds: a slow-loris
+server) and a head drip (the status line and headers themselves a byte at a time); a redirect to any ``Location``; and a body given by the test (``Fault.body``,
+e.g. a gzip bomb) instead of the file.
 
 The server speaks HTTP/1.1 with keep-alive, so clients' connection pooling is
-exercised, and only ever binds 127.0.0.1.
+exercised, and only ever binds 127.0.0.1. With ``tls=(certfile, keyfile)`` it speaks
+HTTPS instead (``url`` then starts with ``https://``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import fnmatch
 import logging
 import random
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -50,7 +55,7 @@ __all__ = ["Fault", "HipsServer", "RequestRecord"]
 
 logger = logging.getLogger(__name__)
 
-FaultKind = Literal["status", "reset", "truncate", "corrupt", "slow"]
+FaultKind = Literal["status", "reset", "truncate", "corrupt", "slow", "drip", "drip_head", "redirect", "body"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,9 @@ class Fault:
     retry_after: str | None = None
     fraction: float = 0.5
     delay: float = 0.0
+    vary: bool = False
+    location: str = ""
+    payload: bytes = b""
 
     @classmethod
     def status(cls, code: int, *, retry_after: float | str | None = None) -> Fault:
@@ -83,9 +91,33 @@ class Fault:
         return cls("truncate", fraction=fraction)
 
     @classmethod
-    def corrupt(cls) -> Fault:
-        """Send random bytes with the right ``Content-Length`` instead of the file."""
-        return cls("corrupt")
+    def corrupt(cls, *, vary: bool = False) -> Fault:
+        """Send random bytes with the right ``Content-Length`` instead of the file.
+
+        The bytes depend only on the length (the same garbage each time) unless ``vary``,
+        which draws new bytes for every request.
+        """
+        return cls("corrupt", vary=vary)
+
+    @classmethod
+    def drip(cls, interval: float) -> Fault:
+        """Send the headers at once, then the body one byte every ``interval`` seconds."""
+        return cls("drip", delay=interval)
+
+    @classmethod
+    def drip_head(cls, interval: float) -> Fault:
+        """Send the status line and headers themselves one byte every ``interval`` seconds."""
+        return cls("drip_head", delay=interval)
+
+    @classmethod
+    def redirect(cls, location: str, code: int = 302) -> Fault:
+        """Answer ``code`` with ``Location: location`` (sent verbatim, even if malformed)."""
+        return cls("redirect", code=code, location=location)
+
+    @classmethod
+    def body(cls, payload: bytes) -> Fault:
+        """Serve ``payload`` (status 200, its own ``Content-Length``) instead of the file."""
+        return cls("body", payload=payload)
 
     @classmethod
     def slow(cls, delay: float) -> Fault:
@@ -129,7 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
     def handle(self) -> None:
         try:
             super().handle()
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout):
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout, ssl.SSLError):
             pass  # the client gave up (as it should after a slow reply): nothing to report
 
     def do_HEAD(self) -> None:
@@ -155,6 +187,23 @@ class _Handler(BaseHTTPRequestHandler):
             if owner._stopping.wait(fault.delay):
                 return
             fault = None
+        if fault is not None and fault.kind == "drip_head":
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body or b'')}\r\nX-Padding: {'x' * 2000}\r\n\r\n"
+            for i in range(len(head)):
+                self.wfile.write(head[i].encode("latin-1"))
+                self.wfile.flush()
+                if owner._stopping.wait(fault.delay):
+                    return
+            self.wfile.write(body or b"")
+            return
+        if fault is not None and fault.kind == "redirect":
+            self.send_response(fault.code)
+            self.send_header("Location", fault.location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if fault is not None and fault.kind == "body":
+            body = fault.payload
         if fault is not None and fault.kind == "reset":
             self._reset()
             return
@@ -169,7 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not head:
                 self.wfile.write(text)
             return
-        if body is None:
+        if body is None and (fault is None or fault.kind != "body"):
             text = b"not found\n"
             self.send_response(404)
             self.send_header("Content-Type", "text/plain")
@@ -179,12 +228,20 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(text)
             return
         if fault is not None and fault.kind == "corrupt":
-            body = random.Random(len(body)).randbytes(len(body))
+            seed = random.random() if fault.vary else len(body)
+            body = random.Random(seed).randbytes(len(body))
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if head:
+            return
+        if fault is not None and fault.kind == "drip":
+            for i in range(len(body)):
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+                if owner._stopping.wait(fault.delay):
+                    return
             return
         if fault is not None and fault.kind == "truncate":
             self.wfile.write(body[: int(len(body) * fault.fraction)])
@@ -217,6 +274,8 @@ class HipsServer:
     ----------
     directory : str or os.PathLike
         The directory to serve (files only; paths outside it are answered 404).
+    tls : (str, str), optional
+        ``(certfile, keyfile)`` in PEM: serve HTTPS with that certificate.
 
     Attributes
     ----------
@@ -224,7 +283,7 @@ class HipsServer:
         The base URL, ``http://127.0.0.1:<port>`` (no trailing slash).
     """
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, *, tls: tuple[str | Path, str | Path] | None = None) -> None:
         self.root = Path(directory).resolve()
         self._lock = threading.Lock()
         self._rules: list[_Rule] = []
@@ -233,7 +292,13 @@ class HipsServer:
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
         host, port = self._httpd.server_address[:2]
-        self.url = f"http://{host}:{port}"
+        scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://{host}:{port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=f"hips-server-{port}", daemon=True)
         self._thread.start()

@@ -357,19 +357,39 @@ def test_demo_refuses_a_file_as_directory(tmp_path, capsys):
     assert "not a folder" in msg
 
 
-def test_png_stretch_linear_keeps_display_levels(tmp_path):
-    """Cutouts of PNG/JPEG-only surveys keep their 0..255 levels (auto picks linear)."""
-    from PIL import Image
+def png_only_survey(root: Path) -> Path:
+    """A survey whose tiles exist only as 8-bit PNG display images (a declination ramp)."""
+    render_function_hips(root, dec_ramp, order=2, tile_width=16, region=(10.0, 10.0, 8.0), formats=("fits", "png"))
+    for tile in root.rglob("Npix*.fits"):
+        tile.unlink()
+    props = root / "properties"
+    lines = props.read_text().splitlines()
+    props.write_text("\n".join("hips_tile_format = png" if ln.startswith("hips_tile_format") else ln
+                               for ln in lines) + "\n")  # fmt: skip
+    return root
 
-    from hipsml.cli import main
-    from hipsml.sky import render_function_hips
 
-    root = render_function_hips(tmp_path / "s", lambda ra, dec: 0 * ra + 100.0, order=2, tile_width=16,
-                                region=(10.0, 10.0, 8.0))
-    out_lin = tmp_path / "lin.png"
-    out_asinh = tmp_path / "asinh.png"
-    args = ["-q", "cutout", "--hips", str(root), "--ra", "10", "--dec", "10", "--size", "8", "--scale", "600"]
-    assert main(args + ["--stretch", "linear", "--out", str(out_lin)]) == 0
-    assert main(args + ["--out", str(out_asinh)]) == 0  # a FITS survey: auto -> asinh
-    assert np.all(np.asarray(Image.open(out_lin)) == 100)
-    assert not np.all(np.asarray(Image.open(out_asinh)) == 100)
+def test_png_stretch_auto_keeps_display_levels_of_png_surveys(tmp_path):
+    """Cutouts of PNG/JPEG-only surveys keep their 0..255 levels: auto picks linear; FITS surveys get asinh."""
+    root = png_only_survey(tmp_path / "png")
+    survey = hipsml.open_survey(root)
+    assert survey.formats == ("png",)
+    args = ["-q", "cutout", "--hips", str(root), "--ra", "10", "--dec", "10", "--size", "16", "--scale", "600",
+            "--interpolation", "nearest"]  # fmt: skip
+    png = {}
+    for stretch in ("auto", "linear", "asinh"):
+        out = tmp_path / f"{stretch}.png"
+        assert main(args + ["--out", str(out)] + ([] if stretch == "auto" else ["--stretch", stretch])) == 0
+        png[stretch] = np.asarray(Image.open(out))
+    # the levels of the tiles, north up: the cells' own 0..255 values, unchanged
+    res = cutouts(survey, ([10.0], [10.0]), size=16, pixel_scale=600.0, interpolation="nearest")
+    levels = res.images[0, 0][::-1]
+    assert np.array_equal(levels, np.rint(levels)) and np.ptp(levels) > 20
+    assert np.array_equal(png["auto"], levels.astype(np.uint8))
+    assert np.array_equal(png["auto"], png["linear"]) and not np.array_equal(png["auto"], png["asinh"])
+    # a FITS survey's auto stretch is asinh
+    fits_root = render_function_hips(tmp_path / "fits", dec_ramp, order=2, tile_width=16, region=(10.0, 10.0, 8.0))
+    fits_args = ["-q", "cutout", "--hips", str(fits_root), "--ra", "10", "--dec", "10", "--size", "16", "--scale", "600"]
+    assert main(fits_args + ["--out", str(tmp_path / "fa.png")]) == 0
+    assert main(fits_args + ["--stretch", "asinh", "--out", str(tmp_path / "fs.png")]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "fa.png")), np.asarray(Image.open(tmp_path / "fs.png")))

@@ -243,7 +243,7 @@ def test_flip_convention_png_and_jpeg_match_fits(ramp):
     smooth = np.add.outer(np.arange(64), np.arange(64)).astype(np.uint8) * 2
     fits_smooth = decode_tile(fits_bytes(smooth), "fits", source="s.fits")
     jpeg_smooth = decode_tile(jpeg_bytes(np.flipud(smooth)), "jpeg", source="s.jpg")
-    assert np.abs(jpeg_smooth - fits_smooth).max() <= 3
+    assert np.abs(jpeg_smooth - fits_smooth).max() <= 1  # measured: 1 (JPEG rounding)
     assert np.abs(decode_tile(jpeg_bytes(smooth), "jpeg", source="s.jpg") - fits_smooth).mean() > 50
 
 

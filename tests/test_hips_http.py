@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
 import multiprocessing
+import os
 import pickle
 import re
 import threading
@@ -16,9 +18,11 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
+import urllib3
 from astropy.io import fits
 from hips_server import Fault, HipsServer
 
+import hipsml
 from hipsml.errors import FetchError, HipsmlError, InvalidLocationError, TileDecodeError
 from hipsml.hips._fetch import LocalTileStore, open_store
 from hipsml.hips._http import HttpTileStore, _Retry, cache_relpath, normalise_base_url, parse_retry_after
@@ -174,7 +178,7 @@ def test_retries_from_a_thread_pool_give_identical_arrays(
         with ThreadPoolExecutor(max_workers=16) as pool:
             results = list(pool.map(lambda p: store.fetch(p, decoder_for(p)), jobs))
     assert all(same(got, expected[p]) for p, got in zip(jobs, results))
-    assert not any(name.startswith(".tmp-") for name in cache_files(tmp_path / "cache"))
+    assert not any(name.endswith(".part") for name in cache_files(tmp_path / "cache"))
 
 
 def test_short_body_is_caught_by_length_even_without_urllib3_enforcement() -> None:
@@ -183,10 +187,13 @@ def test_short_body_is_caught_by_length_even_without_urllib3_enforcement() -> No
     response = requests.Response()
     response.status_code = 200
     response.headers["Content-Length"] = "100"
-    response.raw = io.BytesIO(b"x" * 60)
+    response.raw = urllib3.HTTPResponse(
+        body=io.BytesIO(b"x" * 60), headers={"Content-Length": "100"}, preload_content=False,
+        enforce_content_length=False,
+    )
     with HttpTileStore("http://127.0.0.1:9", cache_dir=False) as store:
         with pytest.raises(_Retry, match="truncated body: 60 of 100 bytes"):
-            store._read_body(response, "http://127.0.0.1:9/t")
+            store._read_body(response, "http://127.0.0.1:9/t", time.monotonic() + 10, 1000)
 
 
 # -- Retry-After -----------------------------------------------------------------------------
@@ -209,17 +216,19 @@ def test_retry_after_seconds_is_honoured(
     assert log[1].time - log[0].time >= 1.0
 
 
-def test_retry_after_is_capped_by_max_backoff(
-    survey: Path, expected: dict[str, Any], hips_server: Callable[..., HipsServer]
+def test_retry_after_longer_than_max_backoff_gives_up_at_once_and_says_so(
+    survey: Path, hips_server: Callable[..., HipsServer]
 ) -> None:
+    # issue 7, defect 5: "429 with Retry-After: 3600" used to cost retries x max_backoff
     relpath = TILES[2]
-    server = hips_server(survey, faults={relpath: [Fault.status(503, retry_after=5)]})
-    with HttpTileStore(server.url, cache_dir=False, backoff=0.0, max_backoff=0.05) as store:
+    server = hips_server(survey, faults={relpath: [Fault.status(429, retry_after=3600)]})
+    with HttpTileStore(server.url, cache_dir=False, backoff=0.0, max_backoff=2.0, retries=5) as store:
         start = time.monotonic()
-        got = store.fetch(relpath, decode_fits)
-    assert time.monotonic() - start < 2.0
-    assert same(got, expected[relpath])
-    assert server.count(relpath) == 2
+        with pytest.raises(FetchError, match=r"wait 3600 s \(Retry-After\), more than max_backoff=2 s") as info:
+            store.fetch(relpath, decode_fits)
+    assert time.monotonic() - start < 1.0
+    assert server.count(relpath) == 1
+    assert relpath in str(info.value) and "\n" not in str(info.value)
 
 
 def test_parse_retry_after() -> None:
@@ -287,15 +296,50 @@ def test_persistently_corrupt_body_raises_tile_decode_error(
     survey: Path, hips_server: Callable[..., HipsServer], tmp_path: Path
 ) -> None:
     server = hips_server(survey)
-    server.inject(TILES[0], then=Fault.corrupt())
+    server.inject(TILES[0], then=Fault.corrupt(vary=True))
     with HttpTileStore(server.url, cache_dir=tmp_path / "cache", retries=3, backoff=0.001) as store:
-        with pytest.raises(TileDecodeError, match=re.escape(store.url_for(TILES[0]))):
+        with pytest.raises(TileDecodeError, match=re.escape(store.url_for(TILES[0])) + ".* on all 4 attempts"):
             store.fetch(TILES[0], decode_fits)
     assert server.count(TILES[0]) == 4
     assert cache_files(tmp_path / "cache") == set()  # nothing undecodable was cached
 
 
+def test_the_same_corrupt_body_twice_is_not_fetched_again(
+    survey: Path, hips_server: Callable[..., HipsServer], tmp_path: Path
+) -> None:
+    # issue 7, defect 4: a body that decodes to garbage the same way twice is broken for good
+    server = hips_server(survey)
+    server.inject(TILES[0], then=Fault.corrupt())  # the same random bytes on every request
+    with HttpTileStore(server.url, cache_dir=tmp_path / "cache", retries=5, backoff=0.001) as store:
+        with pytest.raises(TileDecodeError, match=re.escape(store.url_for(TILES[0])) + " returned the same corrupt body twice"):
+            store.fetch(TILES[0], decode_fits)
+    assert server.count(TILES[0]) == 2
+    assert cache_files(tmp_path / "cache") == set()
+
+
 # -- disk cache ----------------------------------------------------------------------------
+
+
+def test_cache_files_are_0644_whatever_the_umask_and_a_failed_cache_write_only_warns(
+    survey: Path, expected: dict[str, Any], hips_server: Callable[..., HipsServer], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = hips_server(survey)
+    old = os.umask(0o077)
+    try:
+        with HttpTileStore(server.url, cache_dir=tmp_path / "cache", backoff=0.001) as store:
+            assert same(store.fetch(TILES[0], decode_fits), expected[TILES[0]])
+            cached = store.cache_path(TILES[0])
+    finally:
+        os.umask(old)
+    assert cached is not None and cached.stat().st_mode & 0o777 == 0o644
+    assert not any(name.endswith(".part") for name in cache_files(tmp_path / "cache"))
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    with HttpTileStore(server.url, cache_dir=blocker, backoff=0.001) as store:
+        with caplog.at_level(logging.WARNING, logger="hipsml.hips._http"):
+            assert same(store.fetch(TILES[1], decode_fits), expected[TILES[1]])
+    assert any("cannot write the disk cache" in r.getMessage() for r in caplog.records)
 
 
 def test_disk_cache_serves_a_second_store_without_requests(
@@ -531,9 +575,6 @@ def test_user_agent_pickling_and_close(survey: Path, hips_server: Callable[..., 
 def test_open_survey_over_a_faulty_server_matches_the_local_survey(
     survey: Path, hips_server: Callable[..., HipsServer], tmp_path: Path
 ) -> None:
-    hipsml = pytest.importorskip("hipsml")
-    if not hasattr(hipsml, "open_survey"):
-        pytest.skip("hipsml.open_survey is not available yet")
     server = hips_server(
         survey,
         faults={

@@ -45,7 +45,7 @@ def test_tile_pixel_indices_adjacent_elements_are_healpix_neighbours(order, npix
     # rows and columns both step by about one cell (no jumps across the tile)
     vec = np.array(hp.pix2vec(nside, idx.ravel(), nest=True)).T.reshape(width, width, 3)
     step = np.linalg.norm(vec[0, 1] - vec[0, 0])
-    assert np.linalg.norm(vec[1, 0] - vec[0, 0]) == pytest.approx(step, rel=0.5)
+    assert np.linalg.norm(vec[1, 0] - vec[0, 0]) == pytest.approx(step, rel=0.2)  # measured: at most 1.19
 
 
 # ---------------------------------------------------------------- decoded values vs independent reads
@@ -189,7 +189,7 @@ def test_planck_allsky_matches_downsampled_tiles(samples_dir: Path):
         small = s.read_tile(3, p, format="jpeg").reshape(1, 64, 4, 64, 4).mean(axis=(2, 4))
         corr = [np.corrcoef(t.ravel(), allsky[p].ravel())[0, 1] for t in dihedral(small)]
         assert corr[0] > 0.95 and max(corr[1:]) < 0.5
-        assert np.abs(small - allsky[p]).mean() < 2.0
+        assert np.abs(small - allsky[p]).mean() < 1.3  # measured: at most 1.18
 
 
 def test_fermi_colour_allsky_matches_downsampled_tiles(samples_dir: Path):
@@ -198,6 +198,6 @@ def test_fermi_colour_allsky_matches_downsampled_tiles(samples_dir: Path):
     assert allsky.shape == (768, 3, 64, 64) and not allsky.flags.writeable
     for p in (304, 336, 448, 661):
         small = s.read_tile(3, p).reshape(3, 64, 8, 64, 8).mean(axis=(2, 4))
-        np.testing.assert_allclose(small.mean(axis=(1, 2)), allsky[p].mean(axis=(1, 2)), atol=1.5)
+        np.testing.assert_allclose(small.mean(axis=(1, 2)), allsky[p].mean(axis=(1, 2)), atol=1.0)  # measured: 0.99
         corr = [np.corrcoef(t.ravel(), allsky[p].ravel())[0, 1] for t in dihedral(small)]
         assert corr[0] > 0.6 and corr[0] > max(corr[1:]) + 0.05

@@ -271,7 +271,6 @@ def test_grey_survey_with_rgba_png_tiles_gives_one_channel(tmp_path: Path):
 
 
 def test_http_survey_reads_concurrently_and_uses_the_moc(survey_dir: Path, hips_server, tmp_path: Path):
-    pytest.importorskip("hipsml.hips._http")
     write_moc(survey_dir, [4 * 4**1 + 1])  # order-1 cell 1 = order-3 tiles 16..31
     for npix in range(16, 24):
         write_tile(survey_dir, 3, npix)
@@ -290,7 +289,6 @@ def test_http_survey_reads_concurrently_and_uses_the_moc(survey_dir: Path, hips_
 
 
 def test_http_survey_without_moc_or_properties(tmp_path: Path, survey_dir: Path, hips_server):
-    pytest.importorskip("hipsml.hips._http")
     s = open_survey(hips_server(survey_dir).url, cache_dir=False, backoff=0.01)
     assert s.moc is None
     np.testing.assert_array_equal(s.read_tile(3, 6)[0], tile_values(3, 6))

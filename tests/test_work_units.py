@@ -109,9 +109,9 @@ def test_spec_validation():
 def test_cutouts_refuse_absurd_coordinates(survey_dir):
     survey = hipsml.open_survey(survey_dir)
     for ra, dec in ((1e308, 0.0), (np.nan, 0.0), (0.0, 91.0)):
-        with pytest.raises(InvalidInputError, match="target 0 has an invalid position"):
+        with pytest.raises(InvalidInputError, match="target 0: (ra|dec)"):
             hipsml.cutouts(survey, ([ra], [dec]), size=8, pixel_scale=30.0)
-    with pytest.raises(InvalidInputError, match="real numbers"):
+    with pytest.raises(InvalidInputError, match="complex"):
         hipsml.cutouts(survey, ([150 + 1j], [2.0]), size=8, pixel_scale=30.0)
     result = hipsml.cutouts(survey, ([150.0], [2.0]), size=8, pixel_scale=30.0)
     with pytest.raises(InvalidInputError, match="out of range"):

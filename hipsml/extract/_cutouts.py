@@ -31,6 +31,11 @@ from astropy.wcs import WCS
 from hipsml.errors import InvalidInputError
 from hipsml.extract._geometry import (
     PROJECTIONS,
+    check_field_of_view,
+    check_pixel_scale,
+    check_rotation,
+    check_size,
+    check_sky_position,
     cutout_wcs,
     frame_matrix,
     healpix_cell_size_arcsec,
@@ -69,8 +74,6 @@ DEFAULT_TARGETS_PER_UNIT = 4096
 #: NESTED order of the visiting sort (cells of ~52 arcsec: finer than any tile)
 VISIT_ORDER = 12
 
-#: largest accepted |ra| and |rotation|, degrees (beyond that float64 angles lose all meaning)
-_MAX_ANGLE = 1.0e6
 
 
 @dataclass(frozen=True)
@@ -151,21 +154,8 @@ def _check_index(index: Any, n: int) -> int:
     return i % n
 
 
-def _degrees(values: Any, name: str) -> np.ndarray:
-    """A real float64 array of degrees from numbers or angle Quantities."""
-    try:
-        if isinstance(values, u.Quantity):
-            values = values.to_value(u.deg)
-        arr = np.asarray(values)
-        if np.iscomplexobj(arr):
-            raise TypeError
-        return np.atleast_1d(arr.astype(np.float64)).ravel()
-    except (u.UnitConversionError, TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be real numbers of degrees or angle Quantities, got {values!r}") from None
-
-
 def normalise_coords(coords: Any) -> tuple[np.ndarray, np.ndarray]:
-    """ICRS (ra, dec) degree arrays from a SkyCoord or a pair of arrays/Quantities.
+    """ICRS (ra, dec) degree arrays (RA in [0, 360)) from a SkyCoord or a pair of arrays/Quantities.
 
     Raises
     ------
@@ -184,29 +174,21 @@ def normalise_coords(coords: Any) -> tuple[np.ndarray, np.ndarray]:
             raise InvalidInputError(
                 "coords must be a SkyCoord or a pair (ra, dec) of ICRS degree arrays"
             ) from None
-        ra, dec = _degrees(ra_in, "ra"), _degrees(dec_in, "dec")
+        ra_arr, dec_arr = check_sky_position(ra_in, dec_in)
+        ra, dec = np.atleast_1d(ra_arr).ravel(), np.atleast_1d(dec_arr).ravel()
         if ra.shape != dec.shape:
             raise InvalidInputError(f"ra and dec differ in length: {ra.size} vs {dec.size}")
-    with np.errstate(invalid="ignore"):
-        bad = ~(np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90.0) & (np.abs(ra) <= _MAX_ANGLE))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise InvalidInputError(f"target {i} has an invalid position (ra={float(ra[i])!r}, dec={float(dec[i])!r})")
     return np.mod(ra, 360.0), dec
 
 
 def normalise_rotation(rotation: Any, n: int) -> np.ndarray:
-    """Per-target rotation in degrees (one value broadcast, or one per target), finite and < 1e6."""
-    rot = _degrees(rotation, "rotation")
-    if rot.size == 1 and np.ndim(rotation if not isinstance(rotation, u.Quantity) else rotation.value) == 0:
-        rot = np.full(n, float(rot[0]))
-    elif rot.shape != (n,):
+    """Per-target rotation in degrees (one value broadcast, or one per target), finite and below 1e6."""
+    rot = check_rotation(rotation)
+    if rot.ndim == 0:
+        return np.full(n, float(rot))
+    rot = rot.ravel()
+    if rot.shape != (n,):
         raise InvalidInputError(f"rotation must be a number or one value per target ({n}), got {rot.size} values")
-    with np.errstate(invalid="ignore"):
-        bad = ~(np.isfinite(rot) & (np.abs(rot) <= _MAX_ANGLE))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise InvalidInputError(f"rotation of target {i} must be finite degrees below 1e6, got {float(rot[i])!r}")
     return rot
 
 
@@ -296,13 +278,11 @@ class CutoutSpec:
     memory_limit: int = 1 << 30
 
     def __post_init__(self) -> None:
-        size = self.size
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-            raise InvalidInputError(f"size must be a positive integer, got {size!r}")
+        size = check_size(self.size)
         if size > 16384:
             raise InvalidInputError(f"size {size} is too large: cutouts are at most 16384 pixels wide")
-        object.__setattr__(self, "size", int(size))
-        object.__setattr__(self, "pixel_scale", _arcsec(self.pixel_scale, "pixel_scale"))
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "pixel_scale", check_pixel_scale(self.pixel_scale))
         if not isinstance(self.projection, str) or self.projection.upper() not in PROJECTIONS:
             raise InvalidInputError(
                 f"unsupported projection {self.projection!r}; choose one of {', '.join(PROJECTIONS)}"
@@ -330,17 +310,7 @@ class CutoutSpec:
         memory_limit = self.memory_limit
         if isinstance(memory_limit, bool) or not isinstance(memory_limit, (int, np.integer)) or memory_limit <= 0:
             raise InvalidInputError(f"memory_limit must be a positive number of bytes, got {memory_limit!r}")
-        fov = self.fov_deg
-        if fov >= 180.0:
-            raise InvalidInputError(
-                f"the field of view ({fov:.6g} deg = {self.size} x {self.pixel_scale:.6g} arcsec) must be "
-                "smaller than 180 deg; reduce size or pixel_scale"
-            )
-        if self.projection == "SIN" and math.radians(fov / 2.0) * math.sqrt(2.0) >= 1.0:
-            raise InvalidInputError(
-                f"a SIN cutout of {fov:.6g} deg reaches past a hemisphere at its corners; "
-                "reduce size or pixel_scale, or use TAN"
-            )
+        check_field_of_view(self.size, self.pixel_scale, self.projection)
 
     @property
     def fov_deg(self) -> float:
@@ -367,8 +337,7 @@ class CutoutSpec:
         coarsest order whose cells are no larger than the output pixel (logged at INFO).
         """
         survey_list = _survey_list(surveys)
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-            raise InvalidInputError(f"size must be a positive integer, got {size!r}")
+        size = check_size(size)
         if interpolation not in INTERPOLATIONS if isinstance(interpolation, str) else True:
             raise InvalidInputError(
                 f"unknown interpolation {interpolation!r}; choose one of {', '.join(INTERPOLATIONS)}"
@@ -381,7 +350,7 @@ class CutoutSpec:
         if pixel_scale is not None and fov is not None:
             raise InvalidInputError("give pixel_scale or fov, not both")
         if pixel_scale is not None:
-            scale = _arcsec(pixel_scale, "pixel_scale")
+            scale = check_pixel_scale(pixel_scale)
         elif fov is not None:
             scale = _arcsec(fov, "fov") / int(size)
         else:

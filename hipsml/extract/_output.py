@@ -1,9 +1,11 @@
 """Writing cutouts to disk: FITS with their exact WCS and provenance, display PNGs, NPY arrays.
 
-Every writer goes through :func:`atomic_write`: the bytes go to a temporary file beside
-the destination, which is renamed over it only once complete, so a reader never sees half
-a file. A failure to write (missing permission, a parent that is a file, a full disk)
-becomes an :class:`~hipsml.errors.OutputError` naming the path.
+Every writer goes through :func:`hipsml._files.atomic_write`: the bytes go to a temporary
+file beside the destination, which is renamed over it only once complete, so a reader never
+sees half a file. A failure to write (missing permission, a parent that is a file, a name
+too long, a full disk) becomes an :class:`~hipsml.errors.OutputError` naming the path; a
+path that is not a path (``None``, a number, text holding NUL, ``~nouser``) is an
+:class:`~hipsml.errors.InvalidInputError`.
 
 The format is chosen by the suffix (:func:`write_cutout`):
 
@@ -20,18 +22,19 @@ The format is chosen by the suffix (:func:`write_cutout`):
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import io
 import logging
+import math
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hipsml._files import atomic_write, atomic_write_bytes, check_writable_file, user_path
 from hipsml.errors import InvalidInputError, OutputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "OUTPUT_FORMATS",
     "output_format",
-    "atomic_write",
+    "check_output_file",
     "write_npy",
     "asinh_stretch",
     "cutout_header",
@@ -54,14 +57,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()
-
 #: file suffix (lower case) -> output format
 OUTPUT_FORMATS = {".fits": "fits", ".fit": "fits", ".png": "png", ".npy": "npy"}
 
@@ -72,14 +67,14 @@ def output_format(path: str | os.PathLike[str]) -> str:
     Raises
     ------
     InvalidInputError
-        The suffix is not one of :data:`OUTPUT_FORMATS`.
+        ``path`` is not a usable path, or its suffix is not one of :data:`OUTPUT_FORMATS`.
 
     Examples
     --------
     >>> output_format("m31.FITS"), output_format("out/m31.png")
     ('fits', 'png')
     """
-    suffix = Path(path).suffix.lower()
+    suffix = user_path(path, what="output").suffix.lower()
     try:
         return OUTPUT_FORMATS[suffix]
     except KeyError:
@@ -89,50 +84,41 @@ def output_format(path: str | os.PathLike[str]) -> str:
         ) from None
 
 
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """Open a temporary file beside ``path`` for binary writing; rename it to ``path`` on success.
+def check_output_file(path: str | os.PathLike[str], *, what: str = "output", probe: bool = False) -> Path:
+    """Check, before any work, that a file can be written at ``path``; return it expanded.
 
-    Missing parent folders are created. On any error the temporary file is removed and
-    ``path`` is left as it was.
+    :func:`hipsml._files.check_writable_file`, with any operating-system error met while
+    looking (a name longer than the file system allows, a path through a file, a folder
+    that cannot be searched) raised as an :class:`~hipsml.errors.OutputError` naming the path.
+    With ``probe=True`` an empty file is also created and removed in the nearest existing
+    folder, which finds the read-only mounts (and ``/sys``) that grant root every permission
+    bit: for a command about to do minutes of work, not for each of many cutouts.
 
     Raises
     ------
     InvalidInputError
-        ``path`` cannot be written (the message names it and the reason).
+        ``path`` is not a path (``None``, a number, text holding NUL, ``~nouser``).
+    OutputError
+        The file cannot be created there.
 
     Examples
     --------
-    >>> import tempfile, os
-    >>> dest = os.path.join(tempfile.mkdtemp(), "a", "b.txt")
-    >>> with atomic_write(dest) as fh:
-    ...     _ = fh.write(b"hello")
-    >>> open(dest, "rb").read()
-    b'hello'
+    >>> check_output_file("cutouts/m31.fits").name
+    'm31.fits'
     """
-    dest = Path(path).expanduser()
-    if dest.is_dir():
-        raise OutputError(f"cannot write {os.fspath(dest)}: it is a folder; give a file name")
-    blocker = next((p for p in dest.parents if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise OutputError(f"cannot write {os.fspath(dest)}: {os.fspath(blocker)} is a file, not a folder")
+    dest = user_path(path, what=what)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        dest = check_writable_file(dest, what=what)
+        if probe:
+            folder = next(p for p in dest.absolute().parents if p.is_dir())
+            fd, tmp = tempfile.mkstemp(prefix=".hipsml-probe-", dir=folder)
+            os.close(fd)
+            os.unlink(tmp)
+    except OutputError:
+        raise
     except OSError as exc:
         raise OutputError(f"cannot write {os.fspath(dest)}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-        os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; give the usual umask-based mode
-        os.replace(tmp, dest)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise OutputError(f"cannot write {os.fspath(dest)}: {exc.strerror or exc}") from None
-        raise
-    logger.debug("wrote %s", dest)
+    return dest
 
 
 def write_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
@@ -145,16 +131,44 @@ def write_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     >>> np.load(p).tolist()
     [0.0, 1.0, 2.0]
     """
-    with atomic_write(path) as fh:
+    dest = check_output_file(path)
+    with atomic_write(dest) as fh:
         np.save(fh, np.asarray(array), allow_pickle=False)
-    return Path(path).expanduser()
+    return dest
 
 
 def _check_index(result: CutoutResult, index: int) -> int:
-    n = result.images.shape[0]
+    images = getattr(result, "images", None)
+    if not isinstance(images, np.ndarray) or images.ndim != 4:
+        raise InvalidInputError(
+            f"expected the CutoutResult returned by hipsml.cutouts, got {type(result).__name__}"
+        )
+    n = images.shape[0]
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= index < n:
         raise InvalidInputError(f"cutout index {index!r} is out of range for a result of {n} cutouts")
     return int(index) % n
+
+
+def _check_percentiles(percentiles: Any) -> tuple[float, float]:
+    """``(lo, hi)`` percentiles with ``0 <= lo < hi <= 100``."""
+    try:
+        lo, hi = percentiles
+        lo, hi = float(lo), float(hi)  # complex and text refuse float()
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"percentiles must be two numbers (lo, hi) in 0..100, got {percentiles!r}") from None
+    if not 0.0 <= lo < hi <= 100.0:
+        raise InvalidInputError(f"percentiles must satisfy 0 <= lo < hi <= 100, got {percentiles!r}")
+    return lo, hi
+
+
+def _check_softening(softening: Any) -> float:
+    try:
+        value = float(softening)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(softening, bool) or not (math.isfinite(value) and value > 0.0):
+        raise InvalidInputError(f"softening must be a positive, finite number, got {softening!r}")
+    return value
 
 
 # ------------------------------------------------------------------------------------ PNG
@@ -202,8 +216,8 @@ def asinh_stretch(
         raise InvalidInputError(f"asinh_stretch expects a (C, H, W) image, got shape {data.shape}")
     if limits is not None and len(limits) != data.shape[0]:
         raise InvalidInputError(f"limits gives {len(limits)} pairs for {data.shape[0]} channels")
-    if not softening > 0:
-        raise InvalidInputError(f"softening must be positive, got {softening!r}")
+    softening = _check_softening(softening)
+    percentiles = _check_percentiles(percentiles)
     out = np.zeros(data.shape, dtype=np.uint8)
     norm = np.arcsinh(1.0 / softening)
     for c in range(data.shape[0]):
@@ -263,7 +277,7 @@ def write_cutout_png(
     Raises
     ------
     InvalidInputError
-        The cutout has neither 1 nor 3 channels.
+        The cutout has neither 1 nor 3 channels, or an option is out of range.
     OutputError
         ``path`` cannot be written.
 
@@ -273,7 +287,10 @@ def write_cutout_png(
     """
     from PIL import Image
 
+    dest = check_output_file(path)
     i = _check_index(result, index)
+    percentiles = _check_percentiles(percentiles)
+    softening = _check_softening(softening)
     image = result.images[i]
     nch = image.shape[0]
     if nch not in (1, 3):
@@ -297,9 +314,7 @@ def write_cutout_png(
     array = np.ascontiguousarray(np.stack(planes, axis=-1) if len(planes) > 1 else planes[0])
     buf = io.BytesIO()
     Image.fromarray(array, mode=mode).save(buf, format="PNG")
-    with atomic_write(path) as fh:
-        fh.write(buf.getvalue())
-    return Path(path).expanduser()
+    return atomic_write_bytes(dest, buf.getvalue())
 
 
 # ----------------------------------------------------------------------------------- FITS
@@ -403,6 +418,7 @@ def write_cutout_fits(path: str | os.PathLike[str], result: CutoutResult, index:
     """
     from astropy.io import fits
 
+    dest = check_output_file(path)
     i = _check_index(result, index)
     data = np.ascontiguousarray(result.images[i], dtype=np.float32)
     if data.shape[0] == 1:
@@ -410,9 +426,7 @@ def write_cutout_fits(path: str | os.PathLike[str], result: CutoutResult, index:
     hdu = fits.PrimaryHDU(data=data, header=cutout_header(result, i))
     buf = io.BytesIO()
     hdu.writeto(buf)
-    with atomic_write(path) as fh:
-        fh.write(buf.getvalue())
-    return Path(path).expanduser()
+    return atomic_write_bytes(dest, buf.getvalue())
 
 
 def write_cutout_npy(path: str | os.PathLike[str], result: CutoutResult, index: int = 0) -> Path:
@@ -422,11 +436,14 @@ def write_cutout_npy(path: str | os.PathLike[str], result: CutoutResult, index: 
     --------
     >>> write_cutout_npy("m31.npy", result, 0)  # doctest: +SKIP
     """
+    dest = check_output_file(path)
     i = _check_index(result, index)
-    return write_npy(path, np.ascontiguousarray(result.images[i], dtype=np.float32))
+    return write_npy(dest, np.ascontiguousarray(result.images[i], dtype=np.float32))
 
 
 _WRITERS = {"fits": write_cutout_fits, "png": write_cutout_png, "npy": write_cutout_npy}
+#: the options each writer takes (write_cutout passes them on)
+_OPTIONS = {"fits": (), "png": ("stretch", "percentiles", "softening"), "npy": ()}
 
 
 def write_cutout(
@@ -440,7 +457,8 @@ def write_cutout(
     Raises
     ------
     InvalidInputError
-        Unknown suffix or index out of range.
+        ``path`` is not a path, its suffix is unknown, the index is out of range, or an
+        option is unknown to the format or out of range.
     OutputError
         ``path`` cannot be written.
 
@@ -452,7 +470,11 @@ def write_cutout(
     >>> write_cutout("r.fits", result)  # doctest: +SKIP
     PosixPath('r.fits')
     """
-    writer = _WRITERS[output_format(path)]
-    dest = writer(path, result, index, **options)
+    fmt = output_format(path)
+    unknown = sorted(set(options) - set(_OPTIONS[fmt]))
+    if unknown:
+        takes = ", ".join(_OPTIONS[fmt]) or "no options"
+        raise InvalidInputError(f"cannot write .{fmt} with option(s) {', '.join(unknown)}; it takes {takes}")
+    dest = _WRITERS[fmt](path, result, index, **options)
     logger.info("wrote cutout %d to %s", index, dest)
     return dest

@@ -18,7 +18,10 @@ serve:
 - BLANK on integer tiles compared on the raw stored integers, before scaling, even
   when written as a float (``BLANK = -32768.0``) or a string, which astropy ignores;
 - NaN in floating-point tiles stays NaN;
-- gzip-compressed FITS under a ``.fits`` name (magic bytes ``1f 8b``);
+- gzip-compressed FITS under a ``.fits`` name (magic bytes ``1f 8b``), inflated
+  incrementally and never beyond the size its own FITS header announces (nor beyond
+  what a tile of the survey's width can hold, nor 1 GiB): a gzip bomb is a
+  :class:`~hipsml.errors.TileDecodeError` after a few kilobytes, not gigabytes;
 - files not padded to a multiple of 2880 bytes;
 - trimmed tiles (HipsGen ``-trim``, reproject): ``NAXISn`` give the stored sub-box,
   ``ONAXISn`` the original tile size and ``TRIMn`` the number of leading elements
@@ -40,7 +43,6 @@ JPEG (as CDS often does) is reduced to the mean of its channels.
 
 from __future__ import annotations
 
-import gzip
 import io
 import logging
 import warnings
@@ -49,6 +51,7 @@ import zlib
 import numpy as np
 
 from hipsml.errors import TileDecodeError
+from hipsml.hips._formats import canonical_format
 
 __all__ = ["decode_tile", "split_allsky", "allsky_columns"]
 
@@ -281,13 +284,67 @@ def _decode_fits_astropy(buf: bytes, source: str, width: int | None) -> np.ndarr
     return _untrim(np.ascontiguousarray(data), hdr, source, width)  # type: ignore[arg-type]
 
 
+#: most bytes inflated from a gzip FITS tile, whatever its header says
+_MAX_INFLATED = 1 << 30
+#: room for the headers (and padding) around the data of a gzip FITS tile
+_HEADER_ROOM = 64 * _BLOCK
+_INFLATE_STEP = 1 << 20
+
+
+def _fits_size(buf: bytes | bytearray) -> int | None:
+    """Total size the FITS file starting ``buf`` announces (headers + padded data of the
+    primary HDU and, when the primary holds no data, of the first extension); None while
+    ``buf`` does not yet hold the headers needed to tell."""
+    try:
+        header, data_start, _ = _read_header(bytes(buf), 0, "gzip")
+        shape = _image_shape(header, "gzip")
+        if not shape:
+            header, data_start, _ = _read_header(bytes(buf), data_start, "gzip")
+            shape = _image_shape(header, "gzip")
+        bitpix = abs(int(_number(header, "BITPIX", "gzip", 8.0) or 8))
+        pcount = max(0, int(_number(header, "PCOUNT", "gzip", 0.0) or 0))
+        gcount = max(1, int(_number(header, "GCOUNT", "gzip", 1.0) or 1))
+    except TileDecodeError:  # the headers are incomplete so far (or this is no FITS file)
+        return None if len(buf) < _HEADER_ROOM else 0
+    nbytes = (int(np.prod(shape, dtype=object)) * bitpix // 8 + pcount) * gcount if shape else pcount
+    return data_start + -(-nbytes // _BLOCK) * _BLOCK
+
+
+def _gunzip_fits(data: bytes, source: str, width: int | None) -> bytes:
+    """Inflate a gzip FITS tile, refusing to inflate beyond what its header announces."""
+    limit = _MAX_INFLATED
+    if width is not None:  # at most 3 planes of 8-byte pixels, plus headers
+        limit = min(limit, 3 * 8 * width * width + 2 * _HEADER_ROOM)
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out = bytearray()
+    pending = data
+    announced: int | None = None
+    try:
+        while not inflater.eof:
+            # ask for one byte more than allowed, so that a body exactly at the limit passes
+            chunk = inflater.decompress(pending, min(_INFLATE_STEP, limit + 1 - len(out)))
+            pending = inflater.unconsumed_tail
+            out += chunk
+            if announced is None:
+                announced = _fits_size(out)
+                if announced is not None:
+                    limit = min(limit, max(announced, _BLOCK))
+            if len(out) > limit:
+                raise TileDecodeError(
+                    f"{source}: gzip-compressed FITS tile inflates to more than {limit} bytes, more than its"
+                    " header announces (a gzip bomb or a corrupt tile); delete or rebuild it"
+                )
+            if not chunk and not pending:
+                raise TileDecodeError(f"{source}: corrupt gzip-compressed FITS tile (the stream is truncated)")
+    except zlib.error as exc:
+        raise TileDecodeError(f"{source}: corrupt gzip-compressed FITS tile ({exc})") from None
+    return bytes(out)
+
+
 def _decode_fits(data: bytes, source: str, width: int | None) -> np.ndarray:
     buf = bytes(data)
     if buf[:2] == b"\x1f\x8b":
-        try:
-            buf = gzip.decompress(buf)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise TileDecodeError(f"{source}: corrupt gzip-compressed FITS tile ({exc})") from exc
+        buf = _gunzip_fits(buf, source, width)
     if not buf.startswith(b"SIMPLE  ="):
         raise TileDecodeError(f"{source}: not a FITS file (it does not start with SIMPLE =)")
     try:
@@ -296,13 +353,17 @@ def _decode_fits(data: bytes, source: str, width: int | None) -> np.ndarray:
         return _decode_fits_astropy(buf, source, width)
 
 
-def _decode_image(data: bytes, fmt: str, source: str, channels: int | None) -> np.ndarray:
+def _decode_image(data: bytes, fmt: str, source: str, channels: int | None, width: int | None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             im = Image.open(io.BytesIO(data))
+            if width is not None and im.size != (width, width):  # checked before inflating the pixels
+                raise TileDecodeError(
+                    f"{source}: tile is {im.size[1]}x{im.size[0]} pixels, but the survey declares tiles {width}x{width}"
+                )
             im.load()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise TileDecodeError(f"{source}: not a readable {fmt.upper()} image ({exc})") from exc
@@ -383,14 +444,12 @@ def decode_tile(
     >>> decode_tile(buf.getvalue(), "fits", source="demo").tolist()
     [[[0.0, 1.0], [2.0, 3.0]]]
     """
-    key = fmt.lower()
-    if key == "jpg":
-        key = "jpeg"
+    key = canonical_format(fmt) or str(fmt)
     try:
         if key == "fits":
             out = _decode_fits(data, source, width)
         elif key in ("png", "jpeg"):
-            out = _decode_image(data, key, source, channels)
+            out = _decode_image(data, key, source, channels, width)
         else:
             raise TileDecodeError(f"{source}: unknown tile format {fmt!r}; expected fits, png or jpeg")
     except TileDecodeError:

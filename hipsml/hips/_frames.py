@@ -10,10 +10,39 @@ from astropy.coordinates import BarycentricMeanEcliptic, Galactic, SkyCoord
 
 from hipsml.errors import InvalidInputError
 
-__all__ = ["FRAMES", "icrs_to_frame"]
+__all__ = ["FRAMES", "FRAME_ALIASES", "HIPS_FRAME_NAMES", "COORDSYS", "canonical_frame", "icrs_to_frame"]
 
 #: HiPS frames hipsml knows; ``ecliptic`` is astropy's ``BarycentricMeanEcliptic`` at J2000
 FRAMES = ("icrs", "galactic", "ecliptic")
+#: The one table of frame spellings (``hips_frame``, legacy ``coordsys`` C/G/E, astropy names), lower case.
+FRAME_ALIASES: dict[str, str] = {
+    "icrs": "icrs",
+    "equatorial": "icrs",
+    "fk5": "icrs",
+    "j2000": "icrs",
+    "c": "icrs",
+    "galactic": "galactic",
+    "g": "galactic",
+    "ecliptic": "ecliptic",
+    "e": "ecliptic",
+}
+#: The ``hips_frame`` value written for each frame.
+HIPS_FRAME_NAMES: dict[str, str] = {"icrs": "equatorial", "galactic": "galactic", "ecliptic": "ecliptic"}
+#: The legacy ``coordsys`` letter written for each frame.
+COORDSYS: dict[str, str] = {"icrs": "C", "galactic": "G", "ecliptic": "E"}
+
+
+def canonical_frame(name: object) -> str | None:
+    """``"icrs"``, ``"galactic"`` or ``"ecliptic"`` for a frame spelling (any case), else None.
+
+    Examples
+    --------
+    >>> canonical_frame("Equatorial"), canonical_frame("G"), canonical_frame("fk4")
+    ('icrs', 'galactic', None)
+    """
+    if not isinstance(name, str):
+        return None
+    return FRAME_ALIASES.get(name.strip().lower())
 
 
 @lru_cache(maxsize=None)

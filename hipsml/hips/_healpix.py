@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from hipsml.errors import InvalidInputError
+from hipsml.hips._formats import FORMAT_EXTENSIONS, canonical_format
 
 __all__ = [
     "interleave_bits",
@@ -21,8 +22,6 @@ __all__ = [
     "tile_path",
     "log2_width",
 ]
-
-_TILE_EXTENSIONS = {"fits": "fits", "png": "png", "jpeg": "jpg", "jpg": "jpg"}
 
 
 def _spread_bits(v: np.ndarray) -> np.ndarray:
@@ -96,8 +95,8 @@ def tile_pixel_indices(order: int, npix: int, width: int) -> np.ndarray:
     Examples
     --------
     >>> idx = tile_pixel_indices(0, 0, 2)
-    >>> idx.tolist()
-    [[2, 3], [0, 1]]
+    >>> idx.tolist()  # row 0: x = 1 (cells 1, 3); row 1: x = 0 (cells 0, 2), as healpy.pix2xyf says
+    [[1, 3], [0, 2]]
     """
     s = log2_width(width)
     order = int(order)
@@ -122,10 +121,10 @@ def tile_path(order: int, npix: int, ext: str) -> str:
     >>> tile_path(6, 12345, "jpeg")
     'Norder6/Dir10000/Npix12345.jpg'
     """
-    try:
-        suffix = _TILE_EXTENSIONS[ext.lower()]
-    except KeyError:
-        raise InvalidInputError(f"unknown tile format {ext!r}; expected one of fits, png, jpeg") from None
+    fmt = canonical_format(ext)
+    if fmt is None:
+        raise InvalidInputError(f"unknown tile format {ext!r}; expected one of fits, png, jpeg")
+    suffix = FORMAT_EXTENSIONS[fmt]
     order = int(order)
     npix = int(npix)
     if order < 0 or npix < 0:

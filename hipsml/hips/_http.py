@@ -13,20 +13,43 @@ Failure policy
   bodies shorter than their ``Content-Length``, bodies that ``decode`` rejects with
   :class:`~hipsml.errors.TileDecodeError`): retried up to ``retries`` times with
   exponential backoff and full jitter. A ``Retry-After`` header (seconds or an
-  HTTP-date) is honoured, capped at ``max_backoff``.
-* **Permanent** (any other 4xx, TLS verification failures, too many redirects):
-  :class:`~hipsml.errors.FetchError` at once, naming the URL and the status.
+  HTTP-date) is honoured when it asks for at most ``max_backoff`` seconds; a longer one
+  (``Retry-After: 3600``) ends the fetch at once with a :class:`~hipsml.errors.FetchError`
+  that says how long the server asked to wait.
+* **Permanent** (any other 4xx, TLS verification failures, too many redirects, a
+  malformed redirect ``Location``, a host name that does not resolve):
+  :class:`~hipsml.errors.FetchError` at once, naming the URL and the reason. A DNS
+  failure is never retried: name resolution that failed once fails again.
+* **Corrupt twice the same way**: a body that ``decode`` rejects is fetched again, but
+  when the next attempt returns the very same bytes (same SHA-256) the server is
+  serving a broken file, not a transient glitch: the
+  :class:`~hipsml.errors.TileDecodeError` is raised without further attempts.
+
+Time limits
+-----------
+``timeout`` bounds each connect and each socket read. ``deadline`` bounds one whole
+request, headers and body: a server that drips its body a byte at a time (slow loris)
+is cut off after ``deadline`` seconds. ``max_total_time`` bounds everything spent on
+one URL, attempts and waits between them included. Either limit ends in a
+:class:`~hipsml.errors.FetchError` naming the URL and the option to raise.
 
 When the retries are exhausted, ``fetch`` raises :class:`~hipsml.errors.FetchError`
 naming the URL and the last reason, or re-raises the last
 :class:`~hipsml.errors.TileDecodeError` when the server kept sending a corrupt body.
 
+TLS
+---
+``verify`` (``True`` or a CA bundle path) is passed with every request, so an explicit
+bundle wins over ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` in the environment
+(requests would otherwise let the environment override the session's setting).
+
 Disk cache
 ----------
 Bodies that decoded successfully are written to
-``<cache_dir>/<sha256(base URL)[:16]>/<name>``, atomically (a temporary file in the
-same directory, then :func:`os.replace`), so several threads and processes may share a
-cache. ``<name>`` never contains text from the server or the caller: a tile path is
+``<cache_dir>/<sha256(base URL)[:16]>/<name>``, atomically (with
+:func:`hipsml._files.atomic_write`: a temporary file in the same directory, then
+:func:`os.replace`), so several threads and processes may share a cache. A cache write
+that fails only logs a warning. ``<name>`` never contains text from the server or the caller: a tile path is
 cached only when it matches ``Norder<k>/Dir<d>/Npix<n>.<ext>`` or
 ``Norder<k>/Allsky.<ext>`` in canonical form, and is rebuilt from the parsed integers
 and a fixed extension table; apart from tiles only ``properties`` and ``Moc.fits`` are
@@ -43,7 +66,7 @@ import logging
 import os
 import random
 import re
-import tempfile
+import socket
 import threading
 import time
 from datetime import timezone
@@ -53,10 +76,13 @@ from typing import Any, Callable, Literal, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
-from hipsml.errors import FetchError, InvalidInputError, InvalidLocationError, TileDecodeError
-from hipsml.hips._fetch import check_relpath
+from hipsml._files import atomic_write, read_regular_file, user_path
+from hipsml.errors import FetchError, HipsmlError, InvalidLocationError, TileDecodeError
+from hipsml.hips._fetch import MAX_FILE_BYTES, check_http_options, check_relpath, max_file_bytes
+from hipsml.hips._formats import EXTENSION_FORMATS, FORMAT_EXTENSIONS
 
 __all__ = ["HttpTileStore", "normalise_base_url", "cache_relpath", "parse_retry_after", "default_cache_dir"]
 
@@ -67,25 +93,36 @@ T = TypeVar("T")
 #: Statuses meaning "this file does not exist": return ``None``, never retry.
 _ABSENT_STATUSES = frozenset({404, 410})
 #: Largest body accepted (a guard against a misbehaving server filling memory).
-_MAX_BODY_BYTES = 1 << 30
+_MAX_BODY_BYTES = MAX_FILE_BYTES
 #: How many absent URLs a store remembers before it forgets them all.
 _MAX_MISSING = 65536
 #: Fixed table from the extension seen in a tile path to the extension used in the cache.
-_TILE_EXTENSIONS = {"fits": "fits", "png": "png", "jpg": "jpg"}
+_TILE_EXTENSIONS = {ext: FORMAT_EXTENSIONS[fmt] for ext, fmt in EXTENSION_FORMATS.items()}
+#: Bytes asked for per read of a body (a read returns as soon as some bytes arrive).
+_READ_SIZE = 1 << 20
 #: The only non-tile files that are cached, under these fixed names.
 _CACHED_FILES = {"properties": "properties", "Moc.fits": "Moc.fits"}
 #: files re-fetched on every open (the cached copy is a fallback for when the server is down)
 _REFRESHED = frozenset({"properties", "Moc.fits"})
-_TILE_RE = re.compile(r"Norder(\d{1,2})/Dir(\d{1,19})/Npix(\d{1,19})\.(fits|png|jpg)")
-_ALLSKY_RE = re.compile(r"Norder(\d{1,2})/Allsky\.(fits|png|jpg)")
+_EXT_RE = "|".join(sorted(EXTENSION_FORMATS))
+_TILE_RE = re.compile(rf"Norder(\d{{1,2}})/Dir(\d{{1,19}})/Npix(\d{{1,19}})\.({_EXT_RE})")
+_ALLSKY_RE = re.compile(rf"Norder(\d{{1,2}})/Allsky\.({_EXT_RE})")
 
 _Timeout = float | tuple[float, float]
 
 
 def default_cache_dir() -> Path:
-    """Return the default cache root: ``$HIPSML_CACHE_DIR``, else ``~/.cache/hipsml``."""
+    """Return the default cache root: ``$HIPSML_CACHE_DIR``, else ``~/.cache/hipsml``.
+
+    Raises
+    ------
+    InvalidInputError
+        ``$HIPSML_CACHE_DIR`` names an unknown user (``~nobody/cache``) or holds a NUL byte.
+    """
     env = os.environ.get("HIPSML_CACHE_DIR", "").strip()
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "hipsml"
+    if env:
+        return user_path(env, what="HIPSML_CACHE_DIR")
+    return user_path("~", what="home folder") / ".cache" / "hipsml"
 
 
 def normalise_base_url(url: str) -> str:
@@ -120,7 +157,10 @@ def normalise_base_url(url: str) -> str:
     text = url.strip()
     if not text or any(ord(c) <= 32 or ord(c) == 127 for c in text):
         raise InvalidLocationError(f"malformed HiPS URL {url!r}: it is empty or contains whitespace")
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:  # "Invalid IPv6 URL" for http://[::1/x
+        raise InvalidLocationError(f"malformed HiPS URL {text!r} ({exc}); check the host and its brackets") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
         raise InvalidLocationError(f"unsupported scheme in {text!r}: a remote HiPS needs http:// or https://")
@@ -218,6 +258,68 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - current)
 
 
+# -- the request deadline -------------------------------------------------------------------
+# urllib3's read timeout applies to each socket read, so a server that trickles its status
+# line, headers or body a byte at a time never trips it. A watchdog timer therefore shuts the
+# socket of the request it guards when the request's deadline passes; the blocked read then
+# fails at once. The connection a thread is using is recorded by these pool classes.
+
+_connections_in_use: dict[int, Any] = {}
+_connections_lock = threading.Lock()
+
+
+def _track(conn: Any) -> Any:
+    with _connections_lock:
+        _connections_in_use[threading.get_ident()] = conn
+    return conn
+
+
+class _TrackedHTTPPool(urllib3.HTTPConnectionPool):
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        return _track(super()._get_conn(timeout))
+
+
+class _TrackedHTTPSPool(urllib3.HTTPSConnectionPool):
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        return _track(super()._get_conn(timeout))
+
+
+class _Watchdog:
+    """Shut the socket of the calling thread's request if it is still running after ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.thread = threading.get_ident()
+        self.expired = False
+        self._done = False
+        self._lock = threading.Lock()
+        with _connections_lock:
+            _connections_in_use.pop(self.thread, None)
+        self._timer = threading.Timer(max(0.0, seconds), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            with _connections_lock:
+                conn = _connections_in_use.get(self.thread)
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+        with _connections_lock:
+            _connections_in_use.pop(self.thread, None)
+
+
 class _Retry(Exception):
     """Internal signal: this attempt failed in a way worth retrying."""
 
@@ -225,6 +327,21 @@ class _Retry(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+
+def _is_dns_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (a requests error) comes from a host name that does not resolve."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        e = todo.pop()
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, (socket.gaierror, urllib3.exceptions.NameResolutionError)):
+            return True
+        todo.extend([e.__cause__, e.__context__, getattr(e, "reason", None), *e.args])
+    return False
 
 
 class HttpTileStore:
@@ -248,19 +365,25 @@ class HttpTileStore:
         Base of the exponential backoff, in seconds: before retry ``i`` (from 0) the
         store sleeps a uniform random time in ``[0, min(max_backoff, backoff * 2**i)]``.
     max_backoff : float, optional
-        Cap, in seconds, on one sleep, including one asked for by ``Retry-After``.
+        Cap, in seconds, on one sleep. A ``Retry-After`` asking for longer ends the
+        fetch at once (:class:`~hipsml.errors.FetchError` saying how long was asked).
     timeout : float or (float, float), optional
-        Connect and read timeouts in seconds.
+        Connect and read timeouts in seconds (each socket read).
+    deadline : float, optional
+        Most seconds one request may take, headers and body together, however slowly
+        the server trickles bytes (default 60).
+    max_total_time : float, optional
+        Most seconds spent on one URL, all attempts and waits included (default 120).
     verify : bool or str, optional
-        TLS verification: ``True``, or a path to a CA bundle. ``False`` is accepted
-        but logged as a warning.
+        TLS verification: ``True``, or a path to a CA bundle, passed with each request
+        (so it wins over ``REQUESTS_CA_BUNDLE``). ``False`` is accepted but logged as a warning.
 
     Raises
     ------
     InvalidLocationError
         If ``base_url`` is not a usable ``http(s)://`` URL.
     InvalidInputError
-        If a numeric option is out of range.
+        If an option has the wrong type or is out of range.
 
     Examples
     --------
@@ -279,30 +402,29 @@ class HttpTileStore:
         backoff: float = 0.25,
         max_backoff: float = 20.0,
         timeout: _Timeout = (5.0, 30.0),
+        deadline: float = 60.0,
+        max_total_time: float = 120.0,
         verify: bool | str = True,
     ) -> None:
         self.location = normalise_base_url(base_url)
-        if int(max_connections_per_host) < 1:
-            raise InvalidInputError(f"max_connections_per_host must be >= 1, got {max_connections_per_host!r}")
-        if int(retries) < 0:
-            raise InvalidInputError(f"retries must be >= 0, got {retries!r}")
-        if not (backoff >= 0 and max_backoff >= 0):
-            raise InvalidInputError(f"backoff and max_backoff must be >= 0, got {backoff!r}, {max_backoff!r}")
-        timeouts = timeout if isinstance(timeout, tuple) else (timeout, timeout)
-        if len(timeouts) != 2 or not all(t > 0 for t in timeouts):
-            raise InvalidInputError(f"timeout must be a positive number or a (connect, read) pair, got {timeout!r}")
-        self.max_connections_per_host = int(max_connections_per_host)
-        self.retries = int(retries)
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
-        self.timeout: tuple[float, float] = (float(timeouts[0]), float(timeouts[1]))
-        self.verify = verify
+        options = check_http_options(
+            max_connections_per_host=max_connections_per_host, retries=retries, backoff=backoff,
+            max_backoff=max_backoff, timeout=timeout, deadline=deadline, max_total_time=max_total_time, verify=verify,
+        )
+        self.max_connections_per_host: int = options["max_connections_per_host"]
+        self.retries: int = options["retries"]
+        self.backoff: float = options["backoff"]
+        self.max_backoff: float = options["max_backoff"]
+        self.timeout: tuple[float, float] = options["timeout"]
+        self.deadline: float = options["deadline"]
+        self.max_total_time: float = options["max_total_time"]
+        self.verify: bool | str = options["verify"]
         if verify is False:
             logger.warning("TLS certificate verification is disabled for %s", self.location)
         if cache_dir is False:
             self.cache_root: Path | None = None
         else:
-            root = default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
+            root = default_cache_dir() if cache_dir is None else user_path(cache_dir, what="cache_dir")
             self.cache_root = root / hashlib.sha256(self.location.encode("utf-8")).hexdigest()[:16]
         self._cache_dir_option = cache_dir
         self._lock = threading.Lock()
@@ -319,9 +441,11 @@ class HttpTileStore:
         session = requests.Session()
         # Retries are ours (urllib3 would not see truncated or corrupt bodies).
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.max_connections_per_host, max_retries=0)
+        # a new dict: urllib3's default is module-level and shared
+        adapter.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        session.verify = self.verify
+        session.verify = self.verify  # also passed with each request: see _get_once
         session.headers["User-Agent"] = f"hipsml/{__version__} (+python-requests/{requests.__version__})"
         # A HiPS needs no cookies; refusing them keeps the shared session free of mutable state.
         session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
@@ -338,6 +462,8 @@ class HttpTileStore:
             "backoff": self.backoff,
             "max_backoff": self.max_backoff,
             "timeout": self.timeout,
+            "deadline": self.deadline,
+            "max_total_time": self.max_total_time,
             "verify": self.verify,
         }
 
@@ -381,9 +507,10 @@ class HttpTileStore:
         InvalidLocationError
             For an unsafe ``relpath``.
         FetchError
-            For a non-retryable HTTP error, or when the retries are exhausted.
+            For a non-retryable HTTP error, or when the retries or the time limits are exhausted.
         TileDecodeError
-            When every attempt returned a body that ``decode`` rejected.
+            When the server returned a body that ``decode`` rejected on every attempt,
+            or the same corrupt body twice.
         """
         url = self.url_for(relpath)
         if self._closed:
@@ -393,22 +520,23 @@ class HttpTileStore:
                 logger.debug("known absent: %s", url)
                 return None
         cached = self.cache_path(relpath)
+        limit = max_file_bytes(relpath)
         if cached is not None and relpath in _REFRESHED:
             # survey metadata can change (new tiles, wider coverage): ask the server each
             # time, and use the cached copy only when the server cannot be reached
             try:
-                return self._download(url, decode, cached)
+                return self._download(url, decode, cached, limit)
             except FetchError as exc:
-                value = self._read_cache(cached, url, decode)
+                value = self._read_cache(cached, url, decode, limit)
                 if value is None:
                     raise
                 logger.warning("using the cached %s: %s", relpath, exc)
                 return value[0]
         if cached is not None:
-            value = self._read_cache(cached, url, decode)
+            value = self._read_cache(cached, url, decode, limit)
             if value is not None:
                 return value[0]
-        return self._download(url, decode, cached)
+        return self._download(url, decode, cached, limit)
 
     def close(self) -> None:
         """Close the pooled connections; later :meth:`fetch` calls raise :class:`FetchError`."""
@@ -429,9 +557,9 @@ class HttpTileStore:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _read_cache(self, path: Path, url: str, decode: Callable[[bytes], T]) -> tuple[T] | None:
+    def _read_cache(self, path: Path, url: str, decode: Callable[[bytes], T], limit: int) -> tuple[T] | None:
         try:
-            data = path.read_bytes()
+            data = read_regular_file(path, limit=limit, what="cached file")
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
@@ -450,24 +578,13 @@ class HttpTileStore:
         return (value,)
 
     def _write_cache(self, path: Path, data: bytes) -> None:
-        tmp_name: str | None = None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-            with os.fdopen(fd, "wb") as fh:
+            # a cache is readable like any download: 0o644 whatever the umask
+            with atomic_write(path, mode=0o644) as fh:
                 fh.write(data)
-            os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; a cache is readable like any download
-            os.replace(tmp_name, path)
-            tmp_name = None
             logger.debug("cached %d bytes at %s", len(data), path)
-        except OSError as exc:
+        except (HipsmlError, OSError) as exc:
             logger.warning("cannot write the disk cache at %s: %s", path, exc)
-        finally:
-            if tmp_name is not None:
-                try:
-                    os.unlink(tmp_name)
-                except OSError:
-                    pass
 
     def _remember_missing(self, url: str) -> None:
         with self._lock:
@@ -484,36 +601,57 @@ class HttpTileStore:
                 self._host_slots[host] = slot
             return slot
 
-    def _sleep_before_retry(self, attempt: int, url: str, failure: _Retry) -> None:
+    def _delay_before_retry(self, attempt: int, url: str, failure: _Retry) -> float:
         if failure.retry_after is not None:
-            delay = min(self.max_backoff, failure.retry_after)
-        else:
-            delay = random.uniform(0.0, min(self.max_backoff, self.backoff * (2.0**attempt)))
-        logger.debug(
-            "retrying %s in %.3f s (retry %d/%d): %s", url, delay, attempt + 1, self.retries, failure.reason
-        )
-        time.sleep(delay)
+            if failure.retry_after > self.max_backoff:
+                raise FetchError(
+                    f"giving up on {url}: {failure.reason}, and the server asks to wait {failure.retry_after:g} s"
+                    f" (Retry-After), more than max_backoff={self.max_backoff:g} s allows; try again later"
+                    " or pass a larger max_backoff="
+                )
+            return failure.retry_after
+        return random.uniform(0.0, min(self.max_backoff, self.backoff * (2.0**attempt)))
 
-    def _download(self, url: str, decode: Callable[[bytes], T], cached: Path | None) -> T | None:
+    def _download(self, url: str, decode: Callable[[bytes], T], cached: Path | None, limit: int = _MAX_BODY_BYTES) -> T | None:
         attempts = self.retries + 1
+        start = time.monotonic()
         last_reason = "no attempt made"
         last_decode_error: TileDecodeError | None = None
+        last_digest: bytes | None = None
         for attempt in range(attempts):
+            remaining = self.max_total_time - (time.monotonic() - start)
             try:
-                body = self._get_once(url, attempt, attempts)
+                body = self._get_once(url, attempt, attempts, min(self.deadline, remaining), limit, remaining < self.deadline)
                 if body is None:
                     self._remember_missing(url)
                     return None
                 try:
                     value = decode(body)
                 except TileDecodeError as exc:
+                    digest = hashlib.sha256(body).digest()
+                    if digest == last_digest:
+                        raise TileDecodeError(
+                            f"{url} returned the same corrupt body twice ({len(body)} bytes); not retrying: {exc}"
+                        ) from exc
+                    last_digest = digest
                     raise _Retry(f"corrupt body ({exc})") from exc
             except _Retry as failure:
                 last_reason = failure.reason
                 cause = failure.__cause__
                 last_decode_error = cause if isinstance(cause, TileDecodeError) else None
                 if attempt + 1 < attempts:
-                    self._sleep_before_retry(attempt, url, failure)
+                    delay = self._delay_before_retry(attempt, url, failure)
+                    elapsed = time.monotonic() - start
+                    if elapsed + delay >= self.max_total_time:
+                        raise FetchError(
+                            f"giving up on {url} after {elapsed:.3g} s and {attempt + 1} attempts (max_total_time="
+                            f"{self.max_total_time:g} s); last error: {last_reason}; try later, or pass a larger"
+                            " max_total_time="
+                        ) from None
+                    logger.debug(
+                        "retrying %s in %.3f s (retry %d/%d): %s", url, delay, attempt + 1, self.retries, last_reason
+                    )
+                    time.sleep(delay)
                 continue
             if cached is not None:
                 self._write_cache(cached, body)
@@ -527,48 +665,99 @@ class HttpTileStore:
             " (the server may be down or overloaded: try later, or pass a larger retries=)"
         )
 
-    def _get_once(self, url: str, attempt: int, attempts: int) -> bytes | None:
-        """One GET: the body, ``None`` for absent, :class:`_Retry` or :class:`FetchError`."""
+    def _get_once(self, url: str, attempt: int, attempts: int, budget: float, limit: int, total: bool) -> bytes | None:
+        """One GET within ``budget`` seconds (headers and body, guarded by a :class:`_Watchdog`)."""
         logger.debug("GET %s (attempt %d/%d)", url, attempt + 1, attempts)
+        if budget <= 0:
+            raise _Retry("no time left for another attempt")
+        started = time.monotonic()
+        timeout = (min(self.timeout[0], budget), min(self.timeout[1], budget))
         with self._host_slot(url):
+            watchdog = _Watchdog(budget)
             try:
-                response = self._session.get(url, timeout=self.timeout, stream=True, allow_redirects=True)
-            except requests.exceptions.SSLError as exc:
-                raise FetchError(f"TLS error for {url}: {exc}; check the certificate or pass verify=<CA bundle>") from exc
-            except requests.exceptions.TooManyRedirects as exc:
-                raise FetchError(f"too many redirects for {url}") from exc
-            except requests.exceptions.InvalidURL as exc:
-                raise FetchError(f"invalid URL {url}: {exc}") from exc
-            except requests.exceptions.Timeout as exc:
-                raise _Retry(f"timed out ({type(exc).__name__})") from exc
-            except requests.exceptions.RequestException as exc:
-                raise _Retry(f"connection failed ({type(exc).__name__}: {exc})") from exc
-            with response:
-                status = response.status_code
-                if status in _ABSENT_STATUSES:
-                    logger.debug("absent (HTTP %d): %s", status, url)
-                    return None
-                if status == 429 or 500 <= status <= 599:
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                    raise _Retry(f"HTTP {status} {response.reason or ''}".rstrip(), retry_after)
-                if not 200 <= status <= 299:
-                    raise FetchError(
-                        f"HTTP {status} {response.reason or ''} for {response.url or url}; not retrying"
-                        " (check the URL and your access rights)"
-                    )
-                return self._read_body(response, url)
+                body = self._request(url, timeout, started + budget, limit, total)
+            except (HipsmlError, _Retry):
+                if watchdog.expired:
+                    raise self._deadline_error(url, total) from None
+                raise
+            finally:
+                watchdog.stop()
+            if watchdog.expired:  # a cut connection can look like a short, complete answer
+                raise self._deadline_error(url, total)
+            return body
 
-    def _read_body(self, response: requests.Response, url: str) -> bytes:
+    def _deadline_error(self, url: str, total: bool) -> FetchError:
+        if total:
+            return FetchError(
+                f"giving up on {url}: max_total_time={self.max_total_time:g} s spent on this URL (attempts and"
+                " waits) and the last request was still running; try later, or pass a larger max_total_time="
+            )
+        return FetchError(
+            f"giving up on {url}: the request was still running when its deadline of {self.deadline:g} s passed"
+            " (a very slow or stalled server); try later, or pass a larger deadline="
+        )
+
+    def _request(self, url: str, timeout: tuple[float, float], deadline: float, limit: int, total: bool) -> bytes | None:
+        """The GET itself: the body, ``None`` for absent, :class:`_Retry` or :class:`FetchError`."""
+        try:
+            # verify per request: a session attribute loses to REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
+            response = self._session.get(url, timeout=timeout, stream=True, allow_redirects=True, verify=self.verify)
+        except requests.exceptions.SSLError as exc:
+            raise FetchError(f"TLS error for {url}: {exc}; check the certificate or pass verify=<CA bundle>") from exc
+        except requests.exceptions.TooManyRedirects as exc:
+            raise FetchError(f"too many redirects for {url}") from exc
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema, ValueError) as exc:
+            # also a malformed redirect Location (http://[::1/x is a ValueError in urllib.parse)
+            raise FetchError(
+                f"invalid URL while fetching {url} (a bad redirect Location?): {exc}; not retrying"
+            ) from None
+        except requests.exceptions.Timeout as exc:
+            raise _Retry(f"timed out ({type(exc).__name__})") from exc
+        except requests.exceptions.RequestException as exc:
+            if _is_dns_failure(exc):
+                host = urlsplit(url).hostname
+                raise FetchError(
+                    f"cannot resolve the host {host!r} of {url}: check the URL and your network; not retrying"
+                ) from None
+            raise _Retry(f"connection failed ({type(exc).__name__}: {exc})") from exc
+        with response:
+            status = response.status_code
+            if status in _ABSENT_STATUSES:
+                logger.debug("absent (HTTP %d): %s", status, url)
+                return None
+            if status == 429 or 500 <= status <= 599:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                raise _Retry(f"HTTP {status} {response.reason or ''}".rstrip(), retry_after)
+            if not 200 <= status <= 299:
+                raise FetchError(
+                    f"HTTP {status} {response.reason or ''} for {response.url or url}; not retrying"
+                    " (check the URL and your access rights)"
+                )
+            return self._read_body(response, url, deadline, limit, total)
+
+    def _read_body(
+        self, response: requests.Response, url: str, deadline: float, limit: int, total: bool = False
+    ) -> bytes:
         chunks: list[bytes] = []
         received = 0
         try:
-            for chunk in response.iter_content(chunk_size=1 << 20):
+            while True:
+                # read1 returns as soon as some bytes arrive: the deadline is checked between
+                # reads, so a server dripping one byte at a time cannot hold the request
+                chunk = response.raw.read1(_READ_SIZE, decode_content=True)
+                if not chunk:
+                    break
                 received += len(chunk)
-                if received > _MAX_BODY_BYTES:
-                    raise FetchError(f"{url} sent more than {_MAX_BODY_BYTES} bytes; refusing it")
+                if received > limit:
+                    raise FetchError(f"{url} sent more than {limit} bytes; refusing it")
                 chunks.append(chunk)
-        except requests.exceptions.RequestException as exc:
-            # urllib3 2 raises IncompleteRead (wrapped by requests) on a short body.
+                if time.monotonic() > deadline:
+                    raise self._deadline_error(url, total)
+        except HipsmlError:
+            raise
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            # a short body, a reset or a read timeout in the middle of the body
             raise _Retry(f"body interrupted after {received} bytes ({type(exc).__name__})") from exc
         body = b"".join(chunks)
         declared = response.headers.get("Content-Length")

@@ -135,6 +135,18 @@ class Moc:
         out[ok] = self.ends[idx[ok]] > lo[ok]
         return out
 
+    def first_tile(self, order: int) -> int | None:
+        """Index of the first tile of ``order`` that the MOC covers (wholly or in part), or None if empty.
+
+        Examples
+        --------
+        >>> Moc.from_uniq(np.array([4 * 4**1 + 5])).first_tile(3)
+        80
+        """
+        if self.starts.size == 0:
+            return None
+        return int(self.starts[0]) >> (2 * (_MAX_ORDER - int(order)))
+
     def contains_tile(self, order: int, npix: int) -> bool:
         """True when any cell of the MOC overlaps tile ``npix`` of HEALPix order ``order``."""
         return bool(self.contains_tiles(order, np.array([npix]))[0])

@@ -21,27 +21,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hipsml.errors import PropertiesError
+from hipsml.hips._formats import TILE_FORMATS, canonical_format
+from hipsml.hips._frames import canonical_frame
 
-__all__ = ["parse_properties", "HipsProperties", "TILE_FORMATS"]
+__all__ = ["parse_properties", "HipsProperties", "TILE_FORMATS", "MAX_TILE_WIDTH"]
 
 logger = logging.getLogger(__name__)
 
-#: The tile formats hipsml can decode, in HiPS spelling.
-TILE_FORMATS: tuple[str, ...] = ("fits", "png", "jpeg")
-
-_FORMAT_ALIASES = {"fits": "fits", "png": "png", "jpeg": "jpeg", "jpg": "jpeg"}
-
-_FRAMES = {
-    "equatorial": "icrs",
-    "icrs": "icrs",
-    "fk5": "icrs",
-    "j2000": "icrs",
-    "c": "icrs",
-    "galactic": "galactic",
-    "g": "galactic",
-    "ecliptic": "ecliptic",
-    "e": "ecliptic",
-}
+#: Widest tile accepted (CDS surveys use at most 2048): a larger ``hips_tile_width``
+#: would allocate gigabytes per tile before any is read.
+MAX_TILE_WIDTH = 4096
 
 # Characters that never occur in a text file: NUL, the C0 controls other than tab,
 # line feed, form feed and carriage return, DEL and the C1 controls.
@@ -150,7 +139,7 @@ def _parse_frame(props: Mapping[str, str], source: str) -> str:
         logger.warning("%s: no hips_frame (nor legacy coordsys); assuming equatorial (icrs)", source)
         return "icrs"
     key, value = found
-    frame = _FRAMES.get(value.lower())
+    frame = canonical_frame(value)
     if frame is None:
         raise PropertiesError(
             f"{source}: field {key} = {value!r} is not a sky frame hipsml knows "
@@ -167,7 +156,7 @@ def _parse_formats(props: Mapping[str, str], source: str) -> tuple[str, ...]:
     key, value = found
     formats: list[str] = []
     for token in value.replace(",", " ").split():
-        fmt = _FORMAT_ALIASES.get(token.lower())
+        fmt = canonical_format(token)
         if fmt is None:
             logger.info("%s: ignoring tile format %r that hipsml cannot decode", source, token)
         elif fmt not in formats:
@@ -194,7 +183,7 @@ class HipsProperties:
     order_min : int
         Shallowest tile order (``hips_order_min``, default 0).
     tile_width : int
-        Tile width in pixels, a power of two (``hips_tile_width``, default 512).
+        Tile width in pixels, a power of two up to 4096 (``hips_tile_width``, default 512).
     formats : tuple of str
         Tile formats in the order listed, each one of ``"fits"``, ``"png"``, ``"jpeg"``.
     channels : int
@@ -223,6 +212,8 @@ class HipsProperties:
     pixel_cut: tuple[float, float] | None
     dataproduct_type: str | None
     dataproduct_subtype: str | None
+    #: whether ``hips_order_min`` (or ``minOrder``) was in the file; False means 0 was assumed
+    order_min_declared: bool = True
 
     @classmethod
     def from_dict(cls, props: Mapping[str, str], *, source: str) -> HipsProperties:
@@ -236,11 +227,15 @@ class HipsProperties:
         if order is None:
             raise PropertiesError(f"{source}: required field hips_order (or legacy maxOrder) is missing")
         order_min = _parse_int(props, ("hips_order_min", "minOrder"), source)
+        order_min_declared = order_min is not None
         order_min = 0 if order_min is None else order_min
         width = _parse_int(props, ("hips_tile_width", "tileWidth"), source)
         width = 512 if width is None else width
-        if width < 1 or width & (width - 1):
-            raise PropertiesError(f"{source}: field hips_tile_width = {width} is not a power of two")
+        if width < 1 or width & (width - 1) or width > MAX_TILE_WIDTH:
+            raise PropertiesError(
+                f"{source}: field hips_tile_width = {width} is not a power of two from 1 to {MAX_TILE_WIDTH};"
+                " fix the properties file (CDS surveys use 256 to 2048)"
+            )
         s = width.bit_length() - 1
         if not 0 <= order <= 29 - s:
             raise PropertiesError(f"{source}: field hips_order = {order} is outside 0..{29 - s} for tiles {width} wide")
@@ -265,4 +260,5 @@ class HipsProperties:
             pixel_cut=None if cut is None else (cut[0], cut[1]),
             dataproduct_type=props.get("dataproduct_type") or None,
             dataproduct_subtype=subtype or None,
+            order_min_declared=order_min_declared,
         )

@@ -22,7 +22,7 @@ import healpy as hp
 import numpy as np
 
 from hipsml.errors import InvalidInputError
-from hipsml.hips._healpix import deinterleave_bits, interleave_bits, tile_pixel_indices
+from hipsml.hips import deinterleave_bits, interleave_bits, tile_pixel_indices
 from hipsml.sky import _sources as src
 from hipsml.sky._render import _check_width, select_tiles, survey_properties
 from hipsml.sky._write import (
@@ -173,8 +173,8 @@ def _check_args(n_sources, seed, order, tile_width, center, radius, bands) -> tu
         ra, dec = (float(v) for v in center)
     except (TypeError, ValueError):
         raise InvalidInputError(f"center must be (ra_deg, dec_deg); got {center!r}") from None
-    if not (math.isfinite(ra) and -90.0 <= dec <= 90.0):
-        raise InvalidInputError(f"center must have a finite RA and -90 <= dec <= 90; got {center!r}")
+    if not (math.isfinite(ra) and abs(ra) <= 1e6 and -90.0 <= dec <= 90.0):  # as hipsml.extract's positions
+        raise InvalidInputError(f"center must have a finite RA (|ra| <= 1e6) and -90 <= dec <= 90; got {center!r}")
     if not isinstance(radius, (int, float, np.floating, np.integer)) or not 0.0 < float(radius) <= 90.0:
         raise InvalidInputError(f"radius must be in (0, 90] degrees; got {radius!r}")
     names = tuple(DEFAULT_BANDS if bands is None else ([bands] if isinstance(bands, str) else bands))
@@ -544,7 +544,7 @@ def make_sky(
     survey_frame = parse_frame(frame)
     fmts = parse_formats(formats)
     width = 1 << s
-    check_target(path, overwrite=overwrite)
+    target = check_target(path, overwrite=overwrite)
     cell_order = order + s
     cell_rad = hp.nside2resol(1 << cell_order)
     cell_arcsec = math.degrees(cell_rad) * 3600.0
@@ -612,7 +612,6 @@ def make_sky(
     t_write = time.perf_counter()
     logger.info("rendered %d tiles x %d bands in %.2f s", tiles.size, len(band_names), t_write - t_render)
 
-    target = Path(path).expanduser().absolute()
     n_tiles = 0
     with staged_directory(target, overwrite=overwrite) as staging:
         for b in band_names:
@@ -672,7 +671,7 @@ def _write_catalogue(
     from astropy import units as u
     from astropy.table import Table
 
-    from hipsml.sky._write import _atomic_write_bytes
+    from hipsml._files import atomic_write_bytes
 
     cols = ["id", "ra", "dec", "class"] + [f"flux_{b}" for b in band_names]
     cols += ["sersic_n", "r_eff_arcsec", "axis_ratio", "position_angle_deg", "inclination_deg"]
@@ -698,4 +697,4 @@ def _write_catalogue(
 
     buf = io.StringIO()
     table.write(buf, format="ascii.ecsv")
-    _atomic_write_bytes(dest, buf.getvalue().encode("utf-8"))
+    atomic_write_bytes(dest, buf.getvalue().encode("utf-8"))

@@ -16,7 +16,7 @@ import healpy as hp
 import numpy as np
 
 from hipsml.errors import InvalidInputError
-from hipsml.hips._healpix import log2_width, tile_pixel_indices
+from hipsml.hips import log2_width, tile_pixel_indices
 from hipsml.sky._write import (
     check_target,
     SurveyFrame,
@@ -236,7 +236,7 @@ def render_function_hips(
     if not callable(func):
         raise InvalidInputError(f"func must be callable as func(ra_deg, dec_deg); got {func!r}")
     plan = select_tiles(order, order_min, survey_frame, region=region, tiles=tiles)
-    check_target(path, overwrite=overwrite)
+    target = check_target(path, overwrite=overwrite)
     width = 1 << s
     all_sky = plan[order].size == 12 * 4**order
     logger.info(
@@ -251,7 +251,7 @@ def render_function_hips(
             values = np.broadcast_to(values, cells.shape)
         return values
 
-    with staged_directory(path, overwrite=overwrite) as staging:
+    with staged_directory(target, overwrite=overwrite) as staging:
         top = {int(n): evaluate(order, int(n)) for n in plan[order]}
         cut = pixel_cut(top.values())
         for k in range(order, order_min - 1, -1):
@@ -277,9 +277,9 @@ def render_function_hips(
             cut=cut,
             initial=initial,
             sky_fraction=plan[order].size / (12 * 4**order),
-            did_name=Path(path).name or "analytic",
+            did_name=target.name or "analytic",
         )
         write_properties(staging, fields)
         if not all_sky:
             write_moc(staging, order, plan[order], coordsys=survey_frame.coordsys)
-    return Path(path).expanduser().absolute()
+    return target

@@ -1,15 +1,20 @@
 """Writing HiPS directories: frames, ``properties``, FITS and PNG tiles, ``Moc.fits``.
 
 This is the only module of :mod:`hipsml.sky` that touches the disk. Every file is
-written under a temporary name and renamed into place, and a whole survey (or a whole
-synthetic sky) is built in a sibling staging folder ``{path}.tmp-XXXX`` that is renamed
-to ``path`` only once complete, so a reader never sees half a survey.
+written under a temporary name and renamed into place (:func:`hipsml._files.atomic_write_bytes`),
+and a whole survey (or a whole synthetic sky) is built in a sibling staging folder
+``{path}.tmp-XXXX`` that is renamed to ``path`` only once complete, so a reader never sees
+half a survey. Whether the output folder can be written is checked before any work
+(:func:`check_target`); an operating-system error while writing (a read-only or full file
+system, a path through a file) becomes an :class:`~hipsml.errors.OutputError` naming the
+path, and the staging folder is removed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import logging
 import os
 import shutil
@@ -21,24 +26,16 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from hipsml.errors import InvalidInputError
-from hipsml.hips._frames import icrs_to_frame
-from hipsml.hips._healpix import tile_path
-
-
-def _read_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
+from hipsml._files import atomic_write_bytes, file_mode, user_path
+from hipsml.errors import InvalidInputError, OutputError
+from hipsml.hips import COORDSYS, HIPS_FRAME_NAMES, canonical_format, canonical_frame, icrs_to_frame, tile_path
 
 __all__ = [
     "SurveyFrame",
     "parse_frame",
     "parse_formats",
     "check_target",
+    "probe_folder",
     "staged_directory",
     "write_fits_tile",
     "write_png_tile",
@@ -53,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 _BLANK = {16: -32768, 32: -2147483648}
 _INT_DTYPE = {16: np.int16, 32: np.int32}
+#: the tile formats hipsml.sky writes (spelled as hipsml.hips.TILE_FORMATS)
 _FORMATS = ("fits", "png")
 
 
@@ -91,60 +89,137 @@ def _rotation_to_icrs(frame_name: str) -> np.ndarray:
     return np.ascontiguousarray(icrs_to_frame(frame_name).T)
 
 
-_FRAME_ALIASES = {
-    "icrs": "icrs",
-    "equatorial": "icrs",
-    "c": "icrs",
-    "galactic": "galactic",
-    "g": "galactic",
-    "ecliptic": "ecliptic",
-    "e": "ecliptic",
-}
 _FRAME_CACHE: dict[str, SurveyFrame] = {}
 
 
 def parse_frame(frame: str) -> SurveyFrame:
-    """Normalise a frame name (``icrs``/``equatorial``, ``galactic``, ``ecliptic``).
+    """Normalise a frame name (``icrs``/``equatorial``/``C``, ``galactic``/``G``, ``ecliptic``/``E``).
 
+    The spellings are those of :data:`hipsml.hips.FRAME_ALIASES` (the one frame table);
     ``ecliptic`` is astropy's ``BarycentricMeanEcliptic`` with equinox J2000.
 
     Examples
     --------
     >>> parse_frame("equatorial").hips_frame
     'equatorial'
+    >>> parse_frame("G").name, parse_frame("G").coordsys
+    ('galactic', 'G')
     """
-    key = _FRAME_ALIASES.get(str(frame).lower()) if isinstance(frame, str) else None
+    key = canonical_frame(frame)
     if key is None:
         raise InvalidInputError(f"frame must be one of icrs, galactic, ecliptic; got {frame!r}")
     if key not in _FRAME_CACHE:
-        hips_frame = {"icrs": "equatorial", "galactic": "galactic", "ecliptic": "ecliptic"}[key]
-        coordsys = {"icrs": "C", "galactic": "G", "ecliptic": "E"}[key]
-        _FRAME_CACHE[key] = SurveyFrame(key, hips_frame, coordsys, _rotation_to_icrs(key))
+        _FRAME_CACHE[key] = SurveyFrame(key, HIPS_FRAME_NAMES[key], COORDSYS[key], _rotation_to_icrs(key))
     return _FRAME_CACHE[key]
 
 
 def parse_formats(formats: Iterable[str] | str) -> tuple[str, ...]:
-    """Validate tile formats: ``fits`` is always written; ``png`` is optional."""
+    """Validate tile formats: ``fits`` is always written; ``png`` is optional.
+
+    Spellings are those of :func:`hipsml.hips.canonical_format` (any case).
+
+    Examples
+    --------
+    >>> parse_formats(["PNG", "fits"])
+    ('fits', 'png')
+    """
     if isinstance(formats, str):
         formats = (formats,)
-    out = [str(f).strip().lower() for f in formats if str(f).strip()]
-    for f in out:
-        if f not in _FORMATS:
+    try:
+        names = [f for f in formats if not isinstance(f, str) or f.strip()]
+    except TypeError:
+        raise InvalidInputError(f"formats must be a list of tile formats (fits, png); got {formats!r}") from None
+    out = []
+    for f in names:
+        fmt = canonical_format(f)
+        if fmt is None:
             raise InvalidInputError(f"formats: unknown tile format {f!r}; expected fits and/or png")
+        if fmt not in _FORMATS:
+            raise InvalidInputError(f"formats: hipsml.sky writes fits and png tiles, not {fmt}")
+        out.append(fmt)
     if "fits" not in out:
         raise InvalidInputError(f"formats must include 'fits' (the data tiles); got {tuple(out)!r}")
     return tuple(f for f in _FORMATS if f in out)
 
 
+#: characters ``tempfile.mkdtemp`` adds to a staging folder's name (``.tmp-`` and 8 random)
+_STAGING_SUFFIX = len(".tmp-") + 8
+
+
+def _dir_mode() -> int:
+    """The mode of a new folder under this process's umask: a read bit brings its search bit."""
+    mode = file_mode()
+    return mode | ((mode & 0o444) >> 2)
+
+
 def check_target(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-    """Refuse early an output ``path`` that is a file, or a non-empty folder without ``overwrite``."""
-    target = Path(path).expanduser().absolute()
+    """Check, before any work, that an output folder can be published at ``path``; return it absolute.
+
+    Refused: a path that is not a path (``None``, NUL, ``~nouser``), an existing file, a
+    non-empty folder without ``overwrite``, a name too long for the file system (with room
+    for the staging suffix), a parent that is a file or not writable.
+
+    Raises
+    ------
+    InvalidInputError
+        ``path`` is not a usable path, is a file, or is a non-empty folder and ``overwrite`` is False.
+    OutputError
+        The folder cannot be created there.
+    """
+    target = user_path(path, what="output folder").absolute()
+    parent = next((p for p in target.parents if _exists(p)), None)
+    if parent is not None and not parent.is_dir():
+        raise OutputError(f"cannot write {target}: {parent} is a file, not a folder")
+    folder = parent if parent is not None else Path("/")
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    for part in target.parts:
+        if len(os.fsencode(part)) > limit:
+            raise OutputError(f"cannot write {target}: the name {part[:40]!r}... is longer than {limit} bytes")
+    if len(os.fsencode(target.name)) + _STAGING_SUFFIX > limit:
+        raise OutputError(
+            f"cannot write {target}: the name {target.name[:40]!r}... leaves no room, within the file system's "
+            f"{limit} bytes, for the {_STAGING_SUFFIX} characters of its staging folder; choose a shorter name"
+        )
     if target.exists():
         if not target.is_dir():
             raise InvalidInputError(f"path {target} exists and is not a directory")
         if not overwrite and any(target.iterdir()):
             raise InvalidInputError(f"path {target} exists and is not empty; pass overwrite=True to replace it")
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {target}: {folder} is not writable")
+    probe_folder(folder, target)
     return target
+
+
+def probe_folder(folder: Path, target: Path) -> None:
+    """Create and remove an empty folder in ``folder``: what the permission bits do not tell.
+
+    A read-only mount, ``/sys`` or ``/proc`` grant root every permission bit yet refuse to
+    create anything; this finds out before the work instead of after it.
+
+    Raises
+    ------
+    OutputError
+        Nothing can be created in ``folder`` (the message names ``target`` and the reason).
+    """
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".hipsml-probe-", dir=folder))
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: cannot create anything in {folder} ({exc.strerror or exc})") from None
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()``, False where the path cannot even be looked up (a name too long)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP):
+            return False
+        raise OutputError(f"cannot look at {path}: {exc.strerror or exc}") from None
+    return True
 
 
 @contextlib.contextmanager
@@ -156,14 +231,31 @@ def staged_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -
     An existing non-empty ``path`` is refused unless ``overwrite=True``.
     """
     target = check_target(path, overwrite=overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=target.parent))
-    os.chmod(staging, 0o777 & ~_UMASK)  # mkdtemp makes 0700; a survey is meant to be shared
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=target.parent))
+        os.chmod(staging, _dir_mode())  # mkdtemp makes 0700; a survey is meant to be shared
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
     try:
         yield staging
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OutputError):  # name the folder the user asked for, not the staging one
+            raise OutputError(str(exc).replace(os.fspath(staging), os.fspath(target))) from None
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
         raise
+    try:
+        _publish(staging, target)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(f"cannot publish {target}: {exc.strerror or exc}") from None
+    logger.info("published %s", target)
+
+
+def _publish(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target``, replacing (then removing) whatever is there."""
     old: Path | None = None
     if target.exists():
         if any(target.iterdir()):
@@ -175,21 +267,6 @@ def staged_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -
     os.rename(staging, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    logger.info("published %s", target)
-
-
-def _atomic_write_bytes(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _fits_bytes(hdul: fits.HDUList) -> bytes:
@@ -245,7 +322,7 @@ def write_fits_tile(
     for key, value in (extra or {}).items():
         hdu.header[key] = value
     dest = root / tile_path(order, npix, "fits")
-    _atomic_write_bytes(dest, _fits_bytes(fits.HDUList([hdu])))
+    atomic_write_bytes(dest, _fits_bytes(fits.HDUList([hdu])))
     return dest
 
 
@@ -266,7 +343,7 @@ def write_png_tile(root: Path, order: int, npix: int, data: np.ndarray, cut: tup
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(img), mode="L").save(buf, format="PNG")
     dest = root / tile_path(order, npix, "png")
-    _atomic_write_bytes(dest, buf.getvalue())
+    atomic_write_bytes(dest, buf.getvalue())
     return dest
 
 
@@ -290,7 +367,7 @@ def write_properties(root: Path, fields: Mapping[str, object]) -> Path:
     width = max(len(k) for k in fields)
     lines = [f"{k.ljust(width)} = {v}" for k, v in fields.items()]
     dest = root / "properties"
-    _atomic_write_bytes(dest, ("\n".join(lines) + "\n").encode("utf-8"))
+    atomic_write_bytes(dest, ("\n".join(lines) + "\n").encode("utf-8"))
     return dest
 
 
@@ -333,7 +410,7 @@ def write_moc(root: Path, order: int, cells: np.ndarray, *, coordsys: str = "C")
     hdr["MOCVERS"] = "2.0"
     hdr["MOCTOOL"] = "hipsml"
     dest = root / "Moc.fits"
-    _atomic_write_bytes(dest, _fits_bytes(fits.HDUList([fits.PrimaryHDU(), table])))
+    atomic_write_bytes(dest, _fits_bytes(fits.HDUList([fits.PrimaryHDU(), table])))
     return dest
 
 
