@@ -1,15 +1,14 @@
-"""The ``hipsml demo`` job: a synthetic labelled sky, cut into a labelled training array.
+"""The ``hipsml demo`` job: a synthetic labelled sky, turned into a versioned training set.
 
 :func:`run_demo` renders (or reuses) a small seeded synthetic sky with
-:func:`hipsml.sky.make_sky`, opens every band as a HiPS survey, cuts one multi-band
-cutout around every catalogue source in a single multi-survey call, and writes the
-array, its labels and a PNG mosaic. It is a command-line job, so it prints its report.
+:func:`hipsml.sky.make_sky`, writes the demo recipe beside it (the same recipe as
+``recipes/demo.yaml``, with paths relative to the demo folder), runs
+:func:`hipsml.extract_dataset` on it and draws a preview of the dataset. It is a
+command-line job, so it prints its report.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import shlex
@@ -19,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hipsml._files import atomic_write_bytes, user_path
+from hipsml._files import atomic_write_bytes, check_writable_file, user_path
 from hipsml.errors import InvalidInputError, OutputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from hipsml.sky import SyntheticSky
 
-__all__ = ["run_demo", "DEMO_SKY"]
+__all__ = ["run_demo", "DEMO_SKY", "DEMO_RECIPE"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +38,25 @@ DEMO_SKY: dict[str, Any] = {
     "radius": 0.3,
 }
 
-_EXAMPLES_PER_CLASS = 4
+#: the demo recipe, paths relative to the demo folder (``recipes/demo.yaml`` is the same recipe,
+#: annotated, with paths relative to ``recipes/``: a test keeps the two in step)
+DEMO_RECIPE = """\
+name: demo
+description: 64x64 cutouts of every source of the seeded synthetic sky in g, r, i and radio, labelled by class.
+surveys:
+  - {location: sky/g, name: g}
+  - {location: sky/r, name: r}
+  - {location: sky/i, name: i}
+  - {location: sky/radio, name: radio}
+targets:
+  file: sky/catalogue.ecsv
+  columns: {id: id, ra: ra, dec: dec, label: class}
+  carry: [flux_r, flux_radio]
+cutout: {size: 64, pixel_scale: 3.2, projection: TAN, interpolation: bilinear, rotation: 0}
+splits: {scheme: healpix, order: 10, salt: demo, fractions: {train: 0.8, val: 0.1, test: 0.1}}
+output: {path: datasets/demo, dtype: float32, compressor: lz4}
+compute: {workers: 2, threads_per_worker: 1, scheduler: threads}
+"""
 
 
 def _existing_sky(root: Path, *, n_sources: int, seed: int, order: int, tile_width: int) -> SyntheticSky | None:
@@ -94,71 +111,6 @@ def _existing_sky(root: Path, *, n_sources: int, seed: int, order: int, tile_wid
     )
 
 
-def _write_labels(path: Path, ids: np.ndarray, ra: np.ndarray, dec: np.ndarray, labels: np.ndarray) -> None:
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["id", "ra", "dec", "class"])
-    for row in zip(ids.tolist(), ra.tolist(), dec.tolist(), labels.tolist()):
-        writer.writerow([row[0], f"{row[1]:.8f}", f"{row[2]:.8f}", row[3]])
-    atomic_write_bytes(path, text.getvalue().encode("utf-8"))
-
-
-def _pick_examples(labels: np.ndarray, covered: np.ndarray, classes: tuple[str, ...], k: int) -> dict[str, list[int]]:
-    """Up to ``k`` cutouts of each class, fully covered ones first, in catalogue order."""
-    picks: dict[str, list[int]] = {}
-    for name in classes:
-        rows = np.flatnonzero(labels == name)
-        ranked = np.concatenate([rows[covered[rows]], rows[~covered[rows]]])
-        picks[name] = ranked[:k].tolist()
-    return picks
-
-
-def write_mosaic(
-    path: Path, images: np.ndarray, picks: dict[str, list[int]], bands: list[str], *, per_class: int
-) -> tuple[int, int]:
-    """Write a labelled PNG mosaic: one row per class, ``per_class`` examples, one panel per band.
-
-    Each band is stretched with :func:`~hipsml.extract._output.asinh_stretch` using limits
-    shared by all its panels (so panels of a band compare), north up. Returns ``(width, height)``.
-    """
-    from PIL import Image, ImageDraw, ImageFont
-
-    from hipsml.extract._output import asinh_stretch
-
-    size = images.shape[-1]
-    nb = len(bands)
-    gap, group_gap, left, top = 2, 10, 96, 30
-    group_w = nb * size + (nb - 1) * gap
-    width = left + per_class * group_w + (per_class - 1) * group_gap + gap
-    height = top + len(picks) * (size + group_gap)
-    canvas = Image.new("RGB", (width, height), (24, 24, 24))
-    draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
-    chosen = [i for rows in picks.values() for i in rows]
-    limits = []
-    for b in range(nb):
-        values = images[chosen, b] if chosen else np.zeros(1)
-        finite = values[np.isfinite(values)]
-        lo, hi = np.percentile(finite, (1.0, 99.8)) if finite.size else (0.0, 1.0)
-        limits.append((float(lo), float(hi)))
-    for e in range(per_class):
-        for b, name in enumerate(bands):
-            x = left + e * (group_w + group_gap) + b * (size + gap) + 2
-            draw.text((x, 8), name, fill=(220, 220, 220), font=font)
-    for r, (name, rows) in enumerate(picks.items()):
-        y = top + r * (size + group_gap)
-        draw.text((6, y + size // 2 - 6), name, fill=(220, 220, 220), font=font)
-        for e, i in enumerate(rows):
-            for b in range(nb):
-                panel = asinh_stretch(images[i, b : b + 1], limits=[limits[b]], softening=0.05)[0, ::-1]
-                x = left + e * (group_w + group_gap) + b * (size + gap)
-                canvas.paste(Image.fromarray(np.ascontiguousarray(panel), mode="L"), (x, y))
-    buf = io.BytesIO()
-    canvas.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
-    return width, height
-
-
 def run_demo(
     directory: str | os.PathLike[str],
     *,
@@ -169,18 +121,14 @@ def run_demo(
     order: int = DEMO_SKY["order"],
     tile_width: int = DEMO_SKY["tile_width"],
     radius: float = DEMO_SKY["radius"],
-    size: int = 64,
 ) -> dict[str, Any]:
-    """Render the demo sky and turn it into a labelled multi-band cutout array.
+    """Render the demo sky and build the demo training set from it with the demo recipe.
 
     Steps: render a seeded synthetic sky into ``directory/sky`` with
-    :func:`hipsml.sky.make_sky` (or reuse the complete sky already there); open each band
-    survey; cut ``size`` x ``size`` bilinear TAN cutouts around every catalogue source from
-    all bands in one call, at the sky's cell scale; write
-
-    - ``cutouts.npy``: float32 ``(N, C, size, size)``, channels in band order, row 0 south;
-    - ``cutouts_labels.csv``: ``id, ra, dec, class``, one row per cutout, same order;
-    - ``mosaic.png``: four examples of each class, one row per class, one panel per band.
+    :func:`hipsml.sky.make_sky` (or reuse the complete sky already there); write
+    ``directory/demo.yaml`` (:data:`DEMO_RECIPE`); run :func:`hipsml.extract_dataset` on it
+    into ``directory/datasets/demo`` (an unchanged sky and recipe write nothing the second
+    time); draw ``directory/preview.png``, four cutouts per split and class.
 
     Parameters
     ----------
@@ -192,35 +140,29 @@ def run_demo(
         Print what is done and a summary (the ``hipsml demo`` command's output).
     n_sources, seed, order, tile_width, radius
         The synthetic sky (defaults: :data:`DEMO_SKY`); smaller values make a quick test.
-    size : int
-        Cutout width in pixels.
 
     Returns
     -------
     dict
-        ``sky`` (:class:`~hipsml.sky.SyntheticSky`), ``sky_reused`` (bool), ``n_cutouts``,
-        ``shape``, ``channels``, ``pixel_scale`` (arcsec), ``covered_fraction``,
-        ``sky_seconds``, ``warmup_seconds`` (loading or compiling the kernels, excluded from
-        the rate), ``cutout_seconds``, ``rate`` (cutouts/s), ``tiles_read`` and
-        ``files`` (name -> path of ``cutouts``, ``labels``, ``mosaic``).
+        ``sky`` (:class:`~hipsml.sky.SyntheticSky`), ``sky_reused`` (bool), ``dataset``
+        (:class:`~hipsml.Dataset`), ``sky_seconds``, ``extract_seconds`` and ``files``
+        (name -> path of ``recipe``, ``dataset``, ``preview``).
 
     Examples
     --------
     >>> report = run_demo("demo-output", progress=False)  # doctest: +SKIP
-    >>> report["shape"]  # doctest: +SKIP
+    >>> report["dataset"].images.shape  # doctest: +SKIP
     (400, 4, 64, 64)
     """
-    from hipsml import open_survey
-    from hipsml.extract import cutouts
-    from hipsml.extract._output import check_output_file, write_npy
+    from hipsml.dataset import extract_dataset, preview_dataset
     from hipsml.sky import make_sky
-    from hipsml.sky._make import CLASSES
 
     out = user_path(directory, what="demo directory")
+    files = {"recipe": out / "demo.yaml", "dataset": out / "datasets" / "demo", "preview": out / "preview.png"}
     # before any work: every output can be created (the folder is not a file, its name
     # fits the file system, its parent is writable)
-    for name in ("cutouts.npy", "cutouts_labels.csv", "mosaic.png"):
-        check_output_file(out / name, what="demo directory", probe=True)
+    for name in ("recipe", "preview"):
+        check_writable_file(files[name], what="demo directory")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -236,96 +178,40 @@ def run_demo(
     if sky is None:
         say(f"rendering the demo sky into {out / 'sky'} ...")
         sky = make_sky(
-            out / "sky",
-            n_sources=n_sources,
-            seed=seed,
-            order=order,
-            tile_width=tile_width,
-            center=DEMO_SKY["center"],
-            radius=radius,
-            progress=progress,
-        )
+            out / "sky", n_sources=n_sources, seed=seed, order=order, tile_width=tile_width,
+            center=DEMO_SKY["center"], radius=radius, progress=progress,
+        )  # fmt: skip
     else:
         say(f"reusing the demo sky already in {sky.root}")
     t_sky = time.perf_counter() - t0
     say(sky.summary())
 
-    catalogue = sky.catalogue()
-    ra = np.asarray(catalogue["ra"], dtype=np.float64)
-    dec = np.asarray(catalogue["dec"], dtype=np.float64)
-    labels = np.asarray(catalogue["class"]).astype(str)
-    ids = np.asarray(catalogue["id"], dtype=np.int64)
-    bands = list(sky.band_paths)
-    surveys = [open_survey(sky.band_paths[b]) for b in bands]
-
-    # load the compiled kernels once (numba's on-disk cache) so the timing below is the work
-    t_warm = time.perf_counter()
-    if ra.size:
-        cutouts(surveys, (ra[:1], dec[:1]), size=size, pixel_scale=sky.pixel_scale_arcsec)
-    for survey in surveys:
-        survey.clear_cache()
-    t_warm = time.perf_counter() - t_warm
-    logger.info("kernel warm-up in %.2f s", t_warm)
-
+    atomic_write_bytes(files["recipe"], DEMO_RECIPE.encode("utf-8"))
+    say(f"\nextracting the demo dataset: hipsml extract {shlex.quote(str(files['recipe']))}")
     t1 = time.perf_counter()
-    result = cutouts(
-        surveys, (ra, dec), size=size, pixel_scale=sky.pixel_scale_arcsec, interpolation="bilinear", progress=progress
-    )
-    t_cut = time.perf_counter() - t1
-    n = result.images.shape[0]
-    rate = n / t_cut if t_cut > 0 else float("inf")
-    logger.info("%d cutouts in %.3f s (%.0f/s), %d tiles read", n, t_cut, rate, result.tiles_read)
-
-    files = {"cutouts": out / "cutouts.npy", "labels": out / "cutouts_labels.csv", "mosaic": out / "mosaic.png"}
-    write_npy(files["cutouts"], result.images)
-    _write_labels(files["labels"], ids, ra, dec, labels)
-    covered = result.mask.reshape(n, -1).all(axis=1) if n else np.zeros(0, dtype=bool)
-    picks = _pick_examples(labels, covered, CLASSES, _EXAMPLES_PER_CLASS)
-    mosaic_size = write_mosaic(files["mosaic"], result.images, picks, bands, per_class=_EXAMPLES_PER_CLASS)
-
-    covered_fraction = float(result.mask.mean()) if n else 0.0
+    ds = extract_dataset(files["recipe"], progress=progress)
+    t_extract = time.perf_counter() - t1
+    say(ds.report.summary())
+    preview_dataset(ds, files["preview"])
+    counts = np.bincount(ds.column("split"), minlength=len(ds.split_names))
     say(
         "\n".join(
             [
-                f"cutouts: {n} x {len(bands)} bands ({', '.join(bands)}) of {size} x {size} pixels at "
-                f"{result.pixel_scale:.3f} arcsec/pixel, bilinear TAN, HiPS order "
-                f"{', '.join(str(k) for k in sorted(set(result.orders)))}",
-                f"  array {tuple(result.images.shape)} float32, {covered_fraction * 100:.2f}% of pixels covered, "
-                f"{int(covered.sum())} cutouts fully covered",
-                f"  {t_cut:.2f} s, {rate:,.0f} cutouts/s ({n * len(bands) / max(t_cut, 1e-9):,.0f} single-band "
-                f"images/s), {result.tiles_read} tiles read",
-                f"sky {'reused' if reused else 'rendered'} in {t_sky:.2f} s; kernel load/compile {t_warm:.2f} s "
-                f"(not in the rate; compiled once per install); total {time.perf_counter() - t0:.2f} s",
-                "files written:",
-                f"  {files['cutouts']}  (N, C, H, W) float32, row 0 south",
-                f"  {files['labels']}  id, ra, dec, class",
-                f"  {files['mosaic']}  {mosaic_size[0]} x {mosaic_size[1]}: {_EXAMPLES_PER_CLASS} examples per class "
-                "(rows), one panel per band, north up",
+                f"dataset: {files['dataset']} v{ds.version}: images {tuple(ds.images.shape)} {ds.images.dtype}, "
+                f"channels {', '.join(ds.channels)}, classes {', '.join(ds.label_names or [])}",
+                "  splits: " + ", ".join(f"{n} {c}" for n, c in zip(ds.split_names, counts.tolist())),
+                f"  preview: {files['preview']} (four cutouts per split and class, one panel per band, north up)",
+                "next:",
+                "  python -c \"import hipsml; ds = hipsml.open_dataset('" + str(files["dataset"]) + "'); print(ds.table[:5])\"",
+                "  hipsml datasets " + shlex.quote(str(files["dataset"])),
             ]
-            + (
-                [
-                    "next: a colour cutout of the first source, north up:",
-                    "  hipsml cutout "
-                    + " ".join(f"--hips {shlex.quote(str(sky.band_paths[b]))}" for b in ("i", "r", "g"))
-                    + f" --ra {ra[0]:.5f} --dec {dec[0]:.5f} --size 128 --out source0.png",
-                ]
-                if n and {"g", "r", "i"} <= set(bands)
-                else []
-            )
         )
     )
     return {
         "sky": sky,
         "sky_reused": reused,
-        "n_cutouts": n,
-        "shape": tuple(result.images.shape),
-        "channels": result.channels,
-        "pixel_scale": result.pixel_scale,
-        "covered_fraction": covered_fraction,
+        "dataset": ds,
         "sky_seconds": t_sky,
-        "cutout_seconds": t_cut,
-        "warmup_seconds": t_warm,
-        "rate": rate,
-        "tiles_read": result.tiles_read,
+        "extract_seconds": t_extract,
         "files": files,
     }

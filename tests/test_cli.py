@@ -310,44 +310,53 @@ def test_survey_info_prints_layout(surveys, capsys):
 def test_run_demo_tiny_sky(tmp_path, capsys):
     from hipsml._demo import run_demo
 
-    knobs = {"n_sources": 30, "order": 6, "tile_width": 64, "radius": 0.6, "size": 16}
+    knobs = {"n_sources": 30, "order": 6, "tile_width": 64, "radius": 0.6}
     report = run_demo(tmp_path / "d", progress=False, **knobs)
     printed = capsys.readouterr().out
     files = report["files"]
-    assert "cutouts/s" in printed and str(files["mosaic"]) in printed and "sources: 30" in printed
-
-    arr = np.load(files["cutouts"])
-    assert arr.shape == (30, 4, 16, 16) == report["shape"] and arr.dtype == np.float32
+    assert "published v1" in printed and str(files["preview"]) in printed and "sources: 30" in printed
+    ds = report["dataset"]
+    assert ds.images.shape == (30, 4, 64, 64) and ds.images.dtype == np.float32
+    assert ds.channels == ["g", "r", "i", "radio"]
     sky = report["sky"]
     catalogue = Table.read(sky.catalogue_path, format="ascii.ecsv")
-    with open(files["labels"], newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["id", "ra", "dec", "class"]
-    assert [int(r["id"]) for r in rows] == list(catalogue["id"])
-    assert [r["class"] for r in rows] == list(catalogue["class"])
-    np.testing.assert_allclose([float(r["dec"]) for r in rows], catalogue["dec"], atol=1e-8)
-    # row 7 of the array is the cutout around source 7, from every band at the sky's cell scale
+    # the row holding source 7 is its cutout in every band, labelled with its class
+    row = int(np.flatnonzero(ds.column("id") == 7)[0])
     bands = [hipsml.open_survey(sky.band_paths[b]) for b in ("g", "r", "i", "radio")]
-    one = cutouts(bands, ([catalogue["ra"][7]], [catalogue["dec"][7]]), size=16, pixel_scale=sky.pixel_scale_arcsec)
-    np.testing.assert_array_equal(arr[7], one.images[0])
-    with Image.open(files["mosaic"]) as im:
-        assert im.mode == "RGB" and im.size[0] > 4 * 4 * 16 and im.size[1] > 4 * 16
-    assert report["rate"] > 0 and not report["sky_reused"]
+    one = cutouts(bands, ([catalogue["ra"][7]], [catalogue["dec"][7]]), size=64, pixel_scale=3.2)
+    np.testing.assert_array_equal(ds.images[row], one.images[0])
+    assert ds.label_names[ds.column("label")[row]] == catalogue["class"][7]
+    with Image.open(files["preview"]) as im:
+        assert im.mode == "RGB" and im.size[0] > 4 * 4 * 64
+    assert not report["sky_reused"]
 
     again = run_demo(tmp_path / "d", progress=False, report=False, **knobs)
-    assert again["sky_reused"]
-    np.testing.assert_array_equal(np.load(files["cutouts"]), arr)
+    assert again["sky_reused"] and again["dataset"].report.created is False and again["dataset"].version == 1
     with pytest.raises(InvalidInputError, match="different"):
         run_demo(tmp_path / "d", progress=False, report=False, **{**knobs, "n_sources": 31})
+
+
+def test_demo_recipe_is_the_recipe_in_recipes_folder(tmp_path):
+    import yaml
+
+    from hipsml._demo import DEMO_RECIPE
+    from hipsml.dataset import load_recipe, parse_recipe
+
+    repo = Path(__file__).resolve().parents[1]
+    shipped = load_recipe(repo / "recipes" / "demo.yaml")
+    packaged = parse_recipe(yaml.safe_load(DEMO_RECIPE), base_dir=repo / "demo-output")
+    assert shipped.canonical() == packaged.canonical()
+    assert [shipped.resolve(s.location) for s in shipped.surveys] == [packaged.resolve(s.location) for s in packaged.surveys]
+    assert Path(shipped.resolve(shipped.output.path)).resolve() == Path(packaged.resolve(packaged.output.path)).resolve()
 
 
 @pytest.mark.slow
 def test_demo_command_end_to_end(tmp_path, capsys):
     out = run_ok(["-q", "demo", str(tmp_path / "demo")], capsys)
     assert "sources: 400" in out and "cutouts/s" in out
-    arr = np.load(tmp_path / "demo" / "cutouts.npy", mmap_mode="r")
-    assert arr.shape == (400, 4, 64, 64)
-    assert {p.name for p in (tmp_path / "demo").iterdir()} == {"sky", "cutouts.npy", "cutouts_labels.csv", "mosaic.png"}
+    ds = hipsml.open_dataset(tmp_path / "demo" / "datasets" / "demo")
+    assert ds.images.shape == (400, 4, 64, 64)
+    assert {p.name for p in (tmp_path / "demo").iterdir()} == {"sky", "demo.yaml", "datasets", "preview.png"}
 
 
 def test_demo_refuses_a_file_as_directory(tmp_path, capsys):

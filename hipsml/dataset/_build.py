@@ -220,12 +220,13 @@ def _software() -> dict[str, str]:
 
 
 def _survey_identity(recipe: Recipe, surveys: list[Any], spec: CutoutSpec) -> list[dict[str, Any]]:
+    """What identifies each survey's content (not where it is read from: a mirror is the same survey)."""
     out = []
     for entry, sv, k in zip(recipe.surveys, surveys, spec.orders):
         p = sv.properties
         out.append({
-            "location": entry.location,
             "creator_did": p.get("creator_did") or p.get("publisher_did") or "",
+            "title": p.get("obs_title", ""),
             "release_date": p.get("hips_release_date", ""),
             "tile_format": p.get("hips_tile_format", ""),
             "frame": sv.frame,

@@ -232,12 +232,20 @@ class Recipe(_Section):
         if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", path):
             return path
         p = user_path(path, what="path")
-        return os.fspath(p if p.is_absolute() else Path(self.base_dir) / p)
+        return os.path.normpath(p if p.is_absolute() else Path(self.base_dir) / p)
 
     def canonical(self) -> dict[str, Any]:
-        """The recipe's content as plain JSON data: what defines the dataset (no compute, no output path)."""
-        data = self.model_dump(mode="json", exclude={"compute", "base_dir"})
+        """The recipe as plain JSON data, less what does not define the dataset's content.
+
+        Left out: ``description``, ``compute``, ``output.path``, and where the surveys and the targets file
+        are (the dataset's hash covers the surveys' identity and the targets' content, so a
+        mirror and the original archive give the same version).
+        """
+        data = self.model_dump(mode="json", exclude={"description", "compute", "base_dir"})
         data["output"].pop("path", None)
+        for survey in data["surveys"]:
+            survey.pop("location", None)
+        data["targets"].pop("file", None)
         return data
 
     def canonical_json(self) -> str:

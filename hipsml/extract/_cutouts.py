@@ -218,7 +218,7 @@ def choose_order(survey: Any, pixel_scale_arcsec: float) -> int:
     --------
     >>> from types import SimpleNamespace
     >>> survey = SimpleNamespace(order_min=3, order=9, tile_width=512)
-    >>> choose_order(survey, 1.0), choose_order(survey, 60.0), choose_order(survey, 1e-3)
+    >>> choose_order(survey, 2.0), choose_order(survey, 60.0), choose_order(survey, 1e-3)
     (8, 3, 9)
     """
     s = log2_width(survey.tile_width)

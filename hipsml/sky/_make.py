@@ -639,7 +639,7 @@ def make_sky(
                 cut=cut,
                 initial=(ra0 % 360.0, dec0, min(180.0, 2.0 * float(radius))),
                 sky_fraction=tiles.size / (12 * 4**order),
-                did_name=f"{b}",
+                did_name=f"seed{seed}-n{n_sources}/{b}",
                 extra={"hips_hierarchy": "mean", "obs_regime": band.regime.capitalize(), "hips_sampling": "none"},
             )
             write_properties(broot, fields)
