@@ -370,6 +370,18 @@ class _Deadlines:
 _DEADLINES = _Deadlines()
 
 
+def _reset_after_fork() -> None:
+    """A forked child starts with fresh locks and no timer thread (the parent's may be mid-update)."""
+    global _DEADLINES, _connections_lock
+    _DEADLINES = _Deadlines()
+    _connections_lock = threading.Lock()
+    _connections_in_use.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 class _Retry(Exception):
     """Internal signal: this attempt failed in a way worth retrying."""
 
