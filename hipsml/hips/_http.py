@@ -674,7 +674,9 @@ class HttpTileStore:
             return failure.retry_after
         return random.uniform(0.0, min(self.max_backoff, self.backoff * (2.0**attempt)))
 
-    def _download(self, url: str, decode: Callable[[bytes], T], cached: Path | None, limit: int = _MAX_BODY_BYTES) -> T | None:
+    def _download(
+        self, url: str, decode: Callable[[bytes], T], cached: Path | None, limit: int = _MAX_BODY_BYTES
+    ) -> T | None:
         attempts = self.retries + 1
         start = time.monotonic()
         last_reason = "no attempt made"
@@ -683,7 +685,8 @@ class HttpTileStore:
         for attempt in range(attempts):
             remaining = self.max_total_time - (time.monotonic() - start)
             try:
-                body = self._get_once(url, attempt, attempts, min(self.deadline, remaining), limit, remaining < self.deadline)
+                budget = min(self.deadline, remaining)
+                body = self._get_once(url, attempt, attempts, budget, limit, remaining < self.deadline)
                 if body is None:
                     self._remember_missing(url)
                     return None
@@ -759,7 +762,9 @@ class HttpTileStore:
             " (a very slow or stalled server); try later, or pass a larger deadline="
         )
 
-    def _request(self, url: str, timeout: tuple[float, float], deadline: float, limit: int, total: bool) -> bytes | None:
+    def _request(
+        self, url: str, timeout: tuple[float, float], deadline: float, limit: int, total: bool
+    ) -> bytes | None:
         """The GET itself: the body, ``None`` for absent, :class:`_Retry` or :class:`FetchError`."""
         try:
             # verify per request: a session attribute loses to REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
