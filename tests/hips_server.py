@@ -25,8 +25,9 @@ truncated body (``Content-Length`` announces the full size, part is sent, then t
 socket is closed); a corrupt body (random bytes of the right length, the same bytes on
 every request unless ``vary=True``); a slow reply (sleep, then serve normally); a drip
 (the headers at once, then the body one byte every ``interval`` seconds: a slow-loris
-server) and a head drip (the status line and headers themselves a byte at a time); a redirect to any ``Location``; and a body given by the test (``Fault.body``,
-e.g. a gzip bomb) instead of the file.
+server); a head drip (the status line and headers themselves a byte at a time); a
+redirect to any ``Location``; and a body given by the test (``Fault.body``, e.g. a gzip
+bomb) instead of the file.
 
 The server speaks HTTP/1.1 with keep-alive, so clients' connection pooling is
 exercised, and only ever binds 127.0.0.1. With ``tls=(certfile, keyfile)`` it speaks
@@ -152,6 +153,7 @@ class _Rule:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stall
     server: _Server
     timeout = 30  # idle keep-alive connections end after this many seconds
 

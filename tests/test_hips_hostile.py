@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 import tracemalloc
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -272,6 +273,39 @@ def test_honest_gzip_fits_tile_still_decodes(tmp_path: Path) -> None:
     # a stream cut short is corrupt, not a hang
     with pytest.raises(TileDecodeError, match="truncated"):
         decode_tile(gzip.compress(raw)[:-30], "fits", source="t", width=W)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A real 1x1 PNG whose IHDR is rewritten (with a valid CRC) to claim ``width`` x ``height``."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = 8  # after the signature: length (4), b"IHDR" (4), fields (13), CRC (4)
+    data[ihdr + 8 : ihdr + 16] = struct.pack(">II", width, height)
+    data[ihdr + 21 : ihdr + 25] = struct.pack(">I", zlib.crc32(bytes(data[ihdr + 4 : ihdr + 21])))
+    return bytes(data)
+
+
+def test_image_tiles_claiming_huge_sizes_are_refused_before_decoding() -> None:
+    bomb = png_claiming(12000, 12000)  # under Pillow's own refusal (179 M pixels), over 4096^2
+    tracemalloc.start()
+    try:
+        with pytest.raises(TileDecodeError, match="declares tiles 8x8"):
+            decode_tile(bomb, "png", source="t.png", width=W)
+        with pytest.raises(TileDecodeError, match="larger than any HiPS tile or Allsky"):
+            decode_tile(bomb, "png", source="Allsky.png")
+        # an uncompressed FITS header claiming 2^32 pixels: refused before any copy
+        with pytest.raises(TileDecodeError, match="65536x65536 pixels is larger than a tile of this survey"):
+            decode_tile(fits_header(65536, 65536, bitpix=8) + bytes(2880), "fits", source="t.fits", width=W)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
 
 
 def test_gzip_bomb_over_http_is_fetched_twice_not_six_times(

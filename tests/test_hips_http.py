@@ -311,7 +311,8 @@ def test_the_same_corrupt_body_twice_is_not_fetched_again(
     server = hips_server(survey)
     server.inject(TILES[0], then=Fault.corrupt())  # the same random bytes on every request
     with HttpTileStore(server.url, cache_dir=tmp_path / "cache", retries=5, backoff=0.001) as store:
-        with pytest.raises(TileDecodeError, match=re.escape(store.url_for(TILES[0])) + " returned the same corrupt body twice"):
+        same_twice = re.escape(store.url_for(TILES[0])) + " returned the same corrupt body twice"
+        with pytest.raises(TileDecodeError, match=same_twice):
             store.fetch(TILES[0], decode_fits)
     assert server.count(TILES[0]) == 2
     assert cache_files(tmp_path / "cache") == set()

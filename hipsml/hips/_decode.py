@@ -240,7 +240,13 @@ def _decode_fits_fast(buf: bytes, source: str, width: int | None) -> np.ndarray:
         raise TileDecodeError(f"{source}: FITS BITPIX = {bitpix_f!r} is not one of 8, 16, 32, 64, -32, -64")
     bitpix = int(bitpix_f)
     dtype = _DTYPES[bitpix]
-    count = int(np.prod(shape))
+    count = int(np.prod(shape, dtype=object))
+    most = _MAX_TILE_PIXELS if width is None else 3 * width * width
+    if count > most:  # checked before any float copy is made
+        raise TileDecodeError(
+            f"{source}: FITS image of {'x'.join(map(str, shape))} pixels is larger than"
+            f" {'a tile of this survey' if width is not None else 'any HiPS tile or Allsky'} can be"
+        )
     nbytes = count * dtype.itemsize
     if data_start + nbytes > len(buf):
         gap = buf[unpadded_start:data_start]
@@ -363,6 +369,10 @@ def _decode_image(data: bytes, fmt: str, source: str, channels: int | None, widt
             if width is not None and im.size != (width, width):  # checked before inflating the pixels
                 raise TileDecodeError(
                     f"{source}: tile is {im.size[1]}x{im.size[0]} pixels, but the survey declares tiles {width}x{width}"
+                )
+            if im.size[0] * im.size[1] > _MAX_TILE_PIXELS:
+                raise TileDecodeError(
+                    f"{source}: image of {im.size[1]}x{im.size[0]} pixels is larger than any HiPS tile or Allsky"
                 )
             im.load()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:

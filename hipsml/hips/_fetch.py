@@ -24,8 +24,16 @@ from urllib.parse import unquote, urlparse
 from hipsml._files import read_regular_file, user_path
 from hipsml.errors import InvalidInputError, InvalidLocationError, SurveyNotFoundError
 
-__all__ = ["TileStore", "LocalTileStore", "open_store", "check_relpath", "max_file_bytes", "MAX_FILE_BYTES", "HTTP_OPTIONS",
-           "check_http_options"]
+__all__ = [
+    "TileStore",
+    "LocalTileStore",
+    "open_store",
+    "check_relpath",
+    "check_http_options",
+    "max_file_bytes",
+    "MAX_FILE_BYTES",
+    "HTTP_OPTIONS",
+]
 
 #: The options of :class:`~hipsml.hips._http.HttpTileStore` (also accepted by :func:`hipsml.open_survey`).
 HTTP_OPTIONS: tuple[str, ...] = (
@@ -201,7 +209,9 @@ def open_store(location: str | os.PathLike[str], **http_options: object) -> Tile
     try:
         parsed = urlparse(text)
     except ValueError as exc:  # "Invalid IPv6 URL" for http://[::1/x
-        raise InvalidLocationError(f"malformed survey location {text!r} ({exc}); check the brackets and the host") from None
+        raise InvalidLocationError(
+            f"malformed survey location {text!r} ({exc}); check the brackets and the host"
+        ) from None
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
         from hipsml.hips._http import HttpTileStore

@@ -6,7 +6,14 @@ extension back to a format, imports these tables; none keeps its own copy.
 
 from __future__ import annotations
 
-__all__ = ["TILE_FORMATS", "FORMAT_PREFERENCE", "FORMAT_ALIASES", "FORMAT_EXTENSIONS", "EXTENSION_FORMATS", "canonical_format"]
+__all__ = [
+    "TILE_FORMATS",
+    "FORMAT_PREFERENCE",
+    "FORMAT_ALIASES",
+    "FORMAT_EXTENSIONS",
+    "EXTENSION_FORMATS",
+    "canonical_format",
+]
 
 #: The tile formats hipsml can decode, in HiPS spelling (``hips_tile_format``).
 TILE_FORMATS: tuple[str, ...] = ("fits", "png", "jpeg")

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import heapq
 import http.cookiejar
 import logging
 import os
@@ -285,22 +286,24 @@ class _TrackedHTTPSPool(urllib3.HTTPSConnectionPool):
 
 
 class _Watchdog:
-    """Shut the socket of the calling thread's request if it is still running after ``seconds``."""
+    """Shut the socket of the calling thread's request if it is still running after ``seconds``.
+
+    All watchdogs share one timer thread (:data:`_DEADLINES`): starting and stopping one is a
+    heap push and a flag, not a thread per request.
+    """
 
     def __init__(self, seconds: float) -> None:
         self.thread = threading.get_ident()
         self.expired = False
-        self._done = False
+        self.done = False
         self._lock = threading.Lock()
         with _connections_lock:
             _connections_in_use.pop(self.thread, None)
-        self._timer = threading.Timer(max(0.0, seconds), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        _DEADLINES.add(self, time.monotonic() + max(0.0, seconds))
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         with self._lock:
-            if self._done:
+            if self.done:
                 return
             self.expired = True
             with _connections_lock:
@@ -314,10 +317,69 @@ class _Watchdog:
 
     def stop(self) -> None:
         with self._lock:
-            self._done = True
-        self._timer.cancel()
+            self.done = True
+        _DEADLINES.discard()
         with _connections_lock:
             _connections_in_use.pop(self.thread, None)
+
+
+class _Deadlines:
+    """One daemon thread that fires the watchdogs whose time has come (a heap of deadlines)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Watchdog]] = []
+        self._seq = 0
+        self._live = 0
+        self._thread: threading.Thread | None = None
+
+    def add(self, watchdog: _Watchdog, when: float) -> None:
+        with self._cond:
+            self._seq += 1
+            self._live += 1
+            heapq.heappush(self._heap, (when, self._seq, watchdog))
+            if self._thread is None or not self._thread.is_alive():  # first use, or after a fork
+                self._thread = threading.Thread(target=self._run, name="hipsml-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def discard(self) -> None:
+        """One watchdog stopped: drop stopped entries when they outnumber the live ones."""
+        with self._cond:
+            self._live -= 1
+            if len(self._heap) > 1024 and len(self._heap) > 4 * self._live:
+                self._heap = [item for item in self._heap if not item[2].done]
+                heapq.heapify(self._heap)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                when, _, watchdog = self._heap[0]
+                if not watchdog.done:
+                    delay = when - time.monotonic()
+                    if delay > 0:
+                        self._cond.wait(delay)
+                        continue
+                heapq.heappop(self._heap)
+            if not watchdog.done:
+                watchdog.fire()
+
+
+_DEADLINES = _Deadlines()
+
+
+def _reset_after_fork() -> None:
+    """A forked child starts with fresh locks and no timer thread (the parent's may be mid-update)."""
+    global _DEADLINES, _connections_lock
+    _DEADLINES = _Deadlines()
+    _connections_lock = threading.Lock()
+    _connections_in_use.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class _Retry(Exception):
@@ -612,7 +674,9 @@ class HttpTileStore:
             return failure.retry_after
         return random.uniform(0.0, min(self.max_backoff, self.backoff * (2.0**attempt)))
 
-    def _download(self, url: str, decode: Callable[[bytes], T], cached: Path | None, limit: int = _MAX_BODY_BYTES) -> T | None:
+    def _download(
+        self, url: str, decode: Callable[[bytes], T], cached: Path | None, limit: int = _MAX_BODY_BYTES
+    ) -> T | None:
         attempts = self.retries + 1
         start = time.monotonic()
         last_reason = "no attempt made"
@@ -621,7 +685,8 @@ class HttpTileStore:
         for attempt in range(attempts):
             remaining = self.max_total_time - (time.monotonic() - start)
             try:
-                body = self._get_once(url, attempt, attempts, min(self.deadline, remaining), limit, remaining < self.deadline)
+                budget = min(self.deadline, remaining)
+                body = self._get_once(url, attempt, attempts, budget, limit, remaining < self.deadline)
                 if body is None:
                     self._remember_missing(url)
                     return None
@@ -697,7 +762,9 @@ class HttpTileStore:
             " (a very slow or stalled server); try later, or pass a larger deadline="
         )
 
-    def _request(self, url: str, timeout: tuple[float, float], deadline: float, limit: int, total: bool) -> bytes | None:
+    def _request(
+        self, url: str, timeout: tuple[float, float], deadline: float, limit: int, total: bool
+    ) -> bytes | None:
         """The GET itself: the body, ``None`` for absent, :class:`_Retry` or :class:`FetchError`."""
         try:
             # verify per request: a session attribute loses to REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE

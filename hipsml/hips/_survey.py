@@ -231,7 +231,8 @@ class HipsSurvey:
         present = tuple(sorted({int(k) for k in found if low <= int(k) <= high}))
         if not present:
             logger.warning(
-                "%s declares orders %d..%d but none of them holds tiles; every tile will read as None", source, low, high
+                "%s declares orders %d..%d but none of them holds tiles; every tile will read as None",
+                source, low, high,
             )
             self.orders = ()
             return
