@@ -162,7 +162,7 @@ def run_demo(
     # before any work: every output can be created (the folder is not a file, its name
     # fits the file system, its parent is writable)
     for name in ("recipe", "preview"):
-        check_writable_file(files[name], what="demo directory")
+        check_writable_file(files[name], what="demo directory", probe=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

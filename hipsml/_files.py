@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from hipsml.errors import InputFileError, InvalidInputError, OutputError
+from hipsml.errors import HipsmlError, InputFileError, InvalidInputError, OutputError
 
 __all__ = ["user_path", "atomic_write", "atomic_write_bytes", "file_mode", "check_writable_file", "read_regular_file"]
 
@@ -73,33 +73,56 @@ def user_path(path: str | os.PathLike[str], *, what: str = "path") -> Path:
         raise InvalidInputError(f"{what} {text!r}: no user named {user!r} to expand '~{user}'") from None
 
 
-def check_writable_file(path: str | os.PathLike[str], *, what: str = "output") -> Path:
+def check_writable_file(path: str | os.PathLike[str], *, what: str = "output", probe: bool = False) -> Path:
     """Check, before any work, that a file can be created at ``path``; return it expanded.
 
-    The nearest existing parent must be a writable folder, and the name must not exceed the
-    file system's limit. Nothing is created.
+    The nearest existing parent must be a writable folder, and no name may exceed the file
+    system's limit. Any operating-system error met while looking (a name too long, a path
+    through a file, a folder that cannot be searched) is an :class:`OutputError` naming the
+    path. With ``probe=True`` an empty file is also created and removed in the nearest
+    existing folder, which finds read-only mounts (and ``/sys``) that grant root every
+    permission bit: for a command about to do minutes of work, not for each of many files.
 
     Raises
     ------
+    InvalidInputError
+        ``path`` is not a path (``None``, a number, text holding NUL, ``~nouser``).
     OutputError
-        The file cannot be written (the message names the path and the reason).
+        The file cannot be created there (the message names the path and the reason).
+
+    Examples
+    --------
+    >>> check_writable_file("cutouts/m31.fits").name
+    'm31.fits'
     """
     dest = user_path(path, what=what)
-    if dest.is_dir():
-        raise OutputError(f"cannot write {os.fspath(dest)}: it is a folder; give a file name")
-    blocker = next((p for p in dest.parents if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise OutputError(f"cannot write {os.fspath(dest)}: {os.fspath(blocker)} is a file, not a folder")
-    folder = blocker if blocker is not None else Path(".")
     try:
-        limit = os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        limit = 255
-    for part in dest.parts:
-        if len(os.fsencode(part)) > limit:
-            raise OutputError(f"cannot write {os.fspath(dest)}: the name {part[:40]!r}... is longer than {limit} bytes")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {os.fspath(dest)}: {os.fspath(folder)} is not writable")
+        for part in dest.parts:
+            if len(os.fsencode(part)) > 255:
+                raise OutputError(f"cannot write {os.fspath(dest)}: the name {part[:40]!r}... is longer than 255 bytes")
+        if dest.is_dir():
+            raise OutputError(f"cannot write {os.fspath(dest)}: it is a folder; give a file name")
+        blocker = next((p for p in dest.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise OutputError(f"cannot write {os.fspath(dest)}: {os.fspath(blocker)} is a file, not a folder")
+        folder = blocker if blocker is not None else Path(".")
+        try:
+            limit = os.pathconf(folder, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            limit = 255
+        for part in dest.parts:
+            if len(os.fsencode(part)) > limit:
+                raise OutputError(f"cannot write {os.fspath(dest)}: the name {part[:40]!r}... is longer than {limit} bytes")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot write {os.fspath(dest)}: {os.fspath(folder)} is not writable")
+        if probe:
+            fd, tmp = tempfile.mkstemp(prefix=".hipsml-probe-", dir=folder)
+            os.close(fd)
+            os.unlink(tmp)
+    except OSError as exc:
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"cannot write {os.fspath(dest)}: {exc.strerror or exc}") from None
     return dest
 
 
@@ -125,14 +148,16 @@ def atomic_write(path: str | os.PathLike[str], *, mode: int | None = None) -> It
     b'hello'
     """
     dest = user_path(path, what="output")
-    if dest.is_dir():
-        raise OutputError(f"cannot write {os.fspath(dest)}: it is a folder; give a file name")
-    blocker = next((p for p in dest.parents if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise OutputError(f"cannot write {os.fspath(dest)}: {os.fspath(blocker)} is a file, not a folder")
     try:
+        if dest.is_dir():
+            raise OutputError(f"cannot write {os.fspath(dest)}: it is a folder; give a file name")
+        blocker = next((p for p in dest.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise OutputError(f"cannot write {os.fspath(dest)}: {os.fspath(blocker)} is a file, not a folder")
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name[:64]}.", suffix=".part", dir=dest.parent)
+    except OutputError:
+        raise
     except OSError as exc:
         raise OutputError(f"cannot write {os.fspath(dest)}: {exc.strerror or exc}") from None
     try:
@@ -143,7 +168,7 @@ def atomic_write(path: str | os.PathLike[str], *, mode: int | None = None) -> It
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(exc, OSError):
+        if isinstance(exc, OSError) and not isinstance(exc, HipsmlError):
             raise OutputError(f"cannot write {os.fspath(dest)}: {exc.strerror or exc}") from None
         raise
     logger.debug("wrote %s", dest)

@@ -66,7 +66,8 @@ def _check_cutout_args(args: argparse.Namespace) -> None:
     """Refuse bad positions, fields and output paths before any survey is opened."""
     from hipsml._files import user_path
     from hipsml.extract._geometry import check_field_of_view, check_rotation, check_sky_position
-    from hipsml.extract._output import check_output_file, output_format
+    from hipsml._files import check_writable_file
+    from hipsml.extract._output import output_format
 
     user_path(args.out, what="--out")  # None-like, NUL, ~nouser
     output_format(args.out)  # an unknown extension
@@ -78,7 +79,7 @@ def _check_cutout_args(args: argparse.Namespace) -> None:
         if not (args.fov > 0 and args.fov < float("inf")):
             raise InvalidInputError(f"--fov must be a positive, finite number of arcsec, got {args.fov!r}")
         check_field_of_view(args.size, args.fov / args.size if args.size > 0 else args.fov, args.projection)
-    check_output_file(args.out, what="--out", probe=True)  # a name too long, a read-only folder
+    check_writable_file(args.out, what="--out", probe=True)  # a name too long, a read-only folder
 
 
 def _cmd_cutout(args: argparse.Namespace) -> int:

@@ -143,3 +143,20 @@ def test_survey_cache_is_per_process_and_counters_start_at_zero(survey_dir):
     assert before == 0 and same  # a forked worker opens its own survey: counters start at zero
     with pytest.raises(InvalidInputError):
         SurveyRef(survey_dir, {"retries": [1]})  # options must be hashable
+
+
+def test_auto_order_skips_orders_without_tiles(tmp_path, caplog):
+    import shutil
+
+    root = render_function_hips(tmp_path / "gap", smooth, order=5, order_min=3, tile_width=64, region=(150.0, 2.0, 3.0))
+    shutil.rmtree(root / "Norder4")
+    survey = hipsml.open_survey(root)
+    assert survey.orders == (3, 5)
+    cell4 = 3600 * np.degrees(np.sqrt(4 * np.pi / (12 * 4 ** (4 + 6))))  # order 4 cells, 64-pixel tiles
+    result = hipsml.cutouts(survey, ([150.0], [2.0]), size=16, pixel_scale=cell4 * 1.01)
+    assert result.orders == (5,)  # 4 would fit, but holds no tile: the next finer order that does
+    assert np.isfinite(result.images).all()
+    # a whole request off the survey's tiles is logged, not silent
+    with caplog.at_level("WARNING", logger="hipsml.extract"):
+        empty = hipsml.cutouts(survey, ([10.0], [-60.0]), size=8, pixel_scale=cell4)
+    assert np.isnan(empty.images).all() and "every cutout is empty" in caplog.text

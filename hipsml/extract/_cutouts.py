@@ -212,7 +212,8 @@ def _arcsec(value: Any, name: str) -> float:
 def choose_order(survey: Any, pixel_scale_arcsec: float) -> int:
     """The coarsest HiPS order whose cells are no larger than the output pixel.
 
-    Clamped to the survey's ``order_min .. order`` (as hips2fits does).
+    Clamped to the survey's ``order_min .. order`` (as hips2fits does), and only among the
+    orders that hold tiles when the survey knows them (``survey.orders``).
 
     Examples
     --------
@@ -222,10 +223,12 @@ def choose_order(survey: Any, pixel_scale_arcsec: float) -> int:
     (8, 3, 9)
     """
     s = log2_width(survey.tile_width)
-    for k in range(survey.order_min, survey.order + 1):
+    present = getattr(survey, "orders", None)  # orders that hold tiles, when the survey knows them
+    candidates = sorted(present) if present else range(survey.order_min, survey.order + 1)
+    for k in candidates:
         if healpix_cell_size_arcsec(k + s) <= pixel_scale_arcsec:
             return k
-    return survey.order
+    return max(candidates)
 
 
 def _survey_list(surveys: Any) -> list[Any]:

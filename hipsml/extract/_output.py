@@ -45,7 +45,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "OUTPUT_FORMATS",
     "output_format",
-    "check_output_file",
     "write_npy",
     "asinh_stretch",
     "cutout_header",
@@ -84,43 +83,6 @@ def output_format(path: str | os.PathLike[str]) -> str:
         ) from None
 
 
-def check_output_file(path: str | os.PathLike[str], *, what: str = "output", probe: bool = False) -> Path:
-    """Check, before any work, that a file can be written at ``path``; return it expanded.
-
-    :func:`hipsml._files.check_writable_file`, with any operating-system error met while
-    looking (a name longer than the file system allows, a path through a file, a folder
-    that cannot be searched) raised as an :class:`~hipsml.errors.OutputError` naming the path.
-    With ``probe=True`` an empty file is also created and removed in the nearest existing
-    folder, which finds the read-only mounts (and ``/sys``) that grant root every permission
-    bit: for a command about to do minutes of work, not for each of many cutouts.
-
-    Raises
-    ------
-    InvalidInputError
-        ``path`` is not a path (``None``, a number, text holding NUL, ``~nouser``).
-    OutputError
-        The file cannot be created there.
-
-    Examples
-    --------
-    >>> check_output_file("cutouts/m31.fits").name
-    'm31.fits'
-    """
-    dest = user_path(path, what=what)
-    try:
-        dest = check_writable_file(dest, what=what)
-        if probe:
-            folder = next(p for p in dest.absolute().parents if p.is_dir())
-            fd, tmp = tempfile.mkstemp(prefix=".hipsml-probe-", dir=folder)
-            os.close(fd)
-            os.unlink(tmp)
-    except OutputError:
-        raise
-    except OSError as exc:
-        raise OutputError(f"cannot write {os.fspath(dest)}: {exc.strerror or exc}") from None
-    return dest
-
-
 def write_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     """Write ``array`` as a ``.npy`` file, atomically; return the path.
 
@@ -131,7 +93,7 @@ def write_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     >>> np.load(p).tolist()
     [0.0, 1.0, 2.0]
     """
-    dest = check_output_file(path)
+    dest = check_writable_file(path)
     with atomic_write(dest) as fh:
         np.save(fh, np.asarray(array), allow_pickle=False)
     return dest
@@ -287,7 +249,7 @@ def write_cutout_png(
     """
     from PIL import Image
 
-    dest = check_output_file(path)
+    dest = check_writable_file(path)
     i = _check_index(result, index)
     percentiles = _check_percentiles(percentiles)
     softening = _check_softening(softening)
@@ -418,7 +380,7 @@ def write_cutout_fits(path: str | os.PathLike[str], result: CutoutResult, index:
     """
     from astropy.io import fits
 
-    dest = check_output_file(path)
+    dest = check_writable_file(path)
     i = _check_index(result, index)
     data = np.ascontiguousarray(result.images[i], dtype=np.float32)
     if data.shape[0] == 1:
@@ -436,7 +398,7 @@ def write_cutout_npy(path: str | os.PathLike[str], result: CutoutResult, index: 
     --------
     >>> write_cutout_npy("m31.npy", result, 0)  # doctest: +SKIP
     """
-    dest = check_output_file(path)
+    dest = check_writable_file(path)
     i = _check_index(result, index)
     return write_npy(dest, np.ascontiguousarray(result.images[i], dtype=np.float32))
 
