@@ -23,7 +23,6 @@ import math
 import os
 import platform
 import shutil
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -45,6 +44,7 @@ from hipsml.dataset._store import (
     now_iso,
     publish_version,
     read_versions,
+    write_image_rows,
 )
 from hipsml.dataset._targets import TargetTable, load_targets
 from hipsml.errors import HipsmlError, InvalidInputError, RecipeError, TargetsError
@@ -128,25 +128,8 @@ class _UnitJob:
     images: str
     marker: str
     dtype: str
-
-
-_arrays: dict[str, Any] = {}
-_arrays_lock = threading.Lock()
-os.register_at_fork(after_in_child=_arrays.clear)
-
-
-def _images_array(path: str) -> Any:
-    """The staging ``images`` array, opened once per process."""
-    arr = _arrays.get(path)
-    if arr is None:
-        import zarr
-
-        with _arrays_lock:
-            arr = _arrays.get(path)
-            if arr is None:
-                arr = zarr.open_array(path, mode="r+")
-                _arrays[path] = arr
-    return arr
+    chunk_rows: int
+    compressor: str
 
 
 def _read_marker(path: Path) -> dict[str, Any]:
@@ -168,8 +151,7 @@ def run_unit(job: _UnitJob) -> dict[str, Any]:
         with np.errstate(invalid="ignore"):
             overflow = int(np.count_nonzero(np.abs(block) > np.finfo(np.float16).max))
         block = block.astype(np.float16)
-    start = job.unit.start
-    _images_array(job.images)[start : start + len(job.unit)] = block
+    write_image_rows(job.images, job.unit.start, block, chunk_rows=job.chunk_rows, compressor=job.compressor)
     write_seconds = time.perf_counter() - t0
     result = {
         "index": job.unit.index,
@@ -511,7 +493,7 @@ def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> Build
     report.resumed = sum(len(u) for u in units) - sum(len(u) for u in todo)
     jobs = [
         _UnitJob(refs, spec, u, os.fspath(staging / _GROUP_DIR / "images"), os.fspath(markers / f"{u.index:06d}.npz"),
-                 recipe.output.dtype)  # fmt: skip
+                 recipe.output.dtype, chunk, recipe.output.compressor)  # fmt: skip
         for u in todo
     ]
     _run_jobs(jobs, recipe, report, progress)
