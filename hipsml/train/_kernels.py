@@ -184,7 +184,7 @@ def online_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, 
         resampled = resample(image[None], tables, geometry)  # (1, R, D)
         result = search(w, resampled, tables, geometry)
         bmu = pick_best_neuron(result)
-        factor = tables.neighbourhood[bmu[0]] * ok  # (n,)
+        factor = tables.neighbourhood[bmu[0]] * ok.astype(jnp.float32)  # (n,)
         target = transformed_targets(resampled[0], result.best_transform[0], tables, geometry)
         w = w + factor[:, None] * (target - w)
         okf = ok.astype(jnp.float32)
@@ -212,7 +212,7 @@ def batch_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, t
     resampled = resample(images, tables, geometry)  # (B, R, D)
     result = search(weights, resampled, tables, geometry)
     bmu = pick_best_neuron(result)
-    factor = tables.neighbourhood[bmu] * valid[:, None]  # (B, n)
+    factor = tables.neighbourhood[bmu] * valid[:, None].astype(jnp.float32)  # (B, n)
     if update_by_matmul:
         transforms = geometry.variants * geometry.rotations
         coef = jax.nn.one_hot(result.best_transform, transforms, dtype=jnp.float32) * factor[..., None]  # (B, n, T)

@@ -17,7 +17,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +188,7 @@ class SOM:
             raise InvalidInputError(f"the SOM has {self.weights.shape[1]} channels, the images {channels}")
         config = self.config.resolved(side)
         engine = _Engine(config, channels, side, neighbourhood_factors(config, config.sigma, config.damping))
-        chunk = max(1, min(batch_size or min(config.batch_size, 64), len(images)))
+        chunk = min(batch_size or min(config.batch_size, 64), 1 << (len(images) - 1).bit_length())  # few compiles
         weights = jnp.asarray(self.weights.reshape(self.neuron_count, -1))
         flat = images.reshape(len(images), channels, side * side)
         parts: list[_kernels.ChunkMapping] = []
@@ -338,27 +337,34 @@ def neighbourhood_factors(config: SOMConfig, sigma: float, damping: float) -> np
     return factor.astype(np.float32)
 
 
+_online_step = jax.jit(_kernels.online_epoch_chunk, static_argnames=("geometry",), donate_argnums=0)
+_batch_step = jax.jit(_kernels.batch_epoch_chunk, static_argnames=("geometry", "update_by_matmul"), donate_argnums=0)
+_map_step = jax.jit(_kernels.map_chunk, static_argnames=("geometry",))
+
+
 class _Engine:
-    """The compiled kernels for one (config, channels, image side)."""
+    """The constant tables for one (config, channels, image side) and the compiled kernels.
+
+    The kernels are compiled once per geometry and process (module-level ``jax.jit`` with the
+    geometry as a static argument), so mapping or training again with the same shapes reuses them.
+    """
 
     def __init__(self, config: SOMConfig, channels: int, side: int, neighbourhood: np.ndarray) -> None:
         self.geometry, self.tables = _kernels.build_tables(config, channels, side, neighbourhood)
         self.adjacency = jnp.asarray(neighbour_mask(config))
-        matmul = jax.default_backend() != "cpu"
-        self._online = jax.jit(partial(_kernels.online_epoch_chunk, geometry=self.geometry), donate_argnums=0)
-        self._batch = jax.jit(partial(_kernels.batch_epoch_chunk, geometry=self.geometry, update_by_matmul=matmul),
-                              donate_argnums=0)
-        self._map = jax.jit(partial(_kernels.map_chunk, geometry=self.geometry))
+        self.update_by_matmul = jax.default_backend() != "cpu"
 
     def set_neighbourhood(self, factors: np.ndarray) -> None:
         self.tables = self.tables._replace(neighbourhood=jnp.asarray(factors))
 
     def train(self, mode: str, weights: jax.Array, images: jax.Array, valid: jax.Array) -> tuple[jax.Array, _kernels.ChunkStats]:
-        step = self._online if mode == "online" else self._batch
-        return step(weights, images, valid, self.tables, self.adjacency)
+        if mode == "online":
+            return _online_step(weights, images, valid, self.tables, self.adjacency, geometry=self.geometry)
+        return _batch_step(weights, images, valid, self.tables, self.adjacency, geometry=self.geometry,
+                           update_by_matmul=self.update_by_matmul)
 
     def map(self, weights: jax.Array, images: jax.Array) -> _kernels.ChunkMapping:
-        return self._map(weights, images, self.tables, self.adjacency)
+        return _map_step(weights, images, self.tables, self.adjacency, geometry=self.geometry)
 
 
 def _padded(flat: np.ndarray, rows: np.ndarray, size: int) -> tuple[np.ndarray, int]:
