@@ -234,3 +234,27 @@ def test_bad_images_are_refused():
         train_som(np.zeros((2, 1, 4, 5), np.float32), progress=False)
     with pytest.raises(InvalidInputError, match="NaN"):
         train_som(np.full((2, 1, 4, 4), np.nan, np.float32), progress=False)
+
+
+@pytest.mark.parametrize("distance_dim, neurons", [(6, 3), (5, 3), (5, 40)])
+def test_full_distance_map_matches_brute_force_over_the_eight_exact_transforms(distance_dim, neurons):
+    """Every search path (D4 Fourier for a symmetric region, image- or neuron-permuted otherwise)."""
+    side = 8
+    config = SOMConfig(width=neurons, height=1, neuron_dim=side, distance_dim=distance_dim, numrot=4, flip=True)
+    weights = asymmetric_images(neurons, side, seed=21)
+    images = asymmetric_images(12, side, seed=22)
+    mapping = SOM(config, weights).map(images, full=True)
+    begin = int((side - distance_dim) * 0.5)
+    mask = np.zeros((side, side), bool)
+    mask[begin : begin + distance_dim, begin : begin + distance_dim] = True
+    expected = np.empty((len(images), neurons))
+    expected_angle = np.empty((len(images), neurons))
+    for b, image in enumerate(images[:, 0].astype(np.float64)):
+        variants = [np.rot90(image, -k) for k in range(4)] + [np.flipud(np.rot90(image, -k)) for k in range(4)]
+        for n, w in enumerate(weights[:, 0].astype(np.float64)):
+            d = [np.sum(mask * (w - v) ** 2) for v in variants]
+            expected[b, n] = np.sqrt(min(d))
+            expected_angle[b, n] = 90.0 * (int(np.argmin(d)) % 4)
+    np.testing.assert_allclose(mapping.neuron_distance, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(mapping.neuron_angle, expected_angle)
+    np.testing.assert_array_equal(mapping.bmu, np.argmin(expected, axis=1))

@@ -38,6 +38,11 @@ class SearchTables(NamedTuple):
     inv_support: jax.Array  # (V, S) int32: inverse permutation restricted to the support
     support: jax.Array  # (S,) int32: pixels compared by some variant's region
     mask_support: jax.Array  # (V, S) float32: the distance region, inverse-permuted, on the support
+    region: jax.Array  # (S0,) int32: the pixels of the distance region itself
+    perm_region: jax.Array  # (V, S0) int32: perm[:, region], the region's pixels in each variant
+    mask_full: jax.Array  # (D,) float32: the distance region as 0/1
+    orbit_index: jax.Array  # (8, O) int32: pixel perm_x[o] of each D4 orbit o (dihedral path), else (8, 0)
+    orbit_weight: jax.Array  # (O,) float32: 1 / stabiliser size of each orbit
     neighbourhood: jax.Array  # (n, n) float32: update factor of neuron j when i is the best match
 
 
@@ -52,6 +57,8 @@ class Geometry:
     turns: int
     flips: int
     precision: str
+    region_is_everything: bool  # the distance region covers the whole neuron (no gather needed)
+    dihedral: bool  # all 8 turns x flips and a D4-invariant region: the group-Fourier matmul path
 
     @property
     def variants(self) -> int:
@@ -73,12 +80,25 @@ def build_tables(config: SOMConfig, channels: int, image_side: int, neighbourhoo
     mask_inv = mask[inverse]  # (V, D): region of variant v, in the resampled image's pixels
     support = np.flatnonzero(mask_inv.any(axis=0)).astype(np.int32)
     turns = 1 if config.numrot == 1 else 4
+    invariant = all(np.array_equal(mask[p], mask) for p in perm)
+    dihedral = perm.shape[0] == 8 and invariant
+    if dihedral:
+        members = perm[:, np.flatnonzero(mask)]  # (8, S0): the orbit of each region pixel
+        reps = np.unique(members.min(axis=0))
+        orbit_index = np.ascontiguousarray(perm[:, reps]).astype(np.int32)
+        orbit_weight = np.array([1.0 / (8 // len(np.unique(perm[:, o]))) for o in reps], np.float32)
+    else:
+        orbit_index, orbit_weight = np.zeros((8, 0), np.int32), np.zeros((0,), np.float32)
     geometry = Geometry(channels, image_side, nd, config.rotations_per_quarter, turns,
-                        2 if config.flip else 1, config.precision)
+                        2 if config.flip else 1, config.precision, bool(mask.all()), dihedral)
     tables = SearchTables(
         index=jnp.asarray(index), weight=jnp.asarray(weight), perm=jnp.asarray(perm),
         inv_support=jnp.asarray(np.ascontiguousarray(inverse[:, support])), support=jnp.asarray(support),
         mask_support=jnp.asarray(mask_inv[:, support].astype(np.float32)),
+        region=jnp.asarray(np.flatnonzero(mask).astype(np.int32)),
+        perm_region=jnp.asarray(np.ascontiguousarray(perm[:, np.flatnonzero(mask)])),
+        mask_full=jnp.asarray(mask.astype(np.float32)),
+        orbit_index=jnp.asarray(orbit_index), orbit_weight=jnp.asarray(orbit_weight),
         neighbourhood=jnp.asarray(neighbourhood.astype(np.float32)),
     )
     return geometry, tables
@@ -103,38 +123,102 @@ class SearchResult(NamedTuple):
     scale: jax.Array  # (B, n) float32: |M y|^2 + |M w|^2, the size of the terms (for tie tolerance)
 
 
+def _dihedral_irreps() -> tuple[np.ndarray, np.ndarray]:
+    """Real irreducible representations of D4 on the variants ``v = f*4 + k`` (operator ``F^f Q^k``).
+
+    Returns ``chi`` ``(8, 4)``, the four 1-D characters ``a^f b^k`` (a, b = +-1), and ``rho``
+    ``(8, 2, 2)``, the 2-D representation ``Fm^f Rm^k`` (a 90° rotation ``Rm`` and a mirror ``Fm``,
+    which satisfy the group's relations ``Q^4 = F^2 = 1``, ``F Q F = Q^-1``).
+    """
+    rotation = np.array([[0.0, -1.0], [1.0, 0.0]])
+    mirror = np.array([[1.0, 0.0], [0.0, -1.0]])
+    chi = np.zeros((8, 4))
+    rho = np.zeros((8, 2, 2))
+    for f in range(2):
+        for k in range(4):
+            v = f * 4 + k
+            chi[v] = [1.0, (-1.0) ** k, (-1.0) ** f, (-1.0) ** (f + k)]
+            rho[v] = np.linalg.matrix_power(mirror, f) @ np.linalg.matrix_power(rotation, k)
+    return chi, rho
+
+
+_CHI, _RHO = _dihedral_irreps()
+
+
+def _dihedral_cross(resampled: jax.Array, weights: jax.Array, tables: SearchTables, precision: str) -> jax.Array:
+    """``cross[b, i, v, n] = sum_j M_j w_nj (P_v y_bi)_j`` for all 8 variants, by D4's group Fourier transform.
+
+    Every pixel orbit of D4 is an 8-vector on the group; the 8 correlations of a neuron's and an
+    image's orbit vectors are one group correlation, which the Fourier transform on D4 turns into
+    four scalar products and one 2x2 matrix product: 12 multiplications instead of 64, so the
+    search matmuls are 5.3 times smaller than ``[B*R*8, S] x [S, n]``.
+    """
+    chi, rho = jnp.asarray(_CHI, jnp.float32), jnp.asarray(_RHO, jnp.float32)
+    y = resampled[:, :, tables.orbit_index]  # (B, R, 8, O): y_o(x) = y[perm_x[o]]
+    w = weights[:, tables.orbit_index] * tables.orbit_weight  # (n, 8, O)
+    hi = jax.lax.Precision.HIGHEST
+    y1 = jnp.einsum("brxo,xa->brao", y, chi, precision=hi)
+    y2 = jnp.einsum("brxo,xpq->brpqo", y, rho, precision=hi)
+    w1 = jnp.einsum("nxo,xa->nao", w, chi, precision=hi)
+    w2 = jnp.einsum("nho,hba->nabo", w, rho, precision=hi)  # sum_h w(h) rho(h)^T
+    c1 = _cross(y1, w1, "brao,nao->brna", precision)
+    c2 = _cross(w2, y2, "napo,zrpco->zrnac", precision)
+    # inverse transform: c(v) = (1/8) [sum_a chi_a(v) c1_a + 2 sum_ac rho(v)[a, c] c2[a, c]]
+    return (jnp.einsum("brna,va->brvn", c1, chi / 8.0, precision=hi)
+            + jnp.einsum("brnac,vac->brvn", c2, rho / 4.0, precision=hi))
+
+
+def _cross(lhs: jax.Array, rhs: jax.Array, spec: str, precision: str) -> jax.Array:
+    """The distance matmul in the configured precision (float32 accumulation always)."""
+    if precision == "bfloat16":
+        return jnp.einsum(spec, lhs.astype(jnp.bfloat16), rhs.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
+    level = jax.lax.Precision.HIGHEST if precision == "float32" else jax.lax.Precision.DEFAULT
+    return jnp.einsum(spec, lhs, rhs, precision=level)
+
+
 def search(weights: jax.Array, resampled: jax.Array, tables: SearchTables, geometry: Geometry,
            *, tie_tolerance: float = 0.0) -> SearchResult:
     """Compare ``resampled`` ``(B, R, D)`` with ``weights`` ``(n, D)`` in all ``T`` transforms at once.
 
-    ``d[b, i, v, j] = |M'_v * (W'_v[j] - y[b, i])|^2`` where ``W'_v`` and ``M'_v`` are the neurons
-    and the region under the inverse of variant ``v``: one matmul ``[B*R, S] x [S, V*n]``.
+    ``d[b, i, v, j] = |M * (W[j] - P_v y[b, i])|^2``, by one matmul. When the neurons outnumber
+    the resampled images (``B * R <= n``, online training) the ``V`` exact variants of the
+    images are gathered: ``[B*R*V, S0] x [S0, n]``. Otherwise (batches) the neurons are
+    inverse-permuted instead, ``W'_v = W[:, inv_v]`` and ``M'_v = M[inv_v]``, and
+    ``d = |M'_v * (W'_v - y)|^2``: ``[B*R, S] x [S, V*n]``, the gather amortised over the batch.
     """
     batch, rotations, _ = resampled.shape
     n = weights.shape[0]
-    y = resampled[:, :, tables.support]  # (B, R, S)
-    w_variants = weights[:, tables.inv_support]  # (n, V, S)
-    masked = w_variants * tables.mask_support[None]  # (n, V, S)
-    ww = jnp.sum(masked * w_variants, axis=-1)  # (n, V)
-    yy = jnp.einsum("bis,vs->biv", y * y, tables.mask_support, precision=jax.lax.Precision.HIGHEST)
-    if geometry.precision == "bfloat16":
-        cross = jnp.einsum("bis,nvs->bivn", y.astype(jnp.bfloat16), masked.astype(jnp.bfloat16),
-                           preferred_element_type=jnp.float32)
+    if geometry.region_is_everything:
+        ww = jnp.sum(weights * weights, axis=-1)  # (n,)
     else:
-        precision = jax.lax.Precision.HIGHEST if geometry.precision == "float32" else jax.lax.Precision.DEFAULT
-        cross = jnp.einsum("bis,nvs->bivn", y, masked, precision=precision)
-    distance = ww.T[None, None] - 2.0 * cross + yy[..., None]  # (B, R, V, n)
+        ww = jnp.sum(weights * weights * tables.mask_full[None], axis=-1)
+    if geometry.dihedral:
+        region = resampled if geometry.region_is_everything else resampled[:, :, tables.region]
+        yy = jnp.broadcast_to(jnp.sum(region * region, axis=-1)[..., None], (batch, rotations, geometry.variants))
+        cross = _dihedral_cross(resampled, weights, tables, geometry.precision)
+    elif batch * rotations <= n:
+        y = resampled[:, :, tables.perm_region]  # (B, R, V, S0)
+        yy = jnp.sum(y * y, axis=-1)  # (B, R, V)
+        region_weights = weights if geometry.region_is_everything else weights[:, tables.region]
+        cross = _cross(y, region_weights, "bivs,ns->bivn", geometry.precision)
+    else:
+        y = resampled[:, :, tables.support]  # (B, R, S)
+        masked = weights[:, tables.inv_support] * tables.mask_support[None]  # (n, V, S)
+        yy = jnp.einsum("bis,vs->biv", y * y, tables.mask_support, precision=jax.lax.Precision.HIGHEST)
+        cross = _cross(y, masked, "bis,nvs->bivn", geometry.precision)
+    distance = ww[None, None, None, :] - 2.0 * cross + yy[..., None]  # (B, R, V, n)
     # PINK order: t = v * R + i
     distance = jnp.transpose(distance, (0, 3, 2, 1)).reshape(batch, n, geometry.variants * rotations)
     if tie_tolerance > 0.0:
-        scale_t = jnp.transpose(ww.T[None, None] + yy[..., None], (0, 3, 2, 1)).reshape(distance.shape)
+        scale_t = jnp.transpose(ww[None, None, None, :] + yy[..., None], (0, 3, 2, 1)).reshape(distance.shape)
         best_value = jnp.min(distance, axis=-1, keepdims=True)
         near = distance <= best_value + tie_tolerance * scale_t
         best = jnp.argmax(near, axis=-1).astype(jnp.int32)
+        value = jnp.take_along_axis(distance, best[..., None], axis=-1)[..., 0]
     else:
         best = jnp.argmin(distance, axis=-1).astype(jnp.int32)
-    value = jnp.take_along_axis(distance, best[..., None], axis=-1)[..., 0]
-    scale = jnp.sum(ww, axis=1)[None, :] / geometry.variants + jnp.mean(yy, axis=(1, 2))[:, None]
+        value = jnp.min(distance, axis=-1)
+    scale = ww[None, :] + jnp.mean(yy, axis=(1, 2))[:, None]
     return SearchResult(jnp.maximum(value, 0.0), best, scale)
 
 
