@@ -258,3 +258,31 @@ def test_full_distance_map_matches_brute_force_over_the_eight_exact_transforms(d
     np.testing.assert_allclose(mapping.neuron_distance, expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(mapping.neuron_angle, expected_angle)
     np.testing.assert_array_equal(mapping.bmu, np.argmin(expected, axis=1))
+
+
+@pytest.mark.parametrize("precision", ["tf32", "bfloat16"])
+def test_reduced_precision_search_finds_the_same_neuron_and_angle(precision):
+    side = 8
+    prototypes = asymmetric_images(4, side, seed=31)
+    config = SOMConfig(width=2, height=2, neuron_dim=side, numrot=4, flip=True, precision=precision)
+    copies = np.stack([np.rot90(p, k, axes=(1, 2)) for k, p in enumerate(prototypes)])
+    mapping = SOM(config, prototypes).map(copies)
+    assert mapping.bmu.tolist() == [0, 1, 2, 3]
+    assert mapping.angle.tolist() == [0.0, 90.0, 180.0, 270.0]
+
+
+def _has_gpu() -> bool:
+    try:
+        return bool(jax.devices("gpu"))
+    except RuntimeError:
+        return False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _has_gpu(), reason="needs a GPU")
+def test_gpu_batch_training_matches_classes():
+    images, labels = shapes(16, 12, seed=2)
+    for precision in ("float32", "bfloat16"):
+        som = train_som(images, width=3, height=2, neuron_dim=12, numrot=8, epochs=3, init="samples", sigma=0.8,
+                        damping=1.0, seed=11, mode="batch", batch_size=8, precision=precision, progress=False)
+        assert purity(som.map(images).bmu, labels) >= 0.85

@@ -317,7 +317,7 @@ def write_pink_data(path: str | os.PathLike[str], images: np.ndarray, *, header:
     --------
     >>> import numpy as np, tempfile
     >>> path = write_pink_data(tempfile.mkdtemp() + "/d.bin", np.zeros((2, 5, 5), np.float32))
-    >>> path.stat().st_size == 4 * (7 + 2 * 25)
+    >>> path.stat().st_size == 4 * (8 + 2 * 25)  # 8 header integers, then the floats
     True
     """
     array = np.asarray(images, dtype="<f4")

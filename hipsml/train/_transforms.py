@@ -18,9 +18,12 @@ image onto its prototype. Equivalently, for ``k`` in 0..3: ``np.rot90(p, k)`` ma
 angle ``90*k``, and ``np.rot90(np.flipud(p), k)`` with angle ``90*k`` flipped.
 
 The speed-up: only the ``numrot/4`` interpolated angles are resampled per image. The ``4 * 2``
-exact variants (turns and flip) are permutations of pixels, so instead of permuting every
-resampled image, hipsml permutes the *neurons* once (the inverse permutation) and compares all
-``numrot * 2`` transforms with one matrix product ``[B * numrot/4, D] x [D, 8 * neurons]``.
+exact variants (turns and flip) are permutations of pixels, so all ``numrot * 2`` transforms are
+compared with matrix products rather than ``numrot * 2`` resamplings: the neurons permuted once
+per batch, ``[B * numrot/4, D] x [D, 8 * neurons]``; or, when all 8 variants are tried and the
+distance region is symmetric (PINK's defaults), the same correlations through the Fourier
+transform on the dihedral group D4, 5.3 times fewer multiplications (see
+:mod:`hipsml.train._kernels`).
 """
 
 from __future__ import annotations
