@@ -216,9 +216,10 @@ def dataclass_replace(config: SOMConfig, **changes: object) -> SOMConfig:
 
 
 def test_online_and_batch_modes_agree_and_are_deterministic():
-    images, labels = shapes(16, 12, seed=2)
-    common = dict(width=3, height=2, neuron_dim=12, numrot=8, epochs=3, init="samples", sigma=0.8, damping=1.0,
-                  seed=11, progress=False)
+    # the same shapes as the training test above, so the compiled online and mapping kernels are reused
+    images, labels = shapes(24, 16, seed=1)
+    common = dict(layout="hexagonal", width=3, height=3, neuron_dim=16, numrot=16, epochs=3, init="samples",
+                  sigma=1.0, damping=1.0, sigma_end=0.3, schedule="exponential", seed=6, progress=False)
     online = train_som(images, mode="online", **common)
     batch = train_som(images, mode="batch", batch_size=8, **common)
     batch_again = train_som(images, mode="batch", batch_size=8, **common)

@@ -288,16 +288,19 @@ def batch_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, t
     """One mini-batch step: search ``B`` images against the same neurons, then one summed update.
 
     ``w_j += (sum_b h_bj T_bj(x_b) - sum_b h_bj w_j) / max(1, sum_b h_bj)``. With
-    ``update_by_matmul`` the sum is one matmul ``[V*n, B*R] x [B*R, D]`` of one-hot weights (the
-    GPU path); otherwise a scan over the batch gathers each image's targets (cheaper on a CPU).
+    ``update_by_matmul`` (the GPU path) the whole batch is resampled and searched at once and the
+    sum is one matmul ``[V*n, B*R] x [B*R, D]`` of one-hot weights. Otherwise (a CPU) a scan
+    visits the images one by one against the same neurons, which keeps each image's resampled
+    rotations in cache and gathers its targets directly.
     """
     batch = images.shape[0]
     n = weights.shape[0]
-    resampled = resample(images, tables, geometry)  # (B, R, D)
-    result = search(weights, resampled, tables, geometry)
-    bmu = pick_best_neuron(result)
-    factor = tables.neighbourhood[bmu] * valid[:, None].astype(jnp.float32)  # (B, n)
+    okf = valid.astype(jnp.float32)
     if update_by_matmul:
+        resampled = resample(images, tables, geometry)  # (B, R, D)
+        result = search(weights, resampled, tables, geometry)
+        bmu = pick_best_neuron(result)
+        factor = tables.neighbourhood[bmu] * okf[:, None]  # (B, n)
         transforms = geometry.variants * geometry.rotations
         coef = jax.nn.one_hot(result.best_transform, transforms, dtype=jnp.float32) * factor[..., None]  # (B, n, T)
         coef = coef.reshape(batch, n, geometry.variants, geometry.rotations)
@@ -307,20 +310,33 @@ def batch_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, t
         target_sum = jnp.zeros_like(weights)
         for v in range(geometry.variants):
             target_sum = target_sum + summed[v][:, tables.perm[v]]
+        total = jnp.sum(factor, axis=0)  # (n,)
+        rows = jnp.arange(batch)
+        qe = jnp.sum(jnp.sqrt(result.neuron_distance[rows, bmu]) * okf)
+        te = jnp.sum((1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)) * okf)
+        hits = jnp.zeros((n,), jnp.int32).at[bmu].add(valid.astype(jnp.int32))
     else:
-        def accumulate(total: jax.Array, inputs: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array, None]:
-            resampled_one, best_one, factor_one = inputs
-            target = transformed_targets(resampled_one, best_one, tables, geometry)
-            return total + factor_one[:, None] * target, None
+        def visit(carry: tuple[jax.Array, jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]
+                  ) -> tuple[tuple[jax.Array, jax.Array, ChunkStats], None]:
+            summed, factors, stats = carry
+            image, ok = inputs
+            okf_one = ok.astype(jnp.float32)
+            resampled = resample(image[None], tables, geometry)
+            result = search(weights, resampled, tables, geometry)
+            bmu = pick_best_neuron(result)
+            factor = tables.neighbourhood[bmu[0]] * okf_one
+            target = transformed_targets(resampled[0], result.best_transform[0], tables, geometry)
+            qe = jnp.sqrt(result.neuron_distance[0, bmu[0]]) * okf_one
+            te = (1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)[0]) * okf_one
+            stats = ChunkStats(stats.quantisation + qe, stats.topographic + te,
+                               stats.hits.at[bmu[0]].add(ok.astype(jnp.int32)))
+            return (summed + factor[:, None] * target, factors + factor, stats), None
 
-        target_sum, _ = jax.lax.scan(accumulate, jnp.zeros_like(weights), (resampled, result.best_transform, factor))
-    total = jnp.sum(factor, axis=0)  # (n,)
+        zero = ChunkStats(jnp.float32(0.0), jnp.float32(0.0), jnp.zeros((n,), jnp.int32))
+        (target_sum, total, stats), _ = jax.lax.scan(
+            visit, (jnp.zeros_like(weights), jnp.zeros((n,), jnp.float32), zero), (images, valid))
+        qe, te, hits = stats
     weights = weights + (target_sum - total[:, None] * weights) / jnp.maximum(1.0, total)[:, None]
-    okf = valid.astype(jnp.float32)
-    rows = jnp.arange(batch)
-    qe = jnp.sum(jnp.sqrt(result.neuron_distance[rows, bmu]) * okf)
-    te = jnp.sum((1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)) * okf)
-    hits = jnp.zeros((n,), jnp.int32).at[bmu].add(valid.astype(jnp.int32))
     return weights, ChunkStats(qe, te, hits)
 
 
