@@ -91,6 +91,23 @@ def test_config_follows_pink_rules():
             SOMConfig(**bad)
 
 
+def test_neighbourhood_functions_are_pinks():
+    from hipsml.train._som import neighbourhood_factors
+
+    sigma, damping = 1.3, 0.4
+    config = SOMConfig(width=5, height=1, neighbourhood="mexicanhat", sigma=sigma, damping=damping,
+                       max_update_distance=3.0)
+    d = np.arange(5.0)
+    hat = 2 * damping / (math.sqrt(3 * sigma) * math.pi**0.25) * (1 - d**2 / sigma**2) * np.exp(-(d**2) / (2 * sigma**2))
+    hat[d >= 3.0] = 0.0
+    np.testing.assert_allclose(neighbourhood_factors(config, sigma, damping)[0], hat, rtol=1e-6)
+    gauss = damping / (sigma * math.sqrt(2 * math.pi)) * np.exp(-0.5 * (d / sigma) ** 2)
+    gaussian = SOMConfig(width=5, height=1, sigma=sigma, damping=damping)
+    np.testing.assert_allclose(neighbourhood_factors(gaussian, sigma, damping)[0], gauss, rtol=1e-6)
+    torus = SOMConfig(width=5, height=1, pbc=True, sigma=sigma, damping=damping)
+    np.testing.assert_allclose(neighbourhood_factors(torus, sigma, damping)[0], gauss[[0, 1, 2, 2, 1]], rtol=1e-6)
+
+
 # --- transforms: exact turns and flips, interpolated angles ---------------------------------------
 
 
@@ -123,7 +140,8 @@ def test_exact_turns_and_flips_map_to_the_same_neuron_with_the_expected_angle(la
     assert np.all(others > 0.1)
 
 
-def test_interpolated_rotation_is_found_within_one_angle_step():
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+def test_interpolated_rotation_is_found_within_one_angle_step(interpolation):
     side = 31
     yy, xx = np.mgrid[0:side, 0:side] - (side - 1) / 2.0
     # an asymmetric source: a bright blob and a fainter one, off centre
@@ -131,7 +149,7 @@ def test_interpolated_rotation_is_found_within_one_angle_step():
     reference = np.rot90(image)
     assert np.allclose(ndimage.rotate(image, 90, reshape=False, order=1), reference, atol=1e-6)  # scipy's sense
     config = SOMConfig(width=2, height=1, neuron_dim=side, numrot=36, flip=True, distance_shape="circular",
-                       distance_dim=side - 1)
+                       distance_dim=side - 1, interpolation=interpolation)
     som = SOM(config, np.stack([image[None], np.zeros_like(image)[None]]).astype(np.float32))
     step = 360.0 / config.numrot
     thetas = [17.0, 95.0, 203.0, 331.0]

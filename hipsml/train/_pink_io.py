@@ -21,12 +21,15 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
 from hipsml._files import atomic_write, user_path
 from hipsml.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from hipsml.train._som import SOM
 
 __all__ = [
     "PinkMapping", "PinkRotFlip", "read_pink", "read_pink_data", "read_pink_som", "read_pink_mapping",
@@ -190,7 +193,7 @@ def read_pink_data(path: str | os.PathLike[str]) -> np.ndarray:
         return _read_data(reader)
 
 
-def _read_som(reader: _Reader, options: dict[str, object]) -> object:
+def _read_som(reader: _Reader, options: dict[str, object]) -> SOM:
     from hipsml.train._config import SOMConfig
     from hipsml.train._som import SOM
 
@@ -214,7 +217,7 @@ def _read_som(reader: _Reader, options: dict[str, object]) -> object:
     return SOM(config, values.reshape((count, *neuron_shape)).astype(np.float32))
 
 
-def read_pink_som(path: str | os.PathLike[str], **options: object) -> object:
+def read_pink_som(path: str | os.PathLike[str], **options: object) -> SOM:
     """Read a PINK SOM file as a :class:`~hipsml.train.SOM` (layout, size and neuron side from the file).
 
     ``options`` set the other :class:`~hipsml.train.SOMConfig` options the file does not hold
@@ -278,7 +281,7 @@ def read_pink_rot_flip(path: str | os.PathLike[str]) -> PinkRotFlip:
         return _read_rot_flip(reader)
 
 
-def read_pink(path: str | os.PathLike[str], **options: object) -> object:
+def read_pink(path: str | os.PathLike[str], **options: object) -> np.ndarray | SOM | PinkMapping | PinkRotFlip:
     """Read any PINK binary file, by the type its header announces.
 
     Returns
