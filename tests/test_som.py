@@ -174,24 +174,26 @@ def test_symmetric_image_angle_is_deterministic_and_first_in_pink_order():
 # --- training --------------------------------------------------------------------------------------
 
 
-def test_online_training_follows_pink_update_rule(tmp_path):
-    """One epoch, numrot 4 + flip (exact transforms only), against a numpy transcription of PINK."""
+@pytest.mark.parametrize("mode", ["online", "batch"])
+@pytest.mark.parametrize("distance_dim", [4, 3])  # a symmetric region (D4 Fourier path) and an off-centre one
+def test_training_follows_pink_update_rule(tmp_path, mode, distance_dim):
+    """One epoch, numrot 4 + flip (exact transforms only), against a numpy transcription of PINK's Trainer.
+
+    Batch mode with one image per batch is PINK's online update too (every factor is below 1).
+    """
     side, n_images = 6, 5
-    config = SOMConfig(width=3, height=1, neuron_dim=side, numrot=4, flip=True, sigma=1.0, damping=0.5,
-                       shuffle=False, epochs=1, init="file_init", init_file=str(tmp_path / "init.bin"))
+    config = SOMConfig(width=3, height=1, neuron_dim=side, distance_dim=distance_dim, numrot=4, flip=True, sigma=1.0,
+                       damping=0.5, shuffle=False, epochs=1, init="file_init", init_file=str(tmp_path / "init.bin"),
+                       mode=mode, batch_size=1)
     images = asymmetric_images(n_images, side, seed=7)
     initial = asymmetric_images(3, side, seed=8)
     write_pink_som(tmp_path / "init.bin", initial, layout="cartesian", width=3, height=1)
     som = train_som(images, config, progress=False)
 
     weights = initial[:, 0].astype(np.float64)
+    beg = int((side - distance_dim) * 0.5)  # PINK's quadratic region
     mask = np.zeros((side, side), bool)
-    beg = 0
-    mask[beg:, beg:] = True  # numrot 4 keeps distance_dim at ... the default for numrot != 1 is side*sqrt(2)/2
-    ed = int(side * math.sqrt(2) / 2)
-    beg = int((side - ed) * 0.5)
-    mask[:] = False
-    mask[beg : beg + ed, beg : beg + ed] = True
+    mask[beg : beg + distance_dim, beg : beg + distance_dim] = True
     grid = np.array([0.0, 1.0, 2.0])
     for x in images[:, 0].astype(np.float64):
         transforms = [np.rot90(x, -k) for k in range(4)] + [np.flipud(np.rot90(x, -k)) for k in range(4)]

@@ -41,7 +41,7 @@ class SearchTables(NamedTuple):
     region: jax.Array  # (S0,) int32: the pixels of the distance region itself
     perm_region: jax.Array  # (V, S0) int32: perm[:, region], the region's pixels in each variant
     mask_full: jax.Array  # (D,) float32: the distance region as 0/1
-    orbit_index: jax.Array  # (8, O) int32: pixel perm_x[o] of each D4 orbit o (dihedral path), else (8, 0)
+    orbit_index: jax.Array  # (8, O) int32: pixel perm_x[o] of each D4 orbit o of the neuron, region orbits first
     orbit_weight: jax.Array  # (O,) float32: 1 / stabiliser size of each orbit
     neighbourhood: jax.Array  # (n, n) float32: update factor of neuron j when i is the best match
 
@@ -59,6 +59,7 @@ class Geometry:
     precision: str
     region_is_everything: bool  # the distance region covers the whole neuron (no gather needed)
     dihedral: bool  # all 8 turns x flips and a D4-invariant region: the group-Fourier matmul path
+    region_orbits: int  # D4 orbits inside the distance region (the first ones of orbit_index)
 
     @property
     def variants(self) -> int:
@@ -82,15 +83,19 @@ def build_tables(config: SOMConfig, channels: int, image_side: int, neighbourhoo
     turns = 1 if config.numrot == 1 else 4
     invariant = all(np.array_equal(mask[p], mask) for p in perm)
     dihedral = perm.shape[0] == 8 and invariant
+    region_orbits = 0
     if dihedral:
-        members = perm[:, np.flatnonzero(mask)]  # (8, S0): the orbit of each region pixel
-        reps = np.unique(members.min(axis=0))
+        # every D4 orbit of the whole neuron, the orbits inside the distance region first
+        reps = np.unique(perm.min(axis=0))
+        in_region = mask[reps]
+        reps = np.concatenate([reps[in_region], reps[~in_region]])
+        region_orbits = int(in_region.sum())
         orbit_index = np.ascontiguousarray(perm[:, reps]).astype(np.int32)
         orbit_weight = np.array([1.0 / (8 // len(np.unique(perm[:, o]))) for o in reps], np.float32)
     else:
         orbit_index, orbit_weight = np.zeros((8, 0), np.int32), np.zeros((0,), np.float32)
     geometry = Geometry(channels, image_side, nd, config.rotations_per_quarter, turns,
-                        2 if config.flip else 1, config.precision, bool(mask.all()), dihedral)
+                        2 if config.flip else 1, config.precision, bool(mask.all()), dihedral, region_orbits)
     tables = SearchTables(
         index=jnp.asarray(index), weight=jnp.asarray(weight), perm=jnp.asarray(perm),
         inv_support=jnp.asarray(np.ascontiguousarray(inverse[:, support])), support=jnp.asarray(support),
@@ -145,7 +150,57 @@ def _dihedral_irreps() -> tuple[np.ndarray, np.ndarray]:
 _CHI, _RHO = _dihedral_irreps()
 
 
-def _dihedral_cross(resampled: jax.Array, weights: jax.Array, tables: SearchTables, precision: str) -> jax.Array:
+def to_features(pixels: jax.Array, tables: SearchTables) -> tuple[jax.Array, jax.Array]:
+    """D4 Fourier coefficients of images ``(..., D)``: ``(..., 4, O)`` (1-D irreps) and ``(..., 2, 2, O)``.
+
+    Orbit ``o`` of the image is the function ``f_o(x) = pixels[perm_x[o]]`` on the group; its
+    coefficients are ``sum_x f_o(x) chi_a(x)`` and ``sum_x f_o(x) rho(x)``. The transform is
+    invertible (:func:`from_features`) and turns the exact variants into multiplications:
+    variant ``v`` of the image has coefficients ``chi_a(v) f1_a`` and ``f2 rho(v)^T``.
+    """
+    chi, rho = jnp.asarray(_CHI, jnp.float32), jnp.asarray(_RHO, jnp.float32)
+    g = pixels[..., tables.orbit_index]  # (..., 8, O)
+    hi = jax.lax.Precision.HIGHEST
+    return (jnp.einsum("...xo,xa->...ao", g, chi, precision=hi),
+            jnp.einsum("...xo,xpq->...pqo", g, rho, precision=hi))
+
+
+def from_features(f1: jax.Array, f2: jax.Array, tables: SearchTables, size: int) -> jax.Array:
+    """Pixels ``(..., D)`` back from :func:`to_features`' coefficients (inverse Fourier transform on D4)."""
+    chi, rho = jnp.asarray(_CHI, jnp.float32), jnp.asarray(_RHO, jnp.float32)
+    hi = jax.lax.Precision.HIGHEST
+    g = (jnp.einsum("...ao,xa->...xo", f1, chi / 8.0, precision=hi)
+         + jnp.einsum("...pqo,xpq->...xo", f2, rho / 4.0, precision=hi))  # (..., 8, O)
+    out = jnp.zeros(f1.shape[:-2] + (size,), jnp.float32)
+    return out.at[..., tables.orbit_index].set(g)
+
+
+def _features_cross(y1: jax.Array, y2: jax.Array, w1: jax.Array, w2: jax.Array, tables: SearchTables,
+                    geometry: Geometry) -> jax.Array:
+    """``cross[b, i, v, n]`` from the region's D4 coefficients of images ``(B, R, ...)`` and neurons ``(n, ...)``.
+
+    ``C(rho) = sum_o (1/|stab o|) W_o(rho)^T Y_o(rho)`` and ``c(v) = (1/8) sum_rho d_rho tr(rho(v)^T C(rho))``:
+    four scalar products and one 2x2 matrix product per orbit, 12 multiplications instead of 64.
+    """
+    chi, rho = jnp.asarray(_CHI, jnp.float32), jnp.asarray(_RHO, jnp.float32)
+    region = geometry.region_orbits
+    weight = tables.orbit_weight[:region]
+    y1, y2 = y1[..., :region] * weight, y2[..., :region] * weight
+    c1 = _cross(y1, w1[..., :region], "brao,nao->brna", geometry.precision)
+    c2 = _cross(w2[..., :region], y2, "npao,zrpco->zrnac", geometry.precision)
+    hi = jax.lax.Precision.HIGHEST
+    return (jnp.einsum("brna,va->brvn", c1, chi / 8.0, precision=hi)
+            + jnp.einsum("brnac,vac->brvn", c2, rho / 4.0, precision=hi))
+
+
+def _features_square_norm(f1: jax.Array, f2: jax.Array, tables: SearchTables, geometry: Geometry) -> jax.Array:
+    """``sum over the region of pixels^2`` from D4 coefficients (Plancherel): ``(...,)``."""
+    region = geometry.region_orbits
+    per_orbit = jnp.sum(f1[..., :region] ** 2, axis=-2) + 2.0 * jnp.sum(f2[..., :region] ** 2, axis=(-3, -2))
+    return jnp.sum(per_orbit * tables.orbit_weight[:region], axis=-1) / 8.0
+
+
+def _dihedral_cross(resampled: jax.Array, weights: jax.Array, tables: SearchTables, geometry: Geometry) -> jax.Array:
     """``cross[b, i, v, n] = sum_j M_j w_nj (P_v y_bi)_j`` for all 8 variants, by D4's group Fourier transform.
 
     Every pixel orbit of D4 is an 8-vector on the group; the 8 correlations of a neuron's and an
@@ -153,19 +208,9 @@ def _dihedral_cross(resampled: jax.Array, weights: jax.Array, tables: SearchTabl
     four scalar products and one 2x2 matrix product: 12 multiplications instead of 64, so the
     search matmuls are 5.3 times smaller than ``[B*R*8, S] x [S, n]``.
     """
-    chi, rho = jnp.asarray(_CHI, jnp.float32), jnp.asarray(_RHO, jnp.float32)
-    y = resampled[:, :, tables.orbit_index]  # (B, R, 8, O): y_o(x) = y[perm_x[o]]
-    w = weights[:, tables.orbit_index] * tables.orbit_weight  # (n, 8, O)
-    hi = jax.lax.Precision.HIGHEST
-    y1 = jnp.einsum("brxo,xa->brao", y, chi, precision=hi)
-    y2 = jnp.einsum("brxo,xpq->brpqo", y, rho, precision=hi)
-    w1 = jnp.einsum("nxo,xa->nao", w, chi, precision=hi)
-    w2 = jnp.einsum("nho,hba->nabo", w, rho, precision=hi)  # sum_h w(h) rho(h)^T
-    c1 = _cross(y1, w1, "brao,nao->brna", precision)
-    c2 = _cross(w2, y2, "napo,zrpco->zrnac", precision)
-    # inverse transform: c(v) = (1/8) [sum_a chi_a(v) c1_a + 2 sum_ac rho(v)[a, c] c2[a, c]]
-    return (jnp.einsum("brna,va->brvn", c1, chi / 8.0, precision=hi)
-            + jnp.einsum("brnac,vac->brvn", c2, rho / 4.0, precision=hi))
+    y1, y2 = to_features(resampled, tables)
+    w1, w2 = to_features(weights, tables)
+    return _features_cross(y1, y2, w1, w2, tables, geometry)
 
 
 def _cross(lhs: jax.Array, rhs: jax.Array, spec: str, precision: str) -> jax.Array:
@@ -195,7 +240,7 @@ def search(weights: jax.Array, resampled: jax.Array, tables: SearchTables, geome
     if geometry.dihedral:
         region = resampled if geometry.region_is_everything else resampled[:, :, tables.region]
         yy = jnp.broadcast_to(jnp.sum(region * region, axis=-1)[..., None], (batch, rotations, geometry.variants))
-        cross = _dihedral_cross(resampled, weights, tables, geometry.precision)
+        cross = _dihedral_cross(resampled, weights, tables, geometry)
     elif batch * rotations <= n:
         y = resampled[:, :, tables.perm_region]  # (B, R, V, S0)
         yy = jnp.sum(y * y, axis=-1)  # (B, R, V)
@@ -206,6 +251,13 @@ def search(weights: jax.Array, resampled: jax.Array, tables: SearchTables, geome
         masked = weights[:, tables.inv_support] * tables.mask_support[None]  # (n, V, S)
         yy = jnp.einsum("bis,vs->biv", y * y, tables.mask_support, precision=jax.lax.Precision.HIGHEST)
         cross = _cross(y, masked, "bis,nvs->bivn", geometry.precision)
+    return _finish_search(cross, ww, yy, geometry, tie_tolerance=tie_tolerance)
+
+
+def _finish_search(cross: jax.Array, ww: jax.Array, yy: jax.Array, geometry: Geometry, *,
+                   tie_tolerance: float = 0.0) -> SearchResult:
+    """Squared distances ``ww - 2 cross + yy`` ``(B, R, V, n)``, each neuron's best transform in PINK's order."""
+    batch, rotations, _, n = cross.shape
     distance = ww[None, None, None, :] - 2.0 * cross + yy[..., None]  # (B, R, V, n)
     # PINK order: t = v * R + i
     distance = jnp.transpose(distance, (0, 3, 2, 1)).reshape(batch, n, geometry.variants * rotations)
@@ -279,8 +331,49 @@ def online_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, 
 
     n = weights.shape[0]
     zero = ChunkStats(jnp.float32(0.0), jnp.float32(0.0), jnp.zeros((n,), jnp.int32))
+    if geometry.dihedral:
+        return _online_features_chunk(weights, images, valid, tables, adjacency, geometry, zero)
     (weights, stats), _ = jax.lax.scan(step, (weights, zero), (images, valid))
     return weights, stats
+
+
+def _online_features_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, tables: SearchTables,
+                           adjacency: jax.Array, geometry: Geometry, zero: ChunkStats) -> tuple[jax.Array, ChunkStats]:
+    """Online training with the neurons held as D4 Fourier coefficients for the whole chunk.
+
+    The same PINK update, written in coefficients: the target of neuron ``j``, the image's
+    rotation ``i_j`` in variant ``v_j``, has coefficients ``chi(v_j) y1[i_j]`` and
+    ``y2[i_j] rho(v_j)^T``, so no pixel is gathered per neuron; the pixels come back once per chunk.
+    """
+    chi, rho = jnp.asarray(_CHI, jnp.float32), jnp.asarray(_RHO, jnp.float32)
+
+    def step(carry: tuple[jax.Array, jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]
+             ) -> tuple[tuple[jax.Array, jax.Array, ChunkStats], None]:
+        w1, w2, stats = carry
+        image, ok = inputs
+        okf = ok.astype(jnp.float32)
+        resampled = resample(image[None], tables, geometry)  # (1, R, D)
+        y1, y2 = to_features(resampled, tables)  # (1, R, 4, O), (1, R, 2, 2, O)
+        region = resampled if geometry.region_is_everything else resampled[:, :, tables.region]
+        yy = jnp.broadcast_to(jnp.sum(region * region, axis=-1)[..., None], (1, geometry.rotations, 8))
+        ww = _features_square_norm(w1, w2, tables, geometry)
+        result = _finish_search(_features_cross(y1, y2, w1, w2, tables, geometry), ww, yy, geometry)
+        bmu = pick_best_neuron(result)
+        factor = tables.neighbourhood[bmu[0]] * okf  # (n,)
+        best = result.best_transform[0]
+        rotation, variant = best % geometry.rotations, best // geometry.rotations
+        t1 = y1[0, rotation] * chi[variant][:, :, None]  # (n, 4, O)
+        t2 = jnp.einsum("npco,nqc->npqo", y2[0, rotation], rho[variant], precision=jax.lax.Precision.HIGHEST)
+        w1 = w1 + factor[:, None, None] * (t1 - w1)
+        w2 = w2 + factor[:, None, None, None] * (t2 - w2)
+        qe = jnp.sqrt(result.neuron_distance[0, bmu[0]]) * okf
+        te = (1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)[0]) * okf
+        hits = stats.hits.at[bmu[0]].add(ok.astype(jnp.int32))
+        return (w1, w2, ChunkStats(stats.quantisation + qe, stats.topographic + te, hits)), None
+
+    w1, w2 = to_features(weights, tables)
+    (w1, w2, stats), _ = jax.lax.scan(step, (w1, w2, zero), (images, valid))
+    return from_features(w1, w2, tables, geometry.size), stats
 
 
 def batch_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, tables: SearchTables,
@@ -333,11 +426,51 @@ def batch_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, t
             return (summed + factor[:, None] * target, factors + factor, stats), None
 
         zero = ChunkStats(jnp.float32(0.0), jnp.float32(0.0), jnp.zeros((n,), jnp.int32))
-        (target_sum, total, stats), _ = jax.lax.scan(
-            visit, (jnp.zeros_like(weights), jnp.zeros((n,), jnp.float32), zero), (images, valid))
+        if geometry.dihedral:
+            target_sum, total, stats = _batch_features_sums(weights, images, valid, tables, adjacency, geometry, zero)
+        else:
+            (target_sum, total, stats), _ = jax.lax.scan(
+                visit, (jnp.zeros_like(weights), jnp.zeros((n,), jnp.float32), zero), (images, valid))
         qe, te, hits = stats
     weights = weights + (target_sum - total[:, None] * weights) / jnp.maximum(1.0, total)[:, None]
     return weights, ChunkStats(qe, te, hits)
+
+
+def _batch_features_sums(weights: jax.Array, images: jax.Array, valid: jax.Array, tables: SearchTables,
+                         adjacency: jax.Array, geometry: Geometry, zero: ChunkStats
+                         ) -> tuple[jax.Array, jax.Array, ChunkStats]:
+    """Batch sums ``sum_b h_bj T_bj(x_b)`` and ``sum_b h_bj`` accumulated as D4 coefficients (CPU path)."""
+    chi, rho = jnp.asarray(_CHI, jnp.float32), jnp.asarray(_RHO, jnp.float32)
+    w1, w2 = to_features(weights, tables)
+    ww = _features_square_norm(w1, w2, tables, geometry)
+
+    def visit(carry: tuple[jax.Array, jax.Array, jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]
+              ) -> tuple[tuple[jax.Array, jax.Array, jax.Array, ChunkStats], None]:
+        sum1, sum2, factors, stats = carry
+        image, ok = inputs
+        okf = ok.astype(jnp.float32)
+        resampled = resample(image[None], tables, geometry)
+        y1, y2 = to_features(resampled, tables)
+        region = resampled if geometry.region_is_everything else resampled[:, :, tables.region]
+        yy = jnp.broadcast_to(jnp.sum(region * region, axis=-1)[..., None], (1, geometry.rotations, 8))
+        result = _finish_search(_features_cross(y1, y2, w1, w2, tables, geometry), ww, yy, geometry)
+        bmu = pick_best_neuron(result)
+        factor = tables.neighbourhood[bmu[0]] * okf
+        best = result.best_transform[0]
+        rotation, variant = best % geometry.rotations, best // geometry.rotations
+        t1 = y1[0, rotation] * chi[variant][:, :, None]
+        t2 = jnp.einsum("npco,nqc->npqo", y2[0, rotation], rho[variant], precision=jax.lax.Precision.HIGHEST)
+        qe = jnp.sqrt(result.neuron_distance[0, bmu[0]]) * okf
+        te = (1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)[0]) * okf
+        stats = ChunkStats(stats.quantisation + qe, stats.topographic + te,
+                           stats.hits.at[bmu[0]].add(ok.astype(jnp.int32)))
+        return (sum1 + factor[:, None, None] * t1, sum2 + factor[:, None, None, None] * t2, factors + factor,
+                stats), None
+
+    n = weights.shape[0]
+    start = (jnp.zeros_like(w1), jnp.zeros_like(w2), jnp.zeros((n,), jnp.float32), zero)
+    (sum1, sum2, total, stats), _ = jax.lax.scan(visit, start, (images, valid))
+    return from_features(sum1, sum2, tables, geometry.size), total, stats
 
 
 class ChunkMapping(NamedTuple):
