@@ -307,3 +307,27 @@ def test_gpu_batch_training_matches_classes():
         som = train_som(images, width=3, height=2, neuron_dim=12, numrot=8, epochs=3, init="samples", sigma=0.8,
                         damping=1.0, seed=11, mode="batch", batch_size=8, precision=precision, progress=False)
         assert purity(som.map(images).bmu, labels) >= 0.85
+
+
+@pytest.mark.parametrize("distance_dim", [4, 3])
+def test_batch_update_by_matmul_equals_the_scan_update(distance_dim):
+    """The GPU batch path (one-hot matmul update) against the CPU path (scan), on the CPU."""
+    import jax.numpy as jnp
+
+    from hipsml.train import _kernels
+    from hipsml.train._layout import neighbour_mask
+    from hipsml.train._som import neighbourhood_factors
+
+    config = SOMConfig(width=3, height=2, neuron_dim=6, distance_dim=distance_dim, numrot=8, flip=True,
+                       damping=0.5).resolved(8)
+    geometry, tables = _kernels.build_tables(config, 1, 8, neighbourhood_factors(config, 1.1, 0.5))
+    weights = jnp.asarray(asymmetric_images(6, 6, seed=41).reshape(6, -1))
+    images = jnp.asarray(asymmetric_images(5, 8, seed=42).reshape(5, 1, 64))
+    valid = jnp.asarray([True, True, True, True, False])
+    adjacency = jnp.asarray(neighbour_mask(config))
+    step = jax.jit(_kernels.batch_epoch_chunk, static_argnames=("geometry", "update_by_matmul"))
+    by_matmul, stats_matmul = step(weights, images, valid, tables, adjacency, geometry=geometry, update_by_matmul=True)
+    by_scan, stats_scan = step(weights, images, valid, tables, adjacency, geometry=geometry, update_by_matmul=False)
+    np.testing.assert_allclose(np.asarray(by_matmul), np.asarray(by_scan), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(stats_matmul.hits), np.asarray(stats_scan.hits))
+    assert int(np.asarray(stats_scan.hits).sum()) == 4  # the padded image counts for nothing
