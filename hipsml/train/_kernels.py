@@ -317,7 +317,7 @@ def online_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, 
     def step(carry: tuple[jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]) -> tuple[tuple[jax.Array, ChunkStats], None]:
         w, stats = carry
         image, ok = inputs
-        resampled = resample(image[None], tables, geometry)  # (1, R, D)
+        resampled = jax.lax.optimization_barrier(resample(image[None], tables, geometry))  # (1, R, D)
         result = search(w, resampled, tables, geometry)
         bmu = pick_best_neuron(result)
         factor = tables.neighbourhood[bmu[0]] * ok.astype(jnp.float32)  # (n,)
@@ -337,6 +337,12 @@ def online_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, 
     return weights, stats
 
 
+def _times_rho_transposed(coefficients: jax.Array, rho_v: jax.Array) -> jax.Array:
+    """``coefficients[n] @ rho_v[n]^T`` per orbit: ``(n, 2, 2, O)`` and ``(n, 2, 2)``, as two fused products."""
+    return (coefficients[:, :, 0, None, :] * rho_v[:, None, :, 0, None]
+            + coefficients[:, :, 1, None, :] * rho_v[:, None, :, 1, None])
+
+
 def _online_features_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, tables: SearchTables,
                            adjacency: jax.Array, geometry: Geometry, zero: ChunkStats) -> tuple[jax.Array, ChunkStats]:
     """Online training with the neurons held as D4 Fourier coefficients for the whole chunk.
@@ -352,8 +358,10 @@ def _online_features_chunk(weights: jax.Array, images: jax.Array, valid: jax.Arr
         w1, w2, stats = carry
         image, ok = inputs
         okf = ok.astype(jnp.float32)
-        resampled = resample(image[None], tables, geometry)  # (1, R, D)
-        y1, y2 = to_features(resampled, tables)  # (1, R, 4, O), (1, R, 2, 2, O)
+        # materialise the resampled rotations and their coefficients once (XLA would otherwise
+        # fuse the resampling gathers into each consumer and recompute them)
+        resampled = jax.lax.optimization_barrier(resample(image[None], tables, geometry))  # (1, R, D)
+        y1, y2 = jax.lax.optimization_barrier(to_features(resampled, tables))  # (1, R, 4, O), (1, R, 2, 2, O)
         region = resampled if geometry.region_is_everything else resampled[:, :, tables.region]
         yy = jnp.broadcast_to(jnp.sum(region * region, axis=-1)[..., None], (1, geometry.rotations, 8))
         ww = _features_square_norm(w1, w2, tables, geometry)
@@ -363,7 +371,7 @@ def _online_features_chunk(weights: jax.Array, images: jax.Array, valid: jax.Arr
         best = result.best_transform[0]
         rotation, variant = best % geometry.rotations, best // geometry.rotations
         t1 = y1[0, rotation] * chi[variant][:, :, None]  # (n, 4, O)
-        t2 = jnp.einsum("npco,nqc->npqo", y2[0, rotation], rho[variant], precision=jax.lax.Precision.HIGHEST)
+        t2 = _times_rho_transposed(y2[0, rotation], rho[variant])
         w1 = w1 + factor[:, None, None] * (t1 - w1)
         w2 = w2 + factor[:, None, None, None] * (t2 - w2)
         qe = jnp.sqrt(result.neuron_distance[0, bmu[0]]) * okf
@@ -414,7 +422,7 @@ def batch_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, t
             summed, factors, stats = carry
             image, ok = inputs
             okf_one = ok.astype(jnp.float32)
-            resampled = resample(image[None], tables, geometry)
+            resampled = jax.lax.optimization_barrier(resample(image[None], tables, geometry))
             result = search(weights, resampled, tables, geometry)
             bmu = pick_best_neuron(result)
             factor = tables.neighbourhood[bmu[0]] * okf_one
@@ -449,8 +457,8 @@ def _batch_features_sums(weights: jax.Array, images: jax.Array, valid: jax.Array
         sum1, sum2, factors, stats = carry
         image, ok = inputs
         okf = ok.astype(jnp.float32)
-        resampled = resample(image[None], tables, geometry)
-        y1, y2 = to_features(resampled, tables)
+        resampled = jax.lax.optimization_barrier(resample(image[None], tables, geometry))
+        y1, y2 = jax.lax.optimization_barrier(to_features(resampled, tables))
         region = resampled if geometry.region_is_everything else resampled[:, :, tables.region]
         yy = jnp.broadcast_to(jnp.sum(region * region, axis=-1)[..., None], (1, geometry.rotations, 8))
         result = _finish_search(_features_cross(y1, y2, w1, w2, tables, geometry), ww, yy, geometry)
@@ -459,7 +467,7 @@ def _batch_features_sums(weights: jax.Array, images: jax.Array, valid: jax.Array
         best = result.best_transform[0]
         rotation, variant = best % geometry.rotations, best // geometry.rotations
         t1 = y1[0, rotation] * chi[variant][:, :, None]
-        t2 = jnp.einsum("npco,nqc->npqo", y2[0, rotation], rho[variant], precision=jax.lax.Precision.HIGHEST)
+        t2 = _times_rho_transposed(y2[0, rotation], rho[variant])
         qe = jnp.sqrt(result.neuron_distance[0, bmu[0]]) * okf
         te = (1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)[0]) * okf
         stats = ChunkStats(stats.quantisation + qe, stats.topographic + te,
