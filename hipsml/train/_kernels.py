@@ -43,6 +43,8 @@ class SearchTables(NamedTuple):
     mask_full: jax.Array  # (D,) float32: the distance region as 0/1
     orbit_index: jax.Array  # (8, O) int32: pixel perm_x[o] of each D4 orbit o of the neuron, region orbits first
     orbit_weight: jax.Array  # (O,) float32: 1 / stabiliser size of each orbit
+    orbit_source: jax.Array  # (R, 8, O, taps) int32: source pixel (in C*H*W) of each resampled orbit value
+    orbit_source_weight: jax.Array  # (R, 8, O, taps) float32
     neighbourhood: jax.Array  # (n, n) float32: update factor of neuron j when i is the best match
 
 
@@ -94,6 +96,11 @@ def build_tables(config: SOMConfig, channels: int, image_side: int, neighbourhoo
         orbit_weight = np.array([1.0 / (8 // len(np.unique(perm[:, o]))) for o in reps], np.float32)
     else:
         orbit_index, orbit_weight = np.zeros((8, 0), np.int32), np.zeros((0,), np.float32)
+    # resampling straight into orbit order: orbit value d = c * P + p comes from channel c's pixel index[., p]
+    channel_of, pixel_of = np.divmod(orbit_index, nd * nd)  # (8, O)
+    orbit_source = (channel_of[None, :, :, None] * image_side * image_side
+                    + index[:, pixel_of, :]).astype(np.int32)  # (R, 8, O, taps)
+    orbit_source_weight = weight[:, pixel_of, :].astype(np.float32)
     geometry = Geometry(channels, image_side, nd, config.rotations_per_quarter, turns,
                         2 if config.flip else 1, config.precision, bool(mask.all()), dihedral, region_orbits)
     tables = SearchTables(
@@ -104,6 +111,7 @@ def build_tables(config: SOMConfig, channels: int, image_side: int, neighbourhoo
         perm_region=jnp.asarray(np.ascontiguousarray(perm[:, np.flatnonzero(mask)])),
         mask_full=jnp.asarray(mask.astype(np.float32)),
         orbit_index=jnp.asarray(orbit_index), orbit_weight=jnp.asarray(orbit_weight),
+        orbit_source=jnp.asarray(orbit_source), orbit_source_weight=jnp.asarray(orbit_source_weight),
         neighbourhood=jnp.asarray(neighbourhood.astype(np.float32)),
     )
     return geometry, tables
@@ -150,6 +158,29 @@ def _dihedral_irreps() -> tuple[np.ndarray, np.ndarray]:
 _CHI, _RHO = _dihedral_irreps()
 
 
+def _combine(values: jax.Array, matrix: np.ndarray) -> jax.Array:
+    """``out[..., k, :] = sum_x matrix[x, k] values[..., x, :]`` for a small constant matrix of 0, +-1 and
+    powers of two, spelled out as sums so that XLA fuses them into one pass (no tiny matmul)."""
+    outputs = []
+    for k in range(matrix.shape[1]):
+        total = None
+        for x in range(matrix.shape[0]):
+            c = float(matrix[x, k])
+            if c == 0.0:
+                continue
+            term = values[..., x, :] if c == 1.0 else (-values[..., x, :] if c == -1.0 else values[..., x, :] * c)
+            total = term if total is None else total + term
+        outputs.append(total if total is not None else jnp.zeros_like(values[..., 0, :]))
+    return jnp.stack(outputs, axis=-2)
+
+
+def _orbit_features(g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """D4 coefficients from orbit values ``(..., 8, O)``."""
+    f1 = _combine(g, _CHI)  # (..., 4, O)
+    f2 = _combine(g, _RHO.reshape(8, 4))  # (..., 4, O) -> (..., 2, 2, O)
+    return f1, f2.reshape(f2.shape[:-2] + (2, 2, f2.shape[-1]))
+
+
 def to_features(pixels: jax.Array, tables: SearchTables) -> tuple[jax.Array, jax.Array]:
     """D4 Fourier coefficients of images ``(..., D)``: ``(..., 4, O)`` (1-D irreps) and ``(..., 2, 2, O)``.
 
@@ -158,19 +189,29 @@ def to_features(pixels: jax.Array, tables: SearchTables) -> tuple[jax.Array, jax
     invertible (:func:`from_features`) and turns the exact variants into multiplications:
     variant ``v`` of the image has coefficients ``chi_a(v) f1_a`` and ``f2 rho(v)^T``.
     """
-    chi, rho = jnp.asarray(_CHI, jnp.float32), jnp.asarray(_RHO, jnp.float32)
-    g = pixels[..., tables.orbit_index]  # (..., 8, O)
-    hi = jax.lax.Precision.HIGHEST
-    return (jnp.einsum("...xo,xa->...ao", g, chi, precision=hi),
-            jnp.einsum("...xo,xpq->...pqo", g, rho, precision=hi))
+    return _orbit_features(pixels[..., tables.orbit_index])  # orbit values (..., 8, O)
+
+
+def resampled_features(images: jax.Array, tables: SearchTables) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """D4 coefficients of the ``R`` resampled rotations of ``images`` ``(B, C, H*W)``, without the pixels.
+
+    The resampling gathers straight into orbit order (composed tables), so it equals
+    ``to_features(resample(images))``. Also returns the squared norm over the distance region ``(B, R)``.
+    """
+    batch = images.shape[0]
+    flat = images.reshape(batch, -1)
+    g = None
+    for tap in range(tables.orbit_source.shape[-1]):
+        term = flat[:, tables.orbit_source[..., tap]] * tables.orbit_source_weight[None, ..., tap]  # (B, R, 8, O)
+        g = term if g is None else g + term
+    assert g is not None
+    f1, f2 = _orbit_features(g)
+    return f1, f2, g
 
 
 def from_features(f1: jax.Array, f2: jax.Array, tables: SearchTables, size: int) -> jax.Array:
     """Pixels ``(..., D)`` back from :func:`to_features`' coefficients (inverse Fourier transform on D4)."""
-    chi, rho = jnp.asarray(_CHI, jnp.float32), jnp.asarray(_RHO, jnp.float32)
-    hi = jax.lax.Precision.HIGHEST
-    g = (jnp.einsum("...ao,xa->...xo", f1, chi / 8.0, precision=hi)
-         + jnp.einsum("...pqo,xpq->...xo", f2, rho / 4.0, precision=hi))  # (..., 8, O)
+    g = _combine(f1, _CHI.T / 8.0) + _combine(f2.reshape(f2.shape[:-3] + (4, f2.shape[-1])), _RHO.reshape(8, 4).T / 4.0)
     out = jnp.zeros(f1.shape[:-2] + (size,), jnp.float32)
     return out.at[..., tables.orbit_index].set(g)
 
@@ -337,6 +378,14 @@ def online_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, 
     return weights, stats
 
 
+def _image_features(image: jax.Array, tables: SearchTables, geometry: Geometry) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One image's resampled D4 coefficients ``(1, R, 4, O)``, ``(1, R, 2, 2, O)`` and region norms ``(1, R, 8)``."""
+    y1, y2, orbit_values = resampled_features(image[None], tables)
+    region = geometry.region_orbits
+    norm = jnp.sum(jnp.sum(orbit_values[..., :region] ** 2, axis=-2) * tables.orbit_weight[:region], axis=-1)
+    return y1, y2, jnp.broadcast_to(norm[..., None], (1, geometry.rotations, 8))
+
+
 def _times_rho_transposed(coefficients: jax.Array, rho_v: jax.Array) -> jax.Array:
     """``coefficients[n] @ rho_v[n]^T`` per orbit: ``(n, 2, 2, O)`` and ``(n, 2, 2)``, as two fused products."""
     return (coefficients[:, :, 0, None, :] * rho_v[:, None, :, 0, None]
@@ -358,12 +407,9 @@ def _online_features_chunk(weights: jax.Array, images: jax.Array, valid: jax.Arr
         w1, w2, stats = carry
         image, ok = inputs
         okf = ok.astype(jnp.float32)
-        # materialise the resampled rotations and their coefficients once (XLA would otherwise
-        # fuse the resampling gathers into each consumer and recompute them)
-        resampled = jax.lax.optimization_barrier(resample(image[None], tables, geometry))  # (1, R, D)
-        y1, y2 = jax.lax.optimization_barrier(to_features(resampled, tables))  # (1, R, 4, O), (1, R, 2, 2, O)
-        region = resampled if geometry.region_is_everything else resampled[:, :, tables.region]
-        yy = jnp.broadcast_to(jnp.sum(region * region, axis=-1)[..., None], (1, geometry.rotations, 8))
+        # materialise the resampled coefficients once (XLA would otherwise fuse the resampling
+        # gathers into each consumer and recompute them)
+        y1, y2, yy = jax.lax.optimization_barrier(_image_features(image, tables, geometry))
         ww = _features_square_norm(w1, w2, tables, geometry)
         result = _finish_search(_features_cross(y1, y2, w1, w2, tables, geometry), ww, yy, geometry)
         bmu = pick_best_neuron(result)
@@ -457,10 +503,7 @@ def _batch_features_sums(weights: jax.Array, images: jax.Array, valid: jax.Array
         sum1, sum2, factors, stats = carry
         image, ok = inputs
         okf = ok.astype(jnp.float32)
-        resampled = jax.lax.optimization_barrier(resample(image[None], tables, geometry))
-        y1, y2 = jax.lax.optimization_barrier(to_features(resampled, tables))
-        region = resampled if geometry.region_is_everything else resampled[:, :, tables.region]
-        yy = jnp.broadcast_to(jnp.sum(region * region, axis=-1)[..., None], (1, geometry.rotations, 8))
+        y1, y2, yy = jax.lax.optimization_barrier(_image_features(image, tables, geometry))
         result = _finish_search(_features_cross(y1, y2, w1, w2, tables, geometry), ww, yy, geometry)
         bmu = pick_best_neuron(result)
         factor = tables.neighbourhood[bmu[0]] * okf
