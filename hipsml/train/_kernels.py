@@ -1,12 +1,24 @@
-"""The jit-compiled SOM kernels: resample, search all transforms with one matmul, update.
+"""The jit-compiled SOM kernels: resample, search all transforms with matmuls, update.
 
 Everything here is pure JAX on arrays. :class:`SearchTables` holds the constant arrays built once
 per (config, image shape) by :func:`build_tables`; the kernels take them as arguments (not as
-baked-in constants) so that compiling stays fast.
+baked-in constants) so that compiling stays fast, and the geometry as a static argument.
 
 Shapes: ``n`` neurons of ``D = C * neuron_dim**2`` values; ``R = numrot/4`` resampled angles;
 ``V`` exact variants (4 turns x 2 flips); ``T = R * V`` transforms, numbered as PINK numbers them
 (``t = v * R + i`` with ``v = f * 4 + k``, see :mod:`hipsml.train._transforms`).
+
+Three search paths give the same distances (``tests/test_som.py`` checks each against brute force):
+
+* D4 Fourier (PINK's defaults: all 8 variants and a symmetric distance region). Pixels fall in
+  orbits of 8 under the dihedral group D4 (turns and flip); on each orbit the 8 correlations of
+  image and neuron are a group correlation, which D4's Fourier transform (four 1-D and one 2-D
+  real irreducible representations) turns into 12 multiplications instead of 64. Online training
+  keeps the neurons as these coefficients for a whole chunk of images: a neuron's target, the
+  image in the neuron's own best transform, is then a sign flip or a 2x2 rotation of the image's
+  coefficients, and pixels come back once per chunk.
+* Images permuted (``B * R <= n``): ``[B*R*V, S] x [S, n]``.
+* Neurons inverse-permuted (batches): ``[B*R, S] x [S, V*n]``.
 """
 
 from __future__ import annotations
