@@ -7,6 +7,8 @@ The public API a notebook user calls:
 - :func:`cutout_wcs` is the astropy WCS of one such cutout.
 - :func:`extract_dataset` builds a versioned Zarr training set from a recipe (on Dask);
   :func:`open_dataset` opens one; :func:`load_recipe` validates a recipe file.
+- :func:`train_som` trains a rotation- and flip-invariant SOM (PINK's algorithm, JAX);
+  :func:`load_som` and :func:`read_pink` read SOMs back (imported on first use).
 
 Subpackages: :mod:`hipsml.hips` (tile layer), :mod:`hipsml.extract` (cutout engine),
 :mod:`hipsml.dataset` (recipes, versioned datasets), :mod:`hipsml.sky` (synthetic labelled surveys), :mod:`hipsml.errors`.
@@ -19,6 +21,17 @@ from hipsml.extract import CutoutResult, CutoutSpec, cutout_wcs, cutouts
 from hipsml.hips import HipsSurvey, open_survey
 
 __version__ = "0.1.0"
+
+#: training names, imported on first use (importing JAX takes a while)
+_TRAIN_NAMES = ("train_som", "load_som", "read_pink", "SOM", "SOMConfig", "SOMMapping")
+
+
+def __getattr__(name: str) -> object:
+    if name in _TRAIN_NAMES:
+        from hipsml import train
+
+        return getattr(train, name)
+    raise AttributeError(f"module 'hipsml' has no attribute {name!r}")
 
 __all__ = [
     "CutoutResult",
@@ -33,5 +46,6 @@ __all__ = [
     "load_recipe",
     "open_dataset",
     "open_survey",
+    *_TRAIN_NAMES,
     "__version__",
 ]
