@@ -20,7 +20,7 @@ from typing import IO
 
 from hipsml.errors import HipsmlError, InputFileError, InvalidInputError, OutputError
 
-__all__ = ["user_path", "atomic_write", "atomic_write_bytes", "file_mode", "check_writable_file", "read_regular_file"]
+__all__ = ["check_name_lengths", "user_path", "atomic_write", "atomic_write_bytes", "file_mode", "check_writable_file", "read_regular_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,24 @@ def user_path(path: str | os.PathLike[str], *, what: str = "path") -> Path:
         raise InvalidInputError(f"{what} {text!r}: no user named {user!r} to expand '~{user}'") from None
 
 
+def check_name_lengths(dest: Path, folder: Path) -> int:
+    """Refuse a path with a name longer than the file system of ``folder`` allows; return that limit.
+
+    Raises
+    ------
+    OutputError
+        A component of ``dest`` is too long (the message names it).
+    """
+    try:
+        limit = int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        limit = 255
+    for part in dest.parts:
+        if len(os.fsencode(part)) > limit:
+            raise OutputError(f"cannot write {os.fspath(dest)}: the name {part[:40]!r}... is longer than {limit} bytes")
+    return limit
+
+
 def check_writable_file(path: str | os.PathLike[str], *, what: str = "output", probe: bool = False) -> Path:
     """Check, before any work, that a file can be created at ``path``; return it expanded.
 
@@ -106,13 +124,7 @@ def check_writable_file(path: str | os.PathLike[str], *, what: str = "output", p
         if blocker is not None and not blocker.is_dir():
             raise OutputError(f"cannot write {os.fspath(dest)}: {os.fspath(blocker)} is a file, not a folder")
         folder = blocker if blocker is not None else Path(".")
-        try:
-            limit = os.pathconf(folder, "PC_NAME_MAX")
-        except (OSError, ValueError):
-            limit = 255
-        for part in dest.parts:
-            if len(os.fsencode(part)) > limit:
-                raise OutputError(f"cannot write {os.fspath(dest)}: the name {part[:40]!r}... is longer than {limit} bytes")
+        check_name_lengths(dest, folder)
         if not os.access(folder, os.W_OK | os.X_OK):
             raise OutputError(f"cannot write {os.fspath(dest)}: {os.fspath(folder)} is not writable")
         if probe:

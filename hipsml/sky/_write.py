@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from hipsml._files import atomic_write_bytes, file_mode, user_path
+from hipsml._files import atomic_write_bytes, check_name_lengths, file_mode, user_path
 from hipsml.errors import InvalidInputError, OutputError
 from hipsml.hips import COORDSYS, HIPS_FRAME_NAMES, canonical_format, canonical_frame, icrs_to_frame, tile_path
 
@@ -171,13 +171,7 @@ def check_target(path: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
     if parent is not None and not parent.is_dir():
         raise OutputError(f"cannot write {target}: {parent} is a file, not a folder")
     folder = parent if parent is not None else Path("/")
-    try:
-        limit = os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        limit = 255
-    for part in target.parts:
-        if len(os.fsencode(part)) > limit:
-            raise OutputError(f"cannot write {target}: the name {part[:40]!r}... is longer than {limit} bytes")
+    limit = check_name_lengths(target, folder)
     if len(os.fsencode(target.name)) + _STAGING_SUFFIX > limit:
         raise OutputError(
             f"cannot write {target}: the name {target.name[:40]!r}... leaves no room, within the file system's "
