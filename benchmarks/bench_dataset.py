@@ -131,7 +131,7 @@ def main() -> None:
     print(f"\nextract_dataset: {len(ds):,} cutouts in {wall:.1f} s wall = {len(ds) / wall:,.0f} cutouts/s "
           f"({args.workers} worker threads), peak RSS {peak_rss_gb():.2f} GB")  # fmt: skip
     print(f"  worker time: tile reading {100 * rep.tile_seconds / busy:.0f}%, kernel {100 * rep.kernel_seconds / busy:.0f}%, "
-          f"writing (lz4 + zarr) {100 * rep.write_seconds / busy:.0f}%; {rep.units} work units")  # fmt: skip
+          f"writing (encoding + files) {100 * rep.write_seconds / busy:.0f}%; {rep.units} work units")  # fmt: skip
     print(f"  written: {nbytes / 1e9:.2f} GB for {raw / 1e9:.2f} GB of float32 ({raw / nbytes:.2f}x); "
           f"coverage {rep.full:,} full / {rep.partial:,} partial / {rep.empty:,} empty")  # fmt: skip
 
