@@ -577,7 +577,7 @@ class _TileSlab:
             return
         npix = tile_keys_to_npix(missing, self.order).tolist()
         per_survey = [sv.read_tiles(self.order, npix) for sv in self.members]
-        self.tiles_read += missing.size
+        self.tiles_read += missing.size * len(self.members)  # one read per survey
         present = [any(tiles[i] is not None for tiles in per_survey) for i in range(missing.size)]
         need = self.used + sum(present)
         if need > self.slab.shape[0]:
