@@ -126,6 +126,8 @@ def test_same_hash_and_arrays_with_threads_processes_and_one_worker_over_http(tm
     for k in a:
         assert np.array_equal(a[k], b[k], equal_nan=True) and np.array_equal(a[k], c[k], equal_nan=True), k
     assert threads.report.units > 4  # several tasks ran
+    # every tile under the 120 sources is read from the server once per process: at least once
+    assert threads.report.tile_decodes > 0 and procs.report.tile_decodes >= threads.report.tile_decodes
     assert server.count("r/properties") >= 1
 
 

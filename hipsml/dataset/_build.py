@@ -107,7 +107,7 @@ class BuildReport:
             f"{self.path}: published v{self.version} ({self.hash[:12]}): {self.count:,} cutouts",
             f"  coverage: {self.full:,} fully covered, {self.partial:,} partial, {self.empty:,} empty"
             + (f"; {self.dropped:,} uncovered targets dropped" if self.dropped else ""),
-            f"  tiles: {self.tiles_read:,} read into units, {self.tile_decodes:,} decoded in this process"
+            f"  tiles: {self.tiles_read:,} read into work units, {self.tile_decodes:,} read from the surveys"
             + (f"; {self.reused:,} cutouts reused from the parent version" if self.reused else "")
             + (f"; {self.resumed:,} from an interrupted build" if self.resumed else ""),
             f"  {self.units} work units in {self.seconds:.1f} s: {self.rate:,.0f} cutouts/s{share}",
@@ -165,9 +165,11 @@ def run_unit(job: _UnitJob) -> dict[str, Any]:
         "write_seconds": write_seconds,
         "float16_overflow": overflow,
     }
+    # this process's survey reads so far (its counters start at zero when it opens a survey)
+    decoded = sum(open_cached(ref).stats["tile_reads"] for ref in job.surveys)
     with atomic_write(marker) as fh:
         np.savez(fh, **{k: np.asarray(v) for k, v in result.items()})
-    return {**result, "skipped": 0}
+    return {**result, "skipped": 0, "pid": os.getpid(), "decoded": decoded}
 
 
 # ----------------------------------------------------------------------------- planning
@@ -498,7 +500,8 @@ def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> Build
                  recipe.output.dtype, chunk, recipe.output.compressor)  # fmt: skip
         for u in todo
     ]
-    _run_jobs(jobs, recipe, report, progress)
+    before = sum(sv.stats["tile_reads"] for sv in surveys)  # reads of this process before the units
+    _run_jobs(jobs, recipe, report, progress, own_reads_before=before)
 
     coverage = np.empty(n, dtype=np.float32)
     if report.reused:
@@ -508,7 +511,6 @@ def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> Build
     report.full = int((coverage >= 1.0).sum())
     report.empty = int((coverage <= 0.0).sum())
     report.partial = n - report.full - report.empty
-    report.tile_decodes = sum(sv.stats.get("tile_reads", 0) for sv in surveys)
     if report.float16_overflow:
         report.notes.append(f"{report.float16_overflow:,} pixel values exceed float16's range and are stored as inf")
     _finish_staging(staging, recipe, targets, coverage, spec, surveys, channels, split_names, digest, lineage,
@@ -580,14 +582,18 @@ def _units_from_bounds(bounds: list[list[int]], targets: TargetTable, spec: Cuto
     return units
 
 
-def _run_jobs(jobs: list[_UnitJob], recipe: Recipe, report: BuildReport, progress: bool) -> None:
+def _run_jobs(jobs: list[_UnitJob], recipe: Recipe, report: BuildReport, progress: bool, *, own_reads_before: int) -> None:
     bar = None
     if progress and jobs:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=sum(len(j.unit) for j in jobs), unit="cutout", unit_scale=True, desc=f"extract {recipe.name}")
 
+    reads: dict[int, int] = {}  # process -> its survey reads (cumulative, so keep the latest)
+
     def done(result: dict[str, Any]) -> None:
+        if "pid" in result:
+            reads[result["pid"]] = max(reads.get(result["pid"], 0), int(result["decoded"]))
         report.tiles_read += int(result["tiles_read"])
         report.tile_seconds += float(result["tile_seconds"])
         report.kernel_seconds += float(result["kernel_seconds"])
@@ -605,6 +611,8 @@ def _run_jobs(jobs: list[_UnitJob], recipe: Recipe, report: BuildReport, progres
     finally:
         if bar is not None:
             bar.close()
+    own = os.getpid()
+    report.tile_decodes = sum(reads.values()) - (own_reads_before if own in reads else 0)
 
 
 def _read_attrs(staging: Path) -> dict[str, Any]:
