@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/accuracy_cutouts.py
 	$(BIN)/python benchmarks/bench_sky.py
 	$(BIN)/python benchmarks/bench_dataset.py
+	$(BIN)/python benchmarks/bench_som.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
