@@ -317,3 +317,25 @@ def test_vizier_query_runs_online_and_is_saved(tmp_path, sky):
                        "columns": {"ra": "RAJ2000", "dec": "DEJ2000"}}  # fmt: skip
     ds = hipsml.extract_dataset(write_recipe(tmp_path / "online.yaml", data))
     assert len(ds) == 50 and list((tmp_path / "online" / "queries").glob("vizier-*.xml"))
+
+
+def test_rotation_column_and_a_tcp_scheduler(tmp_path, sky):
+    from distributed import LocalCluster
+
+    cat = Table.read(sky / "catalogue.ecsv")["id", "ra", "dec", "class"][:24]
+    cat["angle"] = np.linspace(0.0, 330.0, len(cat))
+    cat.write(tmp_path / "rot.ecsv")
+    data = recipe_data(sky, tmp_path / "rot", targets_file=str(tmp_path / "rot.ecsv"), cutout={"rotation": "angle"})
+    data["targets"]["carry"] = []
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        ds = hipsml.extract_dataset(write_recipe(tmp_path / "rot.yaml", data), scheduler=cluster.scheduler_address)
+    by_id = {int(i): k for k, i in enumerate(cat["id"])}
+    angles = np.array([cat["angle"][by_id[int(i)]] for i in ds.column("id")])
+    assert np.array_equal(ds.column("rotation"), angles)
+    surveys = [hipsml.open_survey(sky / "r"), hipsml.open_survey(sky / "radio")]
+    ref = hipsml.cutouts(surveys, (ds.column("ra"), ds.column("dec")), size=32, pixel_scale=4.0, rotation=angles)
+    assert np.array_equal(ds.images[:], ref.images, equal_nan=True)
+    i = int(np.argmax(angles == 90.0)) if np.any(angles == 90.0) else 3
+    cd = ds.wcs(i).wcs.cd
+    t = np.radians(angles[i])
+    assert np.allclose(cd, 4.0 / 3600 * np.array([[-np.cos(t), np.sin(t)], [np.sin(t), np.cos(t)]]))
