@@ -1,4 +1,44 @@
-"""Training on hipsml datasets (rotation/flip-invariant SOM and CNN classifiers in JAX).
+"""Training on hipsml datasets: the data loaders shared by the SOM and the CNN.
 
-Not built yet: this package is reserved for the training issue.
+- :func:`zarr_batches`: shuffled batches of a dataset split, read whole chunk by whole chunk,
+  normalised and prefetched in background threads;
+- :func:`sky_batches`: batches cut afresh from the HiPS tiles every epoch, at random rotations
+  (exact augmentation by reprojection), with the same interface;
+- normalisations (:func:`parse_normalisation`, :func:`minmax`, :func:`asinh_stretch`,
+  :func:`percentile_clip`, :func:`standardise` with :func:`channel_stats`, :func:`fill_nan`),
+  pure numpy functions on batches.
+
+The loaders yield numpy arrays; hand them to JAX or PyTorch in your own loop.
 """
+
+from hipsml.train._loader import Batch, EpochPlan, ZarrBatches, plan_epoch, zarr_batches
+from hipsml.train._normalise import (
+    NORMALISATIONS,
+    ChannelStats,
+    Normalisation,
+    asinh_stretch,
+    channel_stats,
+    fill_nan,
+    minmax,
+    parse_normalisation,
+    percentile_clip,
+    standardise,
+)
+
+__all__ = [
+    "NORMALISATIONS",
+    "Batch",
+    "ChannelStats",
+    "EpochPlan",
+    "Normalisation",
+    "ZarrBatches",
+    "asinh_stretch",
+    "channel_stats",
+    "fill_nan",
+    "minmax",
+    "parse_normalisation",
+    "percentile_clip",
+    "plan_epoch",
+    "standardise",
+    "zarr_batches",
+]
