@@ -24,6 +24,7 @@ from hipsml.train._normalise import (
     percentile_clip,
     standardise,
 )
+from hipsml.train._sky_source import SkyAugmentation, SkyBatches, sky_batches
 
 __all__ = [
     "NORMALISATIONS",
@@ -31,6 +32,8 @@ __all__ = [
     "ChannelStats",
     "EpochPlan",
     "Normalisation",
+    "SkyAugmentation",
+    "SkyBatches",
     "ZarrBatches",
     "asinh_stretch",
     "channel_stats",
@@ -38,6 +41,7 @@ __all__ = [
     "minmax",
     "parse_normalisation",
     "percentile_clip",
+    "sky_batches",
     "plan_epoch",
     "standardise",
     "zarr_batches",
