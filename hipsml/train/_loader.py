@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from hipsml.errors import InvalidInputError
+from hipsml.errors import InputFileError, InvalidInputError
 from hipsml.train._normalise import Normalisation, parse_normalisation, prepare_batch
 
 __all__ = [
@@ -423,7 +423,12 @@ class ZarrBatches:
 
         def load_block(k: int) -> np.ndarray:
             lo = k * chunk
-            data = np.asarray(images[lo : min(lo + chunk, images.shape[0])])
+            hi = min(lo + chunk, images.shape[0])
+            try:
+                data = np.asarray(images[lo:hi])
+            except Exception as exc:  # a corrupt or unreadable chunk: name it
+                where = getattr(self.dataset, "location", "the dataset")
+                raise InputFileError(f"cannot read chunk {k} (rows {lo}..{hi - 1}) of {where}/images: {exc}") from exc
             local = rows[plan.blocks[k]] - lo
             if local.size != data.shape[0]:
                 data = data[local]

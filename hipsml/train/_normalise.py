@@ -133,7 +133,7 @@ def asinh_stretch(x: np.ndarray, *, a: float = 0.1, out: np.ndarray | None = Non
     --------
     >>> y = asinh_stretch(np.array([[[[0.0, 0.5, 1.0]]]]), a=0.1)
     >>> [round(v, 4) for v in y.ravel().tolist()]
-    [0.0, 0.7733, 1.0]
+    [0.0, 0.7713, 1.0]
     """
     a = _positive(a, "asinh option a")
     y = minmax(x, out=out)

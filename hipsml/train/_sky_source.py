@@ -65,10 +65,10 @@ def offset_centres(
 
     Examples
     --------
-    >>> ra, dec = offset_centres(np.array([10.0]), np.array([0.0]), np.array([0.0]),
+    >>> ra, dec = offset_centres(np.array([10.0]), np.array([0.0]), np.array([0.0]),  # 1 deg north in the plane
     ...                          np.array([0.0]), np.array([1.0]), 3600.0)
     >>> round(float(ra[0]), 9), round(float(dec[0]), 9)
-    (10.0, 1.0)
+    (10.0, 0.999898479)
     """
     scale = np.deg2rad(np.asarray(pixel_scale, dtype=np.float64) / 3600.0)
     xi = -scale * np.asarray(dx, dtype=np.float64)  # intermediate world x: east is left
