@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--naive", type=int, default=3000, help="rows for the one-row-at-a-time reader")
     parser.add_argument("--sky", type=int, default=30_000, help="targets for sky_batches")
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "hipsml-bench"))
+    parser.add_argument("--epochs", type=int, default=3, help="epochs timed per loader")
     parser.add_argument("--build-only", action="store_true")
     args = parser.parse_args()
 
@@ -123,7 +124,50 @@ def main() -> None:
     datasets = {name: make_dataset(cache, survey_dir, targets, name) for name in ("lz4", "zstd")}
     if args.build_only:
         return
-    raise SystemExit("not written yet")
+    from hipsml.train import sky_batches, zarr_batches
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}; load average {os.getloadavg()[0]:.2f} (other work shares the cores)")  # fmt: skip
+    ds0 = datasets["lz4"]
+    train = ds0.split("train")
+    print(f"dataset: {len(ds0):,} cutouts of 1 x 64 x 64 float32, chunks of {ds0.images.chunks[0]} rows; "
+          f"train split {train.size:,}; batches of 256, {args.threads} reader threads")  # fmt: skip
+    for name, ds in datasets.items():
+        rates = []
+        for epoch in range(args.epochs):
+            t0 = time.perf_counter()
+            n = 0
+            for images, _labels, rows in zarr_batches(ds, "train", epoch=epoch, normalise="minmax", threads=args.threads):
+                n += rows.size
+            rates.append(n / (time.perf_counter() - t0))
+        # the naive reader: one row at a time, in shuffled order
+        order = np.random.default_rng(0).permutation(train)[: args.naive]
+        t0 = time.perf_counter()
+        for i in order:
+            np.asarray(ds.images[int(i)], dtype=np.float32)
+        naive = order.size / (time.perf_counter() - t0)
+        print(f"\nblosc {name}: zarr_batches (shuffled, minmax) {', '.join(f'{r:,.0f}' for r in rates)} cutouts/s "
+              f"(epochs 0..{args.epochs - 1}); naive ds.images[i] (shuffled, {order.size:,} rows) {naive:,.0f} cutouts/s; "
+              f"{max(rates) / naive:.0f}x")  # fmt: skip
+
+    if args.sky <= 0:
+        print(f"\npeak RSS {peak_rss_gb():.2f} GB")
+        return
+    # from the sky: every target cut afresh at a random rotation
+    rng = np.random.default_rng(1)
+    subset = np.sort(rng.choice(train, size=min(args.sky, train.size), replace=False))
+    source = sky_batches(ds0, split=subset, normalise="minmax", threads=args.threads)
+    print(f"\nsky_batches: {subset.size:,} targets of the train split, random rotations, minmax, "
+          f"{len(source.units)} work units, {args.threads} threads")  # fmt: skip
+    for epoch in range(args.epochs):
+        t0 = time.perf_counter()
+        n = 0
+        for images, _labels, rows in source.for_epoch(epoch):
+            n += rows.size
+        dt = time.perf_counter() - t0
+        note = " (tiles read from disk and decoded)" if epoch == 0 else " (tiles in the survey's memory cache)"
+        print(f"  epoch {epoch}: {n / dt:,.0f} cutouts/s{note}")
+    print(f"\npeak RSS {peak_rss_gb():.2f} GB")
 
 
 if __name__ == "__main__":

@@ -355,3 +355,27 @@ def test_sky_batches_from_surveys_and_targets(sky):
     ref = hipsml.cutouts(surveys, ([cat["ra"][rows[0]]], [cat["dec"][rows[0]]]), size=16, pixel_scale=5.0,
                          rotation=aug.rotation[0])  # fmt: skip
     np.testing.assert_allclose(images[0], minmax(ref.images)[0], rtol=1e-6, atol=1e-6)
+
+
+def test_direct_chunk_reads_equal_zarr_reads(ds, sky, tmp_path):
+    from hipsml.train._loader import _direct_blosc_reader, chunk_reader
+
+    half = hipsml.extract_dataset(recipe_data(sky, tmp_path / "half", output={"dtype": "float16", "compressor": "zstd"}))
+    for d in (ds, half):
+        read = _direct_blosc_reader(d.images)
+        assert read is not None  # hipsml's own layout takes the direct route
+        chunk = d.images.chunks[0]
+        for k in range(-(-len(d) // chunk)):
+            lo, hi = k * chunk, min(len(d), (k + 1) * chunk)
+            got = read(k, lo, hi)
+            assert got.dtype == d.images.dtype and np.array_equal(got, d.images[lo:hi], equal_nan=True)
+    # a chunk never written reads as the fill value, as zarr reads it
+    copy = tmp_path / "copy"
+    shutil.copytree(ds.path, copy)
+    holed = hipsml.open_dataset(copy)
+    (holed.location / "images" / "c" / "4" / "0" / "0" / "0").unlink()
+    assert np.isnan(chunk_reader(holed.images)(4, 24, 30)).all() and np.isnan(holed.images[24:30]).all()
+    # another store: zarr's own route
+    wrapped = zarr.open_group(store=_CountingStore(LocalStore(ds.location, read_only=True)), mode="r")["images"]
+    assert _direct_blosc_reader(wrapped) is None
+    assert np.array_equal(chunk_reader(wrapped)(2, 12, 18), ds.images[12:18], equal_nan=True)

@@ -22,11 +22,13 @@ import logging
 import math
 import os
 import queue
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -371,6 +373,64 @@ def label_codes(dataset: Any, labels: bool | str) -> np.ndarray | None:
     return values.astype(np.int64)
 
 
+def chunk_reader(images: Any) -> Callable[[int, int, int], np.ndarray]:
+    """``read(k, lo, hi)``: rows ``lo..hi`` (chunk ``k``) of a Zarr array chunked along its first axis.
+
+    For the layout hipsml writes (Zarr v3 on a local disk, bytes + blosc codecs, no
+    sharding) the chunk file is read and decompressed directly into a fresh array, about
+    twice as fast as going through zarr's asynchronous machinery; anything else (another
+    store, codec or layout) is read with ``images[lo:hi]``.
+    """
+    direct = _direct_blosc_reader(images)
+    if direct is not None:
+        return direct
+    return lambda k, lo, hi: np.asarray(images[lo:hi])
+
+
+def _direct_blosc_reader(images: Any) -> Callable[[int, int, int], np.ndarray] | None:
+    try:
+        import numcodecs.blosc
+        from zarr.codecs import BloscCodec, BytesCodec
+        from zarr.storage import LocalStore
+
+        meta = images.metadata
+        store = images.store_path.store
+        codecs = tuple(getattr(meta, "codecs", ()))
+        shape = tuple(images.shape)
+        dtype = np.dtype(images.dtype)
+        chunk_shape = tuple(meta.chunk_grid.chunk_shape)
+        ok = (
+            isinstance(store, LocalStore)
+            and getattr(meta, "zarr_format", None) == 3
+            and len(codecs) == 2
+            and isinstance(codecs[0], BytesCodec)
+            and isinstance(codecs[1], BloscCodec)
+            and dtype.kind == "f"
+            and dtype.isnative
+            and (codecs[0].endian is None or codecs[0].endian.value == sys.byteorder)
+            and chunk_shape[1:] == shape[1:]
+        )
+        if not ok:
+            return None
+        root = Path(store.root) / images.store_path.path
+        fill = meta.fill_value
+        rest = (0,) * (len(shape) - 1)
+    except Exception:  # an unfamiliar zarr: the general route
+        return None
+
+    def read(k: int, lo: int, hi: int) -> np.ndarray:
+        path = root / meta.encode_chunk_key((k, *rest))
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:  # never written: the fill value, as zarr reads it
+            return np.full((hi - lo, *shape[1:]), fill, dtype=dtype)
+        out = np.empty(chunk_shape, dtype=dtype)
+        numcodecs.blosc.decompress(raw, out)
+        return out[: hi - lo]
+
+    return read
+
+
 @dataclass(frozen=True, eq=False)
 class ZarrBatches:
     """One epoch of batches from a dataset split (see :func:`zarr_batches`); iterate it.
@@ -421,11 +481,13 @@ class ZarrBatches:
         chunk = int(images.chunks[0])
         rows = self.rows
 
+        read = chunk_reader(images)
+
         def load_block(k: int) -> np.ndarray:
             lo = k * chunk
             hi = min(lo + chunk, images.shape[0])
             try:
-                data = np.asarray(images[lo:hi])
+                data = read(k, lo, hi)
             except Exception as exc:  # a corrupt or unreadable chunk: name it
                 where = getattr(self.dataset, "location", "the dataset")
                 raise InputFileError(f"cannot read chunk {k} (rows {lo}..{hi - 1}) of {where}/images: {exc}") from exc
