@@ -379,3 +379,22 @@ def test_direct_chunk_reads_equal_zarr_reads(ds, sky, tmp_path):
     wrapped = zarr.open_group(store=_CountingStore(LocalStore(ds.location, read_only=True)), mode="r")["images"]
     assert _direct_blosc_reader(wrapped) is None
     assert np.array_equal(chunk_reader(wrapped)(2, 12, 18), ds.images[12:18], equal_nan=True)
+
+
+def test_device_prefetch_puts_batches_ahead_and_closes_the_loader(ds):
+    from hipsml.train import device_prefetch
+
+    put_rows: list[int] = []
+
+    def put(array):  # stands for jax.device_put: a copy made ahead of use
+        put_rows.append(array.shape[0])
+        return np.array(array, copy=True)
+
+    loader = zarr_batches(ds, "train", batch_size=8, shuffle=False)
+    it = device_prefetch(loader, size=2, put=put)
+    first = next(it)
+    assert len(put_rows) == 2 * 3  # images and labels of three batches: the first and two ahead
+    assert np.array_equal(first.rows, ds.split("train")[:8]) and np.array_equal(first.images, ds.images.oindex[first.rows])
+    it.close()
+    assert _loader_threads() == []
+    assert sum(b.rows.size for b in device_prefetch(loader, size=1, put=put)) == ds.split("train").size

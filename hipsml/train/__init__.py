@@ -8,10 +8,11 @@
   :func:`percentile_clip`, :func:`standardise` with :func:`channel_stats`, :func:`fill_nan`),
   pure numpy functions on batches.
 
-The loaders yield numpy arrays; hand them to JAX or PyTorch in your own loop.
+The loaders yield numpy arrays; hand them to JAX or PyTorch in your own loop
+(:func:`device_prefetch` overlaps the copy to a JAX device with the training step).
 """
 
-from hipsml.train._loader import Batch, EpochPlan, ZarrBatches, plan_epoch, zarr_batches
+from hipsml.train._loader import Batch, EpochPlan, ZarrBatches, device_prefetch, plan_epoch, zarr_batches
 from hipsml.train._normalise import (
     NORMALISATIONS,
     ChannelStats,
@@ -37,6 +38,7 @@ __all__ = [
     "ZarrBatches",
     "asinh_stretch",
     "channel_stats",
+    "device_prefetch",
     "fill_nan",
     "minmax",
     "parse_normalisation",

@@ -40,6 +40,7 @@ __all__ = [
     "Batch",
     "EpochPlan",
     "ZarrBatches",
+    "device_prefetch",
     "in_background",
     "plan_epoch",
     "stream_batches",
@@ -326,6 +327,42 @@ def in_background(make_stream: Callable[[], Iterator[Batch]], *, prefetch: int =
     finally:
         stop.set()
         thread.join()
+
+
+def device_prefetch(batches: Any, *, size: int = 2, put: Callable[[np.ndarray], Any] | None = None) -> Iterator[Batch]:
+    """Yield ``batches`` with images and labels already on the accelerator, ``size`` batches ahead.
+
+    ``put`` defaults to ``jax.device_put`` (JAX is imported only here), which copies
+    asynchronously: while the training step runs on one batch, the next ``size`` are on
+    their way to the device. ``rows`` stay numpy. Closing this iterator closes ``batches``
+    (so the loader's threads stop).
+
+    Examples
+    --------
+    >>> for images, labels, rows in device_prefetch(zarr_batches(ds, "train")):  # doctest: +SKIP
+    ...     state = train_step(state, images, labels)
+    """
+    size = check_positive_int(size, "size")
+    if put is None:
+        try:
+            import jax
+        except ImportError:
+            raise InvalidInputError("device_prefetch needs JAX (pip install jax), or a put= function") from None
+        put = jax.device_put
+    ahead: deque[Batch] = deque()
+    it = iter(batches)
+    try:
+        for batch in it:
+            labels = None if batch.labels is None else put(batch.labels)
+            ahead.append(Batch(put(batch.images), labels, batch.rows))
+            if len(ahead) > size:
+                yield ahead.popleft()
+        while ahead:
+            yield ahead.popleft()
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
 
 
 # ---------------------------------------------------------------------------------------
