@@ -167,6 +167,12 @@ def main() -> None:
         dt = time.perf_counter() - t0
         note = " (tiles read from disk and decoded)" if epoch == 0 else " (tiles in the survey's memory cache)"
         print(f"  epoch {epoch}: {n / dt:,.0f} cutouts/s{note}")
+    # the engine alone on the same targets and angles, one thread, one call (tiles decoded): the ceiling per core
+    aug = source.for_epoch(args.epochs - 1).augmentation()
+    t0 = time.perf_counter()
+    hipsml.cutouts(list(source.surveys), (aug.ra, aug.dec), size=64, pixel_scale=PIXEL, rotation=aug.rotation)
+    engine = subset.size / (time.perf_counter() - t0)
+    print(f"  the engine alone (hipsml.cutouts, same targets and angles, 1 thread, no normalising): {engine:,.0f} cutouts/s")
     print(f"\npeak RSS {peak_rss_gb():.2f} GB")
 
 

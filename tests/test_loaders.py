@@ -196,6 +196,8 @@ def test_bad_arguments_are_one_line_errors(ds):
         zarr_batches(ds, normalise="minmx")
     with pytest.raises(InvalidInputError, match="has no option 'lowr'; did you mean 'lower'"):
         parse_normalisation({"name": "percentile", "lowr": 5})
+    with pytest.raises(InvalidInputError, match="'minmax' takes no options, got 'a'"):
+        parse_normalisation({"name": "minmax", "a": 1})
     with pytest.raises(InvalidInputError, match="nan_to"):
         zarr_batches(ds, nan_to="nan please")
     with pytest.raises(InvalidInputError, match="scale_jitter"):
@@ -329,7 +331,8 @@ def test_sky_shift_is_the_wcs_pixel_offset_and_scale_jitter_is_exact(ds, sky):
     source = sky_batches(ds, split="test", batch_size=6, unit_size=6, nan_to=None, shift_pixels=0.5, scale_jitter=0.2)
     batch = next(iter(source))
     aug = source.augmentation().select(batch.rows)
-    assert np.all(np.abs(aug.dx) <= 0.5) and np.any(aug.dx != 0) and np.all((aug.pixel_scale >= 3.2) & (aug.pixel_scale <= 4.8))
+    assert np.all(np.abs(aug.dx) <= 0.5) and np.any(aug.dx != 0)
+    assert np.all((aug.pixel_scale >= 3.2) & (aug.pixel_scale <= 4.8))
     assert np.unique(source.augmentation().pixel_scale).size > 1  # one scale per unit
     surveys = [hipsml.open_survey(sky / "r"), hipsml.open_survey(sky / "radio")]
     orders = list(source.spec.orders)
@@ -360,7 +363,8 @@ def test_sky_batches_from_surveys_and_targets(sky):
 def test_direct_chunk_reads_equal_zarr_reads(ds, sky, tmp_path):
     from hipsml.train._loader import _direct_blosc_reader, chunk_reader
 
-    half = hipsml.extract_dataset(recipe_data(sky, tmp_path / "half", output={"dtype": "float16", "compressor": "zstd"}))
+    output = {"dtype": "float16", "compressor": "zstd"}
+    half = hipsml.extract_dataset(recipe_data(sky, tmp_path / "half", output=output))
     for d in (ds, half):
         read = _direct_blosc_reader(d.images)
         assert read is not None  # hipsml's own layout takes the direct route
@@ -394,7 +398,8 @@ def test_device_prefetch_puts_batches_ahead_and_closes_the_loader(ds):
     it = device_prefetch(loader, size=2, put=put)
     first = next(it)
     assert len(put_rows) == 2 * 3  # images and labels of three batches: the first and two ahead
-    assert np.array_equal(first.rows, ds.split("train")[:8]) and np.array_equal(first.images, ds.images.oindex[first.rows])
+    assert np.array_equal(first.rows, ds.split("train")[:8])
+    assert np.array_equal(first.images, ds.images.oindex[first.rows])
     it.close()
     assert _loader_threads() == []
     assert sum(b.rows.size for b in device_prefetch(loader, size=1, put=put)) == ds.split("train").size

@@ -408,7 +408,9 @@ def parse_normalisation(spec: Any, *, dataset: Any = None) -> Normalisation | No
     stats = config.pop("stats", None) if name == "standardise" else None
     for key in config:
         if key not in known:
-            raise InvalidInputError(f"normalisation {name!r} has no option {key!r}" + _did_you_mean(key, known or ["(none)"]))
+            if not known:
+                raise InvalidInputError(f"normalisation {name!r} takes no options, got {key!r}")
+            raise InvalidInputError(f"normalisation {name!r} has no option {key!r}" + _did_you_mean(key, known))
     options = {**known, **config}
     if name == "asinh":
         options["a"] = _positive(options["a"], "asinh option a")
@@ -425,7 +427,9 @@ def parse_normalisation(spec: Any, *, dataset: Any = None) -> Normalisation | No
         elif stats is None and dataset is not None:
             stats = channel_stats(dataset, split=options["split"], sample=options["sample"], seed=options["seed"])
         elif stats is None:
-            raise InvalidInputError("standardise needs statistics: give a dataset or stats (ChannelStats, mapping, path)")
+            raise InvalidInputError(
+                "standardise needs statistics: give a dataset or stats (ChannelStats, mapping, path)"
+            )
     return Normalisation(name, options, stats)
 
 
