@@ -358,6 +358,9 @@ def test_sky_batches_from_surveys_and_targets(sky):
     ref = hipsml.cutouts(surveys, ([cat["ra"][rows[0]]], [cat["dec"][rows[0]]]), size=16, pixel_scale=5.0,
                          rotation=aug.rotation[0])  # fmt: skip
     np.testing.assert_allclose(images[0], minmax(ref.images)[0], rtol=1e-6, atol=1e-6)
+    by_path = sky_batches(str(sky / "r"), (np.asarray(cat["ra"]), np.asarray(cat["dec"])), size=16, pixel_scale=5.0,
+                          batch_size=8, unit_size=8, normalise="minmax", seed=1)  # fmt: skip
+    assert np.array_equal(_epoch(by_path)[0], images)
 
 
 def test_direct_chunk_reads_equal_zarr_reads(ds, sky, tmp_path):

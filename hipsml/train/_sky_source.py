@@ -284,7 +284,7 @@ def sky_batches(
     source : Dataset, dataset path, or surveys
         A :class:`hipsml.Dataset` (its recipe's surveys, its geometry and the targets of
         ``split``, from its columns), or, with ``targets``, opened surveys
-        (:func:`hipsml.open_survey`, :class:`hipsml.extract.SurveyRef`, one or a list).
+        (:func:`hipsml.open_survey`, :class:`hipsml.extract.SurveyRef` or a location; one or a list).
     targets : SkyCoord or (ra, dec), optional
         The targets (ICRS degrees), when ``source`` holds surveys.
     split : str, None or array of int
@@ -353,7 +353,10 @@ def sky_batches(
         label_arr = None if codes is None else codes[parts["rows"]]
         normalisation = parse_normalisation(normalise, dataset=ds)
     else:
-        surveys = tuple(resolve_surveys(source))
+        from hipsml.hips import open_survey
+
+        items = list(source) if isinstance(source, (list, tuple)) else [source]
+        surveys = tuple(resolve_surveys([open_survey(s) if isinstance(s, (str, os.PathLike)) else s for s in items]))
         ra, dec = normalise_coords(targets)
         spec = CutoutSpec.for_surveys(list(surveys), size=size, pixel_scale=pixel_scale, fov=fov,
                                       projection=projection, interpolation=interpolation, order=order)  # fmt: skip
