@@ -167,6 +167,9 @@ def test_early_stop_leaves_no_prefetch_thread(ds):
         assert _loader_threads()  # the prefetch and reader threads run
         break
     assert _loader_threads() == []
+    for _batch in zarr_batches(ds, "train", batch_size=4, prefetch=0):  # no prefetch thread, reader threads only
+        break
+    assert _loader_threads() == []
     it = iter(sky_batches(ds, batch_size=4, unit_size=8, prefetch=1))
     next(it)
     it.close()
