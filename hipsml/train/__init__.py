@@ -1,4 +1,4 @@
-"""Training on hipsml images: a rotation- and flip-invariant self-organizing map (PINK's algorithm in JAX).
+"""Training on hipsml images: data loaders and a rotation- and flip-invariant SOM (PINK's algorithm in JAX).
 
 The SOM core works on plain arrays ``(N, C, H, W)``:
 
@@ -11,9 +11,35 @@ The SOM core works on plain arrays ``(N, C, H, W)``:
 
 PINK 2 binary files (data, SOM, mapping, rot/flip) are read and written by the ``read_pink*`` and
 ``write_pink*`` functions, so SOMs and data move between PINK and hipsml both ways.
+
+The data loaders, shared by the SOM and the CNN:
+
+- :func:`zarr_batches`: shuffled batches of a dataset split, read whole chunk by whole chunk,
+  normalised and prefetched in background threads;
+- :func:`sky_batches`: batches cut afresh from the HiPS tiles every epoch, at random rotations
+  (exact augmentation by reprojection), with the same interface;
+- normalisations (:func:`parse_normalisation`, :func:`minmax`, :func:`asinh_stretch`,
+  :func:`percentile_clip`, :func:`standardise` with :func:`channel_stats`, :func:`fill_nan`),
+  pure numpy functions on batches.
+
+The loaders yield numpy arrays; hand them to JAX or PyTorch in your own loop
+(:func:`device_prefetch` overlaps the copy to a JAX device with the training step).
 """
 
 from hipsml.train._config import SOMConfig, default_distance_dim, default_neuron_dim
+from hipsml.train._loader import Batch, EpochPlan, ZarrBatches, device_prefetch, plan_epoch, zarr_batches
+from hipsml.train._normalise import (
+    NORMALISATIONS,
+    ChannelStats,
+    Normalisation,
+    asinh_stretch,
+    channel_stats,
+    fill_nan,
+    minmax,
+    parse_normalisation,
+    percentile_clip,
+    standardise,
+)
 from hipsml.train._pink_io import (
     PinkMapping,
     PinkRotFlip,
@@ -28,6 +54,7 @@ from hipsml.train._pink_io import (
     write_pink_som,
 )
 from hipsml.train._plots import plot_errors, plot_hit_counts, plot_prototypes, plot_umatrix, umatrix
+from hipsml.train._sky_source import SkyAugmentation, SkyBatches, sky_batches
 from hipsml.train._som import SOM, EpochRecord, SOMMapping, load_som, train_som
 
 __all__ = [
@@ -55,4 +82,23 @@ __all__ = [
     "plot_umatrix",
     "plot_errors",
     "umatrix",
+    "NORMALISATIONS",
+    "Batch",
+    "ChannelStats",
+    "EpochPlan",
+    "Normalisation",
+    "SkyAugmentation",
+    "SkyBatches",
+    "ZarrBatches",
+    "asinh_stretch",
+    "channel_stats",
+    "device_prefetch",
+    "fill_nan",
+    "minmax",
+    "parse_normalisation",
+    "percentile_clip",
+    "sky_batches",
+    "plan_epoch",
+    "standardise",
+    "zarr_batches",
 ]
