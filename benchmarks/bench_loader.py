@@ -29,59 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import healpy as hp
 import numpy as np
 
 import hipsml
 
-CENTER = (150.0, 2.0)
-RADIUS = 8.0
-ORDER = 6
-WIDTH = 512
-PIXEL = 6.4  # arcsec, about the cell size at order 6 + 9
-
-
-def sky_value(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    """A smooth sky plus noise that depends only on the position (the same as bench_dataset.py)."""
-    a, d = np.radians(ra), np.radians(dec)
-    cells = hp.ang2pix(1 << 16, ra, dec, nest=True, lonlat=True).astype(np.uint64)
-    z = cells * np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(29))) * np.uint64(0xBF58476D1CE4E5B9)
-    noise = ((z >> np.uint64(11)).astype(np.float64) * 2.0**-53 - 0.5) * 0.2
-    return 10.0 + np.cos(40 * a) * np.sin(30 * d) + noise
-
-
-def make_survey(cache: Path) -> Path:
-    """The cached survey of bench_dataset.py (rendered here when absent)."""
-    from hipsml.sky import render_function_hips
-
-    root = cache / f"bench-o{ORDER}-w{WIDTH}-r{RADIUS:g}"
-    if not (root / "properties").is_file():
-        t0 = time.perf_counter()
-        render_function_hips(root, sky_value, order=ORDER, tile_width=WIDTH, order_min=ORDER,
-                             region=(*CENTER, RADIUS + 0.5), title="bench sky", overwrite=True)  # fmt: skip
-        print(f"rendered the survey in {time.perf_counter() - t0:.1f} s: {root}")
-    return root
-
-
-def make_targets(cache: Path, n: int) -> Path:
-    """``n`` targets uniform in the cone (the same file as bench_dataset.py's)."""
-    path = cache / f"targets-{n}.parquet"
-    if not path.is_file():
-        from astropy.table import Table
-
-        rng = np.random.default_rng(42)
-        cos_t = rng.uniform(np.cos(np.radians(RADIUS)), 1.0, n)
-        phi = rng.uniform(0, 2 * np.pi, n)
-        sin_t = np.sqrt(1 - cos_t**2)
-        local = np.stack([cos_t, sin_t * np.cos(phi), sin_t * np.sin(phi)], axis=-1)
-        ra0, dec0 = np.radians(CENTER[0]), np.radians(CENTER[1])
-        e_r = np.array([np.cos(dec0) * np.cos(ra0), np.cos(dec0) * np.sin(ra0), np.sin(dec0)])
-        e_e = np.array([-np.sin(ra0), np.cos(ra0), 0.0])
-        e_n = np.cross(e_r, e_e)
-        ra, dec = hp.vec2ang(local @ np.stack([e_r, e_e, e_n]), lonlat=True)
-        Table({"id": np.arange(n, dtype=np.int64), "ra": ra, "dec": dec}).write(path, overwrite=True)
-    return path
+# the survey and targets of bench_dataset.py (this folder is on sys.path when a script here runs)
+from bench_dataset import PIXEL, make_survey, make_targets  # noqa: E402
 
 
 def make_dataset(cache: Path, survey: Path, targets: Path, compressor: str) -> hipsml.Dataset:
