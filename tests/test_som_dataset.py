@@ -204,3 +204,33 @@ def test_load_som_trusts_the_archive_when_som_json_is_older(dataset, tmp_path):
     (tmp_path / "som" / "som.json").write_text(stale)
     loaded = load_som(tmp_path / "som")
     assert len(loaded.history) == 1 and np.array_equal(loaded.weights, first.weights)
+
+
+def test_rows_are_read_by_whole_chunks_in_storage_order(dataset):
+    from hipsml.train._som_data import iter_row_blocks
+
+    raw = np.asarray(zarr.open_group(dataset.location, mode="r")["images"][:])
+    rows = dataset.split("val")
+    chunk = dataset.images.chunks[0]
+    parts = list(iter_row_blocks(dataset, rows, max_rows=1))  # one chunk per block
+    assert np.array_equal(np.concatenate([p for p, _ in parts]), rows)
+    assert all(len(np.unique(p // chunk)) == 1 for p, _ in parts)
+    assert np.array_equal(np.concatenate([b for _, b in parts]), raw[rows], equal_nan=True)
+    with pytest.raises(InvalidInputError, match="sorted"):
+        list(iter_row_blocks(dataset, rows[::-1]))
+
+
+def test_mapping_a_dataset_chunk_by_chunk_equals_mapping_its_array(dataset, monkeypatch):
+    import functools
+
+    from hipsml.train import _som_data
+
+    som = train_som(dataset, epochs=1, progress=False, **SOM_OPTIONS)
+    raw = np.asarray(zarr.open_group(dataset.location, mode="r")["images"][:])
+    rows = dataset.split("test")
+    whole = som.map(minmax_reference(raw[rows]))
+    monkeypatch.setattr(_som_data, "normalised_blocks", functools.partial(_som_data.normalised_blocks, max_rows=1))
+    chunked = som.map(dataset, split="test")
+    assert np.array_equal(chunked.rows, rows)
+    assert np.array_equal(chunked.bmu, whole.bmu) and np.array_equal(chunked.angle, whole.angle)
+    assert np.allclose(chunked.distance, whole.distance, rtol=1e-5)

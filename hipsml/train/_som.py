@@ -198,32 +198,40 @@ class SOM:
         >>> sorted(set(mapping.angle.tolist()) - {0.0, 90.0, 180.0, 270.0})
         []
         """
-        from hipsml.train._som_data import training_data
+        from hipsml.dataset._dataset import Dataset
+        from hipsml.train._som_data import dataset_rows, normalised_blocks, resolve_normalise, training_data
 
-        source = training_data(data, self.config.normalise, split=split)
-        images = as_images(source.images)
-        channels, side = images.shape[1], images.shape[2]
+        rows: np.ndarray | None = None
+        if isinstance(data, Dataset):  # read, normalise and map a few chunks at a time (bounded memory)
+            rows = dataset_rows(data, split)
+            blocks: Any = normalised_blocks(data, rows, resolve_normalise(self.config.normalise, data))
+            total, (channels, side) = int(rows.size), (int(data.images.shape[1]), int(data.images.shape[2]))
+        else:
+            images = as_images(training_data(data, self.config.normalise, split=split).images)
+            blocks, total, channels, side = iter([images]), len(images), images.shape[1], images.shape[2]
         if channels != self.weights.shape[1]:
             raise InvalidInputError(f"the SOM has {self.weights.shape[1]} channels, the images {channels}")
         config = self.config.resolved(side)
         engine = _Engine(config, channels, side, neighbourhood_factors(config, config.sigma, config.damping))
-        chunk = min(batch_size or min(config.batch_size, 64), 1 << (len(images) - 1).bit_length())  # few compiles
+        chunk = min(batch_size or min(config.batch_size, 64), 1 << max(total - 1, 0).bit_length())  # few compiles
         weights = jnp.asarray(self.weights.reshape(self.neuron_count, -1))
-        flat = images.reshape(len(images), channels, side * side)
         parts: list[_kernels.ChunkMapping] = []
-        with tqdm(total=len(images), desc="SOM map", unit="img", disable=not progress) as bar:
-            for start in range(0, len(images), chunk):
-                block, count = _padded(flat, np.arange(start, min(start + chunk, len(images))), chunk)
-                result = engine.map(weights, jnp.asarray(block))
-                parts.append(jax.tree_util.tree_map(lambda a, c=count: np.asarray(a)[:c], result))
-                bar.update(count)
+        with tqdm(total=total, desc="SOM map", unit="img", disable=not progress) as bar:
+            for images in blocks:
+                images = as_images(images)
+                flat = images.reshape(len(images), channels, side * side)
+                for start in range(0, len(images), chunk):
+                    block, count = _padded(flat, np.arange(start, min(start + chunk, len(images))), chunk)
+                    result = engine.map(weights, jnp.asarray(block))
+                    parts.append(jax.tree_util.tree_map(lambda a, c=count: np.asarray(a)[:c], result))
+                    bar.update(count)
         joined = _kernels.ChunkMapping(*(np.concatenate(arrays) for arrays in zip(*parts)))
         angles, flips = transform_angles(config.numrot, config.flip)
         mapping = SOMMapping(
             bmu=joined.bmu.astype(np.int64), distance=joined.distance.astype(np.float32),
             angle=angles[joined.best_transform], flipped=flips[joined.best_transform], config=config,
-            topographic_error=float(1.0 - np.mean(joined.second_adjacent)) if len(images) else float("nan"),
-            rows=source.rows,
+            topographic_error=float(1.0 - np.mean(joined.second_adjacent)) if total else float("nan"),
+            rows=rows,
         )
         if full:
             mapping = dataclasses.replace(
@@ -585,7 +593,10 @@ def _check_resume(previous: SOM, config: SOMConfig, provenance: dict[str, Any] |
     if changed:
         what = ", ".join(f"{k}={theirs.get(k)!r} -> {mine[k]!r}" for k in changed)
         raise InvalidInputError(f"cannot resume with different SOM options ({what}); give the saved options or start afresh")
-    if (previous.training or {}) != (provenance or {}):
+    def data_key(record: dict[str, Any] | None) -> dict[str, Any]:
+        return {k: v for k, v in (record or {}).items() if k != "dataset"}  # a moved dataset is the same data
+
+    if data_key(previous.training) != data_key(provenance) or (previous.training is None) != (provenance is None):
         was = previous.training or {"data": "an array"}
         raise InvalidInputError(
             f"cannot resume: the SOM was trained on {_describe(was)}, not on {_describe(provenance or {'data': 'an array'})}")

@@ -17,8 +17,8 @@ import numpy as np
 from hipsml.dataset._dataset import Dataset
 from hipsml.errors import InvalidInputError
 
-__all__ = ["normalise_images", "resolve_normalise", "dataset_rows", "read_rows", "iter_row_blocks", "TrainingData",
-           "training_data"]
+__all__ = ["normalise_images", "resolve_normalise", "dataset_rows", "read_rows", "iter_row_blocks",
+           "normalised_blocks", "TrainingData", "training_data"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,12 @@ def iter_row_blocks(dataset: Dataset, rows: np.ndarray, *, max_rows: int = 4096)
         yield part, block[part - first]
 
 
+def normalised_blocks(dataset: Dataset, rows: np.ndarray, normalise: str, *, max_rows: int = 4096) -> Iterator[np.ndarray]:
+    """Images of sorted ``rows`` in blocks of whole chunks (about ``max_rows``), normalised, NaN set to 0."""
+    for _part, block in iter_row_blocks(dataset, rows, max_rows=max_rows):
+        yield np.nan_to_num(normalise_images(block, normalise), nan=0.0)
+
+
 def read_rows(dataset: Dataset, rows: np.ndarray, normalise: str) -> np.ndarray:
     """Images ``(len(rows), C, S, S)`` float32 of sorted ``rows``, normalised; NaN set to 0 in any case.
 
@@ -108,9 +114,9 @@ def read_rows(dataset: Dataset, rows: np.ndarray, normalise: str) -> np.ndarray:
     shape = tuple(int(s) for s in dataset.images.shape[1:])
     out = np.empty((rows.size, *shape), np.float32)
     done = 0
-    for part, block in iter_row_blocks(dataset, rows):
-        out[done : done + part.size] = np.nan_to_num(normalise_images(block, normalise), nan=0.0)
-        done += part.size
+    for block in normalised_blocks(dataset, rows, normalise):
+        out[done : done + len(block)] = block
+        done += len(block)
     return out
 
 
