@@ -62,10 +62,16 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def _print_epoch(record: Any, total: int) -> None:
-    print(f"epoch {record.epoch + 1}/{total}: {record.images_per_second:,.0f} images/s, "
+def _print_epoch(record: Any, total: int, first: bool) -> None:
+    note = " (includes compiling)" if first else ""
+    print(f"epoch {record.epoch + 1}/{total}: {record.images_per_second:,.0f} images/s{note}, "
           f"quantisation error {record.quantisation_error:.5g}, topographic error {record.topographic_error:.4f}",
           flush=True)
+
+
+def _split(text: str | None) -> str | None:
+    """``--split``: a split name; ``all`` (or none given, where allowed) for every cutout."""
+    return None if text in (None, "all") else text
 
 
 def draw_pictures(som: Any, mapping: Any, folder: Path) -> list[Path]:
@@ -104,13 +110,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         done = len(previous.history)
         target = options.get("epochs", base.epochs)
         if done >= target:
+            if not all((out / name).is_file() for name in _PICTURES):  # stopped before the pictures
+                draw_pictures(previous, previous.map(ds, split=_split(args.split)), out)
             print(f"{out}: already trained {done} of {target} epochs; nothing to do")
             return 0
         print(f"resuming {out} at epoch {done + 1} of {target}")
     total = SOMConfig.from_mapping(options, base=base).epochs
-    som = train_som(ds, base, split=args.split, progress=False, checkpoint=out, resume=previous,
-                    on_epoch=lambda record: _print_epoch(record, total), **options)
-    mapping = som.map(ds, split=args.split)
+    first = len(previous.history) if previous is not None else 0
+    som = train_som(ds, base, split=_split(args.split), progress=False, checkpoint=out, resume=previous,
+                    on_epoch=lambda record: _print_epoch(record, total, record.epoch == first), **options)
+    mapping = som.map(ds, split=_split(args.split))
     pictures = draw_pictures(som, mapping, out)
     print(f"wrote {out}: {som.config.layout} {som.config.width}x{som.config.height} SOM of "
           f"{som.config.neuron_dim}-pixel neurons, trained {len(som.history)} epochs on {len(mapping.bmu)} "
@@ -134,7 +143,7 @@ def _cmd_map(args: argparse.Namespace) -> int:
     from hipsml.train import write_som_mapping
 
     som, ds = _load(args)
-    folder = write_som_mapping(som, ds, name=_mapping_name(args), split=args.split, overwrite=args.overwrite,
+    folder = write_som_mapping(som, ds, name=_mapping_name(args), split=_split(args.split), overwrite=args.overwrite,
                                som_path=args.som, progress=not args.quiet)
     import zarr
 
@@ -145,24 +154,30 @@ def _cmd_map(args: argparse.Namespace) -> int:
 
 
 def _cmd_outliers(args: argparse.Namespace) -> int:
+    from hipsml._files import check_writable_file
     from hipsml.train import plot_outliers, read_som_mapping, som_mapping_names
-    from hipsml.train._som_store import _same_mapping, mapping_folder
+    from hipsml.train._outliers import ranked_positions
+    from hipsml.train._som_store import mapping_folder, same_mapping
 
+    check_writable_file(args.out, what="--out")  # before any mapping
     som, ds = _load(args)
-    name = _mapping_name(args)
-    if name in som_mapping_names(ds) and _same_mapping(mapping_folder(ds, name), som, ds, args.split):
+    name, split = _mapping_name(args), _split(args.split)
+    if name in som_mapping_names(ds) and same_mapping(mapping_folder(ds, name), som, ds, split):
         mapping = read_som_mapping(ds, name)
         logger.info("using the stored mapping %s", mapping_folder(ds, name))
     else:
-        mapping = som.map(ds, split=args.split, progress=not args.quiet)
+        mapping = som.map(ds, split=split, progress=not args.quiet)
     dest = plot_outliers(ds, mapping, args.out, top=args.top)
-    order = sorted(range(len(mapping.distance)), key=lambda k: (-float(mapping.distance[k]), k))[: args.top]
+    positions = ranked_positions(mapping, args.top)
     ids = ds.column("id")
-    print(f"wrote {dest}: the {len(order)} cutouts farthest from their prototypes")
-    print(f"  {'rank':>4} {'row':>8} {'id':>14} {'distance':>10}")
-    for rank, k in enumerate(order[:10], 1):
+    labels, names = (ds.column("label"), ds.label_names) if ds.label_names else (None, None)
+    print(f"wrote {dest}: the {len(positions)} cutouts farthest from their prototypes (the first 10 below)")
+    print(f"  {'rank':>4} {'row':>8} {'id':>14} {'distance':>10} {'neuron':>6}" + ("  label" if names else ""))
+    for rank, k in enumerate(positions[:10], 1):
         row = int(mapping.rows[k])
-        print(f"  {rank:>4} {row:>8} {str(ids[row]):>14} {float(mapping.distance[k]):>10.5g}")
+        label = f"  {names[int(labels[row])]}" if names and labels is not None else ""
+        print(f"  {rank:>4} {row:>8} {str(ids[row]):>14} {float(mapping.distance[k]):>10.5g} "
+              f"{int(mapping.bmu[k]):>6}{label}")
     return 0
 
 
@@ -188,7 +203,7 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
         "and error curves there. --resume continues a partial training from its last saved epoch.",
     )
     train.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
-    train.add_argument("--split", default="train", help="split to train on (default train)")
+    train.add_argument("--split", default="train", help="split to train on (default train; 'all': every cutout)")
     train.add_argument("--config", metavar="YAML", help="SOM options (SOMConfig names: width, numrot, sigma, ...)")
     for flag, (name, kind) in _OVERRIDES.items():
         train.add_argument(flag, dest=name, type=_positive_int if kind is int and name != "seed" else kind,

@@ -29,7 +29,7 @@ def test_train_map_outliers_from_the_command_line(dataset, tmp_path, capsys):
     code = main(["-q", "som", "train", "--dataset", f"{dataset.path}@v1", *FLAGS, "--epochs", "2", "--out", str(somdir)])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "epoch 1/2:" in out and "epoch 2/2:" in out and "images/s" in out and "quantisation error" in out
+    assert "epoch 1/2: " in out and "(includes compiling)" in out and "epoch 2/2:" in out and "images/s" in out and "quantisation error" in out
     for name in ("som.json", "weights.npz", "prototypes.png", "hits.png", "umatrix.png", "errors.png"):
         assert (somdir / name).is_file(), name
     for name in ("prototypes.png", "hits.png", "umatrix.png", "errors.png"):
@@ -48,6 +48,9 @@ def test_train_map_outliers_from_the_command_line(dataset, tmp_path, capsys):
     group = zarr.open_group(folder, mode="r")
     assert np.array_equal(group["bmu"][:], som.map(dataset).bmu)
     assert tree_digest(dataset.location) == before
+    assert main(["-q", "som", "map", str(somdir), "--dataset", str(dataset.path), "--split", "val", "--name", "val"]) == 0
+    assert np.array_equal(read_som_mapping(dataset, "val").rows, dataset.split("val"))
+    capsys.readouterr()
 
     png = tmp_path / "outliers.png"
     assert main(["-q", "som", "outliers", str(somdir), "--dataset", str(dataset.path), "--top", "6",
@@ -78,8 +81,10 @@ def test_resume_continues_the_saved_training(dataset, tmp_path, capsys):
     # constant schedule: the same SOM as three uninterrupted epochs
     whole = train_som(dataset, epochs=3, progress=False, **SOM_OPTIONS)
     assert np.array_equal(resumed.weights, whole.weights)
+    (somdir / "hits.png").unlink()  # as if stopped after the last epoch, before the pictures
     assert main([*args, "--epochs", "3", "--resume"]) == 0
     assert "nothing to do" in capsys.readouterr().out
+    assert (somdir / "hits.png").read_bytes()[:4] == b"\x89PNG"
     # a changed option is refused
     assert main([*args[:-2], "--numrot", "8", "--epochs", "4", "--out", str(somdir), "--resume"]) == 2
     assert "numrot=4 -> 8" in capsys.readouterr().err

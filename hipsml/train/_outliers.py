@@ -56,11 +56,12 @@ def som_outliers(mapping: SOMMapping, top: int = 100) -> np.ndarray:
     >>> som_outliers(m, top=3).tolist()
     [1, 3, 2]
     """
-    positions = _ranked_positions(mapping, _check_top(top))
+    positions = ranked_positions(mapping, _check_top(top))
     return positions if mapping.rows is None else np.asarray(mapping.rows, np.int64)[positions]
 
 
-def _ranked_positions(mapping: SOMMapping, top: int) -> np.ndarray:
+def ranked_positions(mapping: SOMMapping, top: int) -> np.ndarray:
+    """Positions in ``mapping`` of its ``top`` largest distances, largest first (ties: lower position first)."""
     distance = np.asarray(mapping.distance, dtype=np.float64)
     return np.argsort(-distance, kind="stable")[:top].astype(np.int64)
 
@@ -113,7 +114,7 @@ def plot_outliers(
     dest = check_writable_file(path, what="--out")
     if dest.suffix.lower() != ".png":
         raise InvalidInputError(f"cannot write {dest}: the outlier grid is a PNG; name it .png")
-    positions = _ranked_positions(mapping, top)
+    positions = ranked_positions(mapping, top)
     if isinstance(data, Dataset):
         if mapping.rows is None:
             raise InvalidInputError("this mapping has no dataset rows; pass the mapped array instead of the Dataset")

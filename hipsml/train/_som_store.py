@@ -41,7 +41,8 @@ from hipsml.errors import DatasetNotFoundError, InvalidInputError, OutputError
 from hipsml.train._config import SOMConfig
 from hipsml.train._som import SOM, SOMMapping
 
-__all__ = ["mapping_folder", "write_som_mapping", "read_som_mapping", "som_mapping_names", "weights_digest"]
+__all__ = ["mapping_folder", "write_som_mapping", "read_som_mapping", "som_mapping_names", "same_mapping",
+           "weights_digest"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def _attrs(som: SOM, dataset: Dataset, mapping: SOMMapping, split: str | None, s
     }
 
 
-def _same_mapping(folder: Path, som: SOM, dataset: Dataset, split: str | None) -> bool:
+def same_mapping(folder: Path, som: SOM, dataset: Dataset, split: str | None) -> bool:
     """True when ``folder`` holds this SOM's mapping of this dataset version and split."""
     import zarr
 
@@ -166,7 +167,7 @@ def write_som_mapping(
     if not isinstance(dataset, Dataset):
         raise InvalidInputError(f"write_som_mapping needs a Dataset (hipsml.open_dataset), got {type(dataset).__name__}")
     target = mapping_folder(dataset, name)
-    if target.exists() and _same_mapping(target, som, dataset, split):
+    if target.exists() and same_mapping(target, som, dataset, split):
         logger.info("%s already holds this SOM's mapping; kept", target)
         return target
     if target.exists() and not overwrite:
