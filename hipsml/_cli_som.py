@@ -171,7 +171,8 @@ def _cmd_outliers(args: argparse.Namespace) -> int:
     positions = ranked_positions(mapping, args.top)
     ids = ds.column("id")
     labels, names = (ds.column("label"), ds.label_names) if ds.label_names else (None, None)
-    print(f"wrote {dest}: the {len(positions)} cutouts farthest from their prototypes (the first 10 below)")
+    shown = " (the first 10 below)" if len(positions) > 10 else ""
+    print(f"wrote {dest}: the {len(positions)} cutouts farthest from their prototypes{shown}")
     print(f"  {'rank':>4} {'row':>8} {'id':>14} {'distance':>10} {'neuron':>6}" + ("  label" if names else ""))
     for rank, k in enumerate(positions[:10], 1):
         row = int(mapping.rows[k])

@@ -112,6 +112,7 @@ def test_mapping_is_written_beside_the_version_which_stays_byte_for_byte_unchang
     assert tree_digest(dataset.location) == before
     assert folder == dataset.path / "derived" / "v1" / "som" / "tiny"
     assert [p.name for p in folder.parent.iterdir()] == ["tiny"]  # no staging left behind
+    assert folder.stat().st_mode & 0o777 == (folder.parent.stat().st_mode & 0o777)  # not mkdtemp's 0700
     assert dataset.version == hipsml.open_dataset(dataset.path).version == 1  # still the only version
     expected = som.map(dataset)
     # readable with plain zarr

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from hipsml._files import file_mode
 from hipsml.dataset._dataset import Dataset
 from hipsml.errors import DatasetNotFoundError, InvalidInputError, OutputError
 from hipsml.train._config import SOMConfig
@@ -181,6 +182,8 @@ def write_som_mapping(
     try:
         parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=parent))
+        mode = file_mode()
+        os.chmod(staging, mode | (mode & 0o444) >> 2)  # mkdtemp makes 0700; a folder readable as files are
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
     try:
