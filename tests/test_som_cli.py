@@ -6,6 +6,10 @@ the SOMs are 3x3 with numrot 4 on 16x16 cutouts.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import zarr
@@ -104,3 +108,14 @@ def test_bad_config_is_one_line_with_a_hint_and_exit_2(dataset, tmp_path, capsys
     assert "no split 'trian'" in capsys.readouterr().err
     assert main(["som", "map", str(tmp_path / "nosom"), "--dataset", str(dataset.path)]) == 2
     assert "holds no saved SOM" in capsys.readouterr().err
+
+
+def test_a_real_hipsml_process_reports_a_bad_option_in_one_line(tmp_path):
+    config = tmp_path / "som.yaml"
+    config.write_text("som:\n  numrots: 8\n")
+    done = subprocess.run([sys.executable, "-m", "hipsml.cli", "som", "train", "--dataset", str(tmp_path / "none"),
+                           "--config", str(config), "--out", str(tmp_path / "s")],
+                          capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])  # this checkout's hipsml, not an installed one
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == ["hipsml: error: unknown SOM option 'numrots'; did you mean 'numrot'?"]

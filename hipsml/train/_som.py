@@ -518,6 +518,15 @@ def train_som(
     ...                 epochs=2, progress=False)
     >>> som.weights.shape, len(som.history)
     ((7, 1, 8, 8), 2)
+
+    A dataset split, saved after every epoch and continued after an interruption:
+
+    >>> ds = hipsml.open_dataset("demo-output/datasets/demo")  # doctest: +SKIP
+    >>> som = train_som(ds, split="train", width=10, height=10, epochs=5, checkpoint="soms/demo")  # doctest: +SKIP
+    >>> som = train_som(ds, split="train", width=10, height=10, epochs=5, checkpoint="soms/demo",
+    ...                 resume=load_som("soms/demo"))  # doctest: +SKIP
+    >>> som.training["split"], som.training["hash"] == ds.hash  # doctest: +SKIP
+    ('train', True)
     """
     from hipsml.train._som_data import training_data
 
