@@ -305,7 +305,7 @@ def load_som(path: str | os.PathLike[str]) -> SOM:
                 rows = np.asarray(archive["training_rows"], dtype=np.int64)
             if "meta" in archive:
                 saved = json.loads(str(archive["meta"]))
-                if saved != meta:  # a crash between the two writes of SOM.save: the archive is newer
+                if json.dumps(saved, sort_keys=True) != json.dumps(meta, sort_keys=True):  # crashed between the writes
                     logger.warning("%s: som.json is older than weights.npz; using the archive's copy", folder)
                     meta = saved
     except (OSError, KeyError, ValueError) as exc:
