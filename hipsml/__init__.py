@@ -23,7 +23,7 @@ from hipsml.hips import HipsSurvey, open_survey
 __version__ = "0.1.0"
 
 #: training names, imported on first use (importing JAX takes a while)
-_TRAIN_NAMES = ("train_som", "load_som", "read_pink", "SOM", "SOMConfig", "SOMMapping")
+_TRAIN_NAMES = ("train_som", "load_som", "read_pink", "SOM", "SOMConfig", "SOMMapping", "som_outliers")
 
 
 def __getattr__(name: str) -> object:

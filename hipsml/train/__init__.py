@@ -9,6 +9,11 @@ The SOM core works on plain arrays ``(N, C, H, W)``:
 >>> som.map(images).bmu.shape
 (16,)
 
+A :class:`~hipsml.Dataset` split trains a SOM too (``train_som(ds, split="train")``); its mapping
+is stored beside the dataset version by :func:`write_som_mapping` (``DATASET/derived/vN/som/<name>``,
+plain Zarr) and read back by :func:`read_som_mapping`; :func:`som_outliers` and
+:func:`plot_outliers` rank and draw the images farthest from their prototypes.
+
 PINK 2 binary files (data, SOM, mapping, rot/flip) are read and written by the ``read_pink*`` and
 ``write_pink*`` functions, so SOMs and data move between PINK and hipsml both ways.
 
@@ -55,7 +60,9 @@ from hipsml.train._pink_io import (
 )
 from hipsml.train._plots import plot_errors, plot_hit_counts, plot_prototypes, plot_umatrix, umatrix
 from hipsml.train._sky_source import SkyAugmentation, SkyBatches, sky_batches
+from hipsml.train._outliers import plot_outliers, som_outliers
 from hipsml.train._som import SOM, EpochRecord, SOMMapping, load_som, train_som
+from hipsml.train._som_store import read_som_mapping, som_mapping_names, write_som_mapping
 
 __all__ = [
     "SOMConfig",
@@ -101,4 +108,9 @@ __all__ = [
     "plan_epoch",
     "standardise",
     "zarr_batches",
+    "write_som_mapping",
+    "read_som_mapping",
+    "som_mapping_names",
+    "som_outliers",
+    "plot_outliers",
 ]

@@ -29,6 +29,7 @@ Init = Literal["zero", "random", "random_with_preferred_direction", "file_init",
 Mode = Literal["online", "batch"]
 Precision = Literal["float32", "tf32", "bfloat16"]
 Schedule = Literal["constant", "linear", "exponential"]
+Normalise = Literal["auto", "minmax", "none"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "layout": ("cartesian", "hexagonal"),
@@ -39,6 +40,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "mode": ("online", "batch"),
     "precision": ("float32", "tf32", "bfloat16"),
     "schedule": ("constant", "linear", "exponential"),
+    "normalise": ("auto", "minmax", "none"),
 }
 
 
@@ -148,6 +150,13 @@ class SOMConfig:
         ``damping_end`` over the epochs (one value per epoch; PINK has no schedules).
     sigma_end, damping_end : float or None
         End values of the schedule; ``None`` keeps the start value.
+    normalise : {'auto', 'minmax', 'none'}
+        What is done to each image before training and mapping (not in PINK itself, whose users
+        normalise beforehand): ``'minmax'`` scales each cutout's channel to [0, 1] (its minimum
+        to 0, its maximum to 1; a constant channel becomes 0) and sets NaN (uncovered) pixels
+        to 0; ``'none'`` uses the values as they are. ``'auto'`` is ``'minmax'`` for a
+        :class:`~hipsml.Dataset` (raw survey values) and ``'none'`` for arrays; training
+        replaces it by the choice it made, so mapping later normalises the same way.
 
     Examples
     --------
@@ -185,6 +194,7 @@ class SOMConfig:
     schedule: Schedule = "constant"
     sigma_end: float | None = None
     damping_end: float | None = None
+    normalise: Normalise = "auto"
 
     def __post_init__(self) -> None:
         for name, choices in _CHOICES.items():

@@ -81,6 +81,8 @@ class SOMMapping:
         what PINK's ``--map`` and ``--store-rot-flip`` write.
     config : SOMConfig
         The SOM's configuration (layout and size, for the PINK files).
+    rows : ndarray of int64, shape (N,), or None
+        The dataset row of each image when a :class:`~hipsml.Dataset` was mapped; None for an array.
     """
 
     bmu: np.ndarray
@@ -92,6 +94,7 @@ class SOMMapping:
     neuron_angle: np.ndarray | None = None
     neuron_flipped: np.ndarray | None = None
     topographic_error: float = float("nan")
+    rows: np.ndarray | None = None
 
     @property
     def quantisation_error(self) -> float:
@@ -128,6 +131,11 @@ class SOM:
         The neurons (prototypes) in storage order.
     history : tuple of EpochRecord
         One record per training epoch.
+    training : dict or None
+        Where the training images came from, when they were a :class:`~hipsml.Dataset` split:
+        ``dataset`` (folder), ``version``, ``hash``, ``split``, ``count``, ``channels``.
+    training_rows : ndarray of int64 or None
+        The dataset rows it trained on (saved with the weights).
 
     Examples
     --------
@@ -141,6 +149,8 @@ class SOM:
     config: SOMConfig
     weights: np.ndarray
     history: tuple[EpochRecord, ...] = field(default=())
+    training: dict[str, Any] | None = None
+    training_rows: np.ndarray | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.weights.ndim != 4 or self.weights.shape[0] != self.config.neuron_count:
@@ -153,14 +163,20 @@ class SOM:
         """Number of neurons."""
         return self.weights.shape[0]
 
-    def map(self, data: np.ndarray, *, full: bool = False, batch_size: int | None = None,
+    def map(self, data: Any, *, split: str | None = None, full: bool = False, batch_size: int | None = None,
             progress: bool = False) -> SOMMapping:
-        """Map images ``(N, C, H, W)`` (or ``(N, H, W)``) onto the SOM.
+        """Map images ``(N, C, H, W)`` (or ``(N, H, W)``), or a :class:`~hipsml.Dataset`, onto the SOM.
+
+        The images are normalised as in training (``config.normalise``). To store a dataset's
+        mapping beside it, use :func:`hipsml.train.write_som_mapping`.
 
         Parameters
         ----------
-        data : ndarray
-            Square images with the SOM's channel count.
+        data : ndarray or Dataset
+            Square images with the SOM's channel count, or a dataset (read in storage order,
+            whole chunks at a time; its ``rows`` are recorded in the mapping).
+        split : str, optional
+            Map only this split of a dataset (default: every row).
         full : bool
             Also return the distance to every neuron and each neuron's best transform
             (``N * n`` values each; PINK's mapping and rot/flip files).
@@ -182,28 +198,40 @@ class SOM:
         >>> sorted(set(mapping.angle.tolist()) - {0.0, 90.0, 180.0, 270.0})
         []
         """
-        images = as_images(data)
-        channels, side = images.shape[1], images.shape[2]
+        from hipsml.dataset._dataset import Dataset
+        from hipsml.train._som_data import dataset_rows, normalised_blocks, resolve_normalise, training_data
+
+        rows: np.ndarray | None = None
+        if isinstance(data, Dataset):  # read, normalise and map a few chunks at a time (bounded memory)
+            rows = dataset_rows(data, split)
+            blocks: Any = normalised_blocks(data, rows, resolve_normalise(self.config.normalise, data))
+            total, (channels, side) = int(rows.size), (int(data.images.shape[1]), int(data.images.shape[2]))
+        else:
+            images = as_images(training_data(data, self.config.normalise, split=split).images)
+            blocks, total, channels, side = iter([images]), len(images), images.shape[1], images.shape[2]
         if channels != self.weights.shape[1]:
             raise InvalidInputError(f"the SOM has {self.weights.shape[1]} channels, the images {channels}")
         config = self.config.resolved(side)
         engine = _Engine(config, channels, side, neighbourhood_factors(config, config.sigma, config.damping))
-        chunk = min(batch_size or min(config.batch_size, 64), 1 << (len(images) - 1).bit_length())  # few compiles
+        chunk = min(batch_size or min(config.batch_size, 64), 1 << max(total - 1, 0).bit_length())  # few compiles
         weights = jnp.asarray(self.weights.reshape(self.neuron_count, -1))
-        flat = images.reshape(len(images), channels, side * side)
         parts: list[_kernels.ChunkMapping] = []
-        with tqdm(total=len(images), desc="SOM map", unit="img", disable=not progress) as bar:
-            for start in range(0, len(images), chunk):
-                block, count = _padded(flat, np.arange(start, min(start + chunk, len(images))), chunk)
-                result = engine.map(weights, jnp.asarray(block))
-                parts.append(jax.tree_util.tree_map(lambda a, c=count: np.asarray(a)[:c], result))
-                bar.update(count)
+        with tqdm(total=total, desc="SOM map", unit="img", disable=not progress) as bar:
+            for images in blocks:
+                images = as_images(images)
+                flat = images.reshape(len(images), channels, side * side)
+                for start in range(0, len(images), chunk):
+                    block, count = _padded(flat, np.arange(start, min(start + chunk, len(images))), chunk)
+                    result = engine.map(weights, jnp.asarray(block))
+                    parts.append(jax.tree_util.tree_map(lambda a, c=count: np.asarray(a)[:c], result))
+                    bar.update(count)
         joined = _kernels.ChunkMapping(*(np.concatenate(arrays) for arrays in zip(*parts)))
         angles, flips = transform_angles(config.numrot, config.flip)
         mapping = SOMMapping(
             bmu=joined.bmu.astype(np.int64), distance=joined.distance.astype(np.float32),
             angle=angles[joined.best_transform], flipped=flips[joined.best_transform], config=config,
-            topographic_error=float(1.0 - np.mean(joined.second_adjacent)) if len(images) else float("nan"),
+            topographic_error=float(1.0 - np.mean(joined.second_adjacent)) if total else float("nan"),
+            rows=rows,
         )
         if full:
             mapping = dataclasses.replace(
@@ -212,9 +240,12 @@ class SOM:
         return mapping
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Save to a folder: ``weights.npz`` and ``som.json`` (config, history), each written atomically.
+        """Save to a folder: ``weights.npz`` and ``som.json`` (config, history, training data), each written atomically.
 
-        ``som.json`` is written last, so a folder without it holds no finished SOM.
+        ``weights.npz`` holds the weights, the training rows and a copy of ``som.json``'s content
+        in one atomic file; ``som.json`` (the readable copy) is written last, so a folder without
+        it holds no SOM, and a crash between the two writes is repaired by :func:`load_som`,
+        which trusts the archive. Saving after every epoch therefore always leaves a consistent SOM.
 
         Examples
         --------
@@ -225,13 +256,17 @@ class SOM:
         True
         """
         folder = user_path(path, what="SOM folder")
-        buffer = io.BytesIO()
-        np.savez(buffer, weights=self.weights.astype(np.float32))
-        atomic_write_bytes(folder / "weights.npz", buffer.getvalue())
         meta = {
             "format": _FORMAT, "format_version": _FORMAT_VERSION, "config": self.config.to_dict(),
             "weights_shape": list(self.weights.shape), "history": [dataclasses.asdict(r) for r in self.history],
+            "training": self.training,
         }
+        arrays = {"weights": self.weights.astype(np.float32), "meta": np.array(json.dumps(meta))}
+        if self.training_rows is not None:
+            arrays["training_rows"] = np.asarray(self.training_rows, dtype=np.int64)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(folder / "weights.npz", buffer.getvalue())
         with atomic_write(folder / "som.json") as fh:
             fh.write(json.dumps(meta, indent=2).encode())
         return folder
@@ -262,16 +297,24 @@ def load_som(path: str | os.PathLike[str]) -> SOM:
         raise InvalidInputError(f"cannot read {meta_path}: {exc}") from None
     if meta.get("format") != _FORMAT:
         raise InvalidInputError(f"{meta_path} is not a hipsml SOM (format {meta.get('format')!r})")
-    config = SOMConfig.from_mapping(meta["config"])
+    rows = None
     try:
         with np.load(folder / "weights.npz") as archive:
             weights = np.asarray(archive["weights"], dtype=np.float32)
+            if "training_rows" in archive:
+                rows = np.asarray(archive["training_rows"], dtype=np.int64)
+            if "meta" in archive:
+                saved = json.loads(str(archive["meta"]))
+                if json.dumps(saved, sort_keys=True) != json.dumps(meta, sort_keys=True):  # crashed between the writes
+                    logger.warning("%s: som.json is older than weights.npz; using the archive's copy", folder)
+                    meta = saved
     except (OSError, KeyError, ValueError) as exc:
         raise InvalidInputError(f"cannot read {folder / 'weights.npz'}: {exc}") from None
+    config = SOMConfig.from_mapping(meta["config"])
     if list(weights.shape) != list(meta["weights_shape"]):
         raise InvalidInputError(f"{folder}: weights.npz holds {weights.shape}, som.json says {meta['weights_shape']}")
     history = tuple(EpochRecord(**record) for record in meta.get("history", []))
-    return SOM(config, weights, history)
+    return SOM(config, weights, history, meta.get("training"), rows)
 
 
 def as_images(data: Any) -> np.ndarray:
@@ -413,14 +456,17 @@ def _crop_or_pad(images: np.ndarray, side: int) -> np.ndarray:
 
 
 def train_som(
-    data: np.ndarray,
+    data: Any,
     config: SOMConfig | None = None,
     *,
+    split: str | None = "train",
     progress: bool = True,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: SOM | None = None,
     **options: Any,
 ) -> SOM:
-    """Train a rotation- and flip-invariant SOM on images ``(N, C, H, W)``, as PINK does.
+    """Train a rotation- and flip-invariant SOM on images ``(N, C, H, W)`` or a dataset split, as PINK does.
 
     Each epoch visits the images (shuffled with ``seed + epoch`` unless ``shuffle=False``). For
     each image every neuron finds its best of the ``numrot * 2`` transforms; the best-matching
@@ -429,16 +475,30 @@ def train_som(
     ``lax.scan`` per chunk of images (no host round trip per image); ``mode='batch'`` updates
     once per ``batch_size`` images.
 
+    A :class:`~hipsml.Dataset` is read in storage order, whole chunks at a time, and normalised
+    by ``config.normalise`` (``'auto'``: each cutout's channel min-max scaled to [0, 1], NaN to 0);
+    the SOM records the dataset (folder, version, hash, split) and the rows it learned from.
+
     Parameters
     ----------
-    data : ndarray
-        Square images ``(N, C, H, W)`` or ``(N, H, W)``.
+    data : ndarray or Dataset
+        Square images ``(N, C, H, W)`` or ``(N, H, W)``, or a dataset version.
     config : SOMConfig, optional
         The options; keyword ``options`` override them (same names, see :class:`SOMConfig`).
+    split : str or None
+        The dataset split to train on (default ``'train'``; None: every row). Arrays have no splits.
     progress : bool
         Show a tqdm bar per epoch (images/s and the running quantisation error).
     on_epoch : callable, optional
-        Called with each epoch's :class:`EpochRecord`.
+        Called with each epoch's :class:`EpochRecord` (after the checkpoint is saved).
+    checkpoint : path, optional
+        Save the SOM so far to this folder (:meth:`SOM.save`) after every epoch.
+    resume : SOM, optional
+        A partly trained SOM (e.g. ``load_som(checkpoint)``) to continue: training starts at
+        epoch ``len(resume.history)`` from its weights. Its options must equal these except
+        ``epochs``, and its training data must be the same dataset split. Because each epoch's
+        shuffle is seeded by ``seed + epoch``, the result equals an uninterrupted run on the same
+        device when ``epochs`` is unchanged (or the schedule is constant).
 
     Returns
     -------
@@ -458,20 +518,39 @@ def train_som(
     ...                 epochs=2, progress=False)
     >>> som.weights.shape, len(som.history)
     ((7, 1, 8, 8), 2)
+
+    A dataset split, saved after every epoch and continued after an interruption:
+
+    >>> ds = hipsml.open_dataset("demo-output/datasets/demo")  # doctest: +SKIP
+    >>> som = train_som(ds, split="train", width=10, height=10, epochs=5, checkpoint="soms/demo")  # doctest: +SKIP
+    >>> som = train_som(ds, split="train", width=10, height=10, epochs=5, checkpoint="soms/demo",
+    ...                 resume=load_som("soms/demo"))  # doctest: +SKIP
+    >>> som.training["split"], som.training["hash"] == ds.hash  # doctest: +SKIP
+    ('train', True)
     """
-    images = as_images(data)
+    from hipsml.train._som_data import training_data
+
+    config = SOMConfig.from_mapping(options, base=config)
+    source = training_data(data, config.normalise, split=split)
+    images = as_images(source.images)
     count, channels, side = images.shape[0], images.shape[1], images.shape[2]
-    config = SOMConfig.from_mapping(options, base=config).resolved(side)
-    weights_np = initial_weights(config, images)
+    config = dataclasses.replace(config, normalise=source.normalise).resolved(side)
+    history: list[EpochRecord] = []
+    if resume is not None:
+        _check_resume(resume, config, source.provenance)
+        weights_np = resume.weights
+        history = list(resume.history)
+        logger.info("resuming SOM training at epoch %d of %d", len(history) + 1, config.epochs)
+    else:
+        weights_np = initial_weights(config, images)
     engine = _Engine(config, channels, side, neighbourhood_factors(config, config.sigma, config.damping))
     chunk = min(count, config.batch_size if config.mode == "batch" else 64)
     flat = images.reshape(count, channels, side * side)
     weights = jnp.asarray(weights_np.reshape(config.neuron_count, -1))
-    history: list[EpochRecord] = []
     logger.info("training a %s %dx%d SOM (%d neurons of %d px, %d transforms) on %d images, %s mode",
                 config.layout, config.width, config.height, config.neuron_count, config.neuron_dim,
                 config.transform_count, count, config.mode)
-    for epoch in range(config.epochs):
+    for epoch in range(len(history), config.epochs):
         sigma = schedule_value(config.sigma, config.sigma_end, epoch, config.epochs, config.schedule)
         damping = schedule_value(config.damping, config.damping_end, epoch, config.epochs, config.schedule)
         engine.set_neighbourhood(neighbourhood_factors(config, sigma, damping))
@@ -497,7 +576,45 @@ def train_som(
         logger.info("SOM epoch %d/%d: quantisation error %.5g, topographic error %.4f, %.1f images/s",
                     epoch + 1, config.epochs, record.quantisation_error, record.topographic_error,
                     record.images_per_second)
+        if checkpoint is not None:
+            _som_so_far(config, weights, channels, history, source).save(checkpoint)
         if on_epoch is not None:
             on_epoch(record)
+    return _som_so_far(config, weights, channels, history, source)
+
+
+def _som_so_far(config: SOMConfig, weights: jax.Array, channels: int, history: list[EpochRecord], source: Any) -> SOM:
+    assert config.neuron_dim is not None
     final = np.asarray(weights).reshape(config.neuron_count, channels, config.neuron_dim, config.neuron_dim)
-    return SOM(config, final.astype(np.float32), tuple(history))
+    return SOM(config, final.astype(np.float32), tuple(history), source.provenance, source.rows)
+
+
+def _check_resume(previous: SOM, config: SOMConfig, provenance: dict[str, Any] | None) -> None:
+    """Refuse to continue ``previous`` with different options or different training data."""
+    done = len(previous.history)
+    if done > config.epochs:
+        raise InvalidInputError(
+            f"cannot resume: the SOM has trained {done} epochs already, more than epochs={config.epochs}")
+    mine, theirs = config.to_dict(), previous.config.to_dict()
+    mine.pop("epochs")
+    theirs.pop("epochs")
+    changed = sorted(k for k in mine if mine[k] != theirs.get(k))
+    if changed:
+        what = ", ".join(f"{k}={theirs.get(k)!r} -> {mine[k]!r}" for k in changed)
+        raise InvalidInputError(f"cannot resume with different SOM options ({what}); give the saved options or start afresh")
+    def data_key(record: dict[str, Any] | None) -> dict[str, Any]:
+        return {k: v for k, v in (record or {}).items() if k != "dataset"}  # a moved dataset is the same data
+
+    if data_key(previous.training) != data_key(provenance) or (previous.training is None) != (provenance is None):
+        was = previous.training or {"data": "an array"}
+        raise InvalidInputError(
+            f"cannot resume: the SOM was trained on {_describe(was)}, not on {_describe(provenance or {'data': 'an array'})}")
+    if previous.history and previous.config.schedule != "constant" and previous.config.epochs != config.epochs:
+        logger.warning("resuming with epochs %d instead of %d changes the %s schedule of the remaining epochs",
+                       config.epochs, previous.config.epochs, config.schedule)
+
+
+def _describe(provenance: dict[str, Any]) -> str:
+    if "dataset" not in provenance:
+        return "an array"
+    return f"{provenance['dataset']} v{provenance['version']} split {provenance['split']!r} ({provenance['hash'][:12]})"
