@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 
-__all__ = ["add_dataset_commands"]
+__all__ = ["add_dataset_commands", "positive_int"]
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -77,7 +77,7 @@ def add_dataset_commands(sub: argparse._SubParsersAction) -> None:
     )
     ext.add_argument("recipe", help="recipe file (YAML); see recipes/demo.yaml")
     ext.add_argument("--resume", action="store_true", help="continue an interrupted build from its finished units")
-    ext.add_argument("--workers", type=_positive_int, help="override compute.workers")
+    ext.add_argument("--workers", type=positive_int, help="override compute.workers")
     ext.add_argument("--scheduler", metavar="S",
                      help="override compute.scheduler: threads, processes, tcp://host:8786, sciserver, slurm")
     ext.add_argument("--output", metavar="PATH", help="override output.path")
@@ -90,6 +90,6 @@ def add_dataset_commands(sub: argparse._SubParsersAction) -> None:
     pre = sub.add_parser("preview", help="draw a PNG grid of a dataset's cutouts by split and label")
     pre.add_argument("path", help="dataset folder, optionally PATH@vN")
     pre.add_argument("--out", required=True, metavar="FILE", help="output PNG")
-    pre.add_argument("--per-group", type=_positive_int, default=4, help="cutouts per split and label (default 4)")
+    pre.add_argument("--per-group", type=positive_int, default=4, help="cutouts per split and label (default 4)")
     pre.add_argument("--seed", type=int, default=0, help="which random cutouts (default 0)")
     pre.set_defaults(func=_cmd_preview)

@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hipsml._cli_dataset import positive_int as _positive_int
+
 __all__ = ["add_som_commands"]
 
 logger = logging.getLogger(__name__)
@@ -180,16 +182,6 @@ def _cmd_outliers(args: argparse.Namespace) -> int:
         print(f"  {rank:>4} {row:>8} {str(ids[row]):>14} {float(mapping.distance[k]):>10.5g} "
               f"{int(mapping.bmu[k]):>6}{label}")
     return 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def add_som_commands(sub: argparse._SubParsersAction) -> None:

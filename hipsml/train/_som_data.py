@@ -16,6 +16,8 @@ import numpy as np
 
 from hipsml.dataset._dataset import Dataset
 from hipsml.errors import InvalidInputError
+from hipsml.train._loader import split_rows
+from hipsml.train._normalise import minmax
 
 __all__ = ["normalise_images", "resolve_normalise", "dataset_rows", "read_rows", "iter_row_blocks",
            "normalised_blocks", "TrainingData", "training_data"]
@@ -41,13 +43,7 @@ def normalise_images(images: np.ndarray, how: str) -> np.ndarray:
     out = np.array(images, dtype=np.float32, copy=True)
     if how == "none" or out.size == 0:
         return out
-    finite = np.isfinite(out)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        low = np.min(np.where(finite, out, np.inf), axis=(-2, -1), keepdims=True)
-        high = np.max(np.where(finite, out, -np.inf), axis=(-2, -1), keepdims=True)
-        span = high - low
-        scaled = np.where(span > 0, (out - low) / np.where(span > 0, span, 1.0), 0.0)
-    return np.where(finite, scaled, 0.0).astype(np.float32)
+    return np.nan_to_num(minmax(out, out=out), nan=0.0, copy=False)
 
 
 def resolve_normalise(how: str, data: Any) -> str:
@@ -65,11 +61,9 @@ def dataset_rows(dataset: Dataset, split: str | None) -> np.ndarray:
     InvalidInputError
         The dataset has no such split (the message lists its splits), or the split is empty.
     """
-    if split is None:
-        return np.arange(len(dataset), dtype=np.int64)
-    if not isinstance(split, str):
+    if split is not None and not isinstance(split, str):
         raise InvalidInputError(f"split must be a split name or None, got {split!r}")
-    rows = dataset.split(split).astype(np.int64)
+    rows = split_rows(dataset, split)
     if rows.size == 0:
         raise InvalidInputError(f"split {split!r} of {dataset.location} is empty; choose another split")
     return rows
