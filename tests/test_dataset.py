@@ -339,3 +339,25 @@ def test_rotation_column_and_a_tcp_scheduler(tmp_path, sky):
     cd = ds.wcs(i).wcs.cd
     t = np.radians(angles[i])
     assert np.allclose(cd, 4.0 / 3600 * np.array([[-np.cos(t), np.sin(t)], [np.sin(t), np.cos(t)]]))
+
+
+def test_a_survey_failing_mid_build_says_how_to_resume(tmp_path, sky, hips_server, monkeypatch, capsys):
+    import shutil
+
+    from hips_server import Fault
+
+    monkeypatch.setenv("HIPSML_CACHE_DIR", str(tmp_path / "cache"))
+    server = hips_server(sky)
+    data = recipe_data(server.url, tmp_path / "flaky", targets_file=str(sky / "catalogue.ecsv"))
+    for survey in data["surveys"]:
+        survey["options"] = {"retries": 1, "backoff": 0.01}
+    recipe = write_recipe(tmp_path / "flaky.yaml", data)
+    server.inject("radio/Norder*/Dir*/*", then=Fault.status(500))  # every radio tile fails for good
+    assert main(["-q", "extract", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "run again with --resume" in err and "500" in err
+    assert not (tmp_path / "flaky" / "v1").exists() and list((tmp_path / "flaky").glob(".staging-*"))
+    server.clear_faults()  # the server recovers
+    shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+    ds = hipsml.extract_dataset(recipe, resume=True)
+    assert len(ds) == 120 and ds.report.full == 120

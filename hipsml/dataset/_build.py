@@ -416,7 +416,7 @@ def extract_dataset(
 
 def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> BuildReport:
     t_start = time.perf_counter()
-    refs = tuple(SurveyRef(recipe.resolve(entry.location)) for entry in recipe.surveys)
+    refs = tuple(SurveyRef(recipe.resolve(entry.location), entry.options) for entry in recipe.surveys)
     surveys = [open_cached(ref) for ref in refs]
     c = recipe.cutout
     spec = CutoutSpec.for_surveys(
@@ -608,6 +608,15 @@ def _run_jobs(jobs: list[_UnitJob], recipe: Recipe, report: BuildReport, progres
             run_unit, jobs, scheduler=compute.scheduler, workers=compute.workers,
             threads_per_worker=compute.threads_per_worker, slurm=compute.slurm, done=done,
         )  # fmt: skip
+    except HipsmlError as exc:
+        if "--resume" in str(exc):
+            raise
+        hint = "; the finished work units are kept: run again with --resume (resume=True) to continue"
+        try:
+            error = type(exc)(f"{exc}{hint}")
+        except TypeError:  # an error class with another signature: keep it as it is
+            raise exc from None
+        raise error from None
     finally:
         if bar is not None:
             bar.close()

@@ -54,6 +54,9 @@ class SurveyEntry(_Section):
     location: str = Field(min_length=1)
     name: str | None = None
     order: int | Literal["auto"] = "auto"
+    #: options of :func:`hipsml.open_survey` (retries, timeout, deadline, cache_dir, ...); they do
+    #: not change what is read, so they are not part of the dataset's identity
+    options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("order")
     @classmethod
@@ -245,6 +248,7 @@ class Recipe(_Section):
         data["output"].pop("path", None)
         for survey in data["surveys"]:
             survey.pop("location", None)
+            survey.pop("options", None)
         data["targets"].pop("file", None)
         return data
 
