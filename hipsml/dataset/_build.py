@@ -414,8 +414,22 @@ def extract_dataset(
     return ds
 
 
-def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> BuildReport:
-    t_start = time.perf_counter()
+@dataclass
+class _Inputs:
+    """What a build reads: the surveys, the cutout spec, the checked targets, and their identity."""
+
+    refs: tuple[SurveyRef, ...]
+    surveys: list[Any]
+    spec: CutoutSpec
+    targets: TargetTable
+    dropped: int
+    digest: str
+    lineage: str
+    channels: list[str]
+
+
+def _read_inputs(recipe: Recipe, root: Path) -> _Inputs:
+    """Open the surveys, build the spec, load and check the targets, and hash it all."""
     refs = tuple(SurveyRef(recipe.resolve(entry.location), entry.options) for entry in recipe.surveys)
     surveys = [open_cached(ref) for ref in refs]
     c = recipe.cutout
@@ -433,18 +447,16 @@ def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> Build
         if dropped:
             targets = targets.take(np.flatnonzero(covered))
     identity = _survey_identity(recipe, surveys, spec)
-    digest = _content_hash(recipe, targets, identity, spec)
-    lineage = _lineage_key(recipe, identity, spec)
+    channels: list[str] = []
+    for entry, sv in zip(recipe.surveys, surveys):
+        name = entry.name or sv.name
+        channels += [name] if sv.channels == 1 else [f"{name}[{i}]" for i in range(sv.channels)]
+    return _Inputs(refs, surveys, spec, targets, dropped, _content_hash(recipe, targets, identity, spec),
+                   _lineage_key(recipe, identity, spec), channels)  # fmt: skip
 
-    versions = read_versions(root)
-    for v in versions:
-        if v["hash"] == digest:
-            logger.info("unchanged recipe: version v%s holds it", v["version"])
-            return BuildReport(os.fspath(root), int(v["version"]), digest, created=False, count=int(v["count"]))
-    version = max((int(v["version"]) for v in versions), default=0) + 1
 
-    parent = None
-    rows = None
+def _order_rows(targets: TargetTable, root: Path, versions: list[dict[str, Any]], lineage: str) -> tuple[TargetTable, Any]:
+    """The targets in dataset row order, and the parent ``(entry, group)`` whose rows come first (or None)."""
     if versions:
         import zarr
 
@@ -453,68 +465,83 @@ def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> Build
         if group.attrs.get("hipsml", {}).get("lineage") == lineage:
             rows = _parent_rows(targets, group)
             if rows is not None:
-                parent = (latest, group)
-    if rows is None:
-        rows = _sorted_rows(targets)
-    targets = targets.take(rows)
+                return targets.take(rows), (latest, group)
+    return targets.take(_sorted_rows(targets)), None
 
-    keys = split_keys(recipe.splits.scheme, ids=targets.ids, ra=targets.ra, dec=targets.dec, order=recipe.splits.order)
+
+def _stage_units(
+    staging: Path, recipe: Recipe, inputs: _Inputs, targets: TargetTable, parent: Any, chunk: int, resume: bool
+) -> tuple[list[WorkUnit], int]:
+    """The work units of the build (planned afresh, or those of the interrupted build resumed) and the
+    number of leading rows reused from the parent version."""
+    state = _open_staging(staging, inputs.digest, resume)
+    if state is not None:
+        logger.info("resuming the build in %s", staging)
+        return _units_from_bounds(state["bounds"], targets, inputs.spec), int(state["reused_rows"])
     split_names = list(recipe.splits.fractions)
+    keys = split_keys(recipe.splits.scheme, ids=targets.ids, ra=targets.ra, dec=targets.dec, order=recipe.splits.order)
     splits = assign_splits(keys, salt=recipe.splits.salt, fractions=recipe.splits.fractions)
     healpix = hp.ang2pix(1 << recipe.splits.order, targets.ra, targets.dec, nest=True, lonlat=True).astype(np.int64)
-
-    channels = []
-    for entry, sv in zip(recipe.surveys, surveys):
-        name = entry.name or sv.name
-        channels += [name] if sv.channels == 1 else [f"{name}[{i}]" for i in range(sv.channels)]
-    n = len(targets)
-    shape = (n, len(channels), spec.size, spec.size)
-    chunk = _chunk_rows(recipe, len(channels), spec.size)
+    shape = (len(targets), len(inputs.channels), inputs.spec.size, inputs.spec.size)
+    _new_staging(staging, recipe, targets, splits, healpix, shape, chunk, split_names, inputs.digest)
+    reused = _link_parent(parent, staging, chunk) if parent is not None else 0
     per_unit = max(chunk, recipe.compute.targets_per_unit // chunk * chunk)
+    units = plan_work_units(
+        targets.ra[reused:], targets.dec[reused:], inputs.spec, inputs.surveys,
+        rotation=None if targets.rotation is None else targets.rotation[reused:],
+        target_per_unit=per_unit, align=chunk, presorted=True,
+    )  # fmt: skip
+    units = [replace(u, rows=u.rows + reused) for u in units]
+    state = {"hash": inputs.digest, "reused_rows": reused, "bounds": [[u.start, u.start + len(u)] for u in units]}
+    atomic_write_bytes(staging / _STAGING_FILE, json.dumps(state).encode())
+    return units, reused
 
-    report = BuildReport(os.fspath(root), version, digest, count=n, dropped=dropped)
-    staging = root / f".staging-{digest[:16]}"
-    state = _open_staging(staging, digest, resume)
-    if state is None:
-        state = _new_staging(staging, recipe, targets, splits, healpix, shape, chunk, split_names, digest)
-        reused_rows = _link_parent(parent, staging, chunk) if parent is not None else 0
-        units = plan_work_units(
-            targets.ra[reused_rows:], targets.dec[reused_rows:], spec, surveys,
-            rotation=None if targets.rotation is None else targets.rotation[reused_rows:],
-            target_per_unit=per_unit, align=chunk, presorted=True,
-        )  # fmt: skip
-        units = [replace(u, rows=u.rows + reused_rows) for u in units]
-        state = {"hash": digest, "reused_rows": reused_rows, "bounds": [[u.start, u.start + len(u)] for u in units]}
-        atomic_write_bytes(staging / _STAGING_FILE, json.dumps(state).encode())
-    else:
-        units = _units_from_bounds(state["bounds"], targets, spec)
-        logger.info("resuming the build in %s", staging)
-    report.reused = int(state["reused_rows"])
-    report.units = len(units)
 
+def _gather_coverage(units: list[WorkUnit], markers: Path, n: int, parent: Any, reused: int) -> np.ndarray:
+    """The coverage of every row: from the units' done-markers, and the parent's for reused rows."""
+    coverage = np.empty(n, dtype=np.float32)
+    if reused:
+        coverage[:reused] = parent[1]["coverage"][:reused]
+    for u in units:
+        coverage[u.start : u.start + len(u)] = _read_marker(markers / f"{u.index:06d}.npz")["coverage"]
+    return coverage
+
+
+def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> BuildReport:
+    t_start = time.perf_counter()
+    inputs = _read_inputs(recipe, root)
+    versions = read_versions(root)
+    for v in versions:
+        if v["hash"] == inputs.digest:
+            logger.info("unchanged recipe: version v%s holds it", v["version"])
+            return BuildReport(os.fspath(root), int(v["version"]), inputs.digest, created=False, count=int(v["count"]))
+    version = max((int(v["version"]) for v in versions), default=0) + 1
+    targets, parent = _order_rows(inputs.targets, root, versions, inputs.lineage)
+    chunk = _chunk_rows(recipe, len(inputs.channels), inputs.spec.size)
+    staging = root / f".staging-{inputs.digest[:16]}"
+    units, reused = _stage_units(staging, recipe, inputs, targets, parent, chunk, resume)
+
+    report = BuildReport(os.fspath(root), version, inputs.digest, count=len(targets), dropped=inputs.dropped,
+                         reused=reused, units=len(units))  # fmt: skip
     markers = staging / _UNITS_DIR
     todo = [u for u in units if not (markers / f"{u.index:06d}.npz").is_file()]
     report.resumed = sum(len(u) for u in units) - sum(len(u) for u in todo)
     jobs = [
-        _UnitJob(refs, spec, u, os.fspath(staging / _GROUP_DIR / "images"), os.fspath(markers / f"{u.index:06d}.npz"),
-                 recipe.output.dtype, chunk, recipe.output.compressor)  # fmt: skip
+        _UnitJob(inputs.refs, inputs.spec, u, os.fspath(staging / _GROUP_DIR / "images"),
+                 os.fspath(markers / f"{u.index:06d}.npz"), recipe.output.dtype, chunk, recipe.output.compressor)
         for u in todo
-    ]
-    before = sum(sv.stats["tile_reads"] for sv in surveys)  # reads of this process before the units
+    ]  # fmt: skip
+    before = sum(sv.stats["tile_reads"] for sv in inputs.surveys)  # reads of this process before the units
     _run_jobs(jobs, recipe, report, progress, own_reads_before=before)
 
-    coverage = np.empty(n, dtype=np.float32)
-    if report.reused:
-        coverage[: report.reused] = parent[1]["coverage"][: report.reused]  # type: ignore[index]
-    for u in units:
-        coverage[u.start : u.start + len(u)] = _read_marker(markers / f"{u.index:06d}.npz")["coverage"]
+    coverage = _gather_coverage(units, markers, len(targets), parent, reused)
     report.full = int((coverage >= 1.0).sum())
     report.empty = int((coverage <= 0.0).sum())
-    report.partial = n - report.full - report.empty
+    report.partial = len(targets) - report.full - report.empty
     if report.float16_overflow:
         report.notes.append(f"{report.float16_overflow:,} pixel values exceed float16's range and are stored as inf")
-    _finish_staging(staging, recipe, targets, coverage, spec, surveys, channels, split_names, digest, lineage,
-                    version, parent, report)  # fmt: skip
+    _finish_staging(staging, recipe, targets, coverage, inputs.spec, inputs.surveys, inputs.channels,
+                    list(recipe.splits.fractions), inputs.digest, inputs.lineage, version, parent, report)  # fmt: skip
     report.seconds = time.perf_counter() - t_start
     publish_version(root, staging / _GROUP_DIR, recipe.name, _read_attrs(staging / _GROUP_DIR))
     shutil.rmtree(staging)
