@@ -122,8 +122,11 @@ class Dataset:
         return table
 
     def split(self, name: str) -> np.ndarray:
-        """Sorted row indices of the cutouts in split ``name`` (e.g. ``ds.images[ds.split('train')[:10]]``...
-        read whole chunks for speed: see :mod:`hipsml.train` loaders)."""
+        """Sorted row indices of the cutouts in split ``name``.
+
+        Read their images with ``ds.images.oindex[rows]``, or batch by batch, whole chunks at a
+        time, with :func:`hipsml.train.zarr_batches`.
+        """
         names = self.split_names
         if name not in names:
             raise InvalidInputError(f"no split {name!r} in this dataset (it has {', '.join(names)})")
