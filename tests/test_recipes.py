@@ -186,3 +186,27 @@ def test_parse_recipe_roundtrip_keeps_defaults():
     assert recipe.cutout.size == 64 and recipe.splits.fractions == {"train": 0.8, "val": 0.1, "test": 0.1}
     again = parse_recipe(yaml.safe_load(yaml.safe_dump(recipe.model_dump(mode="json", exclude={"base_dir"}))))
     assert again.canonical() == recipe.canonical()
+
+
+def test_masked_coordinates_are_named_and_angle_units_converted(tmp_path, sky, capsys):
+    import astropy.units as u
+    from astropy.table import MaskedColumn
+
+    import hipsml
+
+    cat = Table.read(sky / "catalogue.ecsv")["id", "ra", "dec"][:6]
+    t = Table({"id": cat["id"], "ra": MaskedColumn(cat["ra"], mask=[False, False, True, False, False, False]),
+               "dec": cat["dec"]})  # fmt: skip
+    t.write(tmp_path / "masked.ecsv")
+    data = recipe_data(sky, tmp_path / "out", targets_file=str(tmp_path / "masked.ecsv"))
+    data["targets"]["columns"] = {"id": "id", "ra": "ra", "dec": "dec"}
+    data["targets"]["carry"] = []
+    _fails(capsys, write_recipe(tmp_path / "r.yaml", data), "data row 3", "invalid position")
+    hours = Table({"id": cat["id"], "ra": (np.asarray(cat["ra"]) / 15.0) * u.hourangle, "dec": cat["dec"] * u.deg})
+    hours.write(tmp_path / "hours.ecsv")
+    data = recipe_data(sky, tmp_path / "h", targets_file=str(tmp_path / "hours.ecsv"))
+    data["targets"]["columns"] = {"id": "id", "ra": "ra", "dec": "dec"}
+    data["targets"]["carry"] = []
+    ds = hipsml.extract_dataset(write_recipe(tmp_path / "h.yaml", data))
+    order = np.argsort(ds.column("id"))
+    assert np.allclose(ds.column("ra")[order], np.asarray(cat["ra"]), rtol=0, atol=1e-9)

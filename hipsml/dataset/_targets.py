@@ -166,23 +166,19 @@ def _column(table: Any, name: str, field_name: str, shown: str) -> Any:
 
 
 def _float_column(table: Any, name: str, field_name: str, shown: str) -> np.ndarray:
+    """A column as float64 (angles in degrees when the column has a unit); masked values are NaN."""
     col = _column(table, name, field_name, shown)
-    if getattr(col, "unit", None) is not None and hasattr(col, "quantity"):
-        try:
-            from astropy import units as u
+    if getattr(col, "unit", None) is not None:
+        from astropy import units as u
 
-            col = col.quantity.to_value(u.deg)
-        except Exception:  # noqa: BLE001 - a non-angle unit: take the numbers as they are
-            col = np.asarray(col)
-    masked = np.ma.getmaskarray(col) if np.ma.isMaskedArray(col) or hasattr(col, "mask") else None
+        try:
+            col = np.ma.MaskedArray(col.quantity.to_value(u.deg), mask=np.ma.getmaskarray(col))
+        except (u.UnitConversionError, AttributeError):
+            pass  # not an angle: the numbers as they are
     try:
-        values = np.asarray(np.ma.filled(np.ma.asarray(col, dtype=np.float64), np.nan), dtype=np.float64)
+        return np.asarray(np.ma.filled(np.ma.asarray(col, dtype=np.float64), np.nan), dtype=np.float64).ravel()
     except (TypeError, ValueError):
         raise TargetsError(f"{field_name}: column {name!r} of {shown} is not numeric") from None
-    if masked is not None and np.any(masked):
-        values = values.copy()
-        values[np.asarray(masked)] = np.nan
-    return values.ravel()
 
 
 def _plain(col: Any, field_name: str, name: str, shown: str) -> np.ndarray:
