@@ -16,7 +16,9 @@ of :func:`hipsml.train.plot_prototypes`), toggles a hit-count heat map, shows fo
 prototype the ``k`` cutouts with that best-matching neuron (smallest distance first: id, ra,
 dec, label, distance, best angle and flip, FITS link), and lists the ``top`` outliers (largest
 distance first, as :func:`hipsml.train.som_outliers`). Thumbnails are asinh-stretched
-(:func:`hipsml.extract._output.asinh_stretch`), north up: one channel in grey or three in RGB.
+(:func:`hipsml.extract._output.asinh_stretch`), north up: one channel in grey or three in RGB;
+a prototype's thumbnail is its central square of the cutouts' side, with limits shared by all
+prototypes.
 
 The folder is written in a staging folder beside it and published by one rename, so a re-run
 replaces a previous explorer whole; a folder that is not an explorer is never replaced.
@@ -156,6 +158,21 @@ def _thumbnail(image: np.ndarray, channels: tuple[int, ...], path: Path,
     picture = (Image.fromarray(np.ascontiguousarray(stretched[0]), mode="L") if len(channels) == 1
                else Image.fromarray(np.ascontiguousarray(np.moveaxis(stretched, 0, -1)), mode="RGB"))
     picture.save(path, format="PNG")
+
+
+def _central(images: np.ndarray, side: int) -> np.ndarray:
+    """The central ``side`` x ``side`` square of ``images`` (..., S, S); all of them when ``side >= S``.
+
+    Examples
+    --------
+    >>> _central(np.arange(16.0).reshape(1, 4, 4), 2).tolist()
+    [[[5.0, 6.0], [9.0, 10.0]]]
+    """
+    full = images.shape[-1]
+    if side >= full:
+        return images
+    start = (full - side) // 2
+    return images[..., start : start + side, start : start + side]
 
 
 def _heat_colours(hits: np.ndarray) -> list[str]:
@@ -309,8 +326,9 @@ def _write_contents(staging: Path, som: SOM, dataset: Dataset, mapping: SOMMappi
     (staging / "prototypes").mkdir()
     (staging / "cutouts").mkdir()
     (staging / "fits").mkdir()
-    # prototypes: limits shared by all prototypes per channel, as the prototype-map PNG
-    weights = som.weights.astype(np.float32)
+    # prototypes: their central square of the cutouts' side (the field of a cutout; the rest of a
+    # neuron larger than the images only holds rotated corners), limits shared per channel
+    weights = _central(som.weights.astype(np.float32), int(dataset.images.shape[-1]))
     limits = [(float(weights[:, c].min()), float(weights[:, c].max())) for c in channels]
     for n in range(som.neuron_count):
         _thumbnail(weights[n], channels, staging / "prototypes" / f"n{n:04d}.png", limits)
@@ -354,7 +372,7 @@ def _write_contents(staging: Path, som: SOM, dataset: Dataset, mapping: SOMMappi
         "format": _KIND, "format_version": 1,
         "title": title or f"SOM explorer: {dataset_name} v{dataset.version}" + (f" on {som_name}" if som_name else ""),
         "summary": (f"{config.layout} {config.width}x{config.height} SOM, {som.neuron_count} prototypes of "
-                    f"{weights.shape[-1]} pixels, numrot {config.numrot}{', flip' if config.flip else ''}; "
+                    f"{som.weights.shape[-1]} pixels, numrot {config.numrot}{', flip' if config.flip else ''}; "
                     f"{mapping.bmu.size} cutouts mapped, quantisation error {mapping.quantisation_error:.4g}; "
                     f"thumbnails: {band_text} (asinh, north up)"),
         "som": {"layout": config.layout, "width": config.width, "height": config.height,
