@@ -24,7 +24,7 @@ from test_som_dataset import SOM_OPTIONS, extract_small_dataset
 
 from hipsml.cli import main
 from hipsml.errors import InvalidInputError, OutputError
-from hipsml.train import SOMConfig, SOMMapping, read_som_mapping, train_som, write_som_mapping
+from hipsml.train import SOM, SOMConfig, SOMMapping, read_som_mapping, train_som, write_som_mapping
 from hipsml.train._explorer import explorer_server, plan_explorer, write_explorer
 from hipsml.train._layout import plot_centres
 
@@ -137,10 +137,11 @@ def test_a_rerun_replaces_the_explorer_whole_and_other_folders_are_refused(datas
         write_explorer(hex_som, dataset, mine / "notes.txt" / "explorer", mapping=mapping)
     with pytest.raises(InvalidInputError, match="no dataset rows"):
         write_explorer(hex_som, dataset, tmp_path / "x", mapping=hex_som.map(np.asarray(dataset.images[:4])))
-    cartesian = train_som(dataset, epochs=1, progress=False, **SOM_OPTIONS)
+    weights = np.random.default_rng(0).random((9, 2, 16, 16), dtype=np.float32)
+    cartesian = SOM(SOMConfig(width=3, height=3, neuron_dim=16), weights)
     with pytest.raises(InvalidInputError, match="made by another SOM"):
         write_explorer(cartesian, dataset, tmp_path / "x", mapping=mapping)
-    one_band = train_som(np.asarray(dataset.images[:8, :1]), epochs=1, progress=False, **SOM_OPTIONS)
+    one_band = SOM(SOMConfig(width=3, height=3, neuron_dim=16), weights[:, :1])
     with pytest.raises(InvalidInputError, match="has 2 channels, the SOM 1"):
         write_explorer(one_band, dataset, tmp_path / "x")
     with pytest.raises(InvalidInputError, match="channels must be one or three"):
@@ -279,3 +280,30 @@ def test_clicking_a_prototype_shows_its_nearest_cutouts_in_a_browser(browser, da
 def _rgba(hex_colour: str) -> str:
     r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgba({r}, {g}, {b}, 1)"
+
+
+def test_explore_serve_in_a_real_process_stops_on_ctrl_c(dataset, hex_som, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    somdir = hex_som.save(tmp_path / "som")
+    out = tmp_path / "web"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hipsml.cli", "-q", "som", "explore", str(somdir), "--dataset", str(dataset.path),
+         "--out", str(out), "--k", "2", "--top", "2", "--serve", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=Path(__file__).resolve().parents[1])  # this checkout's hipsml
+    try:
+        lines = [process.stdout.readline(), process.stdout.readline()]
+        assert lines[0].startswith(f"wrote {out}") and "serving" in lines[1], (lines, process.stderr.read())
+        url = lines[1].split(" at ")[1].split()[0]
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url + "data.js", timeout=10) as response:
+            assert response.read() == (out / "data.js").read_bytes()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0 and "stopped" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
