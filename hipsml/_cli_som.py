@@ -1,4 +1,4 @@
-"""The SOM commands of ``hipsml``: ``som train``, ``som map``, ``som outliers`` (thin: parse, call, print)."""
+"""The SOM commands of ``hipsml``: ``som train``, ``som map``, ``som outliers``, ``som explore`` (thin: parse, call, print)."""
 
 from __future__ import annotations
 
@@ -184,8 +184,72 @@ def _cmd_outliers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explore_mapping(args: argparse.Namespace, som: Any, ds: Any) -> Any:
+    """The mapping to explore: ``--name`` (which must exist and be this SOM's), else the stored default, else map now."""
+    from hipsml.errors import InvalidInputError
+    from hipsml.train import read_som_mapping, som_mapping_names
+    from hipsml.train._som_store import mapping_folder, same_mapping
+
+    split = _split(args.split)
+    if args.name:
+        mapping = read_som_mapping(ds, args.name)  # a missing mapping is a one-line error listing those there are
+        if not same_mapping(mapping_folder(ds, args.name), som, ds, split):
+            raise InvalidInputError(f"the mapping {args.name!r} of {ds.path} v{ds.version} was not made by {args.som} "
+                                    f"(split {args.split or 'all'}); map it again with 'hipsml som map'")
+        return mapping
+    name = _mapping_name(args)
+    if name in som_mapping_names(ds) and same_mapping(mapping_folder(ds, name), som, ds, split):
+        logger.info("using the stored mapping %s", mapping_folder(ds, name))
+        return read_som_mapping(ds, name)
+    logger.info("no stored mapping %r of this SOM; mapping %s v%d now", name, ds.path, ds.version)
+    return som.map(ds, split=split, progress=not args.quiet)
+
+
+def _channel_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected one or three channel indices like 0 or 0,1,2, got {text!r}") from None
+    if len(values) not in (1, 3) or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected one or three channel indices like 0 or 0,1,2, got {text!r}")
+    return values
+
+
+def _cmd_explore(args: argparse.Namespace) -> int:
+    from hipsml.train._explorer import check_explorer_folder, explorer_server, write_explorer
+
+    check_explorer_folder(args.out)  # before any mapping
+    som, ds = _load(args)
+    mapping = _explore_mapping(args, som, ds)
+    folder = write_explorer(som, ds, args.out, mapping=mapping, k=args.k, top=args.top, channels=args.channels)
+    print(f"wrote {folder}: {som.neuron_count} prototypes, {len(mapping.bmu)} cutouts of {ds.path} v{ds.version}; "
+          f"open {(folder / 'index.html').resolve().as_uri()}")
+    if not args.serve:
+        return 0
+    server = explorer_server(folder, port=args.port)
+    host, port = server.server_address[:2]
+    print(f"serving {folder} at http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped")
+    finally:
+        server.server_close()
+    return 0
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {text!r}")
+    return value
+
+
 def add_som_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``som train``, ``som map`` and ``som outliers`` on the ``hipsml`` parser."""
+    """Register ``som train``, ``som map``, ``som outliers`` and ``som explore`` on the ``hipsml`` parser."""
     som = sub.add_parser("som", help="rotation- and flip-invariant self-organizing maps (PINK's algorithm)")
     som_sub = som.add_subparsers(dest="som_command", required=True, metavar="ACTION")
 
@@ -230,3 +294,23 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--name", help="stored mapping to use (default: the SOM folder's name)")
     out.add_argument("--split", help="rank only this split (default: every cutout)")
     out.set_defaults(func=_cmd_outliers)
+
+    ex = som_sub.add_parser(
+        "explore", help="write a static web page to browse the SOM and its cutouts (--serve: serve it)",
+        description="Write a self-contained SOM explorer folder (HTML, JS, PNG thumbnails, FITS cutouts; opens from "
+        "file://): the prototypes on the map with a hit-count heat map, the K cutouts nearest to each prototype "
+        "(id, ra, dec, label, distance, angle, flip, FITS link) and the TOP outliers. Uses the stored mapping NAME "
+        "when it was made by this SOM, otherwise maps the dataset now. --serve then serves it on 127.0.0.1.",
+    )
+    ex.add_argument("som", metavar="SOMDIR", help="a SOM folder")
+    ex.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
+    ex.add_argument("--out", required=True, metavar="FOLDER", help="the explorer folder (replaced when it holds one)")
+    ex.add_argument("--k", type=_positive_int, default=12, help="cutouts shown per prototype (default 12)")
+    ex.add_argument("--top", type=_positive_int, default=50, help="outliers listed (default 50)")
+    ex.add_argument("--name", help="stored mapping to use; it must exist (default: the SOM folder's name, if stored)")
+    ex.add_argument("--split", help="explore only this split (default: every cutout)")
+    ex.add_argument("--channels", type=_channel_list, metavar="C[,C,C]",
+                    help="thumbnail channels: one (grey) or three (RGB) indices (default 0,1,2 or 0)")
+    ex.add_argument("--serve", action="store_true", help="then serve the folder on 127.0.0.1 until Ctrl-C")
+    ex.add_argument("--port", type=_port, default=8000, help="port for --serve (default 8000; 0: any free port)")
+    ex.set_defaults(func=_cmd_explore)

@@ -32,6 +32,7 @@ The loaders yield numpy arrays; hand them to JAX or PyTorch in your own loop
 """
 
 from hipsml.train._config import SOMConfig, default_distance_dim, default_neuron_dim
+from hipsml.train._explorer import explorer_server, write_explorer
 from hipsml.train._loader import Batch, EpochPlan, ZarrBatches, device_prefetch, plan_epoch, zarr_batches
 from hipsml.train._normalise import (
     NORMALISATIONS,
@@ -113,4 +114,6 @@ __all__ = [
     "som_mapping_names",
     "som_outliers",
     "plot_outliers",
+    "write_explorer",
+    "explorer_server",
 ]
