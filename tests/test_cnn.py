@@ -222,3 +222,18 @@ def test_cli_trains_and_predicts(shapes, tmp_path, capsys):
     assert main(["train", "cnn", "--dataset", str(shapes.path), "--config", str(bad), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "did you mean 'epochs'" in err and "bad.yaml" in err
+
+
+def test_bfloat16_steps_keep_float32_master_weights():
+    from hipsml.train import ModelSpec, build_model, train_step
+    from hipsml.train._cnn_train import _optimizer
+
+    model = build_model(ModelSpec(1, 2, stem_channels=4, stem_stride=2, widths=(4,)), key=jax.random.PRNGKey(0))
+    optimizer = _optimizer(CNNConfig(), None)
+    state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    images = jnp.asarray(np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32))
+    new, _, loss, _ = train_step(model, state, images, jnp.array([0, 1, 0, 1], dtype=jnp.int32), jnp.ones(2),
+                                 jnp.float32(1e-2), key=jax.random.PRNGKey(1), optimizer=optimizer, augmented=True,
+                                 dtype=jnp.bfloat16)
+    assert all(a.dtype == np.float32 for a in leaves(new)) and np.isfinite(float(loss))
+    assert any(not np.array_equal(a, b) for a, b in zip(leaves(new), leaves(model)))
