@@ -175,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_som_commands(sub)
 
+    from hipsml._cli_cnn import add_cnn_commands
+
+    add_cnn_commands(sub)
+
     survey = sub.add_parser("survey", help="inspect a HiPS survey")
     survey_sub = survey.add_subparsers(dest="survey_command", required=True, metavar="ACTION")
     info = survey_sub.add_parser("info", help="print a survey's properties and tile layout")

@@ -29,8 +29,19 @@ The data loaders, shared by the SOM and the CNN:
 
 The loaders yield numpy arrays; hand them to JAX or PyTorch in your own loop
 (:func:`device_prefetch` overlaps the copy to a JAX device with the training step).
+
+The CNN (equinox + optax): :func:`train_cnn` trains a small residual network
+(:class:`ResNet`, :class:`ModelSpec`) on a dataset split with exact 90-degree-turn and flip
+augmentation on the device, class weights, early stopping and a checkpoint every epoch
+(``resume=True``), fine-tunes one (``init=``, ``freeze=``), and writes metrics and pictures;
+:func:`predict_cnn` stores class probabilities beside the dataset version
+(``DATASET/derived/vN/cnn/<name>``), :func:`read_cnn_predictions` reads them back. The steps
+:func:`train_step` and :func:`eval_step` are the library's pieces for your own loop.
 """
 
+from hipsml.train._cnn import ModelSpec, ResNet, augment, build_model
+from hipsml.train._cnn_predict import predict_cnn, read_cnn_predictions
+from hipsml.train._cnn_train import CNNConfig, CNNResult, eval_step, load_cnn, plot_confusion, plot_curves, train_cnn, train_step
 from hipsml.train._config import SOMConfig, default_distance_dim, default_neuron_dim
 from hipsml.train._explorer import explorer_server, write_explorer
 from hipsml.train._loader import Batch, EpochPlan, ZarrBatches, device_prefetch, plan_epoch, zarr_batches
@@ -66,6 +77,20 @@ from hipsml.train._som import SOM, EpochRecord, SOMMapping, load_som, train_som
 from hipsml.train._som_store import read_som_mapping, som_mapping_names, write_som_mapping
 
 __all__ = [
+    "CNNConfig",
+    "CNNResult",
+    "ModelSpec",
+    "ResNet",
+    "augment",
+    "build_model",
+    "eval_step",
+    "load_cnn",
+    "plot_confusion",
+    "plot_curves",
+    "predict_cnn",
+    "read_cnn_predictions",
+    "train_cnn",
+    "train_step",
     "SOMConfig",
     "SOM",
     "SOMMapping",

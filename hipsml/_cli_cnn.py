@@ -1,0 +1,165 @@
+"""The CNN commands of ``hipsml``: ``train cnn`` and ``predict`` (thin: parse, call, print)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+__all__ = ["add_cnn_commands"]
+
+logger = logging.getLogger(__name__)
+
+#: command-line overrides of CNN options: flag -> (option name, type)
+_OVERRIDES: dict[str, tuple[str, Any]] = {
+    "--epochs": ("epochs", int),
+    "--batch-size": ("batch_size", int),
+    "--learning-rate": ("learning_rate", float),
+    "--patience": ("patience", int),
+    "--precision": ("precision", str),
+    "--normalise": ("normalise", str),
+    "--seed": ("seed", int),
+}
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    """The options of a YAML file (a mapping of CNN options, optionally under a top-level ``cnn:`` key)."""
+    import yaml
+
+    from hipsml._files import read_regular_file, user_path
+    from hipsml.errors import InputFileError, InvalidInputError
+
+    source = user_path(path, what="--config")
+    try:
+        text = read_regular_file(source, limit=1 << 20, what="CNN config")
+    except (FileNotFoundError, NotADirectoryError):
+        raise InputFileError(f"no CNN config file {source}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise InvalidInputError(f"{source} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if isinstance(data, dict) and set(data) == {"cnn"}:
+        data = data["cnn"]
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{source} must hold a mapping of CNN options (epochs: 20, batch_size: 128, ...)")
+    return data
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    from hipsml.errors import InvalidInputError
+    from hipsml.train import CNNConfig
+
+    options = _read_config_file(args.config) if args.config else {}
+    for _flag, (name, _type) in _OVERRIDES.items():
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = value
+    try:
+        CNNConfig.from_mapping(options)  # bad keys and values fail before the dataset is read
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{args.config}: {exc}" if args.config else str(exc)) from None
+    return options
+
+
+def _print_epoch(record: dict[str, Any], total: int, first: bool) -> None:
+    note = " (includes compiling)" if first else ""
+    val = ""
+    if "val_loss" in record:
+        val = f", val loss {record['val_loss']:.4f}, val accuracy {record['val_accuracy']:.4f}"
+    print(f"epoch {record['epoch'] + 1}/{total}: loss {record['train_loss']:.4f}, accuracy "
+          f"{record['train_accuracy']:.4f}{val}, {record['images_per_second']:,.0f} images/s{note}", flush=True)
+
+
+def _cmd_train_cnn(args: argparse.Namespace) -> int:
+    from hipsml._files import user_path
+    from hipsml.dataset import open_dataset
+    from hipsml.train import train_cnn
+
+    out = user_path(args.out, what="--out")
+    options = _options(args)
+    ds = open_dataset(args.dataset)
+    seen: list[int] = []
+
+    def progress(record: dict[str, Any]) -> None:
+        _print_epoch(record, record["epochs"], not seen)
+        seen.append(record["epoch"])
+
+    result = train_cnn(ds, options, workdir=out, resume=args.resume, init=args.init, freeze=args.freeze,
+                       on_epoch=progress)  # fmt: skip
+    m = result.metrics
+    shown = m.get("test") or m.get("val")
+    score = f"; {shown['split']} accuracy {shown['accuracy']:.4f} on {shown['count']} cutouts" if shown else ""
+    print(f"wrote {out}: best epoch {m['best_epoch'] + 1} of {m['epochs_run']}{score}; "
+          f"model.eqx, metrics.json, confusion.png, curves.png")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from hipsml.dataset import open_dataset
+    from hipsml.train import predict_cnn, read_cnn_predictions
+
+    ds = open_dataset(args.dataset)
+    folder = predict_cnn(args.run, ds, split=args.split, name=args.name, overwrite=args.overwrite)
+    result = read_cnn_predictions(ds, folder.name)
+    counts = {n: int((result["predicted"] == k).sum()) for k, n in enumerate(result["label_names"])}
+    print(f"wrote {folder}: class probabilities of {result['rows'].size} cutouts of {ds.path} v{ds.version} "
+          f"(predicted: {', '.join(f'{n} {c}' for n, c in counts.items())})")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def add_cnn_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``train cnn`` and ``predict`` on the ``hipsml`` parser."""
+    train = sub.add_parser("train", help="train models on a dataset (train cnn)")
+    train_sub = train.add_subparsers(dest="train_command", required=True, metavar="MODEL")
+    cnn = train_sub.add_parser(
+        "cnn", help="train a residual CNN classifier on a labelled dataset",
+        description="Train a small residual CNN on a labelled dataset's training split (exact 90-degree turns and "
+        "flips as augmentation, class weights, early stopping on the validation split), checkpointing into --out "
+        "after every epoch; then write metrics.json, confusion.png and curves.png there. --resume continues a run "
+        "from its last finished epoch; --init fine-tunes a trained run on this dataset (new head, first K stages "
+        "frozen with --freeze K).",
+    )  # fmt: skip
+    cnn.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
+    cnn.add_argument("--config", metavar="YAML", help="CNN options (CNNConfig names: epochs, widths, normalise, ...)")
+    for flag, (name, kind) in _OVERRIDES.items():
+        typ = _positive_int if kind is int and name != "seed" else (_count if name == "seed" else kind)
+        cnn.add_argument(flag, dest=name, type=typ, help=f"override the option {name}")
+    cnn.add_argument("--out", required=True, metavar="RUNDIR", help="run folder (checkpoints, model, metrics, pictures)")
+    cnn.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    cnn.add_argument("--init", metavar="CKPT", help="fine-tune from this run folder (or its model.eqx)")
+    cnn.add_argument("--freeze", type=_count, default=0, metavar="K",
+                     help="with --init: freeze the first K stages (the stem is stage 1)")
+    cnn.set_defaults(func=_cmd_train_cnn)
+
+    pred = sub.add_parser(
+        "predict", help="class probabilities of a dataset by a trained CNN, stored beside the version",
+        description="Classify every cutout (or one split) of a dataset version with a trained CNN run and write "
+        "rows, probabilities and predicted as Zarr arrays to DATASET/derived/vN/cnn/NAME, leaving the version "
+        "untouched.",
+    )  # fmt: skip
+    pred.add_argument("run", metavar="RUNDIR", help="a run folder (hipsml train cnn)")
+    pred.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
+    pred.add_argument("--split", help="classify only this split (default: every cutout)")
+    pred.add_argument("--name", help="name of the predictions (default: the run folder's name)")
+    pred.add_argument("--overwrite", action="store_true", help="replace predictions of that name")
+    pred.set_defaults(func=_cmd_predict)
