@@ -8,7 +8,9 @@ The public API a notebook user calls:
 - :func:`extract_dataset` builds a versioned Zarr training set from a recipe (on Dask);
   :func:`open_dataset` opens one; :func:`load_recipe` validates a recipe file.
 - :func:`train_som` trains a rotation- and flip-invariant SOM (PINK's algorithm, JAX);
-  :func:`load_som` and :func:`read_pink` read SOMs back (imported on first use).
+  :func:`load_som` and :func:`read_pink` read SOMs back; :func:`train_cnn` trains a CNN
+  classifier and :func:`predict` writes its class probabilities beside a dataset version
+  (imported on first use).
 
 Subpackages: :mod:`hipsml.hips` (tile layer), :mod:`hipsml.extract` (cutout engine),
 :mod:`hipsml.dataset` (recipes, versioned datasets), :mod:`hipsml.sky` (synthetic labelled surveys), :mod:`hipsml.errors`.
@@ -23,14 +25,17 @@ from hipsml.hips import HipsSurvey, open_survey
 __version__ = "0.1.0"
 
 #: training names, imported on first use (importing JAX takes a while)
-_TRAIN_NAMES = ("train_som", "load_som", "read_pink", "SOM", "SOMConfig", "SOMMapping", "som_outliers")
+_TRAIN_NAMES = (
+    "train_som", "load_som", "read_pink", "SOM", "SOMConfig", "SOMMapping", "som_outliers",
+    "train_cnn", "predict", "load_cnn", "CNNConfig",
+)  # fmt: skip
 
 
 def __getattr__(name: str) -> object:
     if name in _TRAIN_NAMES:
         from hipsml import train
 
-        return getattr(train, name)
+        return getattr(train, "predict_cnn" if name == "predict" else name)
     raise AttributeError(f"module 'hipsml' has no attribute {name!r}")
 
 __all__ = [
