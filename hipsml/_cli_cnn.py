@@ -6,6 +6,8 @@ import argparse
 import logging
 from typing import Any
 
+from hipsml._cli_common import non_negative_int, positive_int, read_config_file
+
 __all__ = ["add_cnn_commands"]
 
 logger = logging.getLogger(__name__)
@@ -22,34 +24,11 @@ _OVERRIDES: dict[str, tuple[str, Any]] = {
 }
 
 
-def _read_config_file(path: str) -> dict[str, Any]:
-    """The options of a YAML file (a mapping of CNN options, optionally under a top-level ``cnn:`` key)."""
-    import yaml
-
-    from hipsml._files import read_regular_file, user_path
-    from hipsml.errors import InputFileError, InvalidInputError
-
-    source = user_path(path, what="--config")
-    try:
-        text = read_regular_file(source, limit=1 << 20, what="CNN config")
-    except (FileNotFoundError, NotADirectoryError):
-        raise InputFileError(f"no CNN config file {source}") from None
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise InvalidInputError(f"{source} is not valid YAML: {' '.join(str(exc).split())}") from None
-    if isinstance(data, dict) and set(data) == {"cnn"}:
-        data = data["cnn"]
-    if not isinstance(data, dict):
-        raise InvalidInputError(f"{source} must hold a mapping of CNN options (epochs: 20, batch_size: 128, ...)")
-    return data
-
-
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     from hipsml.errors import InvalidInputError
     from hipsml.train import CNNConfig
 
-    options = _read_config_file(args.config) if args.config else {}
+    options = read_config_file(args.config, section="cnn", example="epochs: 20, batch_size: 128") if args.config else {}
     for _flag, (name, _type) in _OVERRIDES.items():
         value = getattr(args, name)
         if value is not None:
@@ -107,24 +86,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
 
 
 def add_cnn_commands(sub: argparse._SubParsersAction) -> None:
@@ -142,12 +103,12 @@ def add_cnn_commands(sub: argparse._SubParsersAction) -> None:
     cnn.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
     cnn.add_argument("--config", metavar="YAML", help="CNN options (CNNConfig names: epochs, widths, normalise, ...)")
     for flag, (name, kind) in _OVERRIDES.items():
-        typ = _positive_int if kind is int and name != "seed" else (_count if name == "seed" else kind)
+        typ = positive_int if kind is int and name != "seed" else (non_negative_int if name == "seed" else kind)
         cnn.add_argument(flag, dest=name, type=typ, help=f"override the option {name}")
     cnn.add_argument("--out", required=True, metavar="RUNDIR", help="run folder (checkpoints, model, metrics, pictures)")
     cnn.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     cnn.add_argument("--init", metavar="CKPT", help="fine-tune from this run folder (or its model.eqx)")
-    cnn.add_argument("--freeze", type=_count, default=0, metavar="K",
+    cnn.add_argument("--freeze", type=non_negative_int, default=0, metavar="K",
                      help="with --init: freeze the first K stages (the stem is stage 1)")
     cnn.set_defaults(func=_cmd_train_cnn)
 

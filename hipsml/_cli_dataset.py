@@ -5,17 +5,9 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 
-__all__ = ["add_dataset_commands", "positive_int"]
+from hipsml._cli_common import positive_int
 
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+__all__ = ["add_dataset_commands"]
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:

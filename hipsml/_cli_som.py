@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hipsml._cli_dataset import positive_int as _positive_int
+from hipsml._cli_common import positive_int, read_config_file
+
 
 __all__ = ["add_som_commands"]
 
@@ -31,32 +32,9 @@ _OVERRIDES: dict[str, tuple[str, Any]] = {
 _PICTURES = ("prototypes.png", "hits.png", "umatrix.png", "errors.png")
 
 
-def _read_config_file(path: str) -> dict[str, Any]:
-    """The options of a YAML file (a mapping of SOM options, optionally under a top-level ``som:`` key)."""
-    import yaml
-
-    from hipsml._files import read_regular_file, user_path
-    from hipsml.errors import InputFileError, InvalidInputError
-
-    source = user_path(path, what="--config")
-    try:
-        text = read_regular_file(source, limit=1 << 20, what="SOM config")
-    except (FileNotFoundError, NotADirectoryError):
-        raise InputFileError(f"no SOM config file {source}") from None
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise InvalidInputError(f"{source} is not valid YAML: {' '.join(str(exc).split())}") from None
-    if isinstance(data, dict) and set(data) == {"som"}:
-        data = data["som"]
-    if not isinstance(data, dict):
-        raise InvalidInputError(f"{source} must hold a mapping of SOM options (width: 10, numrot: 360, ...)")
-    return data
-
-
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     """SOM options from ``--config`` and the override flags (the flags win)."""
-    options = _read_config_file(args.config) if args.config else {}
+    options = read_config_file(args.config, section="som", example="width: 10, numrot: 360") if args.config else {}
     for _flag, (name, _type) in _OVERRIDES.items():
         value = getattr(args, name)
         if value is not None:
@@ -263,7 +241,7 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--split", default="train", help="split to train on (default train; 'all': every cutout)")
     train.add_argument("--config", metavar="YAML", help="SOM options (SOMConfig names: width, numrot, sigma, ...)")
     for flag, (name, kind) in _OVERRIDES.items():
-        train.add_argument(flag, dest=name, type=_positive_int if kind is int and name != "seed" else kind,
+        train.add_argument(flag, dest=name, type=positive_int if kind is int and name != "seed" else kind,
                            help=f"override the option {name}")
     train.add_argument("--out", required=True, metavar="SOMDIR", help="folder of the SOM (and its pictures)")
     train.add_argument("--resume", action="store_true", help="continue the partial training saved in --out")
@@ -289,7 +267,7 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
     )
     out.add_argument("som", metavar="SOMDIR", help="a SOM folder")
     out.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
-    out.add_argument("--top", type=_positive_int, default=100, help="how many outliers (default 100)")
+    out.add_argument("--top", type=positive_int, default=100, help="how many outliers (default 100)")
     out.add_argument("--out", required=True, metavar="PNG", help="output PNG")
     out.add_argument("--name", help="stored mapping to use (default: the SOM folder's name)")
     out.add_argument("--split", help="rank only this split (default: every cutout)")
@@ -305,8 +283,8 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("som", metavar="SOMDIR", help="a SOM folder")
     ex.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
     ex.add_argument("--out", required=True, metavar="FOLDER", help="the explorer folder (replaced when it holds one)")
-    ex.add_argument("--k", type=_positive_int, default=12, help="cutouts shown per prototype (default 12)")
-    ex.add_argument("--top", type=_positive_int, default=50, help="outliers listed (default 50)")
+    ex.add_argument("--k", type=positive_int, default=12, help="cutouts shown per prototype (default 12)")
+    ex.add_argument("--top", type=positive_int, default=50, help="outliers listed (default 50)")
     ex.add_argument("--name", help="stored mapping to use; it must exist (default: the SOM folder's name, if stored)")
     ex.add_argument("--split", help="explore only this split (default: every cutout)")
     ex.add_argument("--channels", type=_channel_list, metavar="C[,C,C]",
