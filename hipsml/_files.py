@@ -20,7 +20,7 @@ from typing import IO
 
 from hipsml.errors import HipsmlError, InputFileError, InvalidInputError, OutputError
 
-__all__ = ["check_name_lengths", "user_path", "atomic_write", "atomic_write_bytes", "file_mode", "check_writable_file", "read_regular_file"]
+__all__ = ["check_name_lengths", "replace_folder", "staged_folder", "user_path", "atomic_write", "atomic_write_bytes", "file_mode", "check_writable_file", "read_regular_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -269,3 +269,51 @@ def _file_kind(mode: int) -> str:
         (stat.S_ISSOCK, "a socket"),
     )
     return next((label for test, label in kinds if test(mode)), "not a regular file")
+
+
+def replace_folder(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target``; an existing ``target`` is moved aside first and removed after."""
+    import shutil
+
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".old-{target.name[:64]}-", dir=target.parent))
+        os.rename(target, old / "previous")
+    try:
+        os.rename(staging, target)
+    except OSError:
+        if old is not None:
+            os.rename(old / "previous", target)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_folder(target: Path) -> Iterator[Path]:
+    """A staging folder beside ``target``, renamed to ``target`` when the block succeeds.
+
+    An existing ``target`` is moved aside first and removed after the rename, so a reader sees
+    the old folder or the new one, never half of either. On any error the staging folder is
+    removed and ``target`` is left as it was; operating-system errors become
+    :class:`OutputError` naming ``target``.
+    """
+    import shutil
+
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".staging-{target.name[:64]}-", dir=parent))
+        mode = file_mode()
+        os.chmod(staging, mode | (mode & 0o444) >> 2)  # mkdtemp makes 0700; a folder readable as files are
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+    try:
+        yield staging
+        replace_folder(staging, target)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError) and not isinstance(exc, HipsmlError):
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise

@@ -17,20 +17,17 @@ import hashlib
 import logging
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
-from hipsml._files import file_mode
+from hipsml._files import staged_folder
 from hipsml.errors import DatasetNotFoundError, InvalidInputError, OutputError
 from hipsml.train._cnn_train import batch_probabilities, load_cnn, run_folder
 from hipsml.train._loader import _open, zarr_batches
 from hipsml.train._normalise import parse_normalisation
-from hipsml.train._som_store import _publish
 
 __all__ = ["predict_cnn", "read_cnn_predictions", "prediction_folder"]
 
@@ -120,15 +117,7 @@ def predict_cnn(
         rows[start : start + batch_rows.size] = batch_rows
         start += batch_rows.size
     predicted = probabilities.argmax(axis=1).astype(np.int64)
-    parent = target.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".staging-{target.name}-", dir=parent))
-        mode = file_mode()
-        os.chmod(staging, mode | (mode & 0o444) >> 2)
-    except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
-    try:
+    with staged_folder(target) as staging:
         group = zarr.open_group(staging, mode="w", zarr_format=3)
         group.attrs["hipsml"] = _attrs(folder, run, ds, split, n)
         chunk = max(1, min(n, 1 << 18))
@@ -136,12 +125,6 @@ def predict_cnn(
         group.create_array("probabilities", data=probabilities, chunks=(chunk, k), dimension_names=["cutout", "class"])
         pred = group.create_array("predicted", data=predicted, chunks=(chunk,), dimension_names=["cutout"])
         pred.attrs["names"] = list(run["label_names"])
-        _publish(staging, target)
-    except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
-            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
-        raise
     logger.info("wrote CNN predictions %s (%d cutouts)", target, n)
     return target
 

@@ -50,7 +50,8 @@ from hipsml.errors import InvalidInputError, OutputError
 from hipsml.train._layout import plot_centres
 from hipsml.train._outliers import ranked_positions
 from hipsml.train._som import SOM, SOMMapping
-from hipsml.train._som_store import _publish, weights_digest
+from hipsml._files import replace_folder
+from hipsml.train._som_store import weights_digest
 
 __all__ = ["write_explorer", "explorer_server", "plan_explorer", "check_explorer_folder", "ExplorerPlan"]
 
@@ -308,7 +309,7 @@ def write_explorer(
         _write_contents(staging, som, dataset, mapping, plan, picked, title, k=k, top=top)
         if target.is_dir() and not any(target.iterdir()):
             target.rmdir()
-        _publish(staging, target)
+        replace_folder(staging, target)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, OSError) and not isinstance(exc, OutputError):

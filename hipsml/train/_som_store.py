@@ -23,20 +23,17 @@ data again leaves the published one as it is.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import hashlib
 import logging
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hipsml._files import file_mode
+from hipsml._files import staged_folder
 from hipsml.dataset._dataset import Dataset
 from hipsml.errors import DatasetNotFoundError, InvalidInputError, OutputError
 from hipsml.train._config import SOMConfig
@@ -178,15 +175,7 @@ def write_som_mapping(
         mapping = som.map(dataset, split=split, progress=progress)
     if mapping.rows is None:
         raise InvalidInputError("the mapping has no dataset rows: map the Dataset itself, not an array of it")
-    parent = target.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=parent))
-        mode = file_mode()
-        os.chmod(staging, mode | (mode & 0o444) >> 2)  # mkdtemp makes 0700; a folder readable as files are
-    except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
-    try:
+    with staged_folder(target) as staging:
         group = zarr.open_group(staging, mode="w", zarr_format=3)
         group.attrs["hipsml"] = _attrs(som, dataset, mapping, split,
                                        None if som_path is None else str(Path(som_path).resolve()))
@@ -198,32 +187,8 @@ def write_som_mapping(
             array = group.create_array(key, shape=data.shape, dtype=data.dtype, chunks=(max(1, min(len(data), 1 << 20)),),
                                        dimension_names=["cutout"])
             array[:] = data
-        _publish(staging, target)
-    except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
-            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
-        raise
     logger.info("wrote the SOM mapping %s (%d cutouts)", target, mapping.bmu.size)
     return target
-
-
-def _publish(staging: Path, target: Path) -> None:
-    """Rename ``staging`` to ``target``; an existing ``target`` is moved aside first and removed after."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".old-{target.name}-", dir=target.parent))
-        os.rename(target, old / "mapping")
-    try:
-        os.rename(staging, target)
-    except OSError:
-        if old is not None:
-            os.rename(old / "mapping", target)
-        raise
-    finally:
-        if old is not None:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(old)
 
 
 def read_som_mapping(dataset: Dataset, name: str) -> SOMMapping:
