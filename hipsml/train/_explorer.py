@@ -34,8 +34,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -50,7 +48,7 @@ from hipsml.errors import InvalidInputError, OutputError
 from hipsml.train._layout import plot_centres
 from hipsml.train._outliers import ranked_positions
 from hipsml.train._som import SOM, SOMMapping
-from hipsml._files import replace_folder
+from hipsml._files import staged_folder
 from hipsml.train._som_store import weights_digest
 
 __all__ = ["write_explorer", "explorer_server", "plan_explorer", "check_explorer_folder", "ExplorerPlan"]
@@ -298,23 +296,8 @@ def write_explorer(
         mapping = som.map(dataset, split=split, progress=progress)
     _check_mapping(som, dataset, mapping)
     plan = plan_explorer(mapping, som.neuron_count, k=k, top=top)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".staging-{target.name[:60]}-", dir=target.parent))
-        mode = file_mode()
-        os.chmod(staging, mode | (mode & 0o444) >> 2)  # mkdtemp makes 0700; a folder readable as files are
-    except OSError as exc:
-        raise OutputError(f"cannot write the explorer to {target}: {exc.strerror or exc}") from None
-    try:
+    with staged_folder(target) as staging:  # an existing (explorer or empty) folder is replaced whole
         _write_contents(staging, som, dataset, mapping, plan, picked, title, k=k, top=top)
-        if target.is_dir() and not any(target.iterdir()):
-            target.rmdir()
-        replace_folder(staging, target)
-    except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, OSError) and not isinstance(exc, OutputError):
-            raise OutputError(f"cannot write the explorer to {target}: {exc.strerror or exc}") from None
-        raise
     logger.info("wrote the SOM explorer %s (%d neurons, %d cutouts shown)", target, som.neuron_count, plan.shown.size)
     return target
 
