@@ -126,8 +126,13 @@ def test_same_hash_and_arrays_with_threads_processes_and_one_worker_over_http(tm
     for k in a:
         assert np.array_equal(a[k], b[k], equal_nan=True) and np.array_equal(a[k], c[k], equal_nan=True), k
     assert threads.report.units > 4  # several tasks ran
-    # every tile under the 120 sources is read from the server once per process: at least once
-    assert threads.report.tile_decodes > 0 and procs.report.tile_decodes >= threads.report.tile_decodes
+    # every distinct tile under the 120 sources is decoded at least once by each build that starts
+    # with empty in-memory caches (two threads may race to decode the same tile, so not "exactly");
+    # the one-worker build runs in this process after the threaded one and reuses its decoded tiles
+    tiles = {path for path in server.counts() if "/Norder" in f"/{path}" and "Allsky" not in path}
+    assert len(tiles) > 0
+    assert threads.report.tile_decodes >= len(tiles) and procs.report.tile_decodes >= len(tiles)
+    assert one.report.tile_decodes == 0
     assert server.count("r/properties") >= 1
 
 
