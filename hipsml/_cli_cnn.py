@@ -21,6 +21,9 @@ _OVERRIDES: dict[str, tuple[str, Any]] = {
     "--precision": ("precision", str),
     "--normalise": ("normalise", str),
     "--seed": ("seed", int),
+    "--source": ("source", str),
+    "--sky-shift-pixels": ("sky_shift_pixels", float),
+    "--sky-scale-jitter": ("sky_scale_jitter", float),
 }
 
 
@@ -68,7 +71,8 @@ def _cmd_train_cnn(args: argparse.Namespace) -> int:
     m = result.metrics
     shown = m.get("test") or m.get("val")
     score = f"; {shown['split']} accuracy {shown['accuracy']:.4f} on {shown['count']} cutouts" if shown else ""
-    print(f"wrote {out}: best epoch {m['best_epoch'] + 1} of {m['epochs_run']}{score}; "
+    source = " (trained on cutouts cut from the sky every epoch)" if m["source"] == "sky" else ""
+    print(f"wrote {out}{source}: best epoch {m['best_epoch'] + 1} of {m['epochs_run']}{score}; "
           f"model.eqx, metrics.json, confusion.png, curves.png")
     return 0
 
@@ -98,13 +102,15 @@ def add_cnn_commands(sub: argparse._SubParsersAction) -> None:
         "flips as augmentation, class weights, early stopping on the validation split), checkpointing into --out "
         "after every epoch; then write metrics.json, confusion.png and curves.png there. --resume continues a run "
         "from its last finished epoch; --init fine-tunes a trained run on this dataset (new head, first K stages "
-        "frozen with --freeze K).",
+        "frozen with --freeze K). --source sky cuts every training target afresh each epoch from the dataset's "
+        "surveys at a random angle (exact rotations by reprojection) instead of reading the stored cutouts.",
     )  # fmt: skip
     cnn.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
     cnn.add_argument("--config", metavar="YAML", help="CNN options (CNNConfig names: epochs, widths, normalise, ...)")
     for flag, (name, kind) in _OVERRIDES.items():
         typ = positive_int if kind is int and name != "seed" else (non_negative_int if name == "seed" else kind)
-        cnn.add_argument(flag, dest=name, type=typ, help=f"override the option {name}")
+        hint = " (dataset or sky)" if name == "source" else ""
+        cnn.add_argument(flag, dest=name, type=typ, help=f"override the option {name}{hint}")
     cnn.add_argument("--out", required=True, metavar="RUNDIR", help="run folder (checkpoints, model, metrics, pictures)")
     cnn.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     cnn.add_argument("--init", metavar="CKPT", help="fine-tune from this run folder (or its model.eqx)")

@@ -39,7 +39,7 @@ augmentation on the device, class weights, early stopping and a checkpoint every
 :func:`train_step` and :func:`eval_step` are the library's pieces for your own loop.
 """
 
-from hipsml.train._cnn import ModelSpec, ResNet, augment, build_model
+from hipsml.train._cnn import ModelSpec, ResNet, augment, build_model, rotate_pixels
 from hipsml.train._cnn_predict import predict_cnn, read_cnn_predictions
 from hipsml.train._cnn_train import CNNConfig, CNNResult, eval_step, load_cnn, plot_confusion, plot_curves, train_cnn, train_step
 from hipsml.train._config import SOMConfig, default_distance_dim, default_neuron_dim
@@ -89,6 +89,7 @@ __all__ = [
     "plot_curves",
     "predict_cnn",
     "read_cnn_predictions",
+    "rotate_pixels",
     "train_cnn",
     "train_step",
     "SOMConfig",

@@ -8,7 +8,11 @@ training, evaluation and a frozen stage behave alike. The model works on one cut
 
 :func:`augment` applies one of the 8 exact symmetries of the square pixel grid (a 90-degree
 turn, optionally after a flip) to each cutout, chosen per cutout from the PRNG key: pure
-permutations of pixels, no interpolation.
+permutations of pixels, no interpolation. With ``pixel_rotation=True`` it then turns each cutout
+by a further random angle in [0, 90) degrees by bilinear interpolation (:func:`rotate_pixels`),
+so the angle is uniform over the circle but the corners come from outside the cutout (zero) and
+every pixel is resampled: the cheap stand-in for cutting the sky again at that angle
+(:func:`hipsml.train.sky_batches`), kept for comparison.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.scipy.ndimage import map_coordinates
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from hipsml.errors import InvalidInputError
 
-__all__ = ["ModelSpec", "ResidualBlock", "ResNet", "augment", "build_model", "stage_count", "stage_parts"]
+__all__ = ["ModelSpec", "ResidualBlock", "ResNet", "augment", "build_model", "rotate_pixels", "stage_count",
+           "stage_parts"]
 
 
 @dataclass(frozen=True)
@@ -191,11 +197,13 @@ def stage_parts(model: ResNet, k: int) -> tuple[Any, ...]:
     return tuple(parts)
 
 
-def augment(images: Float[Array, "b c h w"], *, key: PRNGKeyArray) -> Float[Array, "b c h w"]:
+def augment(images: Float[Array, "b c h w"], *, key: PRNGKeyArray, pixel_rotation: bool = False
+            ) -> Float[Array, "b c h w"]:  # fmt: skip
     """Each square cutout turned by a random multiple of 90 degrees, half of them flipped first.
 
     The 8 symmetries of the pixel grid are exact (pixel permutations), chosen independently
-    per cutout from ``key``.
+    per cutout from ``key``. ``pixel_rotation``: then a further random angle in [0, 90) degrees
+    per cutout by bilinear interpolation (:func:`rotate_pixels`; corners filled with 0).
 
     Examples
     --------
@@ -212,7 +220,45 @@ def augment(images: Float[Array, "b c h w"], *, key: PRNGKeyArray) -> Float[Arra
     flips = jax.random.bernoulli(kflip, 0.5, (b,))
     flipped = jnp.where(flips[:, None, None, None], images[..., ::-1], images)
     rotations = jnp.stack([jnp.rot90(flipped, k, axes=(2, 3)) for k in range(4)])  # (4, B, C, H, W)
-    return rotations[turns, jnp.arange(b)]
+    turned = rotations[turns, jnp.arange(b)]
+    if not pixel_rotation:
+        return turned
+    angles = jax.random.uniform(jax.random.fold_in(key, 2), (b,), jnp.float32, 0.0, 90.0)
+    return rotate_pixels(turned, angles)
+
+
+def rotate_pixels(images: Float[Array, "b c h w"], degrees: Float[Array, " b"]) -> Float[Array, "b c h w"]:
+    """Each cutout rotated by its angle about the pixel grid's centre, by bilinear interpolation.
+
+    The same as ``scipy.ndimage.rotate(image, angle, axes=(2, 1), reshape=False, order=1,
+    mode="grid-constant", cval=0)`` per cutout: counter-clockwise as displayed with row 0 at the
+    top; pixels whose source lies outside the cutout (the corners) are 0, those near the edge
+    interpolated towards 0.
+
+    Examples
+    --------
+    >>> x = jnp.zeros((1, 1, 5, 5), dtype=jnp.float32).at[0, 0, 0, 2].set(1.0)  # above the centre
+    >>> y = rotate_pixels(x, jnp.array([90.0], dtype=jnp.float32))
+    >>> [int(i) for i in jnp.argwhere(y[0, 0] > 0.5)[0]]  # now left of it
+    [2, 0]
+    """
+    return jax.vmap(_rotate_one)(images, degrees.astype(jnp.float32))
+
+
+def _rotate_one(image: Float[Array, "c h w"], degrees: Float[Array, ""]) -> Float[Array, "c h w"]:
+    h, w = image.shape[-2:]
+    yy, xx = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32) - (h - 1) / 2,
+                          jnp.arange(w, dtype=jnp.float32) - (w - 1) / 2, indexing="ij")  # fmt: skip
+    t = jnp.deg2rad(degrees)
+    cos, sin = jnp.cos(t), jnp.sin(t)
+    # the source of each output pixel: the output offset turned back by the angle
+    ys = cos * yy + sin * xx + (h - 1) / 2
+    xs = -sin * yy + cos * xx + (w - 1) / 2
+
+    def one(channel: Float[Array, "h w"]) -> Float[Array, "h w"]:
+        return map_coordinates(channel, [ys, xs], order=1, mode="constant", cval=0.0)
+
+    return jax.vmap(one)(image)
 
 
 def parameter_count(model: ResNet) -> int:

@@ -1,7 +1,9 @@
 """Training the residual CNN on a dataset split: ``train_step``, ``eval_step``, ``train_cnn``.
 
 ``train_cnn(dataset, config, workdir=RUNDIR)`` reads the training split with
-:func:`hipsml.train.zarr_batches` (normalised, NaN to 0, optional mask channel), augments each
+:func:`hipsml.train.zarr_batches` (normalised, NaN to 0, optional mask channel), or with
+``source="sky"`` cuts it afresh every epoch from the dataset's surveys at random angles
+(:func:`hipsml.train.sky_batches`, exact rotations by reprojection), augments each
 batch on the device with exact 90-degree turns and flips, optimises a class-weighted cross
 entropy with AdamW (warm-up then cosine decay), evaluates on the validation split after every
 epoch (early stopping on its loss) and on the test split at the end. The run folder::
@@ -45,6 +47,7 @@ from hipsml.errors import InvalidInputError, OutputError
 from hipsml.train._cnn import ModelSpec, ResNet, augment, build_model, parameter_count, predict_logits, stage_count, stage_parts
 from hipsml.train._loader import _open, zarr_batches
 from hipsml.train._normalise import ChannelStats, Normalisation, parse_normalisation
+from hipsml.train._sky_source import dataset_surveys, sky_batches
 
 __all__ = ["CNNConfig", "CNNResult", "eval_step", "evaluate", "load_cnn", "plot_confusion", "plot_curves", "train_cnn",
            "train_step"]
@@ -53,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 _MODEL_KEYS = ("stem_channels", "stem_stride", "widths", "blocks", "groups")
 _PRECISIONS = ("auto", "float32", "bfloat16")
+_SOURCES = ("dataset", "sky")
 
 
 def did_you_mean(word: str, choices: Any) -> str:
@@ -78,6 +82,22 @@ class CNNConfig:
         ``balanced``: ``n / (K n_k)`` from the training split's label counts.
     augment : bool
         Random exact 90-degree turns and flips per cutout, on the device.
+    pixel_rotation : bool
+        With ``augment``: also turn each cutout by a random angle in [0, 90) by bilinear
+        interpolation on the device (corners filled with 0; :func:`hipsml.train.rotate_pixels`),
+        so stored cutouts are seen at any angle. An approximation kept for comparison with
+        ``source="sky"``, which cuts the sky again at the angle instead.
+    source : "dataset" or "sky"
+        Where the training batches come from. ``dataset``: the stored cutouts
+        (:func:`hipsml.train.zarr_batches`). ``sky``: every training target cut afresh each
+        epoch from the dataset's surveys at a random angle, exact by reprojection
+        (:func:`hipsml.train.sky_batches`, a pure function of ``(seed, epoch)``); normalised
+        like the stored cutouts (``standardise``: statistics of the stored training split).
+        Validation and test always read the stored dataset.
+    sky_shift_pixels : float
+        ``source="sky"``: move each centre by up to this many pixels along the rotated axes.
+    sky_scale_jitter : float
+        ``source="sky"``: multiply the pixel scale by a factor in ``[1 - j, 1 + j]`` (``j < 1``).
     normalise : str or mapping
         A :func:`hipsml.train.parse_normalisation` spec; ``standardise`` uses training statistics.
     mask_channel : bool
@@ -100,6 +120,8 @@ class CNNConfig:
     Traceback (most recent call last):
     ...
     hipsml.errors.InvalidInputError: unknown CNN option 'epoch'; did you mean 'epochs'?
+    >>> CNNConfig.from_mapping({"source": "sky", "sky_shift_pixels": 0.5}).source
+    'sky'
     """
 
     epochs: int = 30
@@ -110,6 +132,10 @@ class CNNConfig:
     patience: int | None = 8
     class_weights: str | tuple[float, ...] | None = "balanced"
     augment: bool = True
+    pixel_rotation: bool = False
+    source: str = "dataset"
+    sky_shift_pixels: float = 0.0
+    sky_scale_jitter: float = 0.0
     normalise: Any = "standardise"
     mask_channel: bool = False
     precision: str = "auto"
@@ -158,7 +184,26 @@ class CNNConfig:
             raise InvalidInputError(f"CNN option widths must be a list of integers, got {self.widths!r}") from None
         object.__setattr__(self, "widths", widths)
         ModelSpec(1, 1, self.stem_channels, self.stem_stride, widths, self.blocks, self.groups)  # checks
+        self._check_augmentation()
         parse_normalisation(self.normalise if not _needs_stats(self.normalise) else "minmax")  # name, options
+
+    def _check_augmentation(self) -> None:
+        for name in ("augment", "pixel_rotation"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise InvalidInputError(f"CNN option {name} must be true or false, got {getattr(self, name)!r}")
+        if self.source not in _SOURCES:
+            raise InvalidInputError(f"CNN option source must be one of {', '.join(_SOURCES)}, got {self.source!r}"
+                                    + did_you_mean(str(self.source), _SOURCES))  # fmt: skip
+        for name, below in (("sky_shift_pixels", math.inf), ("sky_scale_jitter", 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < below:
+                raise InvalidInputError(f"CNN option {name} must be a number in [0, {below:g}), got {value!r}")
+            if value and self.source != "sky":
+                raise InvalidInputError(f"CNN option {name} applies to source: sky (cutting from the surveys); "
+                                        f"source is {self.source!r}")  # fmt: skip
+        if self.pixel_rotation and (self.source == "sky" or not self.augment):
+            raise InvalidInputError("CNN option pixel_rotation interpolates the stored cutouts: it needs augment: "
+                                    "true and source: dataset (source: sky cuts every angle exactly)")  # fmt: skip
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None = None, *, base: CNNConfig | None = None) -> CNNConfig:
@@ -246,8 +291,12 @@ def _loss(params: Any, static: Any, images: jax.Array, labels: jax.Array, weight
 def train_step(
     model: ResNet, opt_state: Any, images: jax.Array, labels: jax.Array, weights: jax.Array, learning_rate: jax.Array,
     *, key: jax.Array, optimizer: optax.GradientTransformation, augmented: bool, dtype: Any,
+    pixel_rotation: bool = False,
 ) -> tuple[ResNet, Any, jax.Array, jax.Array]:  # fmt: skip
     """One optimisation step on a batch: augment, class-weighted cross entropy, AdamW update.
+
+    ``augmented``: exact turns and flips (:func:`hipsml.train.augment`), plus interpolated
+    random angles with ``pixel_rotation``.
 
     ``optimizer`` gives unit-rate updates (``-adam - weight_decay * w``); they are scaled by
     ``learning_rate``, a traced scalar, so one compiled step serves every schedule.
@@ -255,7 +304,7 @@ def train_step(
     Returns the new model and optimizer state, the batch loss and the number of correct predictions.
     """
     if augmented:
-        images = augment(images, key=key)
+        images = augment(images, key=key, pixel_rotation=pixel_rotation)
     params, static = eqx.partition(model, eqx.is_inexact_array)
     (loss, correct), grads = jax.value_and_grad(_loss, has_aux=True)(params, static, images, labels, weights, dtype)
     with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 step counts with floats
@@ -589,6 +638,8 @@ def _prepare_run(out: Path, ds: Any, config: CNNConfig, *, resume: bool, init: A
     if out.is_dir() and any(out.iterdir()):
         raise OutputError(f"{out} is not empty and holds no CNN run; choose a new or empty folder")
     codes, names = _labels_of(ds)
+    if config.source == "sky":
+        dataset_surveys(ds)  # the surveys are reachable, before anything is written
     in_channels = int(ds.images.shape[1]) + (1 if config.mask_channel else 0)
     key = jax.random.PRNGKey(config.seed)
     frozen = None
@@ -612,7 +663,7 @@ def _prepare_run(out: Path, ds: Any, config: CNNConfig, *, resume: bool, init: A
     else:
         model = build_model(config.model_spec(in_channels, len(names)), key=key)
     norm = parse_normalisation(config.normalise, dataset=ds)
-    run = {"kind": "hipsml-cnn", "model": model.spec.to_dict(), "label_names": names, "channels": ds.channels,
+    run = {"kind": "hipsml-cnn", "source": config.source, "model": model.spec.to_dict(), "label_names": names, "channels": ds.channels,
            "mask_channel": config.mask_channel, "normalisation": _normalisation_dict(norm),
            "config": config.to_dict(), "dataset": _dataset_identity(ds), "transfer": transfer,
            "parameters": parameter_count(model)}  # fmt: skip
@@ -658,7 +709,12 @@ def _resume(out: Path, ds: Any, config: CNNConfig, given: set[str]) -> _RunState
 
 
 def _loaders(state: _RunState, split: str, *, train: bool) -> Any:
+    """The batches of ``split``: stored cutouts, or for training with ``source="sky"`` cut from the surveys."""
     c = state.config
+    if train and c.source == "sky":
+        return sky_batches(state.ds, split=split, rotation="random", shift_pixels=c.sky_shift_pixels,
+                           scale_jitter=c.sky_scale_jitter, batch_size=c.batch_size, seed=c.seed,
+                           normalise=state.norm, mask_channel=c.mask_channel, drop_last=True, threads=c.threads)  # fmt: skip
     return zarr_batches(state.ds, split, batch_size=c.batch_size, shuffle=train, seed=c.seed, normalise=state.norm,
                         mask_channel=c.mask_channel, drop_last=train, threads=c.threads)  # fmt: skip
 
@@ -703,7 +759,8 @@ def _run(state: _RunState, on_epoch: Callable[[dict[str, Any]], None] | None) ->
             key = jax.random.fold_in(base_key, state.step)
             model, opt_state, loss, right = train_step(
                 model, opt_state, jnp.asarray(images), jnp.asarray(labels, dtype=jnp.int32), weights_dev,
-                jnp.asarray(schedule(state.step), dtype=jnp.float32), key=key, optimizer=optimizer, augmented=c.augment, dtype=dtype)  # fmt: skip
+                jnp.asarray(schedule(state.step), dtype=jnp.float32), key=key, optimizer=optimizer, augmented=c.augment, dtype=dtype,
+                pixel_rotation=c.pixel_rotation)  # fmt: skip
             loss_sum = loss_sum + loss
             correct = correct + right
             seen += images.shape[0]
@@ -713,7 +770,8 @@ def _run(state: _RunState, on_epoch: Callable[[dict[str, Any]], None] | None) ->
         seconds = time.perf_counter() - t0
         record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
                                   "images_per_second": seen / seconds if seconds > 0 else float("nan"),
-                                  "seconds": seconds, "step": state.step, "epochs": c.epochs}  # fmt: skip
+                                  "seconds": seconds, "step": state.step, "epochs": c.epochs,
+                                  "source": c.source}  # fmt: skip
         if has_val:
             val = evaluate(model, _loaders(state, c.val_split, train=False), batch_size=c.batch_size,
                            weights=weights, dtype=dtype)  # fmt: skip
@@ -761,7 +819,7 @@ def _checkpoint(state: _RunState, model: ResNet, opt_state: Any, *, stopped: boo
 def _final_metrics(state: _RunState, model: ResNet, weights: np.ndarray, *, has_val: bool, has_test: bool,
                    dtype: Any) -> dict[str, Any]:  # fmt: skip
     c, out = state.config, state.out
-    metrics: dict[str, Any] = {"best_epoch": state.best_epoch, "epochs_run": len(state.history),
+    metrics: dict[str, Any] = {"source": c.source, "best_epoch": state.best_epoch, "epochs_run": len(state.history),
                                "stopped_early": state.finished and len(state.history) < c.epochs,
                                "label_names": state.run["label_names"], "history": state.history}  # fmt: skip
     for split, present in ((c.val_split, has_val), (c.test_split, has_test)):

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from hipsml.errors import InvalidInputError
+from hipsml.errors import HipsmlError, InvalidInputError
 from hipsml.extract import CutoutSpec, WorkUnit, extract_unit, plan_work_units
 from hipsml.extract._cutouts import normalise_coords, normalise_rotation
 from hipsml.extract._geometry import target_bases
@@ -41,7 +41,7 @@ from hipsml.train._loader import (
 )
 from hipsml.train._normalise import Normalisation, parse_normalisation, prepare_batch
 
-__all__ = ["SkyAugmentation", "SkyBatches", "offset_centres", "sky_batches"]
+__all__ = ["SkyAugmentation", "SkyBatches", "dataset_surveys", "offset_centres", "sky_batches"]
 
 #: random streams of an epoch (see :func:`hipsml.train._loader.epoch_rng`)
 _ROTATION, _SHIFT, _SCALE = 3, 4, 5
@@ -220,16 +220,36 @@ class SkyBatches:
         return in_background(self._stream, prefetch=self.prefetch)
 
 
-def _dataset_source(dataset: Any, split: Any) -> dict[str, Any]:
-    """Surveys, geometry and targets of a dataset's split (its recipe's surveys, opened)."""
+def dataset_surveys(dataset: Any) -> tuple[Any, ...]:
+    """The surveys a dataset was cut from (its recipe's), opened where the dataset recorded them.
+
+    Raises
+    ------
+    HipsmlError
+        The dataset records no surveys, or one cannot be opened there (moved, deleted,
+        unreachable): one line naming the dataset and the survey's location.
+    """
     from hipsml.hips import open_survey
 
-    rows = split_rows(dataset, split)
-    g = dataset.attrs.get("geometry")
     entries = dataset.attrs.get("surveys")
-    if not g or not entries:
+    if not entries or not dataset.attrs.get("geometry"):
         raise InvalidInputError(f"{dataset.location}: no geometry or surveys in its attributes; not a hipsml dataset")
-    surveys = tuple(open_survey(s["location"]) for s in entries)
+    surveys = []
+    for entry in entries:
+        try:
+            surveys.append(open_survey(entry["location"]))
+        except HipsmlError as exc:
+            raise type(exc)(f"{dataset.location} was cut from the survey at {entry['location']}, which cannot be "
+                            f"opened ({exc}); cutting from the sky needs its surveys there") from None  # fmt: skip
+    return tuple(surveys)
+
+
+def _dataset_source(dataset: Any, split: Any) -> dict[str, Any]:
+    """Surveys, geometry and targets of a dataset's split (its recipe's surveys, opened)."""
+    rows = split_rows(dataset, split)
+    surveys = dataset_surveys(dataset)
+    g = dataset.attrs["geometry"]
+    entries = dataset.attrs["surveys"]
     spec = CutoutSpec(size=int(g["size"]), pixel_scale=float(g["pixel_scale_arcsec"]),
                       orders=tuple(int(s["order"]) for s in entries), projection=g["projection"],
                       interpolation=g["interpolation"])  # fmt: skip
