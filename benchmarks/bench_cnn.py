@@ -49,6 +49,25 @@ def build_dataset(cache: Path, sources: int, seed: int) -> hipsml.Dataset:
     return hipsml.extract_dataset(recipe, progress=True)
 
 
+def machine() -> str:
+    """The machine line of the CNN benchmarks: processor, CPU count, JAX backend (and device)."""
+    import jax
+
+    device = jax.devices()[0].device_kind if jax.default_backend() != "cpu" else "CPU"
+    return (f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, JAX on "
+            f"{jax.default_backend()} ({device})")  # fmt: skip
+
+
+def training_rate(history: list[dict]) -> float:
+    """Images per second over the epochs after the first (which includes compiling)."""
+    later = history[1:] or history
+    return sum(r["images_per_second"] * r["seconds"] for r in later) / sum(r["seconds"] for r in later)
+
+
+def per_class_text(names: list[str], accuracy: list[float | None]) -> str:
+    return ", ".join(f"{n} {a:.3f}" for n, a in zip(names, accuracy) if a is not None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sources", type=int, default=3000)
@@ -81,14 +100,10 @@ def main() -> None:
     t0 = time.perf_counter()
     result = train_cnn(ds, options, workdir=run, on_epoch=show)
     wall = time.perf_counter() - t0
-    later = result.history[1:] or result.history
-    seen = sum(r["images_per_second"] * r["seconds"] for r in later)
-    rate = seen / sum(r["seconds"] for r in later)
+    rate = training_rate(result.history)
     test = result.metrics["test"]
-    per_class = ", ".join(f"{n} {a:.3f}" for n, a in zip(result.label_names, test["per_class"]) if a is not None)
-    import jax
-
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, JAX on {jax.default_backend()}")
+    per_class = per_class_text(result.label_names, test["per_class"])
+    print(machine())
     print(f"model: {result.config.stem_channels}-channel stride-{result.config.stem_stride} stem, widths "
           f"{list(result.config.widths)}, {result.config.blocks} block(s)/stage; "
           f"{json.loads((run / 'run.json').read_text())['parameters']:,} parameters")
