@@ -552,6 +552,10 @@ def train_cnn(
 ) -> CNNResult:
     """Train the residual CNN on a dataset's training split; checkpoint every epoch into ``workdir``.
 
+    The training batches are the stored cutouts, or with ``source="sky"`` the training targets
+    cut afresh every epoch from the dataset's surveys at random angles (exact rotations by
+    reprojection); validation and test read the stored cutouts either way.
+
     Parameters
     ----------
     dataset : Dataset or path
@@ -583,12 +587,18 @@ def train_cnn(
         Unknown option (with "did you mean"), unlabelled dataset, a resume of another dataset.
     OutputError
         ``workdir`` holds something else, or cannot be written.
+    SurveyNotFoundError, FetchError
+        ``source="sky"`` and a survey of the dataset cannot be opened where it was recorded
+        (checked before anything is written).
 
     Examples
     --------
     >>> result = train_cnn("demo-output/datasets/demo", workdir="runs/demo", epochs=10)  # doctest: +SKIP
     >>> result.metrics["test"]["accuracy"]  # doctest: +SKIP
     0.98
+    >>> sky = train_cnn("demo-output/datasets/demo", workdir="runs/sky", source="sky", epochs=10)  # doctest: +SKIP
+    >>> sky.metrics["source"]  # doctest: +SKIP
+    'sky'
     """
     if isinstance(config, Mapping) or config is None:
         given = {**dict(config or {}), **options}
@@ -663,8 +673,8 @@ def _prepare_run(out: Path, ds: Any, config: CNNConfig, *, resume: bool, init: A
     else:
         model = build_model(config.model_spec(in_channels, len(names)), key=key)
     norm = parse_normalisation(config.normalise, dataset=ds)
-    run = {"kind": "hipsml-cnn", "source": config.source, "model": model.spec.to_dict(), "label_names": names, "channels": ds.channels,
-           "mask_channel": config.mask_channel, "normalisation": _normalisation_dict(norm),
+    run = {"kind": "hipsml-cnn", "source": config.source, "model": model.spec.to_dict(), "label_names": names,
+           "channels": ds.channels, "mask_channel": config.mask_channel, "normalisation": _normalisation_dict(norm),
            "config": config.to_dict(), "dataset": _dataset_identity(ds), "transfer": transfer,
            "parameters": parameter_count(model)}  # fmt: skip
     _write_json(out / "run.json", run)
@@ -714,7 +724,8 @@ def _loaders(state: _RunState, split: str, *, train: bool) -> Any:
     if train and c.source == "sky":
         return sky_batches(state.ds, split=split, rotation="random", shift_pixels=c.sky_shift_pixels,
                            scale_jitter=c.sky_scale_jitter, batch_size=c.batch_size, seed=c.seed,
-                           normalise=state.norm, mask_channel=c.mask_channel, drop_last=True, threads=c.threads)  # fmt: skip
+                           normalise=state.norm, mask_channel=c.mask_channel, drop_last=True,
+                           threads=c.threads)  # fmt: skip
     return zarr_batches(state.ds, split, batch_size=c.batch_size, shuffle=train, seed=c.seed, normalise=state.norm,
                         mask_channel=c.mask_channel, drop_last=train, threads=c.threads)  # fmt: skip
 
@@ -759,8 +770,8 @@ def _run(state: _RunState, on_epoch: Callable[[dict[str, Any]], None] | None) ->
             key = jax.random.fold_in(base_key, state.step)
             model, opt_state, loss, right = train_step(
                 model, opt_state, jnp.asarray(images), jnp.asarray(labels, dtype=jnp.int32), weights_dev,
-                jnp.asarray(schedule(state.step), dtype=jnp.float32), key=key, optimizer=optimizer, augmented=c.augment, dtype=dtype,
-                pixel_rotation=c.pixel_rotation)  # fmt: skip
+                jnp.asarray(schedule(state.step), dtype=jnp.float32), key=key, optimizer=optimizer,
+                augmented=c.augment, dtype=dtype, pixel_rotation=c.pixel_rotation)  # fmt: skip
             loss_sum = loss_sum + loss
             correct = correct + right
             seen += images.shape[0]
