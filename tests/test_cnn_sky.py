@@ -48,13 +48,13 @@ def ds(sky, tmp_path_factory) -> hipsml.Dataset:
 
 
 @pytest.fixture
-def trained_batches(monkeypatch) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(images, labels)`` of every training step, recorded on the way into the real ``train_step``."""
-    seen: list[tuple[np.ndarray, np.ndarray]] = []
+def trained_batches(monkeypatch) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """``(images, labels, pixel_rotation)`` of every training step, on the way into the real ``train_step``."""
+    seen: list[tuple[np.ndarray, np.ndarray, bool]] = []
     real = _cnn_train.train_step
 
     def recording(model, opt_state, images, labels, *args, **kwargs):
-        seen.append((np.asarray(images), np.asarray(labels)))
+        seen.append((np.asarray(images), np.asarray(labels), kwargs["pixel_rotation"]))
         return real(model, opt_state, images, labels, *args, **kwargs)
 
     monkeypatch.setattr(_cnn_train, "train_step", recording)
@@ -86,12 +86,19 @@ def test_a_sky_epoch_trains_on_fresh_rotated_cuts_not_the_stored_cutouts(ds, sky
     surveys = [hipsml.open_survey(sky / "r"), hipsml.open_survey(sky / "radio")]
     cut = np.concatenate([hipsml.cutouts(surveys, ([aug.ra[j]], [aug.dec[j]]), size=32, pixel_scale=4.0,
                                          rotation=aug.rotation[j]).images for j in range(rows.size)])  # fmt: skip
-    images, labels = trained_batches[0]
+    images, labels, rotated = trained_batches[0]
     np.testing.assert_allclose(images, standardised(cut, run["normalisation"]["stats"]), atol=1e-5)
     assert labels.tolist() == ds.column("label")[rows].tolist()
     stored = standardised(ds.images.oindex[rows].astype(np.float64), run["normalisation"]["stats"])
     assert np.abs(images - stored).max() > 1.0  # not the stored (unrotated) cutouts
-    assert run["normalisation"]["stats"]["source"]["split"] == "train"
+    assert run["normalisation"]["stats"]["source"]["split"] == "train" and not rotated
+
+
+def test_pixel_rotation_reaches_every_training_step(ds, tmp_path, trained_batches):
+    train_cnn(ds, {**TINY, "pixel_rotation": True}, workdir=tmp_path / "run", epochs=1)
+    assert len(trained_batches) == ds.split("train").size // 16
+    assert all(rotated for _, _, rotated in trained_batches)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["pixel_rotation"] is True
 
 
 def test_resuming_a_sky_run_gives_the_uninterrupted_state(ds, tmp_path):
