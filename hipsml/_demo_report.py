@@ -222,7 +222,8 @@ def _table(header: list[str], rows: list[list[str]], table_id: str | None) -> st
 def _figure(fig: Figure, wide: bool) -> str:
     text = "".join(f"<p>{_e(p)}</p>" for p in fig.summary)
     table = _table(*fig.table, fig.table_id) if fig.table else ""
-    return (f'<figure id="fig-{_e(Path(fig.name).stem)}"{" class=wide" if wide else ""}>'
+    cls = ' class="wide"' if wide else ""
+    return (f'<figure id="fig-{_e(Path(fig.name).stem)}"{cls}>'
             f'<img src="figures/{_e(fig.name)}" alt="{_e(fig.title)}"><figcaption><p><b>{_e(fig.title)}</b> '
             f"(figures/{_e(fig.name)})</p>{text}{table}<p>Made again by:</p>{_commands(fig.commands)}"
             "</figcaption></figure>")  # fmt: skip
@@ -268,7 +269,14 @@ def _header(facts: DemoFacts) -> list[str]:
     from hipsml import __version__
 
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-    return [f"Made by hipsml {__version__} on {now}, on {platform.machine()} with {os.cpu_count()} cores "
+    ds, som, cnn = facts.dataset, facts.som, facts.cnn
+    shown = cnn.metrics.get("test") or cnn.metrics.get("val")
+    score = f"{shown['split']} accuracy {shown['accuracy']:.3f} on {_int(shown['count'])} cutouts" if shown else "no test split"
+    total = sum(seconds for seconds, _ in facts.timings.values())
+    return [f"In short: {_int(len(ds))} labelled cutouts ({', '.join(ds.channels)}); a {som.som.config.layout} "
+            f"{som.som.config.width} x {som.som.config.height} SOM with quantisation error "
+            f"{som.mapping.quantisation_error:.4g}; a CNN with {score}; {total:.0f} s in all.",
+            f"Made by hipsml {__version__} on {now}, on {platform.machine()} with {os.cpu_count()} cores "
             f"(JAX on {jax.default_backend()}).",
             f"Every command below runs in the demo folder: cd {shlex.quote(facts.shown)}; the whole report is "
             f"made again by: hipsml demo {shlex.quote(facts.shown)}"]  # fmt: skip
@@ -295,8 +303,7 @@ def write_report(facts: DemoFacts, folder: Path) -> Path:
         (staging / "figures").mkdir()
         for fig in figures:
             shutil.copyfile(fig.source, staging / "figures" / fig.name)
-        write_explorer(facts.som.som, facts.dataset, staging / "explorer", mapping=facts.som.mapping,
-                       title="hipsml demo: SOM explorer")  # fmt: skip
+        write_explorer(facts.som.som, facts.dataset, staging / "explorer", mapping=facts.som.mapping)
         marker = {"kind": "hipsml-demo-report", "dataset": {"version": facts.dataset.version,
                   "hash": facts.dataset.hash}, "figures": [f"figures/{f.name}" for f in figures],
                   "timings": {k: v[0] for k, v in facts.timings.items()}}  # fmt: skip
