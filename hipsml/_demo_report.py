@@ -130,7 +130,7 @@ def _som_section(facts: DemoFacts, dataset_arg: str) -> Section:
                      + "."], [step.command])  # fmt: skip
     mapped = step.mapping
     intro = [f"Every cutout of the dataset mapped onto the SOM ({_int(mapped.bmu.size)} cutouts, stored beside the "
-             f"version in {step.mapping_folder.relative_to(facts.folder).as_posix()}): quantisation error "
+             f"version in {step.mapping_folder.resolve().relative_to(facts.folder.resolve()).as_posix()}): quantisation error "
              f"{mapped.quantisation_error:.4g}, topographic error {mapped.topographic_error:.4f}. The explorer shows "
              "each prototype's nearest cutouts and the outliers."]  # fmt: skip
     commands = [f"hipsml som map som --dataset {dataset_arg}",
