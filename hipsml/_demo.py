@@ -152,10 +152,13 @@ def _demo_files(out: Path) -> dict[str, Path]:
 def _check_outputs(out: Path, files: dict[str, Path], *, train: bool) -> None:
     """Before any work: every output can be created (the folder is not a file, names fit, the parent is writable)."""
     from hipsml._demo_report import check_report_folder
+    from hipsml._demo_train import check_step_folder
 
     for name in ("recipe", "preview"):
         check_writable_file(files[name], what="demo directory", probe=True)
     if train:
+        check_step_folder(files["som"], "som.json", "SOM")
+        check_step_folder(files["cnn"], "run.json", "CNN run")
         check_report_folder(files["report"])
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from hipsml.dataset import Dataset
     from hipsml.train import SOM, SOMMapping
 
-__all__ = ["DEMO_SOM", "DEMO_CNN", "SOM_MAPPING_NAME", "SomStep", "CnnStep", "cli_command", "som_step", "cnn_step"]
+__all__ = ["DEMO_SOM", "DEMO_CNN", "SOM_MAPPING_NAME", "SomStep", "CnnStep", "check_step_folder", "cli_command", "som_step", "cnn_step"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def _stamped(folder: Path, wanted: dict[str, Any], marker: str) -> dict[str, Any
     return stamp if same else None
 
 
-def _check_replaceable(folder: Path, marker: str, what: str) -> None:
+def check_step_folder(folder: Path, marker: str, what: str) -> None:
     """Refuse to replace a non-empty ``folder`` that does not hold a ``what`` (no ``marker`` file)."""
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder} is a file; remove it so that the demo can write its {what} there")
@@ -143,7 +143,7 @@ def som_step(dataset: Dataset, folder: Path, options: Mapping[str, Any], *, data
         say(f"reusing the demo SOM in {folder} (same options, same dataset)")
         som = load_som(folder)
     else:
-        _check_replaceable(folder, "som.json", "SOM")
+        check_step_folder(folder, "som.json", "SOM")
         say(f"\ntraining the demo SOM: {command}")
         t0 = time.perf_counter()
         with staged_folder(folder) as staging:
@@ -172,7 +172,7 @@ def cnn_step(dataset: Dataset, folder: Path, options: Mapping[str, Any], *, data
     if stamp is not None:
         say(f"reusing the demo CNN run in {folder} (same options, same dataset)")
     else:
-        _check_replaceable(folder, "run.json", "CNN run")
+        check_step_folder(folder, "run.json", "CNN run")
         say(f"\ntraining the demo CNN: {command}")
         t0 = time.perf_counter()
         with staged_folder(folder) as staging:

@@ -216,14 +216,20 @@ def test_a_second_run_reuses_what_is_unchanged_and_retrains_what_is_not(demo):
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []
 
 
-def test_a_foreign_report_folder_is_refused_before_any_work(tmp_path, capsys):
-    (tmp_path / "d" / "report").mkdir(parents=True)
-    (tmp_path / "d" / "report" / "notes.txt").write_text("mine")
+@pytest.mark.parametrize(("name", "message"), [("report", "holds no demo report"), ("som", "holds no SOM"),
+                                                ("cnn", "holds no CNN run")])
+def test_a_foreign_output_folder_is_refused_before_any_work(tmp_path, capsys, name, message):
+    (tmp_path / "d" / name).mkdir(parents=True)
+    (tmp_path / "d" / name / "notes.txt").write_text("mine")
     assert main(["demo", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "holds no demo report" in err
-    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["report"]  # no sky rendered
-    with pytest.raises(OutputError, match="holds no demo report"):
+    assert err.count("\n") == 1 and message in err
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [name]  # no sky rendered
+    assert (tmp_path / "d" / name / "notes.txt").read_text() == "mine"
+    (tmp_path / "d" / name / "notes.txt").unlink()
+    (tmp_path / "d" / name).rmdir()
+    (tmp_path / "d" / name).write_text("a file")
+    with pytest.raises(OutputError, match="is a file"):
         run_demo(tmp_path / "d", progress=False, report=False, **SKY)
 
 
