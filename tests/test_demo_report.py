@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import zarr
 
-import hipsml
 from hipsml._demo import run_demo
 from hipsml.cli import main
 from hipsml.errors import OutputError
