@@ -46,3 +46,31 @@ def hips_server() -> Iterator[Callable[..., HipsServer]]:
     yield start
     for server in servers:
         server.close()
+
+
+# --- browser: a real headless chromium for the static pages (SOM explorer, demo report) ---
+import os  # noqa: E402
+import shutil  # noqa: E402
+
+CHROMIUM = [os.environ.get("HIPSML_CHROMIUM", ""), "/usr/bin/chromium", "/usr/bin/chromium-browser",
+            shutil.which("chromium") or "", shutil.which("google-chrome") or ""]
+DRIVER = [os.environ.get("HIPSML_CHROMEDRIVER", ""), "/usr/bin/chromedriver", shutil.which("chromedriver") or ""]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, headless, driven by chromedriver through selenium; skipped only when none is found."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+    from selenium.webdriver.chrome.service import Service
+
+    binary = next((p for p in CHROMIUM if p and os.access(p, os.X_OK)), None)
+    driver_path = next((p for p in DRIVER if p and os.access(p, os.X_OK)), None)
+    if binary is None or driver_path is None:
+        pytest.skip("no chromium and chromedriver found (apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
+        options.add_argument(argument)
+    options.binary_location = binary
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    yield driver
+    driver.quit()

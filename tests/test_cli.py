@@ -311,7 +311,7 @@ def test_run_demo_tiny_sky(tmp_path, capsys):
     from hipsml._demo import run_demo
 
     knobs = {"n_sources": 30, "order": 6, "tile_width": 64, "radius": 0.6}
-    report = run_demo(tmp_path / "d", progress=False, **knobs)
+    report = run_demo(tmp_path / "d", progress=False, train=False, **knobs)
     printed = capsys.readouterr().out
     files = report["files"]
     assert "published v1" in printed and str(files["preview"]) in printed and "sources: 30" in printed
@@ -330,10 +330,10 @@ def test_run_demo_tiny_sky(tmp_path, capsys):
         assert im.mode == "RGB" and im.size[0] > 4 * 4 * 64
     assert not report["sky_reused"]
 
-    again = run_demo(tmp_path / "d", progress=False, report=False, **knobs)
+    again = run_demo(tmp_path / "d", progress=False, report=False, train=False, **knobs)
     assert again["sky_reused"] and again["dataset"].report.created is False and again["dataset"].version == 1
     with pytest.raises(InvalidInputError, match="different"):
-        run_demo(tmp_path / "d", progress=False, report=False, **{**knobs, "n_sources": 31})
+        run_demo(tmp_path / "d", progress=False, report=False, train=False, **{**knobs, "n_sources": 31})
 
 
 def test_demo_recipe_is_the_recipe_in_recipes_folder(tmp_path):
@@ -352,10 +352,11 @@ def test_demo_recipe_is_the_recipe_in_recipes_folder(tmp_path):
 
 @pytest.mark.slow
 def test_demo_command_end_to_end(tmp_path, capsys):
-    out = run_ok(["-q", "demo", str(tmp_path / "demo")], capsys)
-    assert "sources: 400" in out and "cutouts/s" in out
+    # the full-size sky and dataset; the training and the report are tested at a reduced size in test_demo_report.py
+    out = run_ok(["-q", "demo", str(tmp_path / "demo"), "--no-train"], capsys)
+    assert "sources: 2000" in out and "cutouts/s" in out
     ds = hipsml.open_dataset(tmp_path / "demo" / "datasets" / "demo")
-    assert ds.images.shape == (400, 4, 64, 64)
+    assert ds.images.shape == (2000, 4, 64, 64)
     assert {p.name for p in (tmp_path / "demo").iterdir()} == {"sky", "demo.yaml", "datasets", "preview.png"}
 
 

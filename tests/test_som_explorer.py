@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import threading
 import urllib.request
@@ -203,29 +202,6 @@ def test_the_server_serves_the_folder_on_localhost_only(hex_explorer):
 
 
 # --- the page in a real headless browser -------------------------------------------------------------------------
-
-CHROMIUM = [os.environ.get("HIPSML_CHROMIUM", ""), "/usr/bin/chromium", "/usr/bin/chromium-browser",
-            shutil.which("chromium") or "", shutil.which("google-chrome") or ""]
-DRIVER = [os.environ.get("HIPSML_CHROMEDRIVER", ""), "/usr/bin/chromedriver", shutil.which("chromedriver") or ""]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
-    from selenium.webdriver.chrome.service import Service
-
-    binary = next((p for p in CHROMIUM if p and os.access(p, os.X_OK)), None)
-    driver_path = next((p for p in DRIVER if p and os.access(p, os.X_OK)), None)
-    if binary is None or driver_path is None:
-        pytest.skip("no chromium and chromedriver found (apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
-        options.add_argument(argument)
-    options.binary_location = binary
-    driver = webdriver.Chrome(options=options, service=Service(driver_path))
-    yield driver
-    driver.quit()
-
 
 def test_clicking_a_prototype_shows_its_nearest_cutouts_in_a_browser(browser, dataset, hex_som, hex_explorer, tmp_path):
     from selenium.webdriver.common.by import By
