@@ -122,9 +122,10 @@ def add_cnn_commands(sub: argparse._SubParsersAction) -> None:
         "predict", help="class probabilities of a dataset by a trained CNN, stored beside the version",
         description="Classify every cutout (or one split) of a dataset version with a trained CNN run and write "
         "rows, probabilities and predicted as Zarr arrays to DATASET/derived/vN/cnn/NAME, leaving the version "
-        "untouched.",
+        "untouched. Several run folders (the same classes) are an ensemble: their class probabilities are averaged.",
     )  # fmt: skip
-    pred.add_argument("run", metavar="RUNDIR", help="a run folder (hipsml train cnn)")
+    pred.add_argument("run", metavar="RUNDIR", nargs="+",
+                      help="a run folder (hipsml train cnn); several make an ensemble (mean class probabilities)")
     pred.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
     pred.add_argument("--split", help="classify only this split (default: every cutout)")
     pred.add_argument("--name", help="name of the predictions (default: the run folder's name)")

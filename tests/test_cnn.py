@@ -156,6 +156,38 @@ def test_predictions_land_beside_the_version_which_stays_unchanged(shapes, pretr
         predict_cnn(pretrained.workdir, shapes, split="test", name="shapes-test")
 
 
+def _probabilities_by_hand(workdir: Path, ds: hipsml.Dataset, rows: np.ndarray) -> np.ndarray:
+    model, run = load_cnn(workdir)
+    images = np.nan_to_num(parse_normalisation(run["normalisation"])(np.asarray(ds.images[:])[rows]), nan=0.0)
+    return np.asarray(jax.nn.softmax(jax.vmap(model)(jnp.asarray(images)), axis=1))
+
+
+def test_an_ensemble_of_runs_averages_their_probabilities(shapes, pretrained, tmp_path):
+    other = train_cnn(shapes, {**TINY, "seed": 7, "normalise": "minmax"}, workdir=tmp_path / "other", epochs=2)
+    folder = predict_cnn([pretrained.workdir, other.workdir], shapes, split="val")
+    assert folder.name == "shapes-ensemble2"
+    got = read_cnn_predictions(shapes, folder.name)
+    rows = shapes.split("val")
+    assert got["rows"].tolist() == rows.tolist()
+    # each member normalises the cutouts its own way; the ensemble is the plain mean
+    expected = (_probabilities_by_hand(pretrained.workdir, shapes, rows) + _probabilities_by_hand(other.workdir, shapes, rows)) / 2
+    np.testing.assert_allclose(got["probabilities"], expected, atol=1e-5)
+    assert got["predicted"].tolist() == expected.argmax(axis=1).tolist()
+    members = got["attrs"]["ensemble"]
+    assert [m["path"] for m in members] == [str(pretrained.workdir.resolve()), str((tmp_path / "other").resolve())]
+    assert got["attrs"]["model"] == members[0]
+
+
+def test_an_ensemble_refuses_runs_with_other_classes(shapes, pretrained, tmp_path):
+    crosses = make_dataset(tmp_path / "crosses", n=120, classes=("point", "cross", "ring"), seed=3)
+    run = train_cnn(crosses, TINY, workdir=tmp_path / "crosses-run", epochs=1)
+    with pytest.raises(InvalidInputError, match="share their classes"):
+        predict_cnn([pretrained.workdir, run.workdir], shapes, split="val", name="mixed")
+    assert not (shapes.path / "derived" / "v1" / "cnn" / "mixed").exists()
+    with pytest.raises(InvalidInputError, match="at least one"):
+        predict_cnn([], shapes)
+
+
 def test_fine_tuning_freezes_what_it_says(pretrained, tmp_path):
     source, _ = load_cnn(pretrained.workdir)
     other = make_dataset(tmp_path / "other", n=96, channels=3, classes=("ring", "cross"), seed=5)
@@ -204,7 +236,7 @@ def test_bad_options_are_one_line_errors(shapes, tmp_path):
         train_cnn(shapes, {**TINY, "batch_size": 1000}, workdir=tmp_path / "big")
 
 
-def test_cli_trains_and_predicts(shapes, tmp_path, capsys):
+def test_cli_trains_and_predicts(shapes, pretrained, tmp_path, capsys):
     config = tmp_path / "cnn.yaml"
     config.write_text("cnn:\n  epochs: 1\n  stem_channels: 8\n  stem_stride: 2\n  widths: [8, 16]\n  batch_size: 32\n")
     out = tmp_path / "clirun"
@@ -217,6 +249,10 @@ def test_cli_trains_and_predicts(shapes, tmp_path, capsys):
     assert f"class probabilities of {len(shapes)} cutouts" in text
     probs = zarr.open_group(shapes.path / "derived" / "v1" / "cnn" / "clirun")["probabilities"][:]
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert main(["predict", str(out), str(pretrained.workdir), "--dataset", str(shapes.path), "--split", "val"]) == 0
+    assert "class probabilities of" in capsys.readouterr().out
+    both = read_cnn_predictions(shapes, "clirun-ensemble2")
+    assert len(both["attrs"]["ensemble"]) == 2 and both["rows"].tolist() == shapes.split("val").tolist()
     bad = tmp_path / "bad.yaml"
     bad.write_text("epoch: 2\n")
     assert main(["train", "cnn", "--dataset", str(shapes.path), "--config", str(bad), "--out", str(tmp_path / "b")]) == 2

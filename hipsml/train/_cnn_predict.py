@@ -18,6 +18,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import jax.numpy as jnp
@@ -46,7 +47,7 @@ def prediction_folder(dataset: Any, name: str) -> Path:
 
 
 def predict_cnn(
-    checkpoint: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     dataset: Any,
     *,
     split: str | None = None,
@@ -58,14 +59,16 @@ def predict_cnn(
 
     Parameters
     ----------
-    checkpoint : path
-        A run folder of :func:`hipsml.train.train_cnn` (or its ``model.eqx``).
+    checkpoint : path or list of paths
+        A run folder of :func:`hipsml.train.train_cnn` (or its ``model.eqx``). Several run
+        folders make an ensemble: each model sees the cutouts normalised its own way and the
+        class probabilities are their mean (the runs must share the class names, in order).
     dataset : Dataset or path
         The dataset version to classify (``PATH@vN``); its channels must match the model's.
     split : str, optional
         Only this split (default: every cutout).
     name : str, optional
-        The predictions' name (default: the run folder's name).
+        The predictions' name (default: the run folder's name; ``<first>-ensemble<K>`` for K runs).
     batch_size : int
     overwrite : bool
         Replace existing predictions of that name.
@@ -78,7 +81,8 @@ def predict_cnn(
     Raises
     ------
     InvalidInputError
-        Channel counts or cutout sizes differ between the model and the dataset.
+        Channel counts or cutout sizes differ between the model and the dataset, or the runs
+        of an ensemble have different classes.
     OutputError
         Predictions of that name exist (without ``overwrite``), or the folder cannot be written.
 
@@ -94,32 +98,30 @@ def predict_cnn(
 
     batch_size = check_positive_int(batch_size, "batch_size")
     ds = _open(dataset)
-    folder = run_folder(checkpoint)
-    model, run = load_cnn(folder)
-    mask = bool(run.get("mask_channel", False))
-    have = int(ds.images.shape[1]) + (1 if mask else 0)
-    if have != model.spec.in_channels:
-        raise InvalidInputError(f"the model in {folder} takes {model.spec.in_channels} channels "
-                                f"({', '.join(run.get('channels', []))}{' + mask' if mask else ''}); {ds.path} v{ds.version} "
-                                f"has {int(ds.images.shape[1])}")  # fmt: skip
-    target = prediction_folder(ds, name or folder.resolve().name)
+    given = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+    if not given:
+        raise InvalidInputError("predict needs at least one CNN run folder")
+    folders = [run_folder(c) for c in given]
+    members = [_member(folder, ds) for folder in folders]
+    names = members[0][1]["label_names"]
+    for folder, (_model, run) in zip(folders[1:], members[1:]):
+        if run["label_names"] != names:
+            raise InvalidInputError(f"the runs of an ensemble must share their classes: {folders[0]} has "
+                                    f"{', '.join(names)}; {folder} has {', '.join(run['label_names'])}")  # fmt: skip
+    default = folders[0].resolve().name + (f"-ensemble{len(folders)}" if len(folders) > 1 else "")
+    target = prediction_folder(ds, name or default)
     if target.exists() and not overwrite:
         raise OutputError(f"{target} exists; give another name or overwrite it (--overwrite)")
-    norm = parse_normalisation(run["normalisation"]) if run.get("normalisation") else None
-    loader = zarr_batches(ds, split, batch_size=batch_size, shuffle=False, normalise=norm, mask_channel=mask,
-                          labels=False)  # fmt: skip
-    n, k = loader.rows.size, model.spec.num_classes
-    probabilities = np.zeros((n, k), dtype=np.float32)
-    rows = np.zeros(n, dtype=np.int64)
-    start = 0
-    for probs, _labels, batch_rows in batch_probabilities(model, loader, batch_size=batch_size, dtype=jnp.float32):
-        probabilities[start : start + batch_rows.size] = probs
-        rows[start : start + batch_rows.size] = batch_rows
-        start += batch_rows.size
+    rows, probabilities = _member_probabilities(*members[0], ds, split, batch_size)
+    for model, run in members[1:]:  # the same rows in the same (storage) order for every member
+        probabilities += _member_probabilities(model, run, ds, split, batch_size)[1]
+    probabilities /= np.float32(len(members))
     predicted = probabilities.argmax(axis=1).astype(np.int64)
+    n, k = rows.size, probabilities.shape[1]
+    run = members[0][1]
     with staged_folder(target) as staging:
         group = zarr.open_group(staging, mode="w", zarr_format=3)
-        group.attrs["hipsml"] = _attrs(folder, run, ds, split, n)
+        group.attrs["hipsml"] = _attrs(folders, [r for _m, r in members], ds, split, n)
         chunk = max(1, min(n, 1 << 18))
         group.create_array("rows", data=rows.astype(np.int64), chunks=(chunk,), dimension_names=["cutout"])
         group.create_array("probabilities", data=probabilities, chunks=(chunk, k), dimension_names=["cutout", "class"])
@@ -129,15 +131,50 @@ def predict_cnn(
     return target
 
 
-def _attrs(folder: Path, run: dict[str, Any], ds: Any, split: str | None, count: int) -> dict[str, Any]:
+def _member(folder: Path, ds: Any) -> tuple[Any, dict[str, Any]]:
+    """The best model of a run folder and its ``run.json``, checked against the dataset's channels."""
+    model, run = load_cnn(folder)
+    mask = bool(run.get("mask_channel", False))
+    have = int(ds.images.shape[1]) + (1 if mask else 0)
+    if have != model.spec.in_channels:
+        raise InvalidInputError(f"the model in {folder} takes {model.spec.in_channels} channels "
+                                f"({', '.join(run.get('channels', []))}{' + mask' if mask else ''}); {ds.path} v{ds.version} "
+                                f"has {int(ds.images.shape[1])}")  # fmt: skip
+    return model, run
+
+
+def _member_probabilities(model: Any, run: dict[str, Any], ds: Any, split: str | None, batch_size: int
+                          ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``(rows, probabilities)`` of one model over the dataset (or a split), in storage order."""
+    norm = parse_normalisation(run["normalisation"]) if run.get("normalisation") else None
+    loader = zarr_batches(ds, split, batch_size=batch_size, shuffle=False, normalise=norm,
+                          mask_channel=bool(run.get("mask_channel", False)), labels=False)  # fmt: skip
+    n = loader.rows.size
+    probabilities = np.zeros((n, model.spec.num_classes), dtype=np.float32)
+    rows = np.zeros(n, dtype=np.int64)
+    start = 0
+    for probs, _labels, batch_rows in batch_probabilities(model, loader, batch_size=batch_size, dtype=jnp.float32):
+        probabilities[start : start + batch_rows.size] = probs
+        rows[start : start + batch_rows.size] = batch_rows
+        start += batch_rows.size
+    return rows, probabilities
+
+
+def _model_attrs(folder: Path, run: dict[str, Any]) -> dict[str, Any]:
+    weights = hashlib.sha256((folder / "model.eqx").read_bytes()).hexdigest()
+    return {"path": str(folder.resolve()), "weights_sha256": weights, "spec": run["model"],
+            "trained_on": run.get("dataset")}  # fmt: skip
+
+
+def _attrs(folders: list[Path], runs: list[dict[str, Any]], ds: Any, split: str | None, count: int) -> dict[str, Any]:
     from hipsml import __version__
 
-    weights = hashlib.sha256((folder / "model.eqx").read_bytes()).hexdigest()
+    models = [_model_attrs(folder, run) for folder, run in zip(folders, runs)]
     return {
         "kind": _KIND,
-        "model": {"path": str(folder.resolve()), "weights_sha256": weights, "spec": run["model"],
-                  "trained_on": run.get("dataset")},
-        "label_names": list(run["label_names"]),
+        "model": models[0],
+        "ensemble": models if len(models) > 1 else None,
+        "label_names": list(runs[0]["label_names"]),
         "dataset": {"path": str(Path(ds.path).resolve()), "version": ds.version, "hash": ds.hash},
         "split": split,
         "count": int(count),
