@@ -53,10 +53,10 @@ class SearchTables(NamedTuple):
     region: jax.Array  # (S0,) int32: the pixels of the distance region itself
     perm_region: jax.Array  # (V, S0) int32: perm[:, region], the region's pixels in each variant
     mask_full: jax.Array  # (D,) float32: the distance region as 0/1
-    orbit_index: jax.Array  # (8, O) int32: pixel perm_x[o] of each D4 orbit o of the neuron, region orbits first
+    orbit_index: jax.Array  # (O, 8) int32: pixel perm_x[o] of each D4 orbit o of the neuron, region orbits first
     orbit_weight: jax.Array  # (O,) float32: 1 / stabiliser size of each orbit
-    orbit_source: jax.Array  # (R, 8, O, taps) int32: source pixel (in C*H*W) of each resampled orbit value
-    orbit_source_weight: jax.Array  # (R, 8, O, taps) float32
+    orbit_source: jax.Array  # (R, O, 8) int32: first tap's source pixel (in C*H*W) of each resampled orbit value
+    orbit_source_weight: jax.Array  # (R, O, 8, taps) float32: weights of the taps (see _tap_images)
     neighbourhood: jax.Array  # (n, n) float32: update factor of neuron j when i is the best match
 
 
@@ -104,15 +104,11 @@ def build_tables(config: SOMConfig, channels: int, image_side: int, neighbourhoo
         in_region = mask[reps]
         reps = np.concatenate([reps[in_region], reps[~in_region]])
         region_orbits = int(in_region.sum())
-        orbit_index = np.ascontiguousarray(perm[:, reps]).astype(np.int32)
+        orbit_index = np.ascontiguousarray(perm[:, reps].T).astype(np.int32)
         orbit_weight = np.array([1.0 / (8 // len(np.unique(perm[:, o]))) for o in reps], np.float32)
     else:
-        orbit_index, orbit_weight = np.zeros((8, 0), np.int32), np.zeros((0,), np.float32)
-    # resampling straight into orbit order: orbit value d = c * P + p comes from channel c's pixel index[., p]
-    channel_of, pixel_of = np.divmod(orbit_index, nd * nd)  # (8, O)
-    orbit_source = (channel_of[None, :, :, None] * image_side * image_side
-                    + index[:, pixel_of, :]).astype(np.int32)  # (R, 8, O, taps)
-    orbit_source_weight = weight[:, pixel_of, :].astype(np.float32)
+        orbit_index, orbit_weight = np.zeros((0, 8), np.int32), np.zeros((0,), np.float32)
+    orbit_source, orbit_source_weight = _orbit_sources(index, weight, orbit_index, image_side, nd)
     geometry = Geometry(channels, image_side, nd, config.rotations_per_quarter, turns,
                         2 if config.flip else 1, config.precision, bool(mask.all()), dihedral, region_orbits)
     tables = SearchTables(
@@ -127,6 +123,51 @@ def build_tables(config: SOMConfig, channels: int, image_side: int, neighbourhoo
         neighbourhood=jnp.asarray(neighbourhood.astype(np.float32)),
     )
     return geometry, tables
+
+
+def tap_offsets(image_side: int, taps: int) -> np.ndarray:
+    """Offsets in one channel's flat pixels of the interpolation taps from the first: ``(taps,)``.
+
+    :func:`~hipsml.train._transforms.resampling_table`'s bilinear taps are the pixels
+    ``(r, c), (r, c+1), (r+1, c), (r+1, c+1)``, clamped at the last row and column where their weight is 0.
+    """
+    return np.array([0, 1, image_side, image_side + 1] if taps == 4 else [0], np.int64)[:taps]
+
+
+def _orbit_sources(index: np.ndarray, weight: np.ndarray, orbit_index: np.ndarray, image_side: int,
+                   neuron_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resampling tables composed with the orbit order: first tap ``(R, O, 8)`` and tap weights ``(R, O, 8, taps)``.
+
+    Orbit value ``(o, x)`` (neuron pixel ``c * P + p``) of angle ``i`` is channel ``c``'s image
+    resampled at ``index[i, p]``; the taps are stored as the first tap's pixel, the others being
+    that pixel's neighbours (:func:`tap_offsets`), so that one gather of :func:`_tap_images` rows
+    fetches them all.
+    """
+    taps = index.shape[-1]
+    offsets = tap_offsets(image_side, taps)
+    consistent = (weight == 0) | (index == index[..., :1] + offsets)
+    if not consistent.all():
+        raise AssertionError("resampling taps are not the 2x2 neighbourhood of the first tap")
+    channel_of, pixel_of = np.divmod(orbit_index, neuron_dim * neuron_dim)  # (O, 8)
+    first = channel_of[None] * image_side * image_side + index[:, pixel_of, 0]  # (R, O, 8)
+    return first.astype(np.int32), weight[:, pixel_of, :].astype(np.float32)
+
+
+def _tap_images(images: jax.Array, image_side: int, taps: int) -> jax.Array:
+    """Each pixel's interpolation taps side by side: ``(B, C*H*W, taps)`` from ``(B, C, H*W)``.
+
+    Row ``c*H*W + r*W + q`` holds channel ``c``'s pixels ``(r, q), (r, q+1), (r+1, q), (r+1, q+1)``
+    (0 beyond the last row or column, where :func:`_orbit_sources`' weights are 0), so resampling
+    gathers one row of ``taps`` values per output value instead of ``taps`` scattered pixels.
+    """
+    batch = images.shape[0]
+    if taps == 1:
+        return images.reshape(batch, -1, 1)
+    square = images.reshape(batch, -1, image_side, image_side)
+    padded = jnp.pad(square, ((0, 0), (0, 0), (0, 1), (0, 1)))
+    stacked = jnp.stack([padded[..., :-1, :-1], padded[..., :-1, 1:], padded[..., 1:, :-1], padded[..., 1:, 1:]],
+                        axis=-1)
+    return stacked.reshape(batch, -1, taps)
 
 
 def resample(images: jax.Array, tables: SearchTables, geometry: Geometry) -> jax.Array:
@@ -168,89 +209,83 @@ def _dihedral_irreps() -> tuple[np.ndarray, np.ndarray]:
 
 
 _CHI, _RHO = _dihedral_irreps()
+#: The Fourier transform on D4 as one matrix: coefficients ``f = g @ _FOURIER`` of orbit values ``g``
+#: ``(..., 8)``; ``f[:4]`` are the 1-D irreps' ``sum_x g_x chi_a(x)``, ``f[4 + 2p + q]`` the 2-D irrep's
+#: ``sum_x g_x rho(x)[p, q]``. Its inverse (Schur orthogonality) is :data:`_INVERSE_FOURIER`.
+_FOURIER = np.concatenate([_CHI, _RHO.reshape(8, 4)], axis=1).astype(np.float32)
+_INVERSE_FOURIER = np.concatenate([_CHI.T / 8.0, _RHO.reshape(8, 4).T / 4.0], axis=0).astype(np.float32)
 
 
-def _combine(values: jax.Array, matrix: np.ndarray) -> jax.Array:
-    """``out[..., k, :] = sum_x matrix[x, k] values[..., x, :]`` for a small constant matrix of 0, +-1 and
-    powers of two, spelled out as sums so that XLA fuses them into one pass (no tiny matmul)."""
-    outputs = []
-    for k in range(matrix.shape[1]):
-        total = None
-        for x in range(matrix.shape[0]):
-            c = float(matrix[x, k])
-            if c == 0.0:
-                continue
-            term = values[..., x, :] if c == 1.0 else (-values[..., x, :] if c == -1.0 else values[..., x, :] * c)
-            total = term if total is None else total + term
-        outputs.append(total if total is not None else jnp.zeros_like(values[..., 0, :]))
-    return jnp.stack(outputs, axis=-2)
+def _fourier(values: jax.Array, matrix: np.ndarray) -> jax.Array:
+    """``values (..., O, 8) @ matrix (8, 8)`` as one float32 matmul (which XLA does not fuse into its operand's
+    producers, so gathered orbit values are materialised once rather than recomputed per coefficient)."""
+    shape = values.shape
+    flat = jnp.matmul(values.reshape(-1, 8), jnp.asarray(matrix), precision=jax.lax.Precision.HIGHEST)
+    return flat.reshape(shape)
 
 
-def _orbit_features(g: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """D4 coefficients from orbit values ``(..., 8, O)``."""
-    f1 = _combine(g, _CHI)  # (..., 4, O)
-    f2 = _combine(g, _RHO.reshape(8, 4))  # (..., 4, O) -> (..., 2, 2, O)
-    return f1, f2.reshape(f2.shape[:-2] + (2, 2, f2.shape[-1]))
+def to_features(pixels: jax.Array, tables: SearchTables) -> jax.Array:
+    """D4 Fourier coefficients ``(..., O, 8)`` of images ``(..., D)`` (layout of :data:`_FOURIER`).
 
-
-def to_features(pixels: jax.Array, tables: SearchTables) -> tuple[jax.Array, jax.Array]:
-    """D4 Fourier coefficients of images ``(..., D)``: ``(..., 4, O)`` (1-D irreps) and ``(..., 2, 2, O)``.
-
-    Orbit ``o`` of the image is the function ``f_o(x) = pixels[perm_x[o]]`` on the group; its
-    coefficients are ``sum_x f_o(x) chi_a(x)`` and ``sum_x f_o(x) rho(x)``. The transform is
+    Orbit ``o`` of the image is the function ``g_o(x) = pixels[perm_x[o]]`` on the group; its
+    coefficients are ``sum_x g_o(x) chi_a(x)`` and ``sum_x g_o(x) rho(x)``. The transform is
     invertible (:func:`from_features`) and turns the exact variants into multiplications:
     variant ``v`` of the image has coefficients ``chi_a(v) f1_a`` and ``f2 rho(v)^T``.
     """
-    return _orbit_features(pixels[..., tables.orbit_index])  # orbit values (..., 8, O)
+    return _fourier(pixels[..., tables.orbit_index], _FOURIER)
 
 
-def resampled_features(images: jax.Array, tables: SearchTables) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """D4 coefficients of the ``R`` resampled rotations of ``images`` ``(B, C, H*W)``, without the pixels.
+def resampled_features(images: jax.Array, tables: SearchTables, geometry: Geometry) -> tuple[jax.Array, jax.Array]:
+    """D4 coefficients ``(B, R, O, 8)`` of the ``R`` resampled rotations of ``images`` ``(B, C, H*W)``, and
+    their squared norms over the distance region ``(B, R)``, without the resampled pixels.
 
-    The resampling gathers straight into orbit order (composed tables), so it equals
-    ``to_features(resample(images))``. Also returns the squared norm over the distance region ``(B, R)``.
+    The resampling gathers straight into orbit order (composed tables), one row of interpolation
+    taps per value (:func:`_tap_images`), so it equals ``to_features(resample(images))``.
     """
-    batch = images.shape[0]
-    flat = images.reshape(batch, -1)
+    taps = tables.orbit_source_weight.shape[-1]
+    rows = _tap_images(images, geometry.image_side, taps)[:, tables.orbit_source]  # (B, R, O, 8, taps)
     g = None
-    for tap in range(tables.orbit_source.shape[-1]):
-        term = flat[:, tables.orbit_source[..., tap]] * tables.orbit_source_weight[None, ..., tap]  # (B, R, 8, O)
+    for tap in range(taps):
+        term = rows[..., tap] * tables.orbit_source_weight[None, ..., tap]
         g = term if g is None else g + term
     assert g is not None
-    f1, f2 = _orbit_features(g)
-    return f1, f2, g
+    region = geometry.region_orbits
+    norm = jnp.sum(jnp.sum(g[..., :region, :] ** 2, axis=-1) * tables.orbit_weight[:region], axis=-1)
+    return _fourier(g, _FOURIER), norm
 
 
-def from_features(f1: jax.Array, f2: jax.Array, tables: SearchTables, size: int) -> jax.Array:
+def from_features(features: jax.Array, tables: SearchTables, size: int) -> jax.Array:
     """Pixels ``(..., D)`` back from :func:`to_features`' coefficients (inverse Fourier transform on D4)."""
-    g = _combine(f1, _CHI.T / 8.0) + _combine(f2.reshape(f2.shape[:-3] + (4, f2.shape[-1])), _RHO.reshape(8, 4).T / 4.0)
-    out = jnp.zeros(f1.shape[:-2] + (size,), jnp.float32)
+    g = _fourier(features, _INVERSE_FOURIER)
+    out = jnp.zeros(features.shape[:-2] + (size,), jnp.float32)
     return out.at[..., tables.orbit_index].set(g)
 
 
-def _features_cross(y1: jax.Array, y2: jax.Array, w1: jax.Array, w2: jax.Array, tables: SearchTables,
-                    geometry: Geometry) -> jax.Array:
-    """``cross[b, i, v, n]`` from the region's D4 coefficients of images ``(B, R, ...)`` and neurons ``(n, ...)``.
+def _features_cross(y: jax.Array, w: jax.Array, tables: SearchTables, geometry: Geometry) -> jax.Array:
+    """``cross[b, i, v, n]`` from the D4 coefficients of images ``(B, R, O, 8)`` and neurons ``(n, O, 8)``.
 
-    ``C(rho) = sum_o (1/|stab o|) W_o(rho)^T Y_o(rho)`` and ``c(v) = (1/8) sum_rho d_rho tr(rho(v)^T C(rho))``:
-    four scalar products and one 2x2 matrix product per orbit, 12 multiplications instead of 64.
+    ``C(rho) = sum_o (1/|stab o|) W_o(rho)^T Y_o(rho)`` and ``c(v) = (1/8) sum_rho d_rho tr(rho(v)^T C(rho))``
+    over the region's orbits: four scalar products and one 2x2 matrix product per orbit, 12
+    multiplications instead of 64.
     """
     chi, rho = jnp.asarray(_CHI, jnp.float32), jnp.asarray(_RHO, jnp.float32)
     region = geometry.region_orbits
-    weight = tables.orbit_weight[:region]
-    y1, y2 = y1[..., :region] * weight, y2[..., :region] * weight
-    c1 = _cross(y1, w1[..., :region], "brao,nao->brna", geometry.precision)
-    c2 = _cross(w2[..., :region], y2, "npao,zrpco->zrnac", geometry.precision)
+    y = y[..., :region, :] * tables.orbit_weight[:region, None]
+    w = w[:, :region, :]
+    c1 = _cross(y[..., :4], w[..., :4], "broa,noa->brna", geometry.precision)
+    y2 = y[..., 4:].reshape(y.shape[:-1] + (2, 2))
+    w2 = w[..., 4:].reshape(w.shape[:-1] + (2, 2))
+    c2 = _cross(w2, y2, "nopa,zropc->zrnac", geometry.precision)
     hi = jax.lax.Precision.HIGHEST
     return (jnp.einsum("brna,va->brvn", c1, chi / 8.0, precision=hi)
             + jnp.einsum("brnac,vac->brvn", c2, rho / 4.0, precision=hi))
 
 
-def _features_square_norm(f1: jax.Array, f2: jax.Array, tables: SearchTables, geometry: Geometry) -> jax.Array:
-    """``sum over the region of pixels^2`` from D4 coefficients (Plancherel): ``(...,)``."""
-    region = geometry.region_orbits
-    per_orbit = jnp.sum(f1[..., :region] ** 2, axis=-2) + 2.0 * jnp.sum(f2[..., :region] ** 2, axis=(-3, -2))
-    return jnp.sum(per_orbit * tables.orbit_weight[:region], axis=-1) / 8.0
+def _features_square_norm(features: jax.Array, tables: SearchTables, geometry: Geometry) -> jax.Array:
+    """``sum over the region of pixels^2`` from D4 coefficients ``(..., O, 8)`` (Plancherel): ``(...,)``."""
+    region = features[..., :geometry.region_orbits, :]
+    per_orbit = jnp.sum(region[..., :4] ** 2, axis=-1) + 2.0 * jnp.sum(region[..., 4:] ** 2, axis=-1)
+    return jnp.sum(per_orbit * tables.orbit_weight[:geometry.region_orbits], axis=-1) / 8.0
 
 
 def _dihedral_cross(resampled: jax.Array, weights: jax.Array, tables: SearchTables, geometry: Geometry) -> jax.Array:
@@ -261,9 +296,7 @@ def _dihedral_cross(resampled: jax.Array, weights: jax.Array, tables: SearchTabl
     four scalar products and one 2x2 matrix product: 12 multiplications instead of 64, so the
     search matmuls are 5.3 times smaller than ``[B*R*8, S] x [S, n]``.
     """
-    y1, y2 = to_features(resampled, tables)
-    w1, w2 = to_features(weights, tables)
-    return _features_cross(y1, y2, w1, w2, tables, geometry)
+    return _features_cross(to_features(resampled, tables), to_features(weights, tables), tables, geometry)
 
 
 def _cross(lhs: jax.Array, rhs: jax.Array, spec: str, precision: str) -> jax.Array:
@@ -390,56 +423,56 @@ def online_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, 
     return weights, stats
 
 
-def _image_features(image: jax.Array, tables: SearchTables, geometry: Geometry) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """One image's resampled D4 coefficients ``(1, R, 4, O)``, ``(1, R, 2, 2, O)`` and region norms ``(1, R, 8)``."""
-    y1, y2, orbit_values = resampled_features(image[None], tables)
-    region = geometry.region_orbits
-    norm = jnp.sum(jnp.sum(orbit_values[..., :region] ** 2, axis=-2) * tables.orbit_weight[:region], axis=-1)
-    return y1, y2, jnp.broadcast_to(norm[..., None], (1, geometry.rotations, 8))
+def _image_features(image: jax.Array, tables: SearchTables, geometry: Geometry) -> tuple[jax.Array, jax.Array]:
+    """One image's resampled D4 coefficients ``(1, R, O, 8)`` and its region norms per transform ``(1, R, 8)``."""
+    y, norm = resampled_features(image[None], tables, geometry)
+    return y, jnp.broadcast_to(norm[..., None], (1, geometry.rotations, 8))
 
 
-def _times_rho_transposed(coefficients: jax.Array, rho_v: jax.Array) -> jax.Array:
-    """``coefficients[n] @ rho_v[n]^T`` per orbit: ``(n, 2, 2, O)`` and ``(n, 2, 2)``, as two fused products."""
-    return (coefficients[:, :, 0, None, :] * rho_v[:, None, :, 0, None]
-            + coefficients[:, :, 1, None, :] * rho_v[:, None, :, 1, None])
+def _transformed_features(y: jax.Array, best_transform: jax.Array, geometry: Geometry) -> jax.Array:
+    """The image in each neuron's own best transform, as coefficients ``(n, O, 8)`` from ``y`` ``(R, O, 8)``.
+
+    Rotation ``i_j`` in variant ``v_j`` has coefficients ``chi(v_j) y1[i_j]`` and ``y2[i_j] rho(v_j)^T``,
+    so no pixel is gathered per neuron.
+    """
+    rotation, variant = best_transform % geometry.rotations, best_transform // geometry.rotations
+    chi, rho = jnp.asarray(_CHI, jnp.float32)[variant], jnp.asarray(_RHO, jnp.float32)[variant]  # (n, 4), (n, 2, 2)
+    chosen = y[rotation]  # (n, O, 8)
+    t1 = chosen[..., :4] * chi[:, None, :]
+    y2 = chosen[..., 4:].reshape(chosen.shape[:-1] + (2, 2))  # [n, o, p, c]
+    t2 = y2[..., :, 0, None] * rho[:, None, None, :, 0] + y2[..., :, 1, None] * rho[:, None, None, :, 1]
+    return jnp.concatenate([t1, t2.reshape(t1.shape)], axis=-1)
 
 
 def _online_features_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, tables: SearchTables,
                            adjacency: jax.Array, geometry: Geometry, zero: ChunkStats) -> tuple[jax.Array, ChunkStats]:
     """Online training with the neurons held as D4 Fourier coefficients for the whole chunk.
 
-    The same PINK update, written in coefficients: the target of neuron ``j``, the image's
-    rotation ``i_j`` in variant ``v_j``, has coefficients ``chi(v_j) y1[i_j]`` and
-    ``y2[i_j] rho(v_j)^T``, so no pixel is gathered per neuron; the pixels come back once per chunk.
+    The same PINK update, written in coefficients (:func:`_transformed_features`); the pixels
+    come back once per chunk.
     """
-    chi, rho = jnp.asarray(_CHI, jnp.float32), jnp.asarray(_RHO, jnp.float32)
 
-    def step(carry: tuple[jax.Array, jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]
-             ) -> tuple[tuple[jax.Array, jax.Array, ChunkStats], None]:
-        w1, w2, stats = carry
+    def step(carry: tuple[jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]
+             ) -> tuple[tuple[jax.Array, ChunkStats], None]:
+        w, stats = carry
         image, ok = inputs
         okf = ok.astype(jnp.float32)
         # materialise the resampled coefficients once (XLA would otherwise fuse the resampling
         # gathers into each consumer and recompute them)
-        y1, y2, yy = jax.lax.optimization_barrier(_image_features(image, tables, geometry))
-        ww = _features_square_norm(w1, w2, tables, geometry)
-        result = _finish_search(_features_cross(y1, y2, w1, w2, tables, geometry), ww, yy, geometry)
+        y, yy = jax.lax.optimization_barrier(_image_features(image, tables, geometry))
+        ww = _features_square_norm(w, tables, geometry)
+        result = _finish_search(_features_cross(y, w, tables, geometry), ww, yy, geometry)
         bmu = pick_best_neuron(result)
         factor = tables.neighbourhood[bmu[0]] * okf  # (n,)
-        best = result.best_transform[0]
-        rotation, variant = best % geometry.rotations, best // geometry.rotations
-        t1 = y1[0, rotation] * chi[variant][:, :, None]  # (n, 4, O)
-        t2 = _times_rho_transposed(y2[0, rotation], rho[variant])
-        w1 = w1 + factor[:, None, None] * (t1 - w1)
-        w2 = w2 + factor[:, None, None, None] * (t2 - w2)
+        target = _transformed_features(y[0], result.best_transform[0], geometry)
+        w = w + factor[:, None, None] * (target - w)
         qe = jnp.sqrt(result.neuron_distance[0, bmu[0]]) * okf
         te = (1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)[0]) * okf
         hits = stats.hits.at[bmu[0]].add(ok.astype(jnp.int32))
-        return (w1, w2, ChunkStats(stats.quantisation + qe, stats.topographic + te, hits)), None
+        return (w, ChunkStats(stats.quantisation + qe, stats.topographic + te, hits)), None
 
-    w1, w2 = to_features(weights, tables)
-    (w1, w2, stats), _ = jax.lax.scan(step, (w1, w2, zero), (images, valid))
-    return from_features(w1, w2, tables, geometry.size), stats
+    (w, stats), _ = jax.lax.scan(step, (to_features(weights, tables), zero), (images, valid))
+    return from_features(w, tables, geometry.size), stats
 
 
 def batch_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, tables: SearchTables,
@@ -506,34 +539,29 @@ def _batch_features_sums(weights: jax.Array, images: jax.Array, valid: jax.Array
                          adjacency: jax.Array, geometry: Geometry, zero: ChunkStats
                          ) -> tuple[jax.Array, jax.Array, ChunkStats]:
     """Batch sums ``sum_b h_bj T_bj(x_b)`` and ``sum_b h_bj`` accumulated as D4 coefficients (CPU path)."""
-    chi, rho = jnp.asarray(_CHI, jnp.float32), jnp.asarray(_RHO, jnp.float32)
-    w1, w2 = to_features(weights, tables)
-    ww = _features_square_norm(w1, w2, tables, geometry)
+    w = to_features(weights, tables)
+    ww = _features_square_norm(w, tables, geometry)
 
-    def visit(carry: tuple[jax.Array, jax.Array, jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]
-              ) -> tuple[tuple[jax.Array, jax.Array, jax.Array, ChunkStats], None]:
-        sum1, sum2, factors, stats = carry
+    def visit(carry: tuple[jax.Array, jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]
+              ) -> tuple[tuple[jax.Array, jax.Array, ChunkStats], None]:
+        summed, factors, stats = carry
         image, ok = inputs
         okf = ok.astype(jnp.float32)
-        y1, y2, yy = jax.lax.optimization_barrier(_image_features(image, tables, geometry))
-        result = _finish_search(_features_cross(y1, y2, w1, w2, tables, geometry), ww, yy, geometry)
+        y, yy = jax.lax.optimization_barrier(_image_features(image, tables, geometry))
+        result = _finish_search(_features_cross(y, w, tables, geometry), ww, yy, geometry)
         bmu = pick_best_neuron(result)
         factor = tables.neighbourhood[bmu[0]] * okf
-        best = result.best_transform[0]
-        rotation, variant = best % geometry.rotations, best // geometry.rotations
-        t1 = y1[0, rotation] * chi[variant][:, :, None]
-        t2 = _times_rho_transposed(y2[0, rotation], rho[variant])
+        target = _transformed_features(y[0], result.best_transform[0], geometry)
         qe = jnp.sqrt(result.neuron_distance[0, bmu[0]]) * okf
         te = (1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)[0]) * okf
         stats = ChunkStats(stats.quantisation + qe, stats.topographic + te,
                            stats.hits.at[bmu[0]].add(ok.astype(jnp.int32)))
-        return (sum1 + factor[:, None, None] * t1, sum2 + factor[:, None, None, None] * t2, factors + factor,
-                stats), None
+        return (summed + factor[:, None, None] * target, factors + factor, stats), None
 
     n = weights.shape[0]
-    start = (jnp.zeros_like(w1), jnp.zeros_like(w2), jnp.zeros((n,), jnp.float32), zero)
-    (sum1, sum2, total, stats), _ = jax.lax.scan(visit, start, (images, valid))
-    return from_features(sum1, sum2, tables, geometry.size), total, stats
+    start = (jnp.zeros_like(w), jnp.zeros((n,), jnp.float32), zero)
+    (summed, total, stats), _ = jax.lax.scan(visit, start, (images, valid))
+    return from_features(summed, tables, geometry.size), total, stats
 
 
 class ChunkMapping(NamedTuple):
