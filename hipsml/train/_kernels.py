@@ -53,10 +53,10 @@ class SearchTables(NamedTuple):
     region: jax.Array  # (S0,) int32: the pixels of the distance region itself
     perm_region: jax.Array  # (V, S0) int32: perm[:, region], the region's pixels in each variant
     mask_full: jax.Array  # (D,) float32: the distance region as 0/1
-    orbit_index: jax.Array  # (O, 8) int32: pixel perm_x[o] of each D4 orbit o of the neuron, region orbits first
+    orbit_index: jax.Array  # (8, O) int32: pixel perm_x[o] of each D4 orbit o of the neuron (order: see _dihedral_orbits)
     orbit_weight: jax.Array  # (O,) float32: 1 / stabiliser size of each orbit
-    orbit_source: jax.Array  # (R, O, 8) int32: first tap's source pixel (in C*H*W) of each resampled orbit value
-    orbit_source_weight: jax.Array  # (R, O, 8, taps) float32: weights of the taps (see _tap_images)
+    orbit_source: jax.Array  # (8, R, L) int32: first tap's source pixel (in C*H*W) of each resampled live orbit value
+    orbit_source_weight: jax.Array  # (8, R, L, taps) float32: weights of the taps (see _tap_images)
     neighbourhood: jax.Array  # (n, n) float32: update factor of neuron j when i is the best match
 
 
@@ -74,6 +74,7 @@ class Geometry:
     region_is_everything: bool  # the distance region covers the whole neuron (no gather needed)
     dihedral: bool  # all 8 turns x flips and a D4-invariant region: the group-Fourier matmul path
     region_orbits: int  # D4 orbits inside the distance region (the first ones of orbit_index)
+    live_orbits: int  # D4 orbits that some resampled angle reaches (the first ones; the others stay 0)
 
     @property
     def variants(self) -> int:
@@ -97,20 +98,11 @@ def build_tables(config: SOMConfig, channels: int, image_side: int, neighbourhoo
     turns = 1 if config.numrot == 1 else 4
     invariant = all(np.array_equal(mask[p], mask) for p in perm)
     dihedral = perm.shape[0] == 8 and invariant
-    region_orbits = 0
-    if dihedral:
-        # every D4 orbit of the whole neuron, the orbits inside the distance region first
-        reps = np.unique(perm.min(axis=0))
-        in_region = mask[reps]
-        reps = np.concatenate([reps[in_region], reps[~in_region]])
-        region_orbits = int(in_region.sum())
-        orbit_index = np.ascontiguousarray(perm[:, reps].T).astype(np.int32)
-        orbit_weight = np.array([1.0 / (8 // len(np.unique(perm[:, o]))) for o in reps], np.float32)
-    else:
-        orbit_index, orbit_weight = np.zeros((0, 8), np.int32), np.zeros((0,), np.float32)
-    orbit_source, orbit_source_weight = _orbit_sources(index, weight, orbit_index, image_side, nd)
-    geometry = Geometry(channels, image_side, nd, config.rotations_per_quarter, turns,
-                        2 if config.flip else 1, config.precision, bool(mask.all()), dihedral, region_orbits)
+    orbit_index, orbit_weight, region_orbits, live_orbits = _dihedral_orbits(perm, mask, weight) if dihedral else (
+        np.zeros((8, 0), np.int32), np.zeros((0,), np.float32), 0, 0)
+    orbit_source, orbit_source_weight = _orbit_sources(index, weight, orbit_index[:, :live_orbits], image_side, nd)
+    geometry = Geometry(channels, image_side, nd, config.rotations_per_quarter, turns, 2 if config.flip else 1,
+                        config.precision, bool(mask.all()), dihedral, region_orbits, live_orbits)
     tables = SearchTables(
         index=jnp.asarray(index), weight=jnp.asarray(weight), perm=jnp.asarray(perm),
         inv_support=jnp.asarray(np.ascontiguousarray(inverse[:, support])), support=jnp.asarray(support),
@@ -125,6 +117,24 @@ def build_tables(config: SOMConfig, channels: int, image_side: int, neighbourhoo
     return geometry, tables
 
 
+def _dihedral_orbits(perm: np.ndarray, mask: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Every D4 orbit of the neuron's pixels: ``orbit_index`` ``(8, O)``, ``orbit_weight`` ``(O,)`` (1 / stabiliser
+    size), the number of orbits in the distance region and the number of live ones (region included).
+
+    Orbits come in three runs: inside the distance region; outside it but reached by some
+    resampled angle; never reached (their resampled values are 0 whatever the image).
+    """
+    reps = np.unique(perm.min(axis=0))
+    size = weight.shape[1]  # pixels of one channel
+    reached = (weight != 0).any(axis=(0, 2))  # (P,)
+    live = reached[perm[:, reps] % size].any(axis=0) | mask[reps]
+    in_region = mask[reps]
+    reps = np.concatenate([reps[in_region], reps[~in_region & live], reps[~live]])
+    orbit_index = np.ascontiguousarray(perm[:, reps]).astype(np.int32)
+    orbit_weight = np.array([1.0 / (8 // len(np.unique(perm[:, o]))) for o in reps], np.float32)
+    return orbit_index, orbit_weight, int(in_region.sum()), int(live.sum())
+
+
 def tap_offsets(image_side: int, taps: int) -> np.ndarray:
     """Offsets in one channel's flat pixels of the interpolation taps from the first: ``(taps,)``.
 
@@ -136,9 +146,10 @@ def tap_offsets(image_side: int, taps: int) -> np.ndarray:
 
 def _orbit_sources(index: np.ndarray, weight: np.ndarray, orbit_index: np.ndarray, image_side: int,
                    neuron_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Resampling tables composed with the orbit order: first tap ``(R, O, 8)`` and tap weights ``(R, O, 8, taps)``.
+    """Resampling tables composed with the orbit order, for orbits ``orbit_index`` ``(8, L)`` (the live ones):
+    first tap ``(8, R, L)`` and tap weights ``(8, R, L, taps)``.
 
-    Orbit value ``(o, x)`` (neuron pixel ``c * P + p``) of angle ``i`` is channel ``c``'s image
+    Orbit value ``(x, o)`` (neuron pixel ``c * P + p``) of angle ``i`` is channel ``c``'s image
     resampled at ``index[i, p]``; the taps are stored as the first tap's pixel, the others being
     that pixel's neighbours (:func:`tap_offsets`), so that one gather of :func:`_tap_images` rows
     fetches them all.
@@ -148,9 +159,9 @@ def _orbit_sources(index: np.ndarray, weight: np.ndarray, orbit_index: np.ndarra
     consistent = (weight == 0) | (index == index[..., :1] + offsets)
     if not consistent.all():
         raise AssertionError("resampling taps are not the 2x2 neighbourhood of the first tap")
-    channel_of, pixel_of = np.divmod(orbit_index, neuron_dim * neuron_dim)  # (O, 8)
-    first = channel_of[None] * image_side * image_side + index[:, pixel_of, 0]  # (R, O, 8)
-    return first.astype(np.int32), weight[:, pixel_of, :].astype(np.float32)
+    channel_of, pixel_of = np.divmod(orbit_index, neuron_dim * neuron_dim)  # (8, L)
+    first = channel_of[:, None] * image_side * image_side + np.moveaxis(index[:, pixel_of, 0], 0, 1)  # (8, R, L)
+    return first.astype(np.int32), np.moveaxis(weight[:, pixel_of, :], 0, 1).astype(np.float32)
 
 
 def _tap_images(images: jax.Array, image_side: int, taps: int) -> jax.Array:
@@ -209,83 +220,94 @@ def _dihedral_irreps() -> tuple[np.ndarray, np.ndarray]:
 
 
 _CHI, _RHO = _dihedral_irreps()
-#: The Fourier transform on D4 as one matrix: coefficients ``f = g @ _FOURIER`` of orbit values ``g``
-#: ``(..., 8)``; ``f[:4]`` are the 1-D irreps' ``sum_x g_x chi_a(x)``, ``f[4 + 2p + q]`` the 2-D irrep's
+#: The Fourier transform on D4 as one matrix: coefficients ``f = _FOURIER @ g`` of orbit values ``g``
+#: ``(8, ...)``; ``f[:4]`` are the 1-D irreps' ``sum_x g_x chi_a(x)``, ``f[4 + 2p + q]`` the 2-D irrep's
 #: ``sum_x g_x rho(x)[p, q]``. Its inverse (Schur orthogonality) is :data:`_INVERSE_FOURIER`.
-_FOURIER = np.concatenate([_CHI, _RHO.reshape(8, 4)], axis=1).astype(np.float32)
-_INVERSE_FOURIER = np.concatenate([_CHI.T / 8.0, _RHO.reshape(8, 4).T / 4.0], axis=0).astype(np.float32)
+_FOURIER = np.concatenate([_CHI, _RHO.reshape(8, 4)], axis=1).T.astype(np.float32)
+_INVERSE_FOURIER = np.concatenate([_CHI.T / 8.0, _RHO.reshape(8, 4).T / 4.0], axis=0).T.astype(np.float32)
 
 
 def _fourier(values: jax.Array, matrix: np.ndarray) -> jax.Array:
-    """``values (..., O, 8) @ matrix (8, 8)`` as one float32 matmul (which XLA does not fuse into its operand's
+    """``matrix (8, 8) @ values (8, ...)`` as one float32 matmul (which XLA does not fuse into its operand's
     producers, so gathered orbit values are materialised once rather than recomputed per coefficient)."""
-    shape = values.shape
-    flat = jnp.matmul(values.reshape(-1, 8), jnp.asarray(matrix), precision=jax.lax.Precision.HIGHEST)
-    return flat.reshape(shape)
+    flat = jnp.matmul(jnp.asarray(matrix), values.reshape(8, -1), precision=jax.lax.Precision.HIGHEST)
+    return flat.reshape(values.shape)
 
 
 def to_features(pixels: jax.Array, tables: SearchTables) -> jax.Array:
-    """D4 Fourier coefficients ``(..., O, 8)`` of images ``(..., D)`` (layout of :data:`_FOURIER`).
+    """D4 Fourier coefficients ``(8, ..., O)`` of images ``(..., D)`` (coefficients first, see :data:`_FOURIER`).
 
     Orbit ``o`` of the image is the function ``g_o(x) = pixels[perm_x[o]]`` on the group; its
     coefficients are ``sum_x g_o(x) chi_a(x)`` and ``sum_x g_o(x) rho(x)``. The transform is
     invertible (:func:`from_features`) and turns the exact variants into multiplications:
     variant ``v`` of the image has coefficients ``chi_a(v) f1_a`` and ``f2 rho(v)^T``.
     """
-    return _fourier(pixels[..., tables.orbit_index], _FOURIER)
+    return _fourier(jnp.moveaxis(pixels[..., tables.orbit_index], -2, 0), _FOURIER)
 
 
 def resampled_features(images: jax.Array, tables: SearchTables, geometry: Geometry) -> tuple[jax.Array, jax.Array]:
-    """D4 coefficients ``(B, R, O, 8)`` of the ``R`` resampled rotations of ``images`` ``(B, C, H*W)``, and
-    their squared norms over the distance region ``(B, R)``, without the resampled pixels.
+    """D4 coefficients ``(8, B, R, L)`` of the ``R`` resampled rotations of ``images`` ``(B, C, H*W)`` on the
+    ``L`` live orbits (the others are 0), and their squared norms over the distance region ``(B, R)``.
 
     The resampling gathers straight into orbit order (composed tables), one row of interpolation
-    taps per value (:func:`_tap_images`), so it equals ``to_features(resample(images))``.
+    taps per value (:func:`_tap_images`), so it equals ``to_features(resample(images))[..., :L]``.
     """
     taps = tables.orbit_source_weight.shape[-1]
-    rows = _tap_images(images, geometry.image_side, taps)[:, tables.orbit_source]  # (B, R, O, 8, taps)
+    rows = _tap_images(images, geometry.image_side, taps)[:, tables.orbit_source]  # (B, 8, R, L, taps)
     g = None
     for tap in range(taps):
         term = rows[..., tap] * tables.orbit_source_weight[None, ..., tap]
         g = term if g is None else g + term
     assert g is not None
     region = geometry.region_orbits
-    norm = jnp.sum(jnp.sum(g[..., :region, :] ** 2, axis=-1) * tables.orbit_weight[:region], axis=-1)
-    return _fourier(g, _FOURIER), norm
+    # reduce the last axis first: XLA's CPU reductions over a leading axis are many times slower
+    norm = jnp.sum(jnp.sum(g[..., :region] ** 2 * tables.orbit_weight[:region], axis=-1), axis=1)
+    return _fourier(jnp.moveaxis(g, 1, 0), _FOURIER), norm
 
 
 def from_features(features: jax.Array, tables: SearchTables, size: int) -> jax.Array:
     """Pixels ``(..., D)`` back from :func:`to_features`' coefficients (inverse Fourier transform on D4)."""
-    g = _fourier(features, _INVERSE_FOURIER)
-    out = jnp.zeros(features.shape[:-2] + (size,), jnp.float32)
+    g = jnp.moveaxis(_fourier(features, _INVERSE_FOURIER), 0, -2)  # (..., 8, O)
+    out = jnp.zeros(features.shape[1:-1] + (size,), jnp.float32)
     return out.at[..., tables.orbit_index].set(g)
 
 
 def _features_cross(y: jax.Array, w: jax.Array, tables: SearchTables, geometry: Geometry) -> jax.Array:
-    """``cross[b, i, v, n]`` from the D4 coefficients of images ``(B, R, O, 8)`` and neurons ``(n, O, 8)``.
+    """``cross[b, n, v, i]`` from the D4 coefficients of images ``(8, B, R, O)`` and neurons ``(8, n, O)``.
 
     ``C(rho) = sum_o (1/|stab o|) W_o(rho)^T Y_o(rho)`` and ``c(v) = (1/8) sum_rho d_rho tr(rho(v)^T C(rho))``
     over the region's orbits: four scalar products and one 2x2 matrix product per orbit, 12
-    multiplications instead of 64.
+    multiplications instead of 64, as five matmuls whose operands are contiguous slices.
     """
-    chi, rho = jnp.asarray(_CHI, jnp.float32), jnp.asarray(_RHO, jnp.float32)
     region = geometry.region_orbits
-    y = y[..., :region, :] * tables.orbit_weight[:region, None]
-    w = w[:, :region, :]
-    c1 = _cross(y[..., :4], w[..., :4], "broa,noa->brna", geometry.precision)
-    y2 = y[..., 4:].reshape(y.shape[:-1] + (2, 2))
-    w2 = w[..., 4:].reshape(w.shape[:-1] + (2, 2))
-    c2 = _cross(w2, y2, "nopa,zropc->zrnac", geometry.precision)
-    hi = jax.lax.Precision.HIGHEST
-    return (jnp.einsum("brna,va->brvn", c1, chi / 8.0, precision=hi)
-            + jnp.einsum("brnac,vac->brvn", c2, rho / 4.0, precision=hi))
+    y = y[..., :region] * tables.orbit_weight[:region]
+    w = w[..., :region]
+    c1 = _cross(w[:4], y[:4], "ano,abro->anbr", geometry.precision)
+    y2 = y[4:].reshape((2, 2) + y.shape[1:])  # [p, c, b, r, o]
+    w2 = w[4:].reshape((2, 2) + w.shape[1:])  # [p, a, n, o]
+    c2 = _cross(w2[0], y2[0], "ano,cbro->ancbr", geometry.precision)
+    c2 = c2 + _cross(w2[1], y2[1], "ano,cbro->ancbr", geometry.precision)
+    return jnp.stack([_signed_sum(c1, _CHI[v] / 8.0, c2, _RHO[v] / 4.0) for v in range(8)], axis=2)
+
+
+def _signed_sum(c1: jax.Array, chi_v: np.ndarray, c2: jax.Array, rho_v: np.ndarray) -> jax.Array:
+    """``sum_a chi_v[a] c1[a] + sum_ac rho_v[a, c] c2[a, :, c]`` for constant weights: ``(n, B, R)`` to ``(B, n, R)``."""
+    total = None
+    for a in range(4):
+        total = c1[a] * float(chi_v[a]) if total is None else total + c1[a] * float(chi_v[a])
+    for a in range(2):
+        for c in range(2):
+            if rho_v[a, c] != 0.0:
+                total = total + c2[a, :, c] * float(rho_v[a, c])
+    assert total is not None
+    return jnp.swapaxes(total, 0, 1)
 
 
 def _features_square_norm(features: jax.Array, tables: SearchTables, geometry: Geometry) -> jax.Array:
-    """``sum over the region of pixels^2`` from D4 coefficients ``(..., O, 8)`` (Plancherel): ``(...,)``."""
-    region = features[..., :geometry.region_orbits, :]
-    per_orbit = jnp.sum(region[..., :4] ** 2, axis=-1) + 2.0 * jnp.sum(region[..., 4:] ** 2, axis=-1)
-    return jnp.sum(per_orbit * tables.orbit_weight[:geometry.region_orbits], axis=-1) / 8.0
+    """``sum over the region of pixels^2`` from D4 coefficients ``(8, ..., O)`` (Plancherel): ``(...,)``."""
+    region = geometry.region_orbits
+    per_coefficient = jnp.sum(features[..., :region] ** 2 * tables.orbit_weight[:region], axis=-1)  # (8, ...)
+    return (sum(per_coefficient[k] for k in range(4)) + 2.0 * sum(per_coefficient[k] for k in range(4, 8))) / 8.0
 
 
 def _dihedral_cross(resampled: jax.Array, weights: jax.Array, tables: SearchTables, geometry: Geometry) -> jax.Array:
@@ -301,6 +323,10 @@ def _dihedral_cross(resampled: jax.Array, weights: jax.Array, tables: SearchTabl
 
 def _cross(lhs: jax.Array, rhs: jax.Array, spec: str, precision: str) -> jax.Array:
     """The distance matmul in the configured precision (float32 accumulation always)."""
+    if precision == "bfloat16" and jax.default_backend() == "cpu":
+        # the same numbers (bf16 inputs, exact products, float32 sums); XLA's CPU dots lack most bf16 shapes
+        lhs, rhs = (x.astype(jnp.bfloat16).astype(jnp.float32) for x in (lhs, rhs))
+        return jnp.einsum(spec, lhs, rhs, precision=jax.lax.Precision.HIGHEST)
     if precision == "bfloat16":
         return jnp.einsum(spec, lhs.astype(jnp.bfloat16), rhs.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
     level = jax.lax.Precision.HIGHEST if precision == "float32" else jax.lax.Precision.DEFAULT
@@ -311,7 +337,7 @@ def search(weights: jax.Array, resampled: jax.Array, tables: SearchTables, geome
            *, tie_tolerance: float = 0.0) -> SearchResult:
     """Compare ``resampled`` ``(B, R, D)`` with ``weights`` ``(n, D)`` in all ``T`` transforms at once.
 
-    ``d[b, i, v, j] = |M * (W[j] - P_v y[b, i])|^2``, by one matmul. When the neurons outnumber
+    ``d[b, j, v, i] = |M * (W[j] - P_v y[b, i])|^2``, by one matmul. When the neurons outnumber
     the resampled images (``B * R <= n``, online training) the ``V`` exact variants of the
     images are gathered: ``[B*R*V, S0] x [S0, n]``. Otherwise (batches) the neurons are
     inverse-permuted instead, ``W'_v = W[:, inv_v]`` and ``M'_v = M[inv_v]``, and
@@ -325,30 +351,29 @@ def search(weights: jax.Array, resampled: jax.Array, tables: SearchTables, geome
         ww = jnp.sum(weights * weights * tables.mask_full[None], axis=-1)
     if geometry.dihedral:
         region = resampled if geometry.region_is_everything else resampled[:, :, tables.region]
-        yy = jnp.broadcast_to(jnp.sum(region * region, axis=-1)[..., None], (batch, rotations, geometry.variants))
+        yy = jnp.broadcast_to(jnp.sum(region * region, axis=-1)[:, None, :], (batch, geometry.variants, rotations))
         cross = _dihedral_cross(resampled, weights, tables, geometry)
     elif batch * rotations <= n:
         y = resampled[:, :, tables.perm_region]  # (B, R, V, S0)
-        yy = jnp.sum(y * y, axis=-1)  # (B, R, V)
+        yy = jnp.transpose(jnp.sum(y * y, axis=-1), (0, 2, 1))  # (B, V, R)
         region_weights = weights if geometry.region_is_everything else weights[:, tables.region]
-        cross = _cross(y, region_weights, "bivs,ns->bivn", geometry.precision)
+        cross = _cross(y, region_weights, "bivs,ns->bnvi", geometry.precision)
     else:
         y = resampled[:, :, tables.support]  # (B, R, S)
         masked = weights[:, tables.inv_support] * tables.mask_support[None]  # (n, V, S)
-        yy = jnp.einsum("bis,vs->biv", y * y, tables.mask_support, precision=jax.lax.Precision.HIGHEST)
-        cross = _cross(y, masked, "bis,nvs->bivn", geometry.precision)
+        yy = jnp.einsum("bis,vs->bvi", y * y, tables.mask_support, precision=jax.lax.Precision.HIGHEST)
+        cross = _cross(y, masked, "bis,nvs->bnvi", geometry.precision)
     return _finish_search(cross, ww, yy, geometry, tie_tolerance=tie_tolerance)
 
 
 def _finish_search(cross: jax.Array, ww: jax.Array, yy: jax.Array, geometry: Geometry, *,
                    tie_tolerance: float = 0.0) -> SearchResult:
-    """Squared distances ``ww - 2 cross + yy`` ``(B, R, V, n)``, each neuron's best transform in PINK's order."""
-    batch, rotations, _, n = cross.shape
-    distance = ww[None, None, None, :] - 2.0 * cross + yy[..., None]  # (B, R, V, n)
-    # PINK order: t = v * R + i
-    distance = jnp.transpose(distance, (0, 3, 2, 1)).reshape(batch, n, geometry.variants * rotations)
+    """Squared distances ``ww - 2 cross + yy`` from ``cross`` ``(B, n, V, R)``, ``ww`` ``(n,)`` and ``yy``
+    ``(B, V, R)``; each neuron's best transform in PINK's order ``t = v * R + i``."""
+    batch, n, variants, rotations = cross.shape
+    distance = (ww[None, :, None, None] - 2.0 * cross + yy[:, None]).reshape(batch, n, variants * rotations)
     if tie_tolerance > 0.0:
-        scale_t = jnp.transpose(ww[None, None, None, :] + yy[..., None], (0, 3, 2, 1)).reshape(distance.shape)
+        scale_t = (ww[None, :, None, None] + yy[:, None]).reshape(distance.shape)
         best_value = jnp.min(distance, axis=-1, keepdims=True)
         near = distance <= best_value + tie_tolerance * scale_t
         best = jnp.argmax(near, axis=-1).astype(jnp.int32)
@@ -424,24 +449,27 @@ def online_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, 
 
 
 def _image_features(image: jax.Array, tables: SearchTables, geometry: Geometry) -> tuple[jax.Array, jax.Array]:
-    """One image's resampled D4 coefficients ``(1, R, O, 8)`` and its region norms per transform ``(1, R, 8)``."""
+    """One image's resampled D4 coefficients ``(8, 1, R, L)`` and its region norms per transform ``(1, 8, R)``."""
     y, norm = resampled_features(image[None], tables, geometry)
-    return y, jnp.broadcast_to(norm[..., None], (1, geometry.rotations, 8))
+    return y, jnp.broadcast_to(norm[:, None, :], (1, 8, geometry.rotations))
 
 
-def _transformed_features(y: jax.Array, best_transform: jax.Array, geometry: Geometry) -> jax.Array:
-    """The image in each neuron's own best transform, as coefficients ``(n, O, 8)`` from ``y`` ``(R, O, 8)``.
+def _transformed_features(y: jax.Array, best_transform: jax.Array, tables: SearchTables, geometry: Geometry
+                          ) -> jax.Array:
+    """The image in each neuron's own best transform, as coefficients ``(8, n, O)`` from ``y`` ``(8, R, L)``.
 
-    Rotation ``i_j`` in variant ``v_j`` has coefficients ``chi(v_j) y1[i_j]`` and ``y2[i_j] rho(v_j)^T``,
-    so no pixel is gathered per neuron.
+    Rotation ``i_j`` in variant ``v_j`` has coefficients ``chi_a(v_j) y1_a[i_j]`` and
+    ``y2[i_j] rho(v_j)^T``, so no pixel is gathered per neuron; the orbits no angle reaches are 0.
     """
     rotation, variant = best_transform % geometry.rotations, best_transform // geometry.rotations
     chi, rho = jnp.asarray(_CHI, jnp.float32)[variant], jnp.asarray(_RHO, jnp.float32)[variant]  # (n, 4), (n, 2, 2)
-    chosen = y[rotation]  # (n, O, 8)
-    t1 = chosen[..., :4] * chi[:, None, :]
-    y2 = chosen[..., 4:].reshape(chosen.shape[:-1] + (2, 2))  # [n, o, p, c]
-    t2 = y2[..., :, 0, None] * rho[:, None, None, :, 0] + y2[..., :, 1, None] * rho[:, None, None, :, 1]
-    return jnp.concatenate([t1, t2.reshape(t1.shape)], axis=-1)
+    chosen = y[:, rotation]  # (8, n, O)
+    planes = [chosen[a] * chi[:, a, None] for a in range(4)]
+    for p in range(2):  # (y2 rho^T)[p, q] = sum_c y2[p, c] rho[q, c]
+        for q in range(2):
+            planes.append(chosen[4 + 2 * p] * rho[:, q, 0, None] + chosen[5 + 2 * p] * rho[:, q, 1, None])
+    dead = tables.orbit_weight.shape[0] - geometry.live_orbits
+    return jnp.pad(jnp.stack(planes), ((0, 0), (0, 0), (0, dead)))
 
 
 def _online_features_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, tables: SearchTables,
@@ -457,15 +485,15 @@ def _online_features_chunk(weights: jax.Array, images: jax.Array, valid: jax.Arr
         w, stats = carry
         image, ok = inputs
         okf = ok.astype(jnp.float32)
-        # materialise the resampled coefficients once (XLA would otherwise fuse the resampling
-        # gathers into each consumer and recompute them)
+        # the resampled coefficients, materialised once (a barrier against XLA fusing the
+        # resampling gathers into each consumer and recomputing them)
         y, yy = jax.lax.optimization_barrier(_image_features(image, tables, geometry))
         ww = _features_square_norm(w, tables, geometry)
         result = _finish_search(_features_cross(y, w, tables, geometry), ww, yy, geometry)
         bmu = pick_best_neuron(result)
         factor = tables.neighbourhood[bmu[0]] * okf  # (n,)
-        target = _transformed_features(y[0], result.best_transform[0], geometry)
-        w = w + factor[:, None, None] * (target - w)
+        target = _transformed_features(y[:, 0], result.best_transform[0], tables, geometry)
+        w = w + factor[:, None] * (target - w)
         qe = jnp.sqrt(result.neuron_distance[0, bmu[0]]) * okf
         te = (1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)[0]) * okf
         hits = stats.hits.at[bmu[0]].add(ok.astype(jnp.int32))
@@ -551,12 +579,12 @@ def _batch_features_sums(weights: jax.Array, images: jax.Array, valid: jax.Array
         result = _finish_search(_features_cross(y, w, tables, geometry), ww, yy, geometry)
         bmu = pick_best_neuron(result)
         factor = tables.neighbourhood[bmu[0]] * okf
-        target = _transformed_features(y[0], result.best_transform[0], geometry)
+        target = _transformed_features(y[:, 0], result.best_transform[0], tables, geometry)
         qe = jnp.sqrt(result.neuron_distance[0, bmu[0]]) * okf
         te = (1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)[0]) * okf
         stats = ChunkStats(stats.quantisation + qe, stats.topographic + te,
                            stats.hits.at[bmu[0]].add(ok.astype(jnp.int32)))
-        return (summed + factor[:, None, None] * target, factors + factor, stats), None
+        return (summed + factor[:, None] * target, factors + factor, stats), None
 
     n = weights.shape[0]
     start = (jnp.zeros_like(w), jnp.zeros((n,), jnp.float32), zero)
