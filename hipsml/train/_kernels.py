@@ -272,21 +272,30 @@ def from_features(features: jax.Array, tables: SearchTables, size: int) -> jax.A
     return out.at[..., tables.orbit_index].set(g)
 
 
-def _features_cross(y: jax.Array, w: jax.Array, tables: SearchTables, geometry: Geometry) -> jax.Array:
-    """``cross[b, n, v, i]`` from the D4 coefficients of images ``(8, B, R, O)`` and neurons ``(8, n, O)``.
+#: Neuron coefficients kept as three arrays (rows 0-3, 4-5 and 6-7 of :func:`to_features`), the
+#: operands of the search matmuls as they are, so XLA copies no slice of them per image.
+NeuronFeatures = tuple[jax.Array, jax.Array, jax.Array]
+
+
+def split_neurons(features: jax.Array) -> NeuronFeatures:
+    """:func:`to_features`' neuron coefficients ``(8, n, O)`` as :data:`NeuronFeatures`."""
+    return features[:4], features[4:6], features[6:8]
+
+
+def _features_cross(y: jax.Array, w: NeuronFeatures, tables: SearchTables, geometry: Geometry) -> jax.Array:
+    """``cross[b, n, v, i]`` from the D4 coefficients of images ``(8, B, R, O)`` and neurons (:data:`NeuronFeatures`).
 
     ``C(rho) = sum_o (1/|stab o|) W_o(rho)^T Y_o(rho)`` and ``c(v) = (1/8) sum_rho d_rho tr(rho(v)^T C(rho))``
     over the region's orbits: four scalar products and one 2x2 matrix product per orbit, 12
-    multiplications instead of 64, as five matmuls whose operands are contiguous slices.
+    multiplications instead of 64, as three matmuls whose neuron operands are whole arrays.
     """
     region = geometry.region_orbits
     y = y[..., :region] * tables.orbit_weight[:region]
-    w = w[..., :region]
-    c1 = _cross(w[:4], y[:4], "ano,abro->anbr", geometry.precision)
+    w1, w2p0, w2p1 = (part[..., :region] for part in w)  # [a, n, o]
+    c1 = _cross(w1, y[:4], "ano,abro->anbr", geometry.precision)
     y2 = y[4:].reshape((2, 2) + y.shape[1:])  # [p, c, b, r, o]
-    w2 = w[4:].reshape((2, 2) + w.shape[1:])  # [p, a, n, o]
-    c2 = _cross(w2[0], y2[0], "ano,cbro->ancbr", geometry.precision)
-    c2 = c2 + _cross(w2[1], y2[1], "ano,cbro->ancbr", geometry.precision)
+    c2 = _cross(w2p0, y2[0], "ano,cbro->ancbr", geometry.precision)
+    c2 = c2 + _cross(w2p1, y2[1], "ano,cbro->ancbr", geometry.precision)
     return jnp.stack([_signed_sum(c1, _CHI[v] / 8.0, c2, _RHO[v] / 4.0) for v in range(8)], axis=2)
 
 
@@ -303,11 +312,11 @@ def _signed_sum(c1: jax.Array, chi_v: np.ndarray, c2: jax.Array, rho_v: np.ndarr
     return jnp.swapaxes(total, 0, 1)
 
 
-def _features_square_norm(features: jax.Array, tables: SearchTables, geometry: Geometry) -> jax.Array:
-    """``sum over the region of pixels^2`` from D4 coefficients ``(8, ..., O)`` (Plancherel): ``(...,)``."""
+def _features_square_norm(w: NeuronFeatures, tables: SearchTables, geometry: Geometry) -> jax.Array:
+    """``sum over the region of pixels^2`` of each neuron from its D4 coefficients (Plancherel): ``(n,)``."""
     region = geometry.region_orbits
-    per_coefficient = jnp.sum(features[..., :region] ** 2 * tables.orbit_weight[:region], axis=-1)  # (8, ...)
-    return (sum(per_coefficient[k] for k in range(4)) + 2.0 * sum(per_coefficient[k] for k in range(4, 8))) / 8.0
+    per_row = [jnp.sum(part[..., :region] ** 2 * tables.orbit_weight[:region], axis=-1) for part in w]  # (rows, n)
+    return (sum(per_row[0][k] for k in range(4)) + 2.0 * sum(part[k] for part in per_row[1:] for k in range(2))) / 8.0
 
 
 def _dihedral_cross(resampled: jax.Array, weights: jax.Array, tables: SearchTables, geometry: Geometry) -> jax.Array:
@@ -318,7 +327,7 @@ def _dihedral_cross(resampled: jax.Array, weights: jax.Array, tables: SearchTabl
     four scalar products and one 2x2 matrix product: 12 multiplications instead of 64, so the
     search matmuls are 5.3 times smaller than ``[B*R*8, S] x [S, n]``.
     """
-    return _features_cross(to_features(resampled, tables), to_features(weights, tables), tables, geometry)
+    return _features_cross(to_features(resampled, tables), split_neurons(to_features(weights, tables)), tables, geometry)
 
 
 def _cross(lhs: jax.Array, rhs: jax.Array, spec: str, precision: str) -> jax.Array:
@@ -455,8 +464,8 @@ def _image_features(image: jax.Array, tables: SearchTables, geometry: Geometry) 
 
 
 def _transformed_features(y: jax.Array, best_transform: jax.Array, tables: SearchTables, geometry: Geometry
-                          ) -> jax.Array:
-    """The image in each neuron's own best transform, as coefficients ``(8, n, O)`` from ``y`` ``(8, R, L)``.
+                          ) -> NeuronFeatures:
+    """The image in each neuron's own best transform, as :data:`NeuronFeatures` from ``y`` ``(8, R, L)``.
 
     Rotation ``i_j`` in variant ``v_j`` has coefficients ``chi_a(v_j) y1_a[i_j]`` and
     ``y2[i_j] rho(v_j)^T``, so no pixel is gathered per neuron; the orbits no angle reaches are 0.
@@ -469,7 +478,9 @@ def _transformed_features(y: jax.Array, best_transform: jax.Array, tables: Searc
         for q in range(2):
             planes.append(chosen[4 + 2 * p] * rho[:, q, 0, None] + chosen[5 + 2 * p] * rho[:, q, 1, None])
     dead = tables.orbit_weight.shape[0] - geometry.live_orbits
-    return jnp.pad(jnp.stack(planes), ((0, 0), (0, 0), (0, dead)))
+    first, second, third = (jnp.pad(jnp.stack(rows), ((0, 0), (0, 0), (0, dead)))
+                            for rows in (planes[:4], planes[4:6], planes[6:]))
+    return first, second, third
 
 
 def _online_features_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, tables: SearchTables,
@@ -480,8 +491,8 @@ def _online_features_chunk(weights: jax.Array, images: jax.Array, valid: jax.Arr
     come back once per chunk.
     """
 
-    def step(carry: tuple[jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]
-             ) -> tuple[tuple[jax.Array, ChunkStats], None]:
+    def step(carry: tuple[NeuronFeatures, ChunkStats], inputs: tuple[jax.Array, jax.Array]
+             ) -> tuple[tuple[NeuronFeatures, ChunkStats], None]:
         w, stats = carry
         image, ok = inputs
         okf = ok.astype(jnp.float32)
@@ -493,14 +504,14 @@ def _online_features_chunk(weights: jax.Array, images: jax.Array, valid: jax.Arr
         bmu = pick_best_neuron(result)
         factor = tables.neighbourhood[bmu[0]] * okf  # (n,)
         target = _transformed_features(y[:, 0], result.best_transform[0], tables, geometry)
-        w = w + factor[:, None] * (target - w)
+        w = tuple(part + factor[:, None] * (goal - part) for part, goal in zip(w, target))
         qe = jnp.sqrt(result.neuron_distance[0, bmu[0]]) * okf
         te = (1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)[0]) * okf
         hits = stats.hits.at[bmu[0]].add(ok.astype(jnp.int32))
         return (w, ChunkStats(stats.quantisation + qe, stats.topographic + te, hits)), None
 
-    (w, stats), _ = jax.lax.scan(step, (to_features(weights, tables), zero), (images, valid))
-    return from_features(w, tables, geometry.size), stats
+    (w, stats), _ = jax.lax.scan(step, (split_neurons(to_features(weights, tables)), zero), (images, valid))
+    return from_features(jnp.concatenate(w), tables, geometry.size), stats
 
 
 def batch_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, tables: SearchTables,
@@ -567,11 +578,11 @@ def _batch_features_sums(weights: jax.Array, images: jax.Array, valid: jax.Array
                          adjacency: jax.Array, geometry: Geometry, zero: ChunkStats
                          ) -> tuple[jax.Array, jax.Array, ChunkStats]:
     """Batch sums ``sum_b h_bj T_bj(x_b)`` and ``sum_b h_bj`` accumulated as D4 coefficients (CPU path)."""
-    w = to_features(weights, tables)
+    w = split_neurons(to_features(weights, tables))
     ww = _features_square_norm(w, tables, geometry)
 
-    def visit(carry: tuple[jax.Array, jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]
-              ) -> tuple[tuple[jax.Array, jax.Array, ChunkStats], None]:
+    def visit(carry: tuple[NeuronFeatures, jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]
+              ) -> tuple[tuple[NeuronFeatures, jax.Array, ChunkStats], None]:
         summed, factors, stats = carry
         image, ok = inputs
         okf = ok.astype(jnp.float32)
@@ -584,12 +595,13 @@ def _batch_features_sums(weights: jax.Array, images: jax.Array, valid: jax.Array
         te = (1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)[0]) * okf
         stats = ChunkStats(stats.quantisation + qe, stats.topographic + te,
                            stats.hits.at[bmu[0]].add(ok.astype(jnp.int32)))
-        return (summed + factor[:, None] * target, factors + factor, stats), None
+        summed = tuple(part + factor[:, None] * goal for part, goal in zip(summed, target))
+        return (summed, factors + factor, stats), None
 
     n = weights.shape[0]
-    start = (jnp.zeros_like(w), jnp.zeros((n,), jnp.float32), zero)
+    start = (tuple(jnp.zeros_like(part) for part in w), jnp.zeros((n,), jnp.float32), zero)
     (summed, total, stats), _ = jax.lax.scan(visit, start, (images, valid))
-    return from_features(summed, tables, geometry.size), total, stats
+    return from_features(jnp.concatenate(summed), tables, geometry.size), total, stats
 
 
 class ChunkMapping(NamedTuple):
