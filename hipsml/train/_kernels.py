@@ -16,7 +16,11 @@ Three search paths give the same distances (``tests/test_som.py`` checks each ag
   real irreducible representations) turns into 12 multiplications instead of 64. Online training
   keeps the neurons as these coefficients for a whole chunk of images: a neuron's target, the
   image in the neuron's own best transform, is then a sign flip or a 2x2 rotation of the image's
-  coefficients, and pixels come back once per chunk.
+  coefficients, and pixels come back once per chunk. Each image is resampled straight into
+  orbit order, one gathered row of the four bilinear taps per value (only for orbits some angle
+  reaches), and transformed by one 8x8 matmul, so XLA cannot fuse the gathers into every
+  coefficient and recompute them. Coefficients come first (``(8, ..., orbits)``) and the neurons
+  are kept as three arrays, so the search matmuls take their operands without copies.
 * Images permuted (``B * R <= n``): ``[B*R*V, S] x [S, n]``.
 * Neurons inverse-permuted (batches): ``[B*R, S] x [S, V*n]``.
 """
