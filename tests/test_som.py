@@ -206,6 +206,68 @@ def test_training_follows_pink_update_rule(tmp_path, mode, distance_dim):
     np.testing.assert_allclose(som.weights[:, 0], weights, rtol=1e-4, atol=1e-5)
 
 
+def rotated_numpy(image: np.ndarray, angle: float, neuron_dim: int, interpolation: str) -> np.ndarray:
+    """PINK's interpolated rotation of one channel ``(side, side)`` into ``(neuron_dim, neuron_dim)``: each
+    neuron pixel samples the image at its position turned about both centres; outside the image it is 0."""
+    side = image.shape[0]
+    centre, neuron_centre = (side - 1) / 2.0, (neuron_dim - 1) / 2.0
+    out = np.zeros((neuron_dim, neuron_dim))
+    for r in range(neuron_dim):
+        for c in range(neuron_dim):
+            dr, dc = r - neuron_centre, c - neuron_centre
+            y = dr * math.cos(angle) - dc * math.sin(angle) + centre
+            x = dr * math.sin(angle) + dc * math.cos(angle) + centre
+            if not (-1e-9 <= y <= side - 1 + 1e-9 and -1e-9 <= x <= side - 1 + 1e-9):
+                continue
+            if interpolation == "nearest":
+                out[r, c] = image[min(int(math.floor(y + 0.5)), side - 1), min(int(math.floor(x + 0.5)), side - 1)]
+                continue
+            y, x = min(max(y, 0.0), side - 1.0), min(max(x, 0.0), side - 1.0)
+            y0, x0 = int(math.floor(y)), int(math.floor(x))
+            y1, x1 = min(y0 + 1, side - 1), min(x0 + 1, side - 1)
+            fy, fx = y - y0, x - x0
+            out[r, c] = ((1 - fy) * (1 - fx) * image[y0, x0] + (1 - fy) * fx * image[y0, x1]
+                         + fy * (1 - fx) * image[y1, x0] + fy * fx * image[y1, x1])
+    return out
+
+
+@pytest.mark.parametrize("mode, interpolation", [("online", "bilinear"), ("batch", "bilinear"), ("online", "nearest")])
+def test_training_with_interpolated_angles_follows_pink_update_rule(tmp_path, mode, interpolation):
+    """One epoch, numrot 8 + flip (two interpolated angles), two channels, images of 8 pixels padded into
+    neurons of 12 (so some neuron pixels no angle reaches), against a numpy transcription of PINK."""
+    side, neuron_dim, distance_dim, numrot, n_images = 8, 12, 6, 8, 4
+    config = SOMConfig(width=3, height=1, neuron_dim=neuron_dim, distance_dim=distance_dim, numrot=numrot, flip=True,
+                       interpolation=interpolation, sigma=1.0, damping=0.5, shuffle=False, epochs=1,
+                       init="file_init", init_file=str(tmp_path / "init.bin"), mode=mode, batch_size=1)
+    images = asymmetric_images(n_images, side, channels=2, seed=17)
+    # neurons that hold the first images turned by 45 degrees, so interpolated transforms win
+    initial = np.stack([[rotated_numpy(channel, math.pi / 4, neuron_dim, interpolation) for channel in image]
+                        for image in images[:3].astype(np.float64)]).astype(np.float32)
+    write_pink_som(tmp_path / "init.bin", initial, layout="cartesian", width=3, height=1)
+    som = train_som(images, config, progress=False)
+
+    weights = initial.astype(np.float64)
+    begin = (neuron_dim - distance_dim) // 2
+    mask = np.zeros((neuron_dim, neuron_dim), bool)
+    mask[begin : begin + distance_dim, begin : begin + distance_dim] = True
+    grid = np.array([0.0, 1.0, 2.0])
+    chosen_angles = set()
+    for x in images.astype(np.float64):
+        rotations = [np.stack([rotated_numpy(channel, 2 * math.pi * i / numrot, neuron_dim, interpolation)
+                               for channel in x]) for i in range(numrot // 4)]
+        transforms = [np.rot90(rot, -k, axes=(1, 2))[:, ::-1] if f else np.rot90(rot, -k, axes=(1, 2))
+                      for f in range(2) for k in range(4) for rot in rotations]  # t = (f * 4 + k) * R + i
+        dist = np.array([[np.sum(mask * (w - t) ** 2) for t in transforms] for w in weights])
+        best_t = np.argmin(dist, axis=1)
+        chosen_angles.update((best_t % (numrot // 4)).tolist())
+        bmu = int(np.argmin(dist.min(axis=1)))
+        factor = 0.5 / math.sqrt(2 * math.pi) * np.exp(-0.5 * (grid - bmu) ** 2)
+        for j in range(3):
+            weights[j] += factor[j] * (transforms[best_t[j]] - weights[j])
+    assert 1 in chosen_angles  # the interpolated angle won for some neurons
+    np.testing.assert_allclose(som.weights, weights, rtol=1e-4, atol=1e-5)
+
+
 def test_training_lowers_errors_and_separates_classes(tmp_path):
     images, labels = shapes(24, 16, seed=1)
     config = SOMConfig(layout="hexagonal", width=3, height=3, neuron_dim=16, numrot=16, epochs=4, init="samples",
