@@ -238,15 +238,20 @@ def _fourier(values: jax.Array, matrix: np.ndarray) -> jax.Array:
     return flat.reshape(values.shape)
 
 
-def to_features(pixels: jax.Array, tables: SearchTables) -> jax.Array:
-    """D4 Fourier coefficients ``(8, ..., O)`` of images ``(..., D)`` (coefficients first, see :data:`_FOURIER`).
+def to_features(pixels: jax.Array, tables: SearchTables, orbits: int | None = None) -> jax.Array:
+    """D4 Fourier coefficients ``(8, ..., O)`` of images ``(..., D)`` (coefficients first, see :data:`_FOURIER`),
+    or of their first ``orbits`` orbits only.
 
     Orbit ``o`` of the image is the function ``g_o(x) = pixels[perm_x[o]]`` on the group; its
     coefficients are ``sum_x g_o(x) chi_a(x)`` and ``sum_x g_o(x) rho(x)``. The transform is
     invertible (:func:`from_features`) and turns the exact variants into multiplications:
     variant ``v`` of the image has coefficients ``chi_a(v) f1_a`` and ``f2 rho(v)^T``.
     """
-    return _fourier(jnp.moveaxis(pixels[..., tables.orbit_index], -2, 0), _FOURIER)
+    index = tables.orbit_index[:, :orbits]  # (8, O)
+    flat = pixels.reshape(-1, pixels.shape[-1])
+    rows = jnp.arange(flat.shape[0])[None, :, None]
+    values = flat[rows, index[:, None, :]]  # gathered straight into (8, N, O): no transposed copy
+    return _fourier(values.reshape((8,) + pixels.shape[:-1] + (index.shape[-1],)), _FOURIER)
 
 
 def resampled_features(images: jax.Array, tables: SearchTables, geometry: Geometry) -> tuple[jax.Array, jax.Array]:
@@ -331,7 +336,8 @@ def _dihedral_cross(resampled: jax.Array, weights: jax.Array, tables: SearchTabl
     four scalar products and one 2x2 matrix product: 12 multiplications instead of 64, so the
     search matmuls are 5.3 times smaller than ``[B*R*8, S] x [S, n]``.
     """
-    return _features_cross(to_features(resampled, tables), split_neurons(to_features(weights, tables)), tables, geometry)
+    images = to_features(resampled, tables, geometry.region_orbits)  # the distance needs the region only
+    return _features_cross(images, split_neurons(to_features(weights, tables, geometry.region_orbits)), tables, geometry)
 
 
 def _cross(lhs: jax.Array, rhs: jax.Array, spec: str, precision: str) -> jax.Array:
