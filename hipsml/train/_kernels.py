@@ -16,7 +16,11 @@ Three search paths give the same distances (``tests/test_som.py`` checks each ag
   real irreducible representations) turns into 12 multiplications instead of 64. Online training
   keeps the neurons as these coefficients for a whole chunk of images: a neuron's target, the
   image in the neuron's own best transform, is then a sign flip or a 2x2 rotation of the image's
-  coefficients, and pixels come back once per chunk.
+  coefficients, and pixels come back once per chunk. Each image is resampled straight into
+  orbit order, one gathered row of the four bilinear taps per value (only for orbits some angle
+  reaches), and transformed by one 8x8 matmul, so XLA cannot fuse the gathers into every
+  coefficient and recompute them. Coefficients come first (``(8, ..., orbits)``) and the neurons
+  are kept as three arrays, so the search matmuls take their operands without copies.
 * Images permuted (``B * R <= n``): ``[B*R*V, S] x [S, n]``.
 * Neurons inverse-permuted (batches): ``[B*R, S] x [S, V*n]``.
 """
@@ -53,10 +57,10 @@ class SearchTables(NamedTuple):
     region: jax.Array  # (S0,) int32: the pixels of the distance region itself
     perm_region: jax.Array  # (V, S0) int32: perm[:, region], the region's pixels in each variant
     mask_full: jax.Array  # (D,) float32: the distance region as 0/1
-    orbit_index: jax.Array  # (8, O) int32: pixel perm_x[o] of each D4 orbit o of the neuron, region orbits first
+    orbit_index: jax.Array  # (8, O) int32: pixel perm_x[o] of each D4 orbit o of the neuron (order: see _dihedral_orbits)
     orbit_weight: jax.Array  # (O,) float32: 1 / stabiliser size of each orbit
-    orbit_source: jax.Array  # (R, 8, O, taps) int32: source pixel (in C*H*W) of each resampled orbit value
-    orbit_source_weight: jax.Array  # (R, 8, O, taps) float32
+    orbit_source: jax.Array  # (8, R, L) int32: first tap's source pixel (in C*H*W) of each resampled live orbit value
+    orbit_source_weight: jax.Array  # (8, R, L, taps) float32: weights of the taps (see _tap_images)
     neighbourhood: jax.Array  # (n, n) float32: update factor of neuron j when i is the best match
 
 
@@ -74,6 +78,7 @@ class Geometry:
     region_is_everything: bool  # the distance region covers the whole neuron (no gather needed)
     dihedral: bool  # all 8 turns x flips and a D4-invariant region: the group-Fourier matmul path
     region_orbits: int  # D4 orbits inside the distance region (the first ones of orbit_index)
+    live_orbits: int  # D4 orbits that some resampled angle reaches (the first ones; the others stay 0)
 
     @property
     def variants(self) -> int:
@@ -97,24 +102,11 @@ def build_tables(config: SOMConfig, channels: int, image_side: int, neighbourhoo
     turns = 1 if config.numrot == 1 else 4
     invariant = all(np.array_equal(mask[p], mask) for p in perm)
     dihedral = perm.shape[0] == 8 and invariant
-    region_orbits = 0
-    if dihedral:
-        # every D4 orbit of the whole neuron, the orbits inside the distance region first
-        reps = np.unique(perm.min(axis=0))
-        in_region = mask[reps]
-        reps = np.concatenate([reps[in_region], reps[~in_region]])
-        region_orbits = int(in_region.sum())
-        orbit_index = np.ascontiguousarray(perm[:, reps]).astype(np.int32)
-        orbit_weight = np.array([1.0 / (8 // len(np.unique(perm[:, o]))) for o in reps], np.float32)
-    else:
-        orbit_index, orbit_weight = np.zeros((8, 0), np.int32), np.zeros((0,), np.float32)
-    # resampling straight into orbit order: orbit value d = c * P + p comes from channel c's pixel index[., p]
-    channel_of, pixel_of = np.divmod(orbit_index, nd * nd)  # (8, O)
-    orbit_source = (channel_of[None, :, :, None] * image_side * image_side
-                    + index[:, pixel_of, :]).astype(np.int32)  # (R, 8, O, taps)
-    orbit_source_weight = weight[:, pixel_of, :].astype(np.float32)
-    geometry = Geometry(channels, image_side, nd, config.rotations_per_quarter, turns,
-                        2 if config.flip else 1, config.precision, bool(mask.all()), dihedral, region_orbits)
+    orbit_index, orbit_weight, region_orbits, live_orbits = _dihedral_orbits(perm, mask, weight) if dihedral else (
+        np.zeros((8, 0), np.int32), np.zeros((0,), np.float32), 0, 0)
+    orbit_source, orbit_source_weight = _orbit_sources(index, weight, orbit_index[:, :live_orbits], image_side, nd)
+    geometry = Geometry(channels, image_side, nd, config.rotations_per_quarter, turns, 2 if config.flip else 1,
+                        config.precision, bool(mask.all()), dihedral, region_orbits, live_orbits)
     tables = SearchTables(
         index=jnp.asarray(index), weight=jnp.asarray(weight), perm=jnp.asarray(perm),
         inv_support=jnp.asarray(np.ascontiguousarray(inverse[:, support])), support=jnp.asarray(support),
@@ -127,6 +119,70 @@ def build_tables(config: SOMConfig, channels: int, image_side: int, neighbourhoo
         neighbourhood=jnp.asarray(neighbourhood.astype(np.float32)),
     )
     return geometry, tables
+
+
+def _dihedral_orbits(perm: np.ndarray, mask: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Every D4 orbit of the neuron's pixels: ``orbit_index`` ``(8, O)``, ``orbit_weight`` ``(O,)`` (1 / stabiliser
+    size), the number of orbits in the distance region and the number of live ones (region included).
+
+    Orbits come in three runs: inside the distance region; outside it but reached by some
+    resampled angle; never reached (their resampled values are 0 whatever the image).
+    """
+    reps = np.unique(perm.min(axis=0))
+    size = weight.shape[1]  # pixels of one channel
+    reached = (weight != 0).any(axis=(0, 2))  # (P,)
+    live = reached[perm[:, reps] % size].any(axis=0) | mask[reps]
+    in_region = mask[reps]
+    reps = np.concatenate([reps[in_region], reps[~in_region & live], reps[~live]])
+    orbit_index = np.ascontiguousarray(perm[:, reps]).astype(np.int32)
+    orbit_weight = np.array([1.0 / (8 // len(np.unique(perm[:, o]))) for o in reps], np.float32)
+    return orbit_index, orbit_weight, int(in_region.sum()), int(live.sum())
+
+
+def tap_offsets(image_side: int, taps: int) -> np.ndarray:
+    """Offsets in one channel's flat pixels of the interpolation taps from the first: ``(taps,)``.
+
+    :func:`~hipsml.train._transforms.resampling_table`'s bilinear taps are the pixels
+    ``(r, c), (r, c+1), (r+1, c), (r+1, c+1)``, clamped at the last row and column where their weight is 0.
+    """
+    return np.array([0, 1, image_side, image_side + 1] if taps == 4 else [0], np.int64)[:taps]
+
+
+def _orbit_sources(index: np.ndarray, weight: np.ndarray, orbit_index: np.ndarray, image_side: int,
+                   neuron_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resampling tables composed with the orbit order, for orbits ``orbit_index`` ``(8, L)`` (the live ones):
+    first tap ``(8, R, L)`` and tap weights ``(8, R, L, taps)``.
+
+    Orbit value ``(x, o)`` (neuron pixel ``c * P + p``) of angle ``i`` is channel ``c``'s image
+    resampled at ``index[i, p]``; the taps are stored as the first tap's pixel, the others being
+    that pixel's neighbours (:func:`tap_offsets`), so that one gather of :func:`_tap_images` rows
+    fetches them all.
+    """
+    taps = index.shape[-1]
+    offsets = tap_offsets(image_side, taps)
+    consistent = (weight == 0) | (index == index[..., :1] + offsets)
+    if not consistent.all():
+        raise AssertionError("resampling taps are not the 2x2 neighbourhood of the first tap")
+    channel_of, pixel_of = np.divmod(orbit_index, neuron_dim * neuron_dim)  # (8, L)
+    first = channel_of[:, None] * image_side * image_side + np.moveaxis(index[:, pixel_of, 0], 0, 1)  # (8, R, L)
+    return first.astype(np.int32), np.moveaxis(weight[:, pixel_of, :], 0, 1).astype(np.float32)
+
+
+def _tap_images(images: jax.Array, image_side: int, taps: int) -> jax.Array:
+    """Each pixel's interpolation taps side by side: ``(B, C*H*W, taps)`` from ``(B, C, H*W)``.
+
+    Row ``c*H*W + r*W + q`` holds channel ``c``'s pixels ``(r, q), (r, q+1), (r+1, q), (r+1, q+1)``
+    (0 beyond the last row or column, where :func:`_orbit_sources`' weights are 0), so resampling
+    gathers one row of ``taps`` values per output value instead of ``taps`` scattered pixels.
+    """
+    batch = images.shape[0]
+    if taps == 1:
+        return images.reshape(batch, -1, 1)
+    square = images.reshape(batch, -1, image_side, image_side)
+    padded = jnp.pad(square, ((0, 0), (0, 0), (0, 1), (0, 1)))
+    stacked = jnp.stack([padded[..., :-1, :-1], padded[..., :-1, 1:], padded[..., 1:, :-1], padded[..., 1:, 1:]],
+                        axis=-1)
+    return stacked.reshape(batch, -1, taps)
 
 
 def resample(images: jax.Array, tables: SearchTables, geometry: Geometry) -> jax.Array:
@@ -168,89 +224,108 @@ def _dihedral_irreps() -> tuple[np.ndarray, np.ndarray]:
 
 
 _CHI, _RHO = _dihedral_irreps()
+#: The Fourier transform on D4 as one matrix: coefficients ``f = _FOURIER @ g`` of orbit values ``g``
+#: ``(8, ...)``; ``f[:4]`` are the 1-D irreps' ``sum_x g_x chi_a(x)``, ``f[4 + 2p + q]`` the 2-D irrep's
+#: ``sum_x g_x rho(x)[p, q]``. Its inverse (Schur orthogonality) is :data:`_INVERSE_FOURIER`.
+_FOURIER = np.concatenate([_CHI, _RHO.reshape(8, 4)], axis=1).T.astype(np.float32)
+_INVERSE_FOURIER = np.concatenate([_CHI.T / 8.0, _RHO.reshape(8, 4).T / 4.0], axis=0).T.astype(np.float32)
 
 
-def _combine(values: jax.Array, matrix: np.ndarray) -> jax.Array:
-    """``out[..., k, :] = sum_x matrix[x, k] values[..., x, :]`` for a small constant matrix of 0, +-1 and
-    powers of two, spelled out as sums so that XLA fuses them into one pass (no tiny matmul)."""
-    outputs = []
-    for k in range(matrix.shape[1]):
-        total = None
-        for x in range(matrix.shape[0]):
-            c = float(matrix[x, k])
-            if c == 0.0:
-                continue
-            term = values[..., x, :] if c == 1.0 else (-values[..., x, :] if c == -1.0 else values[..., x, :] * c)
-            total = term if total is None else total + term
-        outputs.append(total if total is not None else jnp.zeros_like(values[..., 0, :]))
-    return jnp.stack(outputs, axis=-2)
+def _fourier(values: jax.Array, matrix: np.ndarray) -> jax.Array:
+    """``matrix (8, 8) @ values (8, ...)`` as one float32 matmul (which XLA does not fuse into its operand's
+    producers, so gathered orbit values are materialised once rather than recomputed per coefficient)."""
+    flat = jnp.matmul(jnp.asarray(matrix), values.reshape(8, -1), precision=jax.lax.Precision.HIGHEST)
+    return flat.reshape(values.shape)
 
 
-def _orbit_features(g: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """D4 coefficients from orbit values ``(..., 8, O)``."""
-    f1 = _combine(g, _CHI)  # (..., 4, O)
-    f2 = _combine(g, _RHO.reshape(8, 4))  # (..., 4, O) -> (..., 2, 2, O)
-    return f1, f2.reshape(f2.shape[:-2] + (2, 2, f2.shape[-1]))
+def to_features(pixels: jax.Array, tables: SearchTables, orbits: int | None = None) -> jax.Array:
+    """D4 Fourier coefficients ``(8, ..., O)`` of images ``(..., D)`` (coefficients first, see :data:`_FOURIER`),
+    or of their first ``orbits`` orbits only.
 
-
-def to_features(pixels: jax.Array, tables: SearchTables) -> tuple[jax.Array, jax.Array]:
-    """D4 Fourier coefficients of images ``(..., D)``: ``(..., 4, O)`` (1-D irreps) and ``(..., 2, 2, O)``.
-
-    Orbit ``o`` of the image is the function ``f_o(x) = pixels[perm_x[o]]`` on the group; its
-    coefficients are ``sum_x f_o(x) chi_a(x)`` and ``sum_x f_o(x) rho(x)``. The transform is
+    Orbit ``o`` of the image is the function ``g_o(x) = pixels[perm_x[o]]`` on the group; its
+    coefficients are ``sum_x g_o(x) chi_a(x)`` and ``sum_x g_o(x) rho(x)``. The transform is
     invertible (:func:`from_features`) and turns the exact variants into multiplications:
     variant ``v`` of the image has coefficients ``chi_a(v) f1_a`` and ``f2 rho(v)^T``.
     """
-    return _orbit_features(pixels[..., tables.orbit_index])  # orbit values (..., 8, O)
+    index = tables.orbit_index[:, :orbits]  # (8, O)
+    flat = pixels.reshape(-1, pixels.shape[-1])
+    rows = jnp.arange(flat.shape[0])[None, :, None]
+    values = flat[rows, index[:, None, :]]  # gathered straight into (8, N, O): no transposed copy
+    return _fourier(values.reshape((8,) + pixels.shape[:-1] + (index.shape[-1],)), _FOURIER)
 
 
-def resampled_features(images: jax.Array, tables: SearchTables) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """D4 coefficients of the ``R`` resampled rotations of ``images`` ``(B, C, H*W)``, without the pixels.
+def resampled_features(images: jax.Array, tables: SearchTables, geometry: Geometry) -> tuple[jax.Array, jax.Array]:
+    """D4 coefficients ``(8, B, R, L)`` of the ``R`` resampled rotations of ``images`` ``(B, C, H*W)`` on the
+    ``L`` live orbits (the others are 0), and their squared norms over the distance region ``(B, R)``.
 
-    The resampling gathers straight into orbit order (composed tables), so it equals
-    ``to_features(resample(images))``. Also returns the squared norm over the distance region ``(B, R)``.
+    The resampling gathers straight into orbit order (composed tables), one row of interpolation
+    taps per value (:func:`_tap_images`), so it equals ``to_features(resample(images))[..., :L]``.
     """
-    batch = images.shape[0]
-    flat = images.reshape(batch, -1)
+    taps = tables.orbit_source_weight.shape[-1]
+    rows = _tap_images(images, geometry.image_side, taps)[:, tables.orbit_source]  # (B, 8, R, L, taps)
     g = None
-    for tap in range(tables.orbit_source.shape[-1]):
-        term = flat[:, tables.orbit_source[..., tap]] * tables.orbit_source_weight[None, ..., tap]  # (B, R, 8, O)
+    for tap in range(taps):
+        term = rows[..., tap] * tables.orbit_source_weight[None, ..., tap]
         g = term if g is None else g + term
     assert g is not None
-    f1, f2 = _orbit_features(g)
-    return f1, f2, g
+    region = geometry.region_orbits
+    # reduce the last axis first: XLA's CPU reductions over a leading axis are many times slower
+    norm = jnp.sum(jnp.sum(g[..., :region] ** 2 * tables.orbit_weight[:region], axis=-1), axis=1)
+    return _fourier(jnp.moveaxis(g, 1, 0), _FOURIER), norm
 
 
-def from_features(f1: jax.Array, f2: jax.Array, tables: SearchTables, size: int) -> jax.Array:
+def from_features(features: jax.Array, tables: SearchTables, size: int) -> jax.Array:
     """Pixels ``(..., D)`` back from :func:`to_features`' coefficients (inverse Fourier transform on D4)."""
-    g = _combine(f1, _CHI.T / 8.0) + _combine(f2.reshape(f2.shape[:-3] + (4, f2.shape[-1])), _RHO.reshape(8, 4).T / 4.0)
-    out = jnp.zeros(f1.shape[:-2] + (size,), jnp.float32)
+    g = jnp.moveaxis(_fourier(features, _INVERSE_FOURIER), 0, -2)  # (..., 8, O)
+    out = jnp.zeros(features.shape[1:-1] + (size,), jnp.float32)
     return out.at[..., tables.orbit_index].set(g)
 
 
-def _features_cross(y1: jax.Array, y2: jax.Array, w1: jax.Array, w2: jax.Array, tables: SearchTables,
-                    geometry: Geometry) -> jax.Array:
-    """``cross[b, i, v, n]`` from the region's D4 coefficients of images ``(B, R, ...)`` and neurons ``(n, ...)``.
+#: Neuron coefficients kept as three arrays (rows 0-3, 4-5 and 6-7 of :func:`to_features`), the
+#: operands of the search matmuls as they are, so XLA copies no slice of them per image.
+NeuronFeatures = tuple[jax.Array, jax.Array, jax.Array]
 
-    ``C(rho) = sum_o (1/|stab o|) W_o(rho)^T Y_o(rho)`` and ``c(v) = (1/8) sum_rho d_rho tr(rho(v)^T C(rho))``:
-    four scalar products and one 2x2 matrix product per orbit, 12 multiplications instead of 64.
+
+def split_neurons(features: jax.Array) -> NeuronFeatures:
+    """:func:`to_features`' neuron coefficients ``(8, n, O)`` as :data:`NeuronFeatures`."""
+    return features[:4], features[4:6], features[6:8]
+
+
+def _features_cross(y: jax.Array, w: NeuronFeatures, tables: SearchTables, geometry: Geometry) -> jax.Array:
+    """``cross[b, n, v, i]`` from the D4 coefficients of images ``(8, B, R, O)`` and neurons (:data:`NeuronFeatures`).
+
+    ``C(rho) = sum_o (1/|stab o|) W_o(rho)^T Y_o(rho)`` and ``c(v) = (1/8) sum_rho d_rho tr(rho(v)^T C(rho))``
+    over the region's orbits: four scalar products and one 2x2 matrix product per orbit, 12
+    multiplications instead of 64, as three matmuls whose neuron operands are whole arrays.
     """
-    chi, rho = jnp.asarray(_CHI, jnp.float32), jnp.asarray(_RHO, jnp.float32)
     region = geometry.region_orbits
-    weight = tables.orbit_weight[:region]
-    y1, y2 = y1[..., :region] * weight, y2[..., :region] * weight
-    c1 = _cross(y1, w1[..., :region], "brao,nao->brna", geometry.precision)
-    c2 = _cross(w2[..., :region], y2, "npao,zrpco->zrnac", geometry.precision)
-    hi = jax.lax.Precision.HIGHEST
-    return (jnp.einsum("brna,va->brvn", c1, chi / 8.0, precision=hi)
-            + jnp.einsum("brnac,vac->brvn", c2, rho / 4.0, precision=hi))
+    y = y[..., :region] * tables.orbit_weight[:region]
+    w1, w2p0, w2p1 = (part[..., :region] for part in w)  # [a, n, o]
+    c1 = _cross(w1, y[:4], "ano,abro->anbr", geometry.precision)
+    y2 = y[4:].reshape((2, 2) + y.shape[1:])  # [p, c, b, r, o]
+    c2 = _cross(w2p0, y2[0], "ano,cbro->ancbr", geometry.precision)
+    c2 = c2 + _cross(w2p1, y2[1], "ano,cbro->ancbr", geometry.precision)
+    return jnp.stack([_signed_sum(c1, _CHI[v] / 8.0, c2, _RHO[v] / 4.0) for v in range(8)], axis=2)
 
 
-def _features_square_norm(f1: jax.Array, f2: jax.Array, tables: SearchTables, geometry: Geometry) -> jax.Array:
-    """``sum over the region of pixels^2`` from D4 coefficients (Plancherel): ``(...,)``."""
+def _signed_sum(c1: jax.Array, chi_v: np.ndarray, c2: jax.Array, rho_v: np.ndarray) -> jax.Array:
+    """``sum_a chi_v[a] c1[a] + sum_ac rho_v[a, c] c2[a, :, c]`` for constant weights: ``(n, B, R)`` to ``(B, n, R)``."""
+    total = None
+    for a in range(4):
+        total = c1[a] * float(chi_v[a]) if total is None else total + c1[a] * float(chi_v[a])
+    for a in range(2):
+        for c in range(2):
+            if rho_v[a, c] != 0.0:
+                total = total + c2[a, :, c] * float(rho_v[a, c])
+    assert total is not None
+    return jnp.swapaxes(total, 0, 1)
+
+
+def _features_square_norm(w: NeuronFeatures, tables: SearchTables, geometry: Geometry) -> jax.Array:
+    """``sum over the region of pixels^2`` of each neuron from its D4 coefficients (Plancherel): ``(n,)``."""
     region = geometry.region_orbits
-    per_orbit = jnp.sum(f1[..., :region] ** 2, axis=-2) + 2.0 * jnp.sum(f2[..., :region] ** 2, axis=(-3, -2))
-    return jnp.sum(per_orbit * tables.orbit_weight[:region], axis=-1) / 8.0
+    per_row = [jnp.sum(part[..., :region] ** 2 * tables.orbit_weight[:region], axis=-1) for part in w]  # (rows, n)
+    return (sum(per_row[0][k] for k in range(4)) + 2.0 * sum(part[k] for part in per_row[1:] for k in range(2))) / 8.0
 
 
 def _dihedral_cross(resampled: jax.Array, weights: jax.Array, tables: SearchTables, geometry: Geometry) -> jax.Array:
@@ -261,13 +336,16 @@ def _dihedral_cross(resampled: jax.Array, weights: jax.Array, tables: SearchTabl
     four scalar products and one 2x2 matrix product: 12 multiplications instead of 64, so the
     search matmuls are 5.3 times smaller than ``[B*R*8, S] x [S, n]``.
     """
-    y1, y2 = to_features(resampled, tables)
-    w1, w2 = to_features(weights, tables)
-    return _features_cross(y1, y2, w1, w2, tables, geometry)
+    images = to_features(resampled, tables, geometry.region_orbits)  # the distance needs the region only
+    return _features_cross(images, split_neurons(to_features(weights, tables, geometry.region_orbits)), tables, geometry)
 
 
 def _cross(lhs: jax.Array, rhs: jax.Array, spec: str, precision: str) -> jax.Array:
     """The distance matmul in the configured precision (float32 accumulation always)."""
+    if precision == "bfloat16" and jax.default_backend() == "cpu":
+        # the same numbers (bf16 inputs, exact products, float32 sums); XLA's CPU dots lack most bf16 shapes
+        lhs, rhs = (x.astype(jnp.bfloat16).astype(jnp.float32) for x in (lhs, rhs))
+        return jnp.einsum(spec, lhs, rhs, precision=jax.lax.Precision.HIGHEST)
     if precision == "bfloat16":
         return jnp.einsum(spec, lhs.astype(jnp.bfloat16), rhs.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
     level = jax.lax.Precision.HIGHEST if precision == "float32" else jax.lax.Precision.DEFAULT
@@ -278,7 +356,7 @@ def search(weights: jax.Array, resampled: jax.Array, tables: SearchTables, geome
            *, tie_tolerance: float = 0.0) -> SearchResult:
     """Compare ``resampled`` ``(B, R, D)`` with ``weights`` ``(n, D)`` in all ``T`` transforms at once.
 
-    ``d[b, i, v, j] = |M * (W[j] - P_v y[b, i])|^2``, by one matmul. When the neurons outnumber
+    ``d[b, j, v, i] = |M * (W[j] - P_v y[b, i])|^2``, by one matmul. When the neurons outnumber
     the resampled images (``B * R <= n``, online training) the ``V`` exact variants of the
     images are gathered: ``[B*R*V, S0] x [S0, n]``. Otherwise (batches) the neurons are
     inverse-permuted instead, ``W'_v = W[:, inv_v]`` and ``M'_v = M[inv_v]``, and
@@ -292,30 +370,29 @@ def search(weights: jax.Array, resampled: jax.Array, tables: SearchTables, geome
         ww = jnp.sum(weights * weights * tables.mask_full[None], axis=-1)
     if geometry.dihedral:
         region = resampled if geometry.region_is_everything else resampled[:, :, tables.region]
-        yy = jnp.broadcast_to(jnp.sum(region * region, axis=-1)[..., None], (batch, rotations, geometry.variants))
+        yy = jnp.broadcast_to(jnp.sum(region * region, axis=-1)[:, None, :], (batch, geometry.variants, rotations))
         cross = _dihedral_cross(resampled, weights, tables, geometry)
     elif batch * rotations <= n:
         y = resampled[:, :, tables.perm_region]  # (B, R, V, S0)
-        yy = jnp.sum(y * y, axis=-1)  # (B, R, V)
+        yy = jnp.transpose(jnp.sum(y * y, axis=-1), (0, 2, 1))  # (B, V, R)
         region_weights = weights if geometry.region_is_everything else weights[:, tables.region]
-        cross = _cross(y, region_weights, "bivs,ns->bivn", geometry.precision)
+        cross = _cross(y, region_weights, "bivs,ns->bnvi", geometry.precision)
     else:
         y = resampled[:, :, tables.support]  # (B, R, S)
         masked = weights[:, tables.inv_support] * tables.mask_support[None]  # (n, V, S)
-        yy = jnp.einsum("bis,vs->biv", y * y, tables.mask_support, precision=jax.lax.Precision.HIGHEST)
-        cross = _cross(y, masked, "bis,nvs->bivn", geometry.precision)
+        yy = jnp.einsum("bis,vs->bvi", y * y, tables.mask_support, precision=jax.lax.Precision.HIGHEST)
+        cross = _cross(y, masked, "bis,nvs->bnvi", geometry.precision)
     return _finish_search(cross, ww, yy, geometry, tie_tolerance=tie_tolerance)
 
 
 def _finish_search(cross: jax.Array, ww: jax.Array, yy: jax.Array, geometry: Geometry, *,
                    tie_tolerance: float = 0.0) -> SearchResult:
-    """Squared distances ``ww - 2 cross + yy`` ``(B, R, V, n)``, each neuron's best transform in PINK's order."""
-    batch, rotations, _, n = cross.shape
-    distance = ww[None, None, None, :] - 2.0 * cross + yy[..., None]  # (B, R, V, n)
-    # PINK order: t = v * R + i
-    distance = jnp.transpose(distance, (0, 3, 2, 1)).reshape(batch, n, geometry.variants * rotations)
+    """Squared distances ``ww - 2 cross + yy`` from ``cross`` ``(B, n, V, R)``, ``ww`` ``(n,)`` and ``yy``
+    ``(B, V, R)``; each neuron's best transform in PINK's order ``t = v * R + i``."""
+    batch, n, variants, rotations = cross.shape
+    distance = (ww[None, :, None, None] - 2.0 * cross + yy[:, None]).reshape(batch, n, variants * rotations)
     if tie_tolerance > 0.0:
-        scale_t = jnp.transpose(ww[None, None, None, :] + yy[..., None], (0, 3, 2, 1)).reshape(distance.shape)
+        scale_t = (ww[None, :, None, None] + yy[:, None]).reshape(distance.shape)
         best_value = jnp.min(distance, axis=-1, keepdims=True)
         near = distance <= best_value + tie_tolerance * scale_t
         best = jnp.argmax(near, axis=-1).astype(jnp.int32)
@@ -390,56 +467,61 @@ def online_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, 
     return weights, stats
 
 
-def _image_features(image: jax.Array, tables: SearchTables, geometry: Geometry) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """One image's resampled D4 coefficients ``(1, R, 4, O)``, ``(1, R, 2, 2, O)`` and region norms ``(1, R, 8)``."""
-    y1, y2, orbit_values = resampled_features(image[None], tables)
-    region = geometry.region_orbits
-    norm = jnp.sum(jnp.sum(orbit_values[..., :region] ** 2, axis=-2) * tables.orbit_weight[:region], axis=-1)
-    return y1, y2, jnp.broadcast_to(norm[..., None], (1, geometry.rotations, 8))
+def _image_features(image: jax.Array, tables: SearchTables, geometry: Geometry) -> tuple[jax.Array, jax.Array]:
+    """One image's resampled D4 coefficients ``(8, 1, R, L)`` and its region norms per transform ``(1, 8, R)``."""
+    y, norm = resampled_features(image[None], tables, geometry)
+    return y, jnp.broadcast_to(norm[:, None, :], (1, 8, geometry.rotations))
 
 
-def _times_rho_transposed(coefficients: jax.Array, rho_v: jax.Array) -> jax.Array:
-    """``coefficients[n] @ rho_v[n]^T`` per orbit: ``(n, 2, 2, O)`` and ``(n, 2, 2)``, as two fused products."""
-    return (coefficients[:, :, 0, None, :] * rho_v[:, None, :, 0, None]
-            + coefficients[:, :, 1, None, :] * rho_v[:, None, :, 1, None])
+def _transformed_features(y: jax.Array, best_transform: jax.Array, tables: SearchTables, geometry: Geometry
+                          ) -> NeuronFeatures:
+    """The image in each neuron's own best transform, as :data:`NeuronFeatures` from ``y`` ``(8, R, L)``.
+
+    Rotation ``i_j`` in variant ``v_j`` has coefficients ``chi_a(v_j) y1_a[i_j]`` and
+    ``y2[i_j] rho(v_j)^T``, so no pixel is gathered per neuron; the orbits no angle reaches are 0.
+    """
+    rotation, variant = best_transform % geometry.rotations, best_transform // geometry.rotations
+    chi, rho = jnp.asarray(_CHI, jnp.float32)[variant], jnp.asarray(_RHO, jnp.float32)[variant]  # (n, 4), (n, 2, 2)
+    chosen = y[:, rotation]  # (8, n, O)
+    planes = [chosen[a] * chi[:, a, None] for a in range(4)]
+    for p in range(2):  # (y2 rho^T)[p, q] = sum_c y2[p, c] rho[q, c]
+        for q in range(2):
+            planes.append(chosen[4 + 2 * p] * rho[:, q, 0, None] + chosen[5 + 2 * p] * rho[:, q, 1, None])
+    dead = tables.orbit_weight.shape[0] - geometry.live_orbits
+    first, second, third = (jnp.pad(jnp.stack(rows), ((0, 0), (0, 0), (0, dead)))
+                            for rows in (planes[:4], planes[4:6], planes[6:]))
+    return first, second, third
 
 
 def _online_features_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, tables: SearchTables,
                            adjacency: jax.Array, geometry: Geometry, zero: ChunkStats) -> tuple[jax.Array, ChunkStats]:
     """Online training with the neurons held as D4 Fourier coefficients for the whole chunk.
 
-    The same PINK update, written in coefficients: the target of neuron ``j``, the image's
-    rotation ``i_j`` in variant ``v_j``, has coefficients ``chi(v_j) y1[i_j]`` and
-    ``y2[i_j] rho(v_j)^T``, so no pixel is gathered per neuron; the pixels come back once per chunk.
+    The same PINK update, written in coefficients (:func:`_transformed_features`); the pixels
+    come back once per chunk.
     """
-    chi, rho = jnp.asarray(_CHI, jnp.float32), jnp.asarray(_RHO, jnp.float32)
 
-    def step(carry: tuple[jax.Array, jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]
-             ) -> tuple[tuple[jax.Array, jax.Array, ChunkStats], None]:
-        w1, w2, stats = carry
+    def step(carry: tuple[NeuronFeatures, ChunkStats], inputs: tuple[jax.Array, jax.Array]
+             ) -> tuple[tuple[NeuronFeatures, ChunkStats], None]:
+        w, stats = carry
         image, ok = inputs
         okf = ok.astype(jnp.float32)
-        # materialise the resampled coefficients once (XLA would otherwise fuse the resampling
-        # gathers into each consumer and recompute them)
-        y1, y2, yy = jax.lax.optimization_barrier(_image_features(image, tables, geometry))
-        ww = _features_square_norm(w1, w2, tables, geometry)
-        result = _finish_search(_features_cross(y1, y2, w1, w2, tables, geometry), ww, yy, geometry)
+        # the resampled coefficients, materialised once (a barrier against XLA fusing the
+        # resampling gathers into each consumer and recomputing them)
+        y, yy = jax.lax.optimization_barrier(_image_features(image, tables, geometry))
+        ww = _features_square_norm(w, tables, geometry)
+        result = _finish_search(_features_cross(y, w, tables, geometry), ww, yy, geometry)
         bmu = pick_best_neuron(result)
         factor = tables.neighbourhood[bmu[0]] * okf  # (n,)
-        best = result.best_transform[0]
-        rotation, variant = best % geometry.rotations, best // geometry.rotations
-        t1 = y1[0, rotation] * chi[variant][:, :, None]  # (n, 4, O)
-        t2 = _times_rho_transposed(y2[0, rotation], rho[variant])
-        w1 = w1 + factor[:, None, None] * (t1 - w1)
-        w2 = w2 + factor[:, None, None, None] * (t2 - w2)
+        target = _transformed_features(y[:, 0], result.best_transform[0], tables, geometry)
+        w = tuple(part + factor[:, None] * (goal - part) for part, goal in zip(w, target))
         qe = jnp.sqrt(result.neuron_distance[0, bmu[0]]) * okf
         te = (1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)[0]) * okf
         hits = stats.hits.at[bmu[0]].add(ok.astype(jnp.int32))
-        return (w1, w2, ChunkStats(stats.quantisation + qe, stats.topographic + te, hits)), None
+        return (w, ChunkStats(stats.quantisation + qe, stats.topographic + te, hits)), None
 
-    w1, w2 = to_features(weights, tables)
-    (w1, w2, stats), _ = jax.lax.scan(step, (w1, w2, zero), (images, valid))
-    return from_features(w1, w2, tables, geometry.size), stats
+    (w, stats), _ = jax.lax.scan(step, (split_neurons(to_features(weights, tables)), zero), (images, valid))
+    return from_features(jnp.concatenate(w), tables, geometry.size), stats
 
 
 def batch_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, tables: SearchTables,
@@ -506,34 +588,30 @@ def _batch_features_sums(weights: jax.Array, images: jax.Array, valid: jax.Array
                          adjacency: jax.Array, geometry: Geometry, zero: ChunkStats
                          ) -> tuple[jax.Array, jax.Array, ChunkStats]:
     """Batch sums ``sum_b h_bj T_bj(x_b)`` and ``sum_b h_bj`` accumulated as D4 coefficients (CPU path)."""
-    chi, rho = jnp.asarray(_CHI, jnp.float32), jnp.asarray(_RHO, jnp.float32)
-    w1, w2 = to_features(weights, tables)
-    ww = _features_square_norm(w1, w2, tables, geometry)
+    w = split_neurons(to_features(weights, tables))
+    ww = _features_square_norm(w, tables, geometry)
 
-    def visit(carry: tuple[jax.Array, jax.Array, jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]
-              ) -> tuple[tuple[jax.Array, jax.Array, jax.Array, ChunkStats], None]:
-        sum1, sum2, factors, stats = carry
+    def visit(carry: tuple[NeuronFeatures, jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]
+              ) -> tuple[tuple[NeuronFeatures, jax.Array, ChunkStats], None]:
+        summed, factors, stats = carry
         image, ok = inputs
         okf = ok.astype(jnp.float32)
-        y1, y2, yy = jax.lax.optimization_barrier(_image_features(image, tables, geometry))
-        result = _finish_search(_features_cross(y1, y2, w1, w2, tables, geometry), ww, yy, geometry)
+        y, yy = jax.lax.optimization_barrier(_image_features(image, tables, geometry))
+        result = _finish_search(_features_cross(y, w, tables, geometry), ww, yy, geometry)
         bmu = pick_best_neuron(result)
         factor = tables.neighbourhood[bmu[0]] * okf
-        best = result.best_transform[0]
-        rotation, variant = best % geometry.rotations, best // geometry.rotations
-        t1 = y1[0, rotation] * chi[variant][:, :, None]
-        t2 = _times_rho_transposed(y2[0, rotation], rho[variant])
+        target = _transformed_features(y[:, 0], result.best_transform[0], tables, geometry)
         qe = jnp.sqrt(result.neuron_distance[0, bmu[0]]) * okf
         te = (1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)[0]) * okf
         stats = ChunkStats(stats.quantisation + qe, stats.topographic + te,
                            stats.hits.at[bmu[0]].add(ok.astype(jnp.int32)))
-        return (sum1 + factor[:, None, None] * t1, sum2 + factor[:, None, None, None] * t2, factors + factor,
-                stats), None
+        summed = tuple(part + factor[:, None] * goal for part, goal in zip(summed, target))
+        return (summed, factors + factor, stats), None
 
     n = weights.shape[0]
-    start = (jnp.zeros_like(w1), jnp.zeros_like(w2), jnp.zeros((n,), jnp.float32), zero)
-    (sum1, sum2, total, stats), _ = jax.lax.scan(visit, start, (images, valid))
-    return from_features(sum1, sum2, tables, geometry.size), total, stats
+    start = (tuple(jnp.zeros_like(part) for part in w), jnp.zeros((n,), jnp.float32), zero)
+    (summed, total, stats), _ = jax.lax.scan(visit, start, (images, valid))
+    return from_features(jnp.concatenate(summed), tables, geometry.size), total, stats
 
 
 class ChunkMapping(NamedTuple):
