@@ -291,6 +291,25 @@ def test_training_lowers_errors_and_separates_classes(tmp_path):
     assert plot_hit_counts(again, after, tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_asinh_stretch_lifts_faint_prototype_structure(tmp_path):
+    from matplotlib.image import imread
+
+    weights = np.zeros((9, 1, 8, 8), dtype=np.float32)
+    weights[:, 0, 2:6, 2:6] = 0.02  # faint halos
+    weights[:, 0, 4, 4] = 1.0  # bright cores
+    som = SOM(SOMConfig(layout="cartesian", width=3, height=3, neuron_dim=8), weights)
+    linear = imread(plot_prototypes(som, tmp_path / "linear.png", stretch="linear", cmap="gray"))[..., :3]
+    stretched = imread(plot_prototypes(som, tmp_path / "asinh.png", cmap="gray"))[..., :3]
+    # the halo (2 % of the peak) is nearly black linearly, at asinh(0.2)/asinh(10) = 0.07 stretched
+    def halo_pixels(picture: np.ndarray) -> int:
+        grey = picture.mean(axis=-1)
+        return int(np.count_nonzero((grey > 0.045) & (grey < 0.3)))
+
+    assert halo_pixels(linear) < 0.2 * halo_pixels(stretched) and halo_pixels(stretched) > 100
+    with pytest.raises(InvalidInputError, match="stretch"):
+        plot_prototypes(som, tmp_path / "bad.png", stretch="log")
+
+
 def dataclass_replace(config: SOMConfig, **changes: object) -> SOMConfig:
     import dataclasses
 

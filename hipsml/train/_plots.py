@@ -23,6 +23,7 @@ from hipsml._files import atomic_write_bytes
 from hipsml.errors import InvalidInputError
 from hipsml.train._config import SOMConfig
 from hipsml.train._layout import neighbour_mask, plot_centres
+from hipsml.train._normalise import asinh_stretch
 from hipsml.train._som import SOM, SOMMapping
 
 __all__ = ["plot_prototypes", "plot_hit_counts", "plot_umatrix", "plot_errors", "umatrix"]
@@ -71,8 +72,13 @@ def _value_map(config: SOMConfig, values: np.ndarray, path: str | os.PathLike[st
     return _save(figure, path)
 
 
-def plot_prototypes(som: SOM, path: str | os.PathLike[str], *, channel: int = 0, cmap: str = "viridis") -> Path:
+def plot_prototypes(som: SOM, path: str | os.PathLike[str], *, channel: int = 0, cmap: str = "viridis",
+                    stretch: str = "asinh") -> Path:
     """Draw every prototype (one channel) at its place on the map; return the PNG's path.
+
+    All prototypes share one scale: the channel's minimum to maximum over the whole map, shown
+    ``linear`` or with an ``asinh`` stretch (astropy's ``AsinhStretch(0.1)``, which lifts the faint
+    structure around compact sources).
 
     Examples
     --------
@@ -84,9 +90,13 @@ def plot_prototypes(som: SOM, path: str | os.PathLike[str], *, channel: int = 0,
     """
     if not 0 <= channel < som.weights.shape[1]:
         raise InvalidInputError(f"channel {channel} out of range: the SOM has {som.weights.shape[1]} channels")
+    if stretch not in ("asinh", "linear"):
+        raise InvalidInputError(f"stretch must be 'asinh' or 'linear', got {stretch!r}")
     config = som.config
     figure, ax = _map_figure(config)
-    images = som.weights[:, channel]
+    images = np.asarray(som.weights[:, channel], dtype=np.float32)
+    if stretch == "asinh":  # one min-max over the whole map (a single "cutout"), then the stretch
+        images = asinh_stretch(images.reshape(1, 1, -1, images.shape[-1])).reshape(images.shape)
     low, high = float(np.min(images)), float(np.max(images))
     half = 0.5 if config.layout == "cartesian" else _HEX_RADIUS
     for (x, y), image in zip(plot_centres(config), images):
