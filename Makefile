@@ -31,7 +31,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/accuracy_cutouts.py
 	$(BIN)/python benchmarks/bench_sky.py
 	$(BIN)/python benchmarks/bench_dataset.py
+	$(BIN)/python benchmarks/bench_loader.py
 	$(BIN)/python benchmarks/bench_som.py
+	$(BIN)/python benchmarks/bench_cnn.py --members 3
+	$(BIN)/python benchmarks/bench_cnn_rotations.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
