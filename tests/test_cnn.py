@@ -273,3 +273,21 @@ def test_bfloat16_steps_keep_float32_master_weights():
                                  dtype=jnp.bfloat16)
     assert all(a.dtype == np.float32 for a in leaves(new)) and np.isfinite(float(loss))
     assert any(not np.array_equal(a, b) for a, b in zip(leaves(new), leaves(model)))
+
+
+def _has_gpu() -> bool:
+    try:
+        return bool(jax.devices("gpu"))
+    except RuntimeError:
+        return False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _has_gpu(), reason="needs a GPU")
+def test_gpu_training_computes_in_bfloat16_and_learns(shapes, tmp_path):
+    from hipsml.train._cnn_train import compute_dtype
+
+    assert compute_dtype("auto") == jnp.bfloat16  # auto means bf16 compute on a GPU
+    result = train_cnn(shapes, TINY, workdir=tmp_path / "gpu", epochs=6, patience=None)
+    assert result.metrics["test"]["accuracy"] > 0.85  # chance: 1/3
+    assert all(a.dtype == np.float32 for a in leaves(result.model))  # master weights stay float32
