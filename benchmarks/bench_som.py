@@ -9,9 +9,10 @@ Configurations (synthetic two-lobed "radio sources" at random angles, so no down
 * A naive reference measured in the same run: a numpy loop that resamples all 720 transforms of
   each image explicitly (PINK's CPU algorithm, vectorised over neurons).
 
-It prints training images/s (and ``SOM.map``'s images/s), the ratio to PINK 2.5's CPU build measured on this kind of machine
+It prints training images/s, the ratio to PINK 2.5's CPU build measured on this kind of machine
 (0.86 images/s for RGZ, 3.1-5.6 for the 10x10 map, 2 threads), the projected time of one
-full RGZ epoch (176,750 images) and the peak resident memory. Rates are from the second epoch
+full RGZ epoch (176,750 images), ``SOM.map``'s images/s and the peak resident memory. Training
+rates are from the second epoch, mapping rates from the better of two calls after a first one
 (the first includes compilation). Run::
 
     python benchmarks/bench_som.py            # about a minute on 2 cores
