@@ -9,9 +9,10 @@ Configurations (synthetic two-lobed "radio sources" at random angles, so no down
 * A naive reference measured in the same run: a numpy loop that resamples all 720 transforms of
   each image explicitly (PINK's CPU algorithm, vectorised over neurons).
 
-It prints images/s, the ratio to PINK 2.5's CPU build measured on this kind of machine
+It prints training images/s, the ratio to PINK 2.5's CPU build measured on this kind of machine
 (0.86 images/s for RGZ, 3.1-5.6 for the 10x10 map, 2 threads), the projected time of one
-full RGZ epoch (176,750 images) and the peak resident memory. Rates are from the second epoch
+full RGZ epoch (176,750 images), ``SOM.map``'s images/s and the peak resident memory. Training
+rates are from the second epoch, mapping rates from the better of two calls after a first one
 (the first includes compilation). Run::
 
     python benchmarks/bench_som.py            # about a minute on 2 cores
@@ -62,6 +63,21 @@ def hipsml_rate(images: np.ndarray, **options: object) -> float:
 
     som = train_som(images, epochs=2, init="random", progress=False, **options)
     return som.history[-1].images_per_second
+
+
+def mapping_rate(images: np.ndarray, **options: object) -> float:
+    """images/s of ``SOM.map`` (best neuron, distance, angle and flip) on a SOM trained one epoch on ``images``;
+    the better of two timed calls after one that compiles."""
+    from hipsml.train import train_som
+
+    som = train_som(images, epochs=1, init="random", progress=False, **options)
+    som.map(images)
+    best = math.inf
+    for _ in range(2):
+        started = time.perf_counter()
+        som.map(images)
+        best = min(best, time.perf_counter() - started)
+    return len(images) / best
 
 
 def naive_rate(images: np.ndarray, *, neurons: int, neuron_dim: int, numrot: int, seed: int = 0) -> float:
@@ -122,6 +138,8 @@ def main() -> None:
     batch = hipsml_rate(images, mode="batch", batch_size=args.batch_size, **rgz)
     print(f"  batch  : {batch:8.2f} images/s  = {batch / PINK_RGZ_RATE:5.1f}x PINK 2.5 (B = {args.batch_size}); "
           f"full RGZ epoch {RGZ_IMAGES / batch / 3600:.2f} h")
+    mapped = mapping_rate(images, mode="online", **rgz)
+    print(f"  map    : {mapped:8.2f} images/s  (SOM.map: best neuron, distance, angle and flip)")
     naive = naive_rate(images[: args.naive_images], neurons=331, neuron_dim=64, numrot=360)
     print(f"  naive numpy reference (720 transforms resampled per image): {naive:.3f} images/s; "
           f"hipsml online / naive = {online / naive:.0f}x")
@@ -137,6 +155,9 @@ def main() -> None:
     batch_small = hipsml_rate(small, width=10, height=10, numrot=360, flip=True, mode="batch",
                               batch_size=args.batch_size, precision=args.precision)
     print(f"  batch  : {batch_small:8.2f} images/s  = {batch_small / high:.1f}x-{batch_small / low:.1f}x PINK 2.5")
+    mapped_small = mapping_rate(small, width=10, height=10, numrot=360, flip=True, mode="online",
+                                precision=args.precision)
+    print(f"  map    : {mapped_small:8.2f} images/s  (SOM.map)")
     print(f"\npeak memory: {peak_memory_mib():.0f} MiB; load average now {os.getloadavg()[0]:.1f}")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -472,3 +473,36 @@ def test_batch_update_by_matmul_equals_the_scan_update():
     np.testing.assert_allclose(np.asarray(by_matmul), np.asarray(by_scan), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(np.asarray(stats_matmul.hits), np.asarray(stats_scan.hits))
     assert int(np.asarray(stats_scan.hits).sum()) == 4  # the padded image counts for nothing
+
+
+@pytest.mark.parametrize("distance_dim, group, batch", [(None, 2, 6), (7, 3, 6), (7, 4, 5), (None, 1, 1)])
+def test_dihedral_mapping_equals_the_pixel_space_search(distance_dim, group, batch):
+    """Mapping on the D4 path (training's search, ``group`` images per step, region orbits only) gives the
+    pixel-space search's best neuron, transform and exact distance, and its full distance map to rounding."""
+    from hipsml.train import _kernels
+    from hipsml.train._som import neighbourhood_factors
+
+    side, neuron_dim, channels = 13, 11, 2
+    config = SOMConfig(layout="hexagonal", width=3, height=3, neuron_dim=neuron_dim, distance_dim=distance_dim,
+                       numrot=16, flip=True).resolved(side)
+    geometry, tables = _kernels.build_tables(config, channels, side, neighbourhood_factors(config, 1.0, 0.1))
+    assert geometry.dihedral and geometry.rotations == 4
+    weights = jnp.asarray(asymmetric_images(config.neuron_count, neuron_dim, channels, seed=41).reshape(config.neuron_count, -1))
+    images = jnp.asarray(asymmetric_images(batch, side, channels, seed=42).reshape(batch, channels, -1))
+    adjacency = jnp.zeros((config.neuron_count, config.neuron_count), bool)
+    mapped = _kernels.map_chunk(weights, images, tables, adjacency, geometry, group=group)
+
+    resampled = _kernels.resample(images, tables, geometry)
+    result = _kernels.search(weights, resampled, tables, geometry, tie_tolerance=_kernels.TIE_TOLERANCE)
+    bmu = np.asarray(_kernels.pick_best_neuron(result, tie_tolerance=_kernels.TIE_TOLERANCE))
+    best = np.asarray(result.best_transform)[np.arange(batch), bmu]
+    np.testing.assert_array_equal(np.asarray(mapped.bmu), bmu)
+    np.testing.assert_array_equal(np.asarray(mapped.best_transform), best)
+    np.testing.assert_array_equal(np.asarray(mapped.neuron_transform), np.asarray(result.best_transform))
+    np.testing.assert_allclose(np.asarray(mapped.neuron_distance), np.sqrt(np.asarray(result.neuron_distance)),
+                               rtol=1e-5, atol=1e-5)
+    mask = np.asarray(tables.mask_full)
+    for b in range(batch):  # the exact distance, from the one resampled angle it needs
+        target = np.asarray(resampled)[b, best[b] % geometry.rotations][np.asarray(tables.perm)[best[b] // geometry.rotations]]
+        expected = np.sqrt(np.sum(mask * (target.astype(np.float64) - np.asarray(weights)[bmu[b]]) ** 2))
+        np.testing.assert_allclose(float(mapped.distance[b]), expected, rtol=1e-6)
