@@ -345,6 +345,23 @@ def test_sky_shift_is_the_wcs_pixel_offset_and_scale_jitter_is_exact(ds, sky):
         assert np.array_equal(batch.images[j], ref.images[0], equal_nan=True)
 
 
+def test_sky_epochs_reuse_their_extractors_and_stay_exact(ds, sky):
+    # extractors (and their decoded tiles) carry over from epoch to epoch: every cutout of a
+    # later epoch is still the engine's, with scale jitter changing the spec per unit
+    source = sky_batches(ds, split="train", batch_size=16, unit_size=8, nan_to=None, scale_jitter=0.1, threads=2)
+    _epoch(source)
+    assert not source.extractors.empty()
+    later = source.for_epoch(1)
+    assert later.extractors is source.extractors
+    images, rows, _, _ = _epoch(later)
+    aug = later.augmentation().select(rows)
+    surveys = [hipsml.open_survey(sky / "r"), hipsml.open_survey(sky / "radio")]
+    for j in range(0, rows.size, 7):
+        ref = hipsml.cutouts(surveys, ([aug.ra[j]], [aug.dec[j]]), size=32, pixel_scale=aug.pixel_scale[j],
+                             rotation=aug.rotation[j], order=list(source.spec.orders))  # fmt: skip
+        assert np.array_equal(images[j], ref.images[0], equal_nan=True)
+
+
 def test_sky_batches_from_surveys_and_targets(sky):
     from astropy.table import Table
 
