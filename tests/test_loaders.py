@@ -28,6 +28,7 @@ from hipsml.train import (
     standardise,
     zarr_batches,
 )
+from hipsml.train._normalise import prepare_batch
 from hipsml.train._sky_source import offset_centres
 
 
@@ -281,6 +282,32 @@ def test_fill_nan_and_mask_channel():
     assert np.isnan(fill_nan(x.copy(), None)).sum() == np.isnan(x).sum()
 
 
+def test_loaders_minmax_in_one_pass_is_bitwise_minmax_then_fill():
+    # prepare_batch rescales and fills NaN in one compiled pass for minmax: the same bits as
+    # numpy's minmax followed by fill_nan, signed zeros, infinities and overflow included
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((16, 3, 8, 8)) * 1e3).astype(np.float32)
+    x[0, 1] = np.nan
+    x[1, 0] = 5.0
+    x[2, 2, :2] = np.nan
+    x[3, 0, 0, 0], x[4, 1, 0, 0] = np.inf, -np.inf
+    x[5, 0] = rng.choice([0.0, -0.0, 2.0], (8, 8))
+    x[6, 0, 0, :2] = 3e38, -3e38
+    norm = parse_normalisation("minmax")
+    with np.errstate(all="ignore"):
+        flat = x.reshape(16, 3, -1)  # numpy, step by step, in float32
+        lo, hi = np.fmin.reduce(flat, axis=2), np.fmax.reduce(flat, axis=2)
+        scale = np.where(hi - lo > 0, np.float32(1.0) / (hi - lo), np.float32(0.0)).astype(np.float32)
+        ref = ((flat - lo[..., None]) * scale[..., None]).reshape(x.shape)
+        for nan_to in (0.0, -1.0, None):
+            want = ref.copy()
+            if nan_to is not None:
+                want[np.isnan(want)] = nan_to
+            got = prepare_batch(x.copy(), norm, nan_to=nan_to)
+            assert got.dtype == np.float32 and np.array_equal(got.view(np.uint32), want.view(np.uint32))
+            assert np.array_equal(fill_nan(minmax(x), nan_to).view(np.uint32), want.view(np.uint32))
+
+
 # --- sky_batches ----------------------------------------------------------------------------
 
 
@@ -343,6 +370,23 @@ def test_sky_shift_is_the_wcs_pixel_offset_and_scale_jitter_is_exact(ds, sky):
         ref = hipsml.cutouts(surveys, ([aug.ra[j]], [aug.dec[j]]), size=32, pixel_scale=aug.pixel_scale[j],
                              rotation=aug.rotation[j], order=orders)  # fmt: skip
         assert np.array_equal(batch.images[j], ref.images[0], equal_nan=True)
+
+
+def test_sky_epochs_reuse_their_extractors_and_stay_exact(ds, sky):
+    # extractors (and their decoded tiles) carry over from epoch to epoch: every cutout of a
+    # later epoch is still the engine's, with scale jitter changing the spec per unit
+    source = sky_batches(ds, split="train", batch_size=16, unit_size=8, nan_to=None, scale_jitter=0.1, threads=2)
+    _epoch(source)
+    assert not source.extractors.empty()
+    later = source.for_epoch(1)
+    assert later.extractors is source.extractors
+    images, rows, _, _ = _epoch(later)
+    aug = later.augmentation().select(rows)
+    surveys = [hipsml.open_survey(sky / "r"), hipsml.open_survey(sky / "radio")]
+    for j in range(0, rows.size, 7):
+        ref = hipsml.cutouts(surveys, ([aug.ra[j]], [aug.dec[j]]), size=32, pixel_scale=aug.pixel_scale[j],
+                             rotation=aug.rotation[j], order=list(source.spec.orders))  # fmt: skip
+        assert np.array_equal(images[j], ref.images[0], equal_nan=True)
 
 
 def test_sky_batches_from_surveys_and_targets(sky):

@@ -11,7 +11,7 @@ import pytest
 
 import hipsml
 from hipsml.errors import InvalidInputError
-from hipsml.extract import CutoutSpec, SurveyRef, extract_unit, open_cached, plan_work_units
+from hipsml.extract import CutoutSpec, SurveyRef, UnitExtractor, extract_unit, open_cached, plan_work_units
 from hipsml.sky import render_function_hips
 
 
@@ -89,6 +89,29 @@ def test_extract_unit_fills_blocks_identical_to_cutouts(survey_dir):
     assert np.isfinite(out).all()
     with pytest.raises(InvalidInputError, match="C-contiguous float32"):
         extract_unit([survey], spec, units[0], out=np.zeros((3, 1, 16, 16), np.float32))
+
+
+def test_unit_extractor_keeps_tiles_and_cuts_what_extract_unit_cuts(survey_dir):
+    survey = hipsml.open_survey(survey_dir)
+    ra, dec = _targets(2000, seed=4)
+    rot = np.random.default_rng(5).uniform(0, 360, ra.size)
+    # a small tile budget: the slab is emptied between batches while units keep coming
+    spec = CutoutSpec.for_surveys(survey, size=16, pixel_scale=30.0, memory_limit=64 * 64 * 4 * 70)
+    units = plan_work_units(ra, dec, spec, [survey], rotation=rot, target_per_unit=256)
+    extractor = UnitExtractor([survey], spec)
+    reads = []
+    for _ in range(2):  # a second pass over the same sky, as the next epoch of a loader
+        for k in np.random.default_rng(6).permutation(len(units)):
+            stats: dict[str, float] = {}
+            got = extractor.extract(spec, units[k], stats=stats)
+            assert np.array_equal(got, extract_unit([survey], spec, units[k]), equal_nan=True)
+            reads.append(stats["tiles_read"])
+    assert sum(reads[len(units):]) < sum(reads[: len(units)])  # tiles kept from unit to unit
+    # another pixel scale (scale jitter) with the same orders: the same tiles, other cutouts
+    jitter = CutoutSpec(size=16, pixel_scale=33.0, orders=spec.orders, memory_limit=spec.memory_limit)
+    assert np.array_equal(extractor.extract(jitter, units[0]), extract_unit([survey], jitter, units[0]), equal_nan=True)
+    with pytest.raises(InvalidInputError, match="orders and memory_limit"):
+        extractor.extract(CutoutSpec(size=16, pixel_scale=30.0, orders=(5,)), units[0])
 
 
 def test_spec_validation():

@@ -2,8 +2,9 @@
 
 :func:`cutouts` is the one-call entry point. Its pieces, for running the engine from
 Dask tasks: :class:`CutoutSpec` (validated once), :func:`plan_work_units` (pure, NESTED
-order, tile-compact), :func:`extract_unit` (fills a block), :class:`SurveyRef` (a survey
-description opened once per worker process).
+order, tile-compact), :func:`extract_unit` (fills a block; :class:`UnitExtractor` cuts unit
+after unit keeping the decoded tiles), :class:`SurveyRef` (a survey description opened once per
+worker process).
 """
 
 from hipsml.extract._cutouts import (
@@ -14,6 +15,7 @@ from hipsml.extract._cutouts import (
     choose_order,
     cutouts,
     extract_unit,
+    UnitExtractor,
     plan_work_units,
 )
 from hipsml.extract._geometry import cutout_wcs
@@ -26,6 +28,7 @@ __all__ = [
     "CutoutResult",
     "CutoutSpec",
     "SurveyRef",
+    "UnitExtractor",
     "WorkUnit",
     "channel_names",
     "choose_order",

@@ -60,6 +60,7 @@ __all__ = [
     "WorkUnit",
     "plan_work_units",
     "extract_unit",
+    "UnitExtractor",
     "choose_order",
     "INTERPOLATIONS",
 ]
@@ -672,9 +673,9 @@ def _groups(survey_list: list[Any], spec: CutoutSpec) -> list[_Group]:
 class _Extractor:
     """What one call needs to run the kernel: the pixel grid and the tile slabs."""
 
-    def __init__(self, survey_list: list[Any], spec: CutoutSpec) -> None:
+    def __init__(self, survey_list: list[Any], spec: CutoutSpec, groups: list[_Group] | None = None) -> None:
         self.spec = spec
-        self.groups = _groups(survey_list, spec)
+        self.groups = _groups(survey_list, spec) if groups is None else groups
         size = spec.size
         self.grid = pixel_grid_vectors(size, spec.pixel_scale, spec.projection)
         self.gx, self.gy, self.gz = (np.ascontiguousarray(self.grid[:, i]) for i in range(3))
@@ -724,6 +725,61 @@ class _Extractor:
             pending = pending[failed]
 
 
+class UnitExtractor:
+    """Cuts work units one after another, keeping the decoded tiles between units.
+
+    :func:`extract_unit` starts from empty tile slabs at every call (each unit copies its
+    tiles out of the surveys' memory caches again); an extractor keeps them, up to
+    ``spec.memory_limit`` bytes per group of surveys (emptied, between batches, when over
+    half full), so a loader that cuts the same sky every epoch reads each tile once. The
+    cutouts are those of :func:`extract_unit`, bit for bit. Use one per thread.
+
+    Parameters
+    ----------
+    surveys : sequence of HipsSurvey or SurveyRef
+    spec : CutoutSpec
+        Fixes the surveys' orders and the memory budget; :meth:`extract` takes specs that
+        differ from it in pixel scale, size, projection or interpolation (e.g. scale jitter).
+
+    Examples
+    --------
+    >>> extractor = UnitExtractor(surveys, spec)  # doctest: +SKIP
+    >>> for unit in units:  # doctest: +SKIP
+    ...     block = extractor.extract(spec, unit)
+    """
+
+    def __init__(self, surveys: Any, spec: CutoutSpec) -> None:
+        self.surveys = _survey_list(surveys)
+        self.nch = sum(sv.channels for sv in self.surveys)
+        self._extractor = _Extractor(self.surveys, spec)
+
+    def _for(self, spec: CutoutSpec) -> _Extractor:
+        ex = self._extractor
+        if spec != ex.spec:
+            if spec.orders != ex.spec.orders or spec.memory_limit != ex.spec.memory_limit:
+                raise InvalidInputError("an extractor's specs must share the orders and memory_limit it was made with")
+            ex = self._extractor = _Extractor(self.surveys, spec, groups=ex.groups)
+        return ex
+
+    def extract(
+        self, spec: CutoutSpec, unit: WorkUnit, *, out: np.ndarray | None = None, stats: dict[str, float] | None = None
+    ) -> np.ndarray:
+        """Cut ``unit`` into a block ``(len(unit), C, size, size)``, as :func:`extract_unit` does."""
+        ex = self._for(spec)
+        shape = (len(unit), self.nch, spec.size, spec.size)
+        if out is None:
+            out = np.empty(shape, dtype=np.float32)
+        elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise InvalidInputError(f"out must be a C-contiguous float32 array of shape {shape}, got {out.dtype} {out.shape}")
+        before = (ex.tiles_read, ex.tile_seconds, ex.kernel_seconds)
+        flat = out.reshape(shape[0], self.nch, spec.size * spec.size)
+        ex.run(unit.ra, unit.dec, unit.rotation, flat, np.arange(len(unit), dtype=np.int64))
+        if stats is not None:
+            stats.update(tiles_read=ex.tiles_read - before[0], tile_seconds=ex.tile_seconds - before[1],
+                         kernel_seconds=ex.kernel_seconds - before[2])  # fmt: skip
+        return out
+
+
 def extract_unit(
     surveys: Any, spec: CutoutSpec, unit: WorkUnit, *, out: np.ndarray | None = None, stats: dict[str, float] | None = None
 ) -> np.ndarray:
@@ -748,21 +804,7 @@ def extract_unit(
     numpy.ndarray
         ``out``, filled; cutout ``j`` is the target ``unit.rows[j]``.
     """
-    survey_list = _survey_list(surveys)
-    nch = sum(sv.channels for sv in survey_list)
-    shape = (len(unit), nch, spec.size, spec.size)
-    if out is None:
-        out = np.empty(shape, dtype=np.float32)
-    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise InvalidInputError(f"out must be a C-contiguous float32 array of shape {shape}, got {out.dtype} {out.shape}")
-    extractor = _Extractor(survey_list, spec)
-    flat = out.reshape(shape[0], nch, spec.size * spec.size)
-    extractor.run(unit.ra, unit.dec, unit.rotation, flat, np.arange(len(unit), dtype=np.int64))
-    if stats is not None:
-        stats.update(
-            tiles_read=extractor.tiles_read, tile_seconds=extractor.tile_seconds, kernel_seconds=extractor.kernel_seconds
-        )
-    return out
+    return UnitExtractor(surveys, spec).extract(spec, unit, out=out, stats=stats)
 
 
 def cutouts(

@@ -193,9 +193,10 @@ def _row_geometry(
     b00, b01, b02 = b[0, 0], b[0, 1], b[0, 2]
     b10, b11, b12 = b[1, 0], b[1, 1], b[1, 2]
     b20, b21, b22 = b[2, 0], b[2, 1], b[2, 2]
-    # rotate, and find which HEALPix zones the row touches
-    zmax = 0.0
-    zmin = 1.0
+    # rotate, and count the pixels in each HEALPix zone (integer counts, not a float max/min
+    # reduction, so the loop vectorises)
+    ncap = 0
+    nbelt = 0
     for k in range(count):
         p = start + k
         g0 = gx[p]
@@ -206,18 +207,18 @@ def _row_geometry(
         vz = b20 * g0 + b21 * g1 + b22 * g2
         vzo[k] = vz
         za = abs(vz)
-        zmax = za if za > zmax else zmax
-        zmin = za if za < zmin else zmin
+        ncap += 1 if za > 2.0 / 3.0 else 0
+        nbelt += 1 if za <= 2.0 / 3.0 else 0
     # face coordinates (face into vzo, x, y into vxo, vyo): one zone's formula when the
     # whole row lies in it, else both
-    if zmax <= 2.0 / 3.0:
+    if ncap == 0:
         for k in range(count):
             tt = _phi_quadrants(vxo[k], vyo[k])
             f, x, y = _xyf_belt(tt, vzo[k], nside, inv_nside)
             vzo[k] = f
             vxo[k] = x
             vyo[k] = y
-    elif zmin > 2.0 / 3.0:
+    elif nbelt == 0:
         for k in range(count):
             tt = _phi_quadrants(vxo[k], vyo[k])
             f, x, y = _xyf_cap(tt, vxo[k], vyo[k], vzo[k], nside)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 
 from hipsml.errors import InvalidInputError
@@ -82,13 +83,36 @@ def _target(x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
     return out
 
 
-def _rescale(flat: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
-    """``flat`` (B, C, P) to ``(flat - lo) / (hi - lo)`` in place; 0 where ``hi == lo``."""
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _affine_rows(flat: np.ndarray, lo: np.ndarray, scale: np.ndarray, value: np.float32, fill: bool) -> None:
+    """``flat[b, c] = (flat[b, c] - lo[b, c]) * scale[b, c]`` in float32, in place, one pass;
+    with ``fill``, a NaN result becomes ``value`` (what :func:`fill_nan` does after it)."""
+    nb, nc, npx = flat.shape
+    for b in range(nb):
+        for c in range(nc):
+            lo_bc = lo[b, c]
+            s = scale[b, c]
+            row = flat[b, c]
+            if fill:
+                for p in range(npx):
+                    y = (row[p] - lo_bc) * s
+                    row[p] = value if y != y else y
+            else:
+                for p in range(npx):
+                    row[p] = (row[p] - lo_bc) * s
+
+
+def _rescale(flat: np.ndarray, lo: np.ndarray, hi: np.ndarray, nan_to: float | None = None) -> None:
+    """``flat`` (B, C, P) float32 to ``(flat - lo) / (hi - lo)`` in place (``lo``, ``hi``: (B, C)
+    float32); 0 where ``hi == lo``.
+
+    With ``nan_to``, NaN in the result are replaced by it in the same pass (as a later
+    ``fill_nan(flat, nan_to)`` would)."""
     span = hi - lo
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = np.where(span > 0, 1.0 / span, 0.0).astype(np.float32)
-    np.subtract(flat, lo[..., None], out=flat)
-    np.multiply(flat, scale[..., None], out=flat)
+    fill = nan_to is not None
+    _affine_rows(flat, lo, scale, np.float32(nan_to if fill else 0.0), fill)
 
 
 def minmax(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
@@ -114,13 +138,17 @@ def minmax(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     [[[[0.0, 0.5], [1.0, nan]]]]
     """
     x = _check_batch(x)
-    y = _target(x, out)
+    return _minmax(_target(x, out))
+
+
+def _minmax(y: np.ndarray, nan_to: float | None = None) -> np.ndarray:
+    """:func:`minmax` of the float32 batch ``y`` in place, then NaN to ``nan_to`` (None: kept), in one pass."""
     flat = y.reshape(y.shape[0], y.shape[1], -1)
     if flat.shape[-1] == 0 or flat.shape[0] == 0:
         return y
     lo = np.fmin.reduce(flat, axis=2)  # fmin/fmax skip NaN (NaN only when all are)
     hi = np.fmax.reduce(flat, axis=2)
-    _rescale(flat, lo, hi)
+    _rescale(flat, lo, hi, nan_to)
     return y
 
 
@@ -521,6 +549,8 @@ def prepare_batch(
         x = np.ascontiguousarray(x, dtype=np.float32)
         if not x.flags.writeable:
             x = x.copy()
+    if normalisation is not None and normalisation.name == "minmax" and not mask_channel:
+        return _minmax(x, nan_to)  # normalised and NaN filled in one pass
     if normalisation is not None:
         x = normalisation(x, out=x)
     return fill_nan(x, nan_to, mask_channel=mask_channel)

@@ -8,22 +8,26 @@ jitter changes the pixel scale per work unit (the engine's spec is per call).
 
 The targets are grouped once into tile-compact work units (:func:`hipsml.extract.plan_work_units`,
 NESTED order); each epoch shuffles the order of the units and the targets within a window
-of units, and cuts the units in background threads (the kernel releases the GIL). Batches
-are those of :func:`hipsml.train.zarr_batches`.
+of units, and cuts the units in background threads (the kernel releases the GIL). Each
+thread cuts with a :class:`hipsml.extract.UnitExtractor` kept from unit to unit and from epoch
+to epoch, so the decoded tiles stay in its slab (up to the spec's ``memory_limit``) instead of
+being copied out of the survey's cache again for every unit. Batches are those of
+:func:`hipsml.train.zarr_batches`.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import queue
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from hipsml.errors import HipsmlError, InvalidInputError
-from hipsml.extract import CutoutSpec, WorkUnit, extract_unit, plan_work_units
+from hipsml.extract import CutoutSpec, UnitExtractor, WorkUnit, plan_work_units
 from hipsml.extract._cutouts import normalise_coords, normalise_rotation
 from hipsml.extract._geometry import target_bases
 from hipsml.extract._surveys import resolve_surveys
@@ -162,6 +166,8 @@ class SkyBatches:
     prefetch: int
     drop_last: bool
     threads: int
+    #: idle extractors (each keeps its decoded tiles), shared by every epoch of this source
+    extractors: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, repr=False)
 
     def __len__(self) -> int:
         n = self.rows.size
@@ -210,7 +216,14 @@ class SkyBatches:
             if self.scale_jitter > 0:
                 spec = replace(spec, pixel_scale=float(aug.pixel_scale[items[0]]))
             unit = WorkUnit(k, np.arange(items.size), aug.ra[items], aug.dec[items], aug.rotation[items])
-            images = extract_unit(surveys, spec, unit)
+            try:
+                extractor = self.extractors.get_nowait()
+            except queue.Empty:
+                extractor = UnitExtractor(surveys, self.spec)
+            try:
+                images = extractor.extract(spec, unit)
+            finally:
+                self.extractors.put(extractor)
             return prepare_batch(images, self.normalisation, nan_to=self.nan_to, mask_channel=self.mask_channel)
 
         return stream_batches(plan, load_block, batch_size=self.batch_size, rows=self.rows, labels=self.labels,
