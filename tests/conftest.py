@@ -74,3 +74,21 @@ def browser():
     driver = webdriver.Chrome(options=options, service=Service(driver_path))
     yield driver
     driver.quit()
+
+
+def _has_gpu() -> bool:
+    import jax
+
+    try:
+        return bool(jax.devices("gpu"))
+    except RuntimeError:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` (selected with ``-m gpu``) skip where JAX sees no GPU."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if gpu_tests and not _has_gpu():
+        skip = pytest.mark.skip(reason="needs a GPU (JAX sees none)")
+        for item in gpu_tests:
+            item.add_marker(skip)

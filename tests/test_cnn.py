@@ -275,15 +275,7 @@ def test_bfloat16_steps_keep_float32_master_weights():
     assert any(not np.array_equal(a, b) for a, b in zip(leaves(new), leaves(model)))
 
 
-def _has_gpu() -> bool:
-    try:
-        return bool(jax.devices("gpu"))
-    except RuntimeError:
-        return False
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(not _has_gpu(), reason="needs a GPU")
 def test_gpu_training_computes_in_bfloat16_and_learns(shapes, tmp_path):
     from hipsml.train._cnn_train import compute_dtype
 

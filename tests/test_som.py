@@ -436,15 +436,7 @@ def test_reduced_precision_search_finds_the_same_neuron_and_angle(precision):
     assert mapping.angle.tolist() == [0.0, 90.0, 180.0, 270.0]
 
 
-def _has_gpu() -> bool:
-    try:
-        return bool(jax.devices("gpu"))
-    except RuntimeError:
-        return False
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(not _has_gpu(), reason="needs a GPU")
 def test_gpu_batch_training_matches_classes():
     images, labels = shapes(16, 12, seed=2)
     for precision in ("float32", "bfloat16"):
