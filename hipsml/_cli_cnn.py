@@ -128,6 +128,6 @@ def add_cnn_commands(sub: argparse._SubParsersAction) -> None:
                       help="a run folder (hipsml train cnn); several make an ensemble (mean class probabilities)")
     pred.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
     pred.add_argument("--split", help="classify only this split (default: every cutout)")
-    pred.add_argument("--name", help="name of the predictions (default: the run folder's name)")
+    pred.add_argument("--name", help="name of the predictions (default: the run folder's name; FIRST-ensembleK for K runs)")
     pred.add_argument("--overwrite", action="store_true", help="replace predictions of that name")
     pred.set_defaults(func=_cmd_predict)

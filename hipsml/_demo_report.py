@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hipsml._files import atomic_write_bytes, staged_folder
-from hipsml.errors import OutputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from hipsml._demo_train import CnnStep, SomStep
@@ -257,10 +256,9 @@ def render_html(title: str, header: list[str], timings: list[tuple[str, str, str
 
 def check_report_folder(folder: Path) -> None:
     """Refuse a ``folder`` that exists and is not an earlier demo report (a file, or a folder of other things)."""
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{folder} is a file; remove it so that the demo can write its report there")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / _MARKER).is_file():
-        raise OutputError(f"{folder} is not empty and holds no demo report; remove it or choose another demo directory")
+    from hipsml._demo_train import check_step_folder
+
+    check_step_folder(folder, _MARKER, "demo report")
 
 
 def _header(facts: DemoFacts) -> list[str]:

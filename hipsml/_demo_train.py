@@ -108,7 +108,11 @@ def check_step_folder(folder: Path, marker: str, what: str) -> None:
     """Refuse to replace a non-empty ``folder`` that does not hold a ``what`` (no ``marker`` file)."""
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder} is a file; remove it so that the demo can write its {what} there")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / marker).is_file():
+    try:
+        foreign = folder.is_dir() and any(folder.iterdir()) and not (folder / marker).is_file()
+    except OSError as exc:
+        raise OutputError(f"cannot read {folder}: {exc.strerror or exc}") from None
+    if foreign:
         raise OutputError(f"{folder} is not empty and holds no {what}; remove it or choose another demo directory")
 
 
@@ -168,7 +172,7 @@ def cnn_step(dataset: Dataset, folder: Path, options: Mapping[str, Any], *, data
 
     command = cli_command(["hipsml", "train", "cnn", "--dataset", dataset_arg], options, _OVERRIDES) + " --out cnn-again"
     wanted = _stamp(options, dataset)
-    stamp = _stamped(folder, wanted, "metrics.json")
+    stamp = _stamped(folder, wanted, "metrics.json") if (folder / "run.json").is_file() else None
     if stamp is not None:
         say(f"reusing the demo CNN run in {folder} (same options, same dataset)")
     else:

@@ -10,7 +10,7 @@ The targets are grouped once into tile-compact work units (:func:`hipsml.extract
 NESTED order); each epoch shuffles the order of the units and the targets within a window
 of units, and cuts the units in background threads (the kernel releases the GIL). Each
 thread cuts with a :class:`hipsml.extract.UnitExtractor` kept from unit to unit and from epoch
-to epoch, so the decoded tiles stay in its slab (up to the spec's ``memory_limit``) instead of
+to epoch, so the decoded tiles stay in its slab (up to ``memory_limit / threads``) instead of
 being copied out of the survey's cache again for every unit. Batches are those of
 :func:`hipsml.train.zarr_batches`.
 """
@@ -410,7 +410,9 @@ def sky_batches(
     units = plan_work_units(parts["ra"], parts["dec"], parts["spec"], list(parts["surveys"]),
                             rotation=parts["base_rotation"], target_per_unit=unit_size)  # fmt: skip
     return SkyBatches(
-        surveys=parts["surveys"], spec=parts["spec"], ra=parts["ra"], dec=parts["dec"], rows=parts["rows"],
+        # each reader thread keeps its own decoded tiles: together they stay within the spec's memory_limit
+        surveys=parts["surveys"], spec=replace(parts["spec"], memory_limit=max(1, parts["spec"].memory_limit // threads)),
+        ra=parts["ra"], dec=parts["dec"], rows=parts["rows"],
         labels=label_arr, base_rotation=parts["base_rotation"], units=tuple(u.rows.astype(np.int64) for u in units),
         batch_size=batch_size, shuffle=bool(shuffle), seed=seed, epoch=epoch, rotation=rot_arg,
         shift_pixels=shift_pixels, scale_jitter=scale_jitter, window_units=window_units,
