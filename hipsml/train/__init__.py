@@ -1,4 +1,7 @@
-"""Training on hipsml images: data loaders and a rotation- and flip-invariant SOM (PINK's algorithm in JAX).
+"""Training on hipsml images: data loaders, a rotation- and flip-invariant SOM (PINK's algorithm in JAX), a CNN.
+
+Three subpackages, whose public names are all re-exported here: :mod:`hipsml.train.loaders`,
+:mod:`hipsml.train.som` and :mod:`hipsml.train.cnn`.
 
 The SOM core works on plain arrays ``(N, C, H, W)``:
 
@@ -39,42 +42,77 @@ augmentation on the device, class weights, early stopping and a checkpoint every
 :func:`train_step` and :func:`eval_step` are the library's pieces for your own loop.
 """
 
-from hipsml.train._cnn import ModelSpec, ResNet, augment, build_model, rotate_pixels
-from hipsml.train._cnn_predict import predict_cnn, read_cnn_predictions
-from hipsml.train._cnn_train import CNNConfig, CNNResult, eval_step, load_cnn, plot_confusion, plot_curves, train_cnn, train_step
-from hipsml.train._config import SOMConfig, default_distance_dim, default_neuron_dim
-from hipsml.train._explorer import explorer_server, write_explorer
-from hipsml.train._loader import Batch, EpochPlan, ZarrBatches, device_prefetch, plan_epoch, zarr_batches
-from hipsml.train._normalise import (
+from hipsml.train.cnn import (
+    CNNConfig,
+    CNNResult,
+    ModelSpec,
+    ResNet,
+    augment,
+    build_model,
+    eval_step,
+    load_cnn,
+    plot_confusion,
+    plot_curves,
+    predict_cnn,
+    read_cnn_predictions,
+    rotate_pixels,
+    train_cnn,
+    train_step,
+)
+from hipsml.train.loaders import (
     NORMALISATIONS,
+    Batch,
     ChannelStats,
+    EpochPlan,
     Normalisation,
+    SkyAugmentation,
+    SkyBatches,
+    ZarrBatches,
     asinh_stretch,
     channel_stats,
+    device_prefetch,
     fill_nan,
     minmax,
     parse_normalisation,
     percentile_clip,
+    plan_epoch,
+    sky_batches,
     standardise,
+    zarr_batches,
 )
-from hipsml.train._pink_io import (
+from hipsml.train.som import (
+    SOM,
+    EpochRecord,
     PinkMapping,
     PinkRotFlip,
+    SOMConfig,
+    SOMMapping,
+    default_distance_dim,
+    default_neuron_dim,
+    explorer_server,
+    load_som,
+    plot_errors,
+    plot_hit_counts,
+    plot_outliers,
+    plot_prototypes,
+    plot_umatrix,
     read_pink,
     read_pink_data,
     read_pink_mapping,
     read_pink_rot_flip,
     read_pink_som,
+    read_som_mapping,
+    som_mapping_names,
+    som_outliers,
+    train_som,
+    umatrix,
+    write_explorer,
     write_pink_data,
     write_pink_mapping,
     write_pink_rot_flip,
     write_pink_som,
+    write_som_mapping,
 )
-from hipsml.train._plots import plot_errors, plot_hit_counts, plot_prototypes, plot_umatrix, umatrix
-from hipsml.train._sky_source import SkyAugmentation, SkyBatches, sky_batches
-from hipsml.train._outliers import plot_outliers, som_outliers
-from hipsml.train._som import SOM, EpochRecord, SOMMapping, load_som, train_som
-from hipsml.train._som_store import read_som_mapping, som_mapping_names, write_som_mapping
 
 __all__ = [
     "CNNConfig",

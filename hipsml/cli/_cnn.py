@@ -1,0 +1,133 @@
+"""The CNN commands of ``hipsml``: ``train cnn`` and ``predict`` (thin: parse, call, print)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from hipsml.cli._common import non_negative_int, positive_int, read_config_file
+
+__all__ = ["add_cnn_commands"]
+
+logger = logging.getLogger(__name__)
+
+#: command-line overrides of CNN options: flag -> (option name, type)
+_OVERRIDES: dict[str, tuple[str, Any]] = {
+    "--epochs": ("epochs", int),
+    "--batch-size": ("batch_size", int),
+    "--learning-rate": ("learning_rate", float),
+    "--patience": ("patience", int),
+    "--precision": ("precision", str),
+    "--normalise": ("normalise", str),
+    "--seed": ("seed", int),
+    "--source": ("source", str),
+    "--sky-shift-pixels": ("sky_shift_pixels", float),
+    "--sky-scale-jitter": ("sky_scale_jitter", float),
+}
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    from hipsml.errors import InvalidInputError
+    from hipsml.train import CNNConfig
+
+    options = read_config_file(args.config, section="cnn", example="epochs: 20, batch_size: 128") if args.config else {}
+    for _flag, (name, _type) in _OVERRIDES.items():
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = value
+    try:
+        CNNConfig.from_mapping(options)  # bad keys and values fail before the dataset is read
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{args.config}: {exc}" if args.config else str(exc)) from None
+    return options
+
+
+def _print_epoch(record: dict[str, Any], total: int, first: bool) -> None:
+    note = " (includes compiling)" if first else ""
+    val = ""
+    if "val_loss" in record:
+        val = f", val loss {record['val_loss']:.4f}, val accuracy {record['val_accuracy']:.4f}"
+    print(f"epoch {record['epoch'] + 1}/{total}: loss {record['train_loss']:.4f}, accuracy "
+          f"{record['train_accuracy']:.4f}{val}, {record['images_per_second']:,.0f} images/s{note}", flush=True)
+
+
+def _cmd_train_cnn(args: argparse.Namespace) -> int:
+    from hipsml._files import user_path
+    from hipsml.dataset import open_dataset
+    from hipsml.train import train_cnn
+
+    out = user_path(args.out, what="--out")
+    options = _options(args)
+    ds = open_dataset(args.dataset)
+    seen: list[int] = []
+
+    def progress(record: dict[str, Any]) -> None:
+        _print_epoch(record, record["epochs"], not seen)
+        seen.append(record["epoch"])
+
+    result = train_cnn(ds, options, workdir=out, resume=args.resume, init=args.init, freeze=args.freeze,
+                       on_epoch=progress)  # fmt: skip
+    m = result.metrics
+    shown = m.get("test") or m.get("val")
+    score = f"; {shown['split']} accuracy {shown['accuracy']:.4f} on {shown['count']} cutouts" if shown else ""
+    source = " (trained on cutouts cut from the sky every epoch)" if m["source"] == "sky" else ""
+    print(f"wrote {out}{source}: best epoch {m['best_epoch'] + 1} of {m['epochs_run']}{score}; "
+          f"model.eqx, metrics.json, confusion.png, curves.png")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from hipsml.dataset import open_dataset
+    from hipsml.train import predict_cnn, read_cnn_predictions
+
+    ds = open_dataset(args.dataset)
+    folder = predict_cnn(args.run, ds, split=args.split, name=args.name, overwrite=args.overwrite)
+    result = read_cnn_predictions(ds, folder.name)
+    counts = {n: int((result["predicted"] == k).sum()) for k, n in enumerate(result["label_names"])}
+    print(f"wrote {folder}: class probabilities of {result['rows'].size} cutouts of {ds.path} v{ds.version} "
+          f"(predicted: {', '.join(f'{n} {c}' for n, c in counts.items())})")
+    return 0
+
+
+
+
+def add_cnn_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``train cnn`` and ``predict`` on the ``hipsml`` parser."""
+    train = sub.add_parser("train", help="train models on a dataset (train cnn)")
+    train_sub = train.add_subparsers(dest="train_command", required=True, metavar="MODEL")
+    cnn = train_sub.add_parser(
+        "cnn", help="train a residual CNN classifier on a labelled dataset",
+        description="Train a small residual CNN on a labelled dataset's training split (exact 90-degree turns and "
+        "flips as augmentation, class weights, early stopping on the validation split), checkpointing into --out "
+        "after every epoch; then write metrics.json, confusion.png and curves.png there. --resume continues a run "
+        "from its last finished epoch; --init fine-tunes a trained run on this dataset (new head, first K stages "
+        "frozen with --freeze K). --source sky cuts every training target afresh each epoch from the dataset's "
+        "surveys at a random angle (exact rotations by reprojection) instead of reading the stored cutouts.",
+    )  # fmt: skip
+    cnn.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
+    cnn.add_argument("--config", metavar="YAML", help="CNN options (CNNConfig names: epochs, widths, normalise, ...)")
+    for flag, (name, kind) in _OVERRIDES.items():
+        typ = positive_int if kind is int and name != "seed" else (non_negative_int if name == "seed" else kind)
+        hint = " (dataset or sky)" if name == "source" else ""
+        cnn.add_argument(flag, dest=name, type=typ, help=f"override the option {name}{hint}")
+    cnn.add_argument("--out", required=True, metavar="RUNDIR", help="run folder (checkpoints, model, metrics, pictures)")
+    cnn.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    cnn.add_argument("--init", metavar="CKPT", help="fine-tune from this run folder (or its model.eqx)")
+    cnn.add_argument("--freeze", type=non_negative_int, default=0, metavar="K",
+                     help="with --init: freeze the first K stages (the stem is stage 1)")
+    cnn.set_defaults(func=_cmd_train_cnn)
+
+    pred = sub.add_parser(
+        "predict", help="class probabilities of a dataset by a trained CNN, stored beside the version",
+        description="Classify every cutout (or one split) of a dataset version with a trained CNN run and write "
+        "rows, probabilities and predicted as Zarr arrays to DATASET/derived/vN/cnn/NAME, leaving the version "
+        "untouched. Several run folders (the same classes) are an ensemble: their class probabilities are averaged.",
+    )  # fmt: skip
+    pred.add_argument("run", metavar="RUNDIR", nargs="+",
+                      help="a run folder (hipsml train cnn); several make an ensemble (mean class probabilities)")
+    pred.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
+    pred.add_argument("--split", help="classify only this split (default: every cutout)")
+    pred.add_argument("--name", help="name of the predictions (default: the run folder's name; FIRST-ensembleK for K runs)")
+    pred.add_argument("--overwrite", action="store_true", help="replace predictions of that name")
+    pred.set_defaults(func=_cmd_predict)

@@ -1,0 +1,87 @@
+"""The dataset commands of ``hipsml``: ``extract``, ``datasets``, ``preview`` (thin: parse, call, print)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+
+from hipsml.cli._common import positive_int
+
+__all__ = ["add_dataset_commands"]
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from hipsml.dataset import extract_dataset
+
+    ds = extract_dataset(
+        args.recipe, resume=args.resume, scheduler=args.scheduler, workers=args.workers, output=args.output,
+        progress=not args.quiet,
+    )  # fmt: skip
+    print(ds.report.summary())
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    return f"{n}"
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from hipsml.dataset import read_versions
+    from hipsml.dataset._dataset import parse_dataset_path
+    from hipsml.dataset._store import resolve_version
+
+    root, _ = parse_dataset_path(args.path)
+    resolve_version(root, "latest")  # a one-line error when there is no dataset
+    print(f"{root}")
+    print(f"  {'version':<8} {'cutouts':>10} {'size':>10}  {'created (UTC)':<20} {'parent':<7} hash")
+    for v in read_versions(root):
+        created = v.get("created", "")
+        try:
+            created = _dt.datetime.fromisoformat(created).strftime("%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            pass
+        parent = f"v{v['parent']}" if v.get("parent") else "-"
+        print(f"  v{v['version']:<7} {v['count']:>10,} {_size(int(v.get('bytes', 0))):>10}  {created:<20} {parent:<7} {v['hash'][:16]}")
+    return 0
+
+
+def _cmd_preview(args: argparse.Namespace) -> int:
+    from hipsml.dataset import open_dataset, preview_dataset
+
+    ds = open_dataset(args.path)
+    dest = preview_dataset(ds, args.out, per_group=args.per_group, seed=args.seed)
+    print(f"wrote {dest}: {args.per_group} cutouts per split and label of {ds.path} v{ds.version}")
+    return 0
+
+
+def add_dataset_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``extract``, ``datasets`` and ``preview`` on the ``hipsml`` parser."""
+    ext = sub.add_parser(
+        "extract",
+        help="build a versioned Zarr training set from a recipe",
+        description="Build (or find) the dataset version RECIPE describes: cutouts of every target in every "
+        "survey, on Dask, into DATASET/vN (Zarr v3) with reproducible splits and provenance. An unchanged "
+        "recipe writes nothing; added targets reuse the previous version's chunks.",
+    )
+    ext.add_argument("recipe", help="recipe file (YAML); see recipes/demo.yaml")
+    ext.add_argument("--resume", action="store_true", help="continue an interrupted build from its finished units")
+    ext.add_argument("--workers", type=positive_int, help="override compute.workers")
+    ext.add_argument("--scheduler", metavar="S",
+                     help="override compute.scheduler: threads, processes, tcp://host:8786, sciserver, slurm")
+    ext.add_argument("--output", metavar="PATH", help="override output.path")
+    ext.set_defaults(func=_cmd_extract)
+
+    lst = sub.add_parser("datasets", help="list the versions of a dataset")
+    lst.add_argument("path", help="dataset folder")
+    lst.set_defaults(func=_cmd_datasets)
+
+    pre = sub.add_parser("preview", help="draw a PNG grid of a dataset's cutouts by split and label")
+    pre.add_argument("path", help="dataset folder, optionally PATH@vN")
+    pre.add_argument("--out", required=True, metavar="FILE", help="output PNG")
+    pre.add_argument("--per-group", type=positive_int, default=4, help="cutouts per split and label (default 4)")
+    pre.add_argument("--seed", type=int, default=0, help="which random cutouts (default 0)")
+    pre.set_defaults(func=_cmd_preview)

@@ -1,0 +1,33 @@
+"""The CNN classifier (equinox + optax): model, steps, training loop, run folder, predictions
+beside dataset versions, and pictures."""
+
+from hipsml.train.cnn._model import ModelSpec, ResNet, augment, build_model, rotate_pixels
+from hipsml.train.cnn._predict import predict_cnn, read_cnn_predictions
+from hipsml.train.cnn._train import (
+    CNNConfig,
+    CNNResult,
+    eval_step,
+    load_cnn,
+    plot_confusion,
+    plot_curves,
+    train_cnn,
+    train_step,
+)
+
+__all__ = [
+    "CNNConfig",
+    "CNNResult",
+    "ModelSpec",
+    "ResNet",
+    "augment",
+    "build_model",
+    "eval_step",
+    "load_cnn",
+    "plot_confusion",
+    "plot_curves",
+    "predict_cnn",
+    "read_cnn_predictions",
+    "rotate_pixels",
+    "train_cnn",
+    "train_step",
+]

@@ -1,0 +1,207 @@
+"""CNN predictions stored beside a dataset version, as plain Zarr v3 arrays.
+
+A published version is never modified. The predictions of version ``N`` by a trained CNN run::
+
+    DATASET/derived/vN/cnn/<name>/              one Zarr v3 group per prediction run
+      zarr.json                                 attrs["hipsml"]: kind, model (run folder, weights SHA-256), classes, dataset, split
+      rows/           int64   (cutout,)         the dataset row of each cutout
+      probabilities/  float32 (cutout, class)   softmax class probabilities
+      predicted/      int64   (cutout,)         the most probable class (names in its attributes)
+    DATASET/derived/vN/cnn/.staging-<name>-<random>/   being written (renamed to <name> when complete)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import logging
+import os
+import re
+from pathlib import Path
+from collections.abc import Sequence
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from hipsml._files import staged_folder
+from hipsml.errors import DatasetNotFoundError, InvalidInputError, OutputError
+from hipsml.train.cnn._train import batch_probabilities, load_cnn, run_folder
+from hipsml.train.loaders._zarr import _open, zarr_batches
+from hipsml.train.loaders._normalise import parse_normalisation
+
+__all__ = ["predict_cnn", "read_cnn_predictions", "prediction_folder"]
+
+logger = logging.getLogger(__name__)
+
+_KIND = "cnn-predictions"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def prediction_folder(dataset: Any, name: str) -> Path:
+    """``DATASET/derived/vN/cnn/<name>``: where the predictions ``name`` of this version live."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidInputError(f"prediction name must be 1-100 letters, digits, '.', '_' or '-' "
+                                f"(not starting with '.', '_' or '-'), got {name!r}")  # fmt: skip
+    return dataset.path / "derived" / f"v{dataset.version}" / "cnn" / name
+
+
+def predict_cnn(
+    checkpoint: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    dataset: Any,
+    *,
+    split: str | None = None,
+    name: str | None = None,
+    batch_size: int = 256,
+    overwrite: bool = False,
+) -> Path:
+    """Class probabilities of a dataset version's cutouts, written beside the version.
+
+    Parameters
+    ----------
+    checkpoint : path or list of paths
+        A run folder of :func:`hipsml.train.train_cnn` (or its ``model.eqx``). Several run
+        folders make an ensemble: each model sees the cutouts normalised its own way and the
+        class probabilities are their mean (the runs must share the class names, in order).
+    dataset : Dataset or path
+        The dataset version to classify (``PATH@vN``); its channels must match the model's.
+    split : str, optional
+        Only this split (default: every cutout).
+    name : str, optional
+        The predictions' name (default: the run folder's name; ``<first>-ensemble<K>`` for K runs).
+    batch_size : int
+    overwrite : bool
+        Replace existing predictions of that name.
+
+    Returns
+    -------
+    pathlib.Path
+        ``DATASET/derived/vN/cnn/<name>`` (a Zarr v3 group: ``rows``, ``probabilities``, ``predicted``).
+
+    Raises
+    ------
+    InvalidInputError
+        Channel counts or cutout sizes differ between the model and the dataset, or the runs
+        of an ensemble have different classes.
+    OutputError
+        Predictions of that name exist (without ``overwrite``), or the folder cannot be written.
+
+    Examples
+    --------
+    >>> folder = predict_cnn("runs/demo", "demo-output/datasets/demo")  # doctest: +SKIP
+    >>> zarr.open_group(folder)["probabilities"].shape  # doctest: +SKIP
+    (400, 4)
+    """
+    import zarr
+
+    from hipsml.train.loaders._zarr import check_positive_int
+
+    batch_size = check_positive_int(batch_size, "batch_size")
+    ds = _open(dataset)
+    given = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+    if not given:
+        raise InvalidInputError("predict needs at least one CNN run folder")
+    folders = [run_folder(c) for c in given]
+    members = [_member(folder, ds) for folder in folders]
+    names = members[0][1]["label_names"]
+    for folder, (_model, run) in zip(folders[1:], members[1:]):
+        if run["label_names"] != names:
+            raise InvalidInputError(f"the runs of an ensemble must share their classes: {folders[0]} has "
+                                    f"{', '.join(names)}; {folder} has {', '.join(run['label_names'])}")  # fmt: skip
+    default = folders[0].resolve().name + (f"-ensemble{len(folders)}" if len(folders) > 1 else "")
+    target = prediction_folder(ds, name or default)
+    if target.exists() and not overwrite:
+        raise OutputError(f"{target} exists; give another name or overwrite it (--overwrite)")
+    rows, probabilities = _member_probabilities(*members[0], ds, split, batch_size)
+    for model, run in members[1:]:  # the same rows in the same (storage) order for every member
+        probabilities += _member_probabilities(model, run, ds, split, batch_size)[1]
+    probabilities /= np.float32(len(members))
+    predicted = probabilities.argmax(axis=1).astype(np.int64)
+    n, k = rows.size, probabilities.shape[1]
+    run = members[0][1]
+    with staged_folder(target) as staging:
+        group = zarr.open_group(staging, mode="w", zarr_format=3)
+        group.attrs["hipsml"] = _attrs(folders, [r for _m, r in members], ds, split, n)
+        chunk = max(1, min(n, 1 << 18))
+        group.create_array("rows", data=rows.astype(np.int64), chunks=(chunk,), dimension_names=["cutout"])
+        group.create_array("probabilities", data=probabilities, chunks=(chunk, k), dimension_names=["cutout", "class"])
+        pred = group.create_array("predicted", data=predicted, chunks=(chunk,), dimension_names=["cutout"])
+        pred.attrs["names"] = list(run["label_names"])
+    logger.info("wrote CNN predictions %s (%d cutouts)", target, n)
+    return target
+
+
+def _member(folder: Path, ds: Any) -> tuple[Any, dict[str, Any]]:
+    """The best model of a run folder and its ``run.json``, checked against the dataset's channels."""
+    model, run = load_cnn(folder)
+    mask = bool(run.get("mask_channel", False))
+    have = int(ds.images.shape[1]) + (1 if mask else 0)
+    if have != model.spec.in_channels:
+        raise InvalidInputError(f"the model in {folder} takes {model.spec.in_channels} channels "
+                                f"({', '.join(run.get('channels', []))}{' + mask' if mask else ''}); {ds.path} v{ds.version} "
+                                f"has {int(ds.images.shape[1])}")  # fmt: skip
+    return model, run
+
+
+def _member_probabilities(model: Any, run: dict[str, Any], ds: Any, split: str | None, batch_size: int
+                          ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``(rows, probabilities)`` of one model over the dataset (or a split), in storage order."""
+    norm = parse_normalisation(run["normalisation"]) if run.get("normalisation") else None
+    loader = zarr_batches(ds, split, batch_size=batch_size, shuffle=False, normalise=norm,
+                          mask_channel=bool(run.get("mask_channel", False)), labels=False)  # fmt: skip
+    n = loader.rows.size
+    probabilities = np.zeros((n, model.spec.num_classes), dtype=np.float32)
+    rows = np.zeros(n, dtype=np.int64)
+    start = 0
+    for probs, _labels, batch_rows in batch_probabilities(model, loader, batch_size=batch_size, dtype=jnp.float32):
+        probabilities[start : start + batch_rows.size] = probs
+        rows[start : start + batch_rows.size] = batch_rows
+        start += batch_rows.size
+    return rows, probabilities
+
+
+def _model_attrs(folder: Path, run: dict[str, Any]) -> dict[str, Any]:
+    weights = hashlib.sha256((folder / "model.eqx").read_bytes()).hexdigest()
+    return {"path": str(folder.resolve()), "weights_sha256": weights, "spec": run["model"],
+            "trained_on": run.get("dataset")}  # fmt: skip
+
+
+def _attrs(folders: list[Path], runs: list[dict[str, Any]], ds: Any, split: str | None, count: int) -> dict[str, Any]:
+    from hipsml import __version__
+
+    models = [_model_attrs(folder, run) for folder, run in zip(folders, runs)]
+    return {
+        "kind": _KIND,
+        "model": models[0],
+        "ensemble": models if len(models) > 1 else None,
+        "label_names": list(runs[0]["label_names"]),
+        "dataset": {"path": str(Path(ds.path).resolve()), "version": ds.version, "hash": ds.hash},
+        "split": split,
+        "count": int(count),
+        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "software": {"hipsml": __version__},
+    }
+
+
+def read_cnn_predictions(dataset: Any, name: str) -> dict[str, Any]:
+    """The predictions ``name`` of this dataset version: ``rows``, ``probabilities``, ``predicted``, ``label_names``.
+
+    Examples
+    --------
+    >>> p = read_cnn_predictions(hipsml.open_dataset("datasets/demo"), "demo")  # doctest: +SKIP
+    >>> p["probabilities"].shape  # doctest: +SKIP
+    (400, 4)
+    """
+    import zarr
+
+    ds = _open(dataset)
+    folder = prediction_folder(ds, name)
+    if not (folder / "zarr.json").is_file():
+        raise DatasetNotFoundError(f"no CNN predictions {name!r} of {ds.path} v{ds.version} (at {folder}); "
+                                   "write them with 'hipsml predict'")  # fmt: skip
+    group = zarr.open_group(folder, mode="r")
+    attrs = dict(group.attrs.get("hipsml", {}))
+    if attrs.get("kind") != _KIND:
+        raise InvalidInputError(f"{folder} is not a hipsml CNN prediction")
+    return {"rows": np.asarray(group["rows"][:]), "probabilities": np.asarray(group["probabilities"][:]),
+            "predicted": np.asarray(group["predicted"][:]), "label_names": attrs["label_names"], "attrs": attrs}

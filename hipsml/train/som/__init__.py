@@ -1,0 +1,57 @@
+"""The rotation- and flip-invariant SOM (PINK's algorithm in JAX): config, training, kernels,
+transforms, layout, the mapping store beside dataset versions, outliers, pictures, PINK files
+and the explorer page."""
+
+from hipsml.train.som._config import SOMConfig, default_distance_dim, default_neuron_dim
+from hipsml.train.som._explorer import explorer_server, write_explorer
+from hipsml.train.som._outliers import plot_outliers, som_outliers
+from hipsml.train.som._pink import (
+    PinkMapping,
+    PinkRotFlip,
+    read_pink,
+    read_pink_data,
+    read_pink_mapping,
+    read_pink_rot_flip,
+    read_pink_som,
+    write_pink_data,
+    write_pink_mapping,
+    write_pink_rot_flip,
+    write_pink_som,
+)
+from hipsml.train.som._plots import plot_errors, plot_hit_counts, plot_prototypes, plot_umatrix, umatrix
+from hipsml.train.som._som import SOM, EpochRecord, SOMMapping, load_som, train_som
+from hipsml.train.som._store import read_som_mapping, som_mapping_names, write_som_mapping
+
+__all__ = [
+    "SOMConfig",
+    "SOM",
+    "SOMMapping",
+    "EpochRecord",
+    "train_som",
+    "load_som",
+    "default_neuron_dim",
+    "default_distance_dim",
+    "read_pink",
+    "read_pink_data",
+    "read_pink_som",
+    "read_pink_mapping",
+    "read_pink_rot_flip",
+    "write_pink_data",
+    "write_pink_som",
+    "write_pink_mapping",
+    "write_pink_rot_flip",
+    "PinkMapping",
+    "PinkRotFlip",
+    "plot_prototypes",
+    "plot_hit_counts",
+    "plot_umatrix",
+    "plot_errors",
+    "umatrix",
+    "write_som_mapping",
+    "read_som_mapping",
+    "som_mapping_names",
+    "som_outliers",
+    "plot_outliers",
+    "write_explorer",
+    "explorer_server",
+]

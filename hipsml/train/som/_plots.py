@@ -1,0 +1,148 @@
+"""PNG pictures of a SOM: the prototype map, hit counts, the U-matrix and the error curves.
+
+Each function draws with matplotlib's object API on the Agg canvas (no pyplot state, no display),
+writes the PNG atomically and returns its path. Hexagonal maps are drawn as pointy-top hexagons,
+cartesian maps as squares, first grid row on top; each prototype is shown north up (its row 0
+at the bottom), as hipsml cutouts are.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PatchCollection
+from matplotlib.figure import Figure
+from matplotlib.patches import RegularPolygon, Rectangle
+
+from hipsml._files import atomic_write_bytes
+from hipsml.errors import InvalidInputError
+from hipsml.train.som._config import SOMConfig
+from hipsml.train.som._layout import neighbour_mask, plot_centres
+from hipsml.train.loaders._normalise import asinh_stretch
+from hipsml.train.som._som import SOM, SOMMapping
+
+__all__ = ["plot_prototypes", "plot_hit_counts", "plot_umatrix", "plot_errors", "umatrix"]
+
+_HEX_RADIUS = 1.0 / math.sqrt(3.0)  # pointy-top hexagon of unit width
+
+
+def _save(figure: Figure, path: str | os.PathLike[str]) -> Path:
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=figure.dpi)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _map_figure(config: SOMConfig) -> tuple[Figure, object]:
+    centres = plot_centres(config)
+    span_x = np.ptp(centres[:, 0]) + 1.0
+    span_y = np.ptp(centres[:, 1]) + 1.0
+    scale = min(12.0 / max(span_x, span_y), 0.9)
+    figure = Figure(figsize=(max(span_x * scale, 3.0) + 1.2, max(span_y * scale, 3.0)), dpi=100)
+    ax = figure.add_subplot(1, 1, 1)
+    ax.set_aspect("equal")
+    ax.set_xlim(centres[:, 0].min() - 0.6, centres[:, 0].max() + 0.6)
+    ax.set_ylim(centres[:, 1].min() - 0.6, centres[:, 1].max() + 0.6)
+    ax.set_axis_off()
+    return figure, ax
+
+
+def _cell(config: SOMConfig, x: float, y: float) -> RegularPolygon | Rectangle:
+    if config.layout == "hexagonal":
+        return RegularPolygon((x, y), numVertices=6, radius=_HEX_RADIUS, orientation=0.0)
+    return Rectangle((x - 0.5, y - 0.5), 1.0, 1.0)
+
+
+def _value_map(config: SOMConfig, values: np.ndarray, path: str | os.PathLike[str], title: str, label: str,
+               cmap: str) -> Path:
+    if values.shape != (config.neuron_count,):
+        raise InvalidInputError(f"need one value per neuron ({config.neuron_count}), got {values.shape}")
+    figure, ax = _map_figure(config)
+    centres = plot_centres(config)
+    cells = PatchCollection([_cell(config, x, y) for x, y in centres], cmap=cmap, edgecolor="white", linewidth=0.5)
+    cells.set_array(np.asarray(values, dtype=np.float64))
+    ax.add_collection(cells)
+    figure.colorbar(cells, ax=ax, label=label, shrink=0.8)
+    ax.set_title(title)
+    return _save(figure, path)
+
+
+def plot_prototypes(som: SOM, path: str | os.PathLike[str], *, channel: int = 0, cmap: str = "viridis",
+                    stretch: str = "asinh") -> Path:
+    """Draw every prototype (one channel) at its place on the map; return the PNG's path.
+
+    All prototypes share one scale: the channel's minimum to maximum over the whole map, shown
+    ``linear`` or with an ``asinh`` stretch (astropy's ``AsinhStretch(0.1)``, which lifts the faint
+    structure around compact sources).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> som = SOM(SOMConfig(layout="hexagonal", width=3, height=3, neuron_dim=4),
+    ...           np.random.default_rng(0).random((7, 1, 4, 4), dtype=np.float32))
+    >>> plot_prototypes(som, tempfile.mkdtemp() + "/prototypes.png").suffix
+    '.png'
+    """
+    if not 0 <= channel < som.weights.shape[1]:
+        raise InvalidInputError(f"channel {channel} out of range: the SOM has {som.weights.shape[1]} channels")
+    if stretch not in ("asinh", "linear"):
+        raise InvalidInputError(f"stretch must be 'asinh' or 'linear', got {stretch!r}")
+    config = som.config
+    figure, ax = _map_figure(config)
+    images = np.asarray(som.weights[:, channel], dtype=np.float32)
+    if stretch == "asinh":  # one min-max over the whole map (a single "cutout"), then the stretch
+        images = asinh_stretch(images.reshape(1, 1, -1, images.shape[-1])).reshape(images.shape)
+    low, high = float(np.min(images)), float(np.max(images))
+    half = 0.5 if config.layout == "cartesian" else _HEX_RADIUS
+    for (x, y), image in zip(plot_centres(config), images):
+        shown = ax.imshow(image, origin="lower", cmap=cmap, vmin=low, vmax=high,
+                          extent=(x - half, x + half, y - half, y + half), interpolation="nearest")
+        if config.layout == "hexagonal":
+            clip = _cell(config, x, y)
+            clip.set_transform(ax.transData)
+            shown.set_clip_path(clip)
+    ax.set_title(f"SOM prototypes ({config.layout} {config.width}x{config.height})")
+    return _save(figure, path)
+
+
+def plot_hit_counts(som: SOM, mapping: SOMMapping | np.ndarray, path: str | os.PathLike[str]) -> Path:
+    """Heat map of the images per neuron (a :class:`SOMMapping` or counts ``(n,)``); return the PNG's path."""
+    counts = mapping.hit_counts() if isinstance(mapping, SOMMapping) else np.asarray(mapping)
+    return _value_map(som.config, counts, path, "Images per neuron", "images", "magma")
+
+
+def umatrix(som: SOM) -> np.ndarray:
+    """Mean euclidean distance ``(n,)`` from each prototype to its grid neighbours (the U-matrix)."""
+    flat = som.weights.reshape(som.neuron_count, -1).astype(np.float64)
+    squared = np.sum(flat**2, axis=1)
+    distances = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2.0 * flat @ flat.T, 0.0))
+    adjacent = neighbour_mask(som.config)
+    return np.sum(distances * adjacent, axis=1) / np.maximum(adjacent.sum(axis=1), 1)
+
+
+def plot_umatrix(som: SOM, path: str | os.PathLike[str]) -> Path:
+    """The U-matrix as a heat map (high: a border between groups of prototypes); return the PNG's path."""
+    return _value_map(som.config, umatrix(som), path, "U-matrix", "mean distance to neighbours", "bone_r")
+
+
+def plot_errors(som: SOM, path: str | os.PathLike[str]) -> Path:
+    """Quantisation and topographic error per epoch (from ``som.history``); return the PNG's path."""
+    if not som.history:
+        raise InvalidInputError("this SOM has no training history (loaded from a PINK file?)")
+    epochs = [record.epoch + 1 for record in som.history]
+    figure = Figure(figsize=(6.0, 3.5), dpi=100)
+    left = figure.add_subplot(1, 1, 1)
+    left.plot(epochs, [r.quantisation_error for r in som.history], "o-", color="tab:blue")
+    left.set_xlabel("epoch")
+    left.set_ylabel("quantisation error", color="tab:blue")
+    right = left.twinx()
+    right.plot(epochs, [r.topographic_error for r in som.history], "s--", color="tab:red")
+    right.set_ylabel("topographic error", color="tab:red")
+    left.set_title("SOM training")
+    figure.tight_layout()
+    return _save(figure, path)

@@ -1,0 +1,620 @@
+"""Train and map a rotation- and flip-invariant self-organizing map (PINK's algorithm in JAX).
+
+Public entry points: :func:`train_som`, :class:`SOM` (``map``, ``save``, ``to_pink``),
+:class:`SOMMapping`, :func:`load_som`. The jit-compiled kernels are in
+:mod:`hipsml.train.som._kernels`; the transforms and their angle convention in
+:mod:`hipsml.train.som._transforms`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from hipsml._files import atomic_write, atomic_write_bytes, user_path
+from hipsml.errors import InvalidInputError
+from hipsml.train.som import _kernels
+from hipsml.train.som._config import SOMConfig
+from hipsml.train.som._layout import grid_distances, neighbour_mask
+from hipsml.train.som._transforms import transform_angles
+
+__all__ = ["SOM", "SOMMapping", "EpochRecord", "train_som", "load_som", "neighbourhood_factors", "schedule_value"]
+
+logger = logging.getLogger(__name__)
+
+_FORMAT = "hipsml-som"
+_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What one training epoch measured.
+
+    ``quantisation_error`` is the mean euclidean distance of each image to its best match in its
+    best transform, measured when the image was searched (before its own update);
+    ``topographic_error`` the fraction of images whose second-best neuron is not a grid neighbour
+    of the best (8 neighbours cartesian, 6 hexagonal).
+    """
+
+    epoch: int
+    quantisation_error: float
+    topographic_error: float
+    images_per_second: float
+    seconds: float
+    sigma: float
+    damping: float
+
+
+@dataclass(frozen=True)
+class SOMMapping:
+    """Where each image falls on a SOM, and how it is turned to get there.
+
+    Attributes
+    ----------
+    bmu : ndarray of int64, shape (N,)
+        Best-matching neuron (storage order, see :mod:`hipsml.train.som._layout`).
+    distance : ndarray of float32, shape (N,)
+        Euclidean distance (over the distance region) between the image in its best transform
+        and the best neuron.
+    angle : ndarray of float64, shape (N,)
+        Degrees in [0, 360), an exact multiple of ``360/numrot``: the counter-clockwise rotation
+        of the image as displayed north up (row 0 at the bottom) that, followed by a top-bottom
+        mirror when ``flipped``, best matches the neuron. Ties go to the first transform in PINK's
+        order, so the angle is deterministic.
+    flipped : ndarray of bool, shape (N,)
+    neuron_distance, neuron_angle, neuron_flipped : ndarray, shape (N, n), or None
+        The full distance map and each neuron's own best transform (``map(..., full=True)``),
+        what PINK's ``--map`` and ``--store-rot-flip`` write.
+    config : SOMConfig
+        The SOM's configuration (layout and size, for the PINK files).
+    rows : ndarray of int64, shape (N,), or None
+        The dataset row of each image when a :class:`~hipsml.Dataset` was mapped; None for an array.
+    """
+
+    bmu: np.ndarray
+    distance: np.ndarray
+    angle: np.ndarray
+    flipped: np.ndarray
+    config: SOMConfig
+    neuron_distance: np.ndarray | None = None
+    neuron_angle: np.ndarray | None = None
+    neuron_flipped: np.ndarray | None = None
+    topographic_error: float = float("nan")
+    rows: np.ndarray | None = None
+
+    @property
+    def quantisation_error(self) -> float:
+        """Mean of :attr:`distance`."""
+        return float(np.mean(self.distance)) if self.distance.size else float("nan")
+
+    def hit_counts(self) -> np.ndarray:
+        """Images per neuron, ``(n,)`` int64."""
+        return np.bincount(self.bmu, minlength=self.config.neuron_count)
+
+    def to_pink(self, path: str | os.PathLike[str], *, rot_flip_path: str | os.PathLike[str] | None = None) -> Path:
+        """Write PINK's mapping file (and its rot/flip file) from a ``full=True`` mapping; return the path."""
+        from hipsml.train.som._pink import write_pink_mapping, write_pink_rot_flip
+
+        if self.neuron_distance is None or self.neuron_angle is None or self.neuron_flipped is None:
+            raise InvalidInputError("a PINK mapping file needs the full distance map: map the data with full=True")
+        written = write_pink_mapping(path, self.neuron_distance, layout=self.config.layout,
+                                     width=self.config.width, height=self.config.height)
+        if rot_flip_path is not None:
+            write_pink_rot_flip(rot_flip_path, np.deg2rad(self.neuron_angle), self.neuron_flipped,
+                                layout=self.config.layout, width=self.config.width, height=self.config.height)
+        return written
+
+
+@dataclass(frozen=True)
+class SOM:
+    """A trained (or loaded) SOM: its configuration, its neurons and its training history.
+
+    Attributes
+    ----------
+    config : SOMConfig
+        The options it was trained with (``neuron_dim`` filled in).
+    weights : ndarray of float32, shape (n, C, neuron_dim, neuron_dim)
+        The neurons (prototypes) in storage order.
+    history : tuple of EpochRecord
+        One record per training epoch.
+    training : dict or None
+        Where the training images came from, when they were a :class:`~hipsml.Dataset` split:
+        ``dataset`` (folder), ``version``, ``hash``, ``split``, ``count``, ``channels``.
+    training_rows : ndarray of int64 or None
+        The dataset rows it trained on (saved with the weights).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> images = np.random.default_rng(0).random((20, 1, 8, 8), dtype=np.float32)
+    >>> som = train_som(images, width=2, height=2, numrot=4, neuron_dim=8, progress=False)
+    >>> som.weights.shape, som.map(images).bmu.shape
+    ((4, 1, 8, 8), (20,))
+    """
+
+    config: SOMConfig
+    weights: np.ndarray
+    history: tuple[EpochRecord, ...] = field(default=())
+    training: dict[str, Any] | None = None
+    training_rows: np.ndarray | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.weights.ndim != 4 or self.weights.shape[0] != self.config.neuron_count:
+            raise InvalidInputError(
+                f"SOM weights must be (neurons={self.config.neuron_count}, C, side, side), got {self.weights.shape}"
+            )
+
+    @property
+    def neuron_count(self) -> int:
+        """Number of neurons."""
+        return self.weights.shape[0]
+
+    def map(self, data: Any, *, split: str | None = None, full: bool = False, batch_size: int | None = None,
+            progress: bool = False) -> SOMMapping:
+        """Map images ``(N, C, H, W)`` (or ``(N, H, W)``), or a :class:`~hipsml.Dataset`, onto the SOM.
+
+        The images are normalised as in training (``config.normalise``). To store a dataset's
+        mapping beside it, use :func:`hipsml.train.write_som_mapping`.
+
+        Parameters
+        ----------
+        data : ndarray or Dataset
+            Square images with the SOM's channel count, or a dataset (read in storage order,
+            whole chunks at a time; its ``rows`` are recorded in the mapping).
+        split : str, optional
+            Map only this split of a dataset (default: every row).
+        full : bool
+            Also return the distance to every neuron and each neuron's best transform
+            (``N * n`` values each; PINK's mapping and rot/flip files).
+        batch_size : int, optional
+            Images per device call (default: the config's ``batch_size``, at most 64).
+        progress : bool
+            Show a progress bar.
+
+        Returns
+        -------
+        SOMMapping
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> images = np.random.default_rng(1).random((6, 1, 8, 8), dtype=np.float32)
+        >>> som = train_som(images, width=2, height=1, numrot=4, neuron_dim=8, progress=False)
+        >>> mapping = som.map(np.rot90(images, 1, axes=(2, 3)))
+        >>> sorted(set(mapping.angle.tolist()) - {0.0, 90.0, 180.0, 270.0})
+        []
+        """
+        from hipsml.dataset._dataset import Dataset
+        from hipsml.train.som._data import dataset_rows, normalised_blocks, resolve_normalise, training_data
+
+        rows: np.ndarray | None = None
+        if isinstance(data, Dataset):  # read, normalise and map a few chunks at a time (bounded memory)
+            rows = dataset_rows(data, split)
+            blocks: Any = normalised_blocks(data, rows, resolve_normalise(self.config.normalise, data))
+            total, (channels, side) = int(rows.size), (int(data.images.shape[1]), int(data.images.shape[2]))
+        else:
+            images = as_images(training_data(data, self.config.normalise, split=split).images)
+            blocks, total, channels, side = iter([images]), len(images), images.shape[1], images.shape[2]
+        if channels != self.weights.shape[1]:
+            raise InvalidInputError(f"the SOM has {self.weights.shape[1]} channels, the images {channels}")
+        config = self.config.resolved(side)
+        engine = _Engine(config, channels, side, neighbourhood_factors(config, config.sigma, config.damping))
+        chunk = min(batch_size or min(config.batch_size, 64), 1 << max(total - 1, 0).bit_length())  # few compiles
+        weights = jnp.asarray(self.weights.reshape(self.neuron_count, -1))
+        parts: list[_kernels.ChunkMapping] = []
+        with tqdm(total=total, desc="SOM map", unit="img", disable=not progress) as bar:
+            for images in blocks:
+                images = as_images(images)
+                flat = images.reshape(len(images), channels, side * side)
+                for start in range(0, len(images), chunk):
+                    block, count = _padded(flat, np.arange(start, min(start + chunk, len(images))), chunk)
+                    result = engine.map(weights, jnp.asarray(block))
+                    parts.append(jax.tree_util.tree_map(lambda a, c=count: np.asarray(a)[:c], result))
+                    bar.update(count)
+        joined = _kernels.ChunkMapping(*(np.concatenate(arrays) for arrays in zip(*parts)))
+        angles, flips = transform_angles(config.numrot, config.flip)
+        mapping = SOMMapping(
+            bmu=joined.bmu.astype(np.int64), distance=joined.distance.astype(np.float32),
+            angle=angles[joined.best_transform], flipped=flips[joined.best_transform], config=config,
+            topographic_error=float(1.0 - np.mean(joined.second_adjacent)) if total else float("nan"),
+            rows=rows,
+        )
+        if full:
+            mapping = dataclasses.replace(
+                mapping, neuron_distance=joined.neuron_distance.astype(np.float32),
+                neuron_angle=angles[joined.neuron_transform], neuron_flipped=flips[joined.neuron_transform])
+        return mapping
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save to a folder: ``weights.npz`` and ``som.json`` (config, history, training data), each written atomically.
+
+        ``weights.npz`` holds the weights, the training rows and a copy of ``som.json``'s content
+        in one atomic file; ``som.json`` (the readable copy) is written last, so a folder without
+        it holds no SOM, and a crash between the two writes is repaired by :func:`load_som`,
+        which trusts the archive. Saving after every epoch therefore always leaves a consistent SOM.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile
+        >>> som = SOM(SOMConfig(width=2, height=1, neuron_dim=4), np.zeros((2, 1, 4, 4), np.float32))
+        >>> folder = som.save(tempfile.mkdtemp() + "/som")
+        >>> load_som(folder).config == som.config
+        True
+        """
+        folder = user_path(path, what="SOM folder")
+        meta = {
+            "format": _FORMAT, "format_version": _FORMAT_VERSION, "config": self.config.to_dict(),
+            "weights_shape": list(self.weights.shape), "history": [dataclasses.asdict(r) for r in self.history],
+            "training": self.training,
+        }
+        arrays = {"weights": self.weights.astype(np.float32), "meta": np.array(json.dumps(meta))}
+        if self.training_rows is not None:
+            arrays["training_rows"] = np.asarray(self.training_rows, dtype=np.int64)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(folder / "weights.npz", buffer.getvalue())
+        with atomic_write(folder / "som.json") as fh:
+            fh.write(json.dumps(meta, indent=2).encode())
+        return folder
+
+    def to_pink(self, path: str | os.PathLike[str]) -> Path:
+        """Write the SOM as a PINK 2 binary SOM file (see :func:`hipsml.train.write_pink_som`)."""
+        from hipsml.train.som._pink import write_pink_som
+
+        return write_pink_som(path, self.weights, layout=self.config.layout, width=self.config.width,
+                              height=self.config.height)
+
+
+def load_som(path: str | os.PathLike[str]) -> SOM:
+    """Load a SOM saved by :meth:`SOM.save`.
+
+    Raises
+    ------
+    InvalidInputError
+        The folder holds no finished SOM, or its files do not agree.
+    """
+    folder = user_path(path, what="SOM folder")
+    meta_path = folder / "som.json"
+    if not meta_path.is_file():
+        raise InvalidInputError(f"{folder} holds no saved SOM (no som.json); train one or give the right folder")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"cannot read {meta_path}: {exc}") from None
+    if meta.get("format") != _FORMAT:
+        raise InvalidInputError(f"{meta_path} is not a hipsml SOM (format {meta.get('format')!r})")
+    rows = None
+    try:
+        with np.load(folder / "weights.npz") as archive:
+            weights = np.asarray(archive["weights"], dtype=np.float32)
+            if "training_rows" in archive:
+                rows = np.asarray(archive["training_rows"], dtype=np.int64)
+            if "meta" in archive:
+                saved = json.loads(str(archive["meta"]))
+                if json.dumps(saved, sort_keys=True) != json.dumps(meta, sort_keys=True):  # crashed between the writes
+                    logger.warning("%s: som.json is older than weights.npz; using the archive's copy", folder)
+                    meta = saved
+    except (OSError, KeyError, ValueError) as exc:
+        raise InvalidInputError(f"cannot read {folder / 'weights.npz'}: {exc}") from None
+    config = SOMConfig.from_mapping(meta["config"])
+    if list(weights.shape) != list(meta["weights_shape"]):
+        raise InvalidInputError(f"{folder}: weights.npz holds {weights.shape}, som.json says {meta['weights_shape']}")
+    history = tuple(EpochRecord(**record) for record in meta.get("history", []))
+    return SOM(config, weights, history, meta.get("training"), rows)
+
+
+def as_images(data: Any) -> np.ndarray:
+    """``data`` as float32 ``(N, C, S, S)`` square images; ``(N, S, S)`` gets one channel.
+
+    Raises
+    ------
+    InvalidInputError
+        Wrong number of dimensions, non-square or empty images, or non-finite values.
+    """
+    array = np.asarray(data)
+    if array.ndim == 3:
+        array = array[:, None]
+    if array.ndim != 4:
+        raise InvalidInputError(f"images must be an array (N, C, H, W) or (N, H, W), got shape {array.shape}")
+    if array.shape[2] != array.shape[3] or array.shape[2] == 0:
+        raise InvalidInputError(f"images must be square (H == W, as PINK requires), got {array.shape[2]}x{array.shape[3]}")
+    if array.shape[0] == 0:
+        raise InvalidInputError("no images to train on or map (N == 0)")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise InvalidInputError("images hold NaN or infinite values; fill or drop them first")
+    return array
+
+
+def schedule_value(start: float, end: float | None, epoch: int, epochs: int, schedule: str) -> float:
+    """Value of a parameter at ``epoch`` (0-based) of ``epochs`` going from ``start`` to ``end``.
+
+    Examples
+    --------
+    >>> schedule_value(2.0, 0.5, 2, 3, "linear"), schedule_value(2.0, 0.5, 2, 3, "exponential")
+    (0.5, 0.5)
+    """
+    if schedule == "constant" or end is None or epochs <= 1:
+        return float(start)
+    fraction = epoch / (epochs - 1)
+    if schedule == "linear":
+        return float(start + (end - start) * fraction)
+    return float(start * (end / start) ** fraction)
+
+
+def neighbourhood_factors(config: SOMConfig, sigma: float, damping: float) -> np.ndarray:
+    """Update factor ``(n, n)``: how much neuron ``j`` moves when ``i`` is the best match (PINK's functions).
+
+    Gaussian ``damping / (sigma sqrt(2 pi)) exp(-d^2 / (2 sigma^2))``; mexican hat
+    ``2 damping / (sqrt(3 sigma) pi^(1/4)) (1 - d^2/sigma^2) exp(-d^2 / (2 sigma^2))``; 0 where
+    ``max_update_distance > 0`` and ``d >= max_update_distance``.
+
+    Examples
+    --------
+    >>> f = neighbourhood_factors(SOMConfig(width=2, height=1), 1.1, 0.2)
+    >>> round(float(f[0, 0]), 6)
+    0.072535
+    """
+    distance = grid_distances(config)
+    if config.neighbourhood == "gaussian":
+        factor = damping / (sigma * math.sqrt(2.0 * math.pi)) * np.exp(-0.5 * (distance / sigma) ** 2)
+    else:
+        factor = (2.0 * damping / (math.sqrt(3.0 * sigma) * math.pi**0.25)
+                  * (1.0 - distance**2 / sigma**2) * np.exp(-(distance**2) / (2.0 * sigma**2)))
+    if config.max_update_distance > 0:
+        factor = np.where(distance < config.max_update_distance, factor, 0.0)
+    return factor.astype(np.float32)
+
+
+_online_step = jax.jit(_kernels.online_epoch_chunk, static_argnames=("geometry",), donate_argnums=0)
+_batch_step = jax.jit(_kernels.batch_epoch_chunk, static_argnames=("geometry", "update_by_matmul"), donate_argnums=0)
+_map_step = jax.jit(_kernels.map_chunk, static_argnames=("geometry",))
+
+
+class _Engine:
+    """The constant tables for one (config, channels, image side) and the compiled kernels.
+
+    The kernels are compiled once per geometry and process (module-level ``jax.jit`` with the
+    geometry as a static argument), so mapping or training again with the same shapes reuses them.
+    """
+
+    def __init__(self, config: SOMConfig, channels: int, side: int, neighbourhood: np.ndarray) -> None:
+        self.geometry, self.tables = _kernels.build_tables(config, channels, side, neighbourhood)
+        self.adjacency = jnp.asarray(neighbour_mask(config))
+        self.update_by_matmul = jax.default_backend() != "cpu"
+
+    def set_neighbourhood(self, factors: np.ndarray) -> None:
+        self.tables = self.tables._replace(neighbourhood=jnp.asarray(factors))
+
+    def train(self, mode: str, weights: jax.Array, images: jax.Array, valid: jax.Array) -> tuple[jax.Array, _kernels.ChunkStats]:
+        if mode == "online":
+            return _online_step(weights, images, valid, self.tables, self.adjacency, geometry=self.geometry)
+        return _batch_step(weights, images, valid, self.tables, self.adjacency, geometry=self.geometry,
+                           update_by_matmul=self.update_by_matmul)
+
+    def map(self, weights: jax.Array, images: jax.Array) -> _kernels.ChunkMapping:
+        return _map_step(weights, images, self.tables, self.adjacency, geometry=self.geometry)
+
+
+def _padded(flat: np.ndarray, rows: np.ndarray, size: int) -> tuple[np.ndarray, int]:
+    """``flat[rows]`` padded with zero images to ``size`` rows; and the real row count."""
+    block = flat[rows]
+    if len(rows) < size:
+        block = np.concatenate([block, np.zeros((size - len(rows),) + flat.shape[1:], flat.dtype)])
+    return block, len(rows)
+
+
+def initial_weights(config: SOMConfig, images: np.ndarray) -> np.ndarray:
+    """The neurons before training ``(n, C, nd, nd)``, by ``config.init`` (PINK's schemes, plus 'samples')."""
+    from hipsml.train.som._pink import read_pink_som
+
+    assert config.neuron_dim is not None
+    n, channels, nd = config.neuron_count, images.shape[1], config.neuron_dim
+    shape = (n, channels, nd, nd)
+    if config.init == "zero":
+        return np.zeros(shape, np.float32)
+    if config.init in ("random", "random_with_preferred_direction"):
+        weights = np.asarray(jax.random.uniform(jax.random.key(config.seed), shape, jnp.float32))
+        if config.init == "random_with_preferred_direction":
+            weights = weights.copy()
+            weights[:, 0, np.arange(nd), np.arange(nd)] = 1.0
+        return weights
+    if config.init == "samples":
+        rng = np.random.default_rng(config.seed)
+        chosen = rng.choice(len(images), size=n, replace=len(images) < n)
+        return _crop_or_pad(images[chosen], nd)
+    assert config.init_file is not None
+    source = user_path(config.init_file, what="init_file")
+    loaded = load_som(source).weights if source.is_dir() else read_pink_som(source).weights
+    if loaded.shape != shape:
+        raise InvalidInputError(f"init_file {source} holds neurons {loaded.shape}, this SOM needs {shape}")
+    return loaded.astype(np.float32)
+
+
+def _crop_or_pad(images: np.ndarray, side: int) -> np.ndarray:
+    """Centre-crop or zero-pad square images to ``side`` (PINK's resize: integer margins)."""
+    src = images.shape[-1]
+    out = np.zeros(images.shape[:2] + (side, side), np.float32)
+    cut, pad = max(src - side, 0) // 2, max(side - src, 0) // 2
+    keep = min(src, side)
+    out[..., pad : pad + keep, pad : pad + keep] = images[..., cut : cut + keep, cut : cut + keep]
+    return out
+
+
+def train_som(
+    data: Any,
+    config: SOMConfig | None = None,
+    *,
+    split: str | None = "train",
+    progress: bool = True,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: SOM | None = None,
+    **options: Any,
+) -> SOM:
+    """Train a rotation- and flip-invariant SOM on images ``(N, C, H, W)`` or a dataset split, as PINK does.
+
+    Each epoch visits the images (shuffled with ``seed + epoch`` unless ``shuffle=False``). For
+    each image every neuron finds its best of the ``numrot * 2`` transforms; the best-matching
+    neuron's grid neighbours move toward the image, each in its *own* best transform (PINK's
+    update). ``mode='online'`` lands each update before the next image's search, in one
+    ``lax.scan`` per chunk of images (no host round trip per image); ``mode='batch'`` updates
+    once per ``batch_size`` images.
+
+    A :class:`~hipsml.Dataset` is read in storage order, whole chunks at a time, and normalised
+    by ``config.normalise`` (``'auto'``: each cutout's channel min-max scaled to [0, 1], NaN to 0);
+    the SOM records the dataset (folder, version, hash, split) and the rows it learned from.
+
+    Parameters
+    ----------
+    data : ndarray or Dataset
+        Square images ``(N, C, H, W)`` or ``(N, H, W)``, or a dataset version.
+    config : SOMConfig, optional
+        The options; keyword ``options`` override them (same names, see :class:`SOMConfig`).
+    split : str or None
+        The dataset split to train on (default ``'train'``; None: every row). Arrays have no splits.
+    progress : bool
+        Show a tqdm bar per epoch (images/s and the running quantisation error).
+    on_epoch : callable, optional
+        Called with each epoch's :class:`EpochRecord` (after the checkpoint is saved).
+    checkpoint : path, optional
+        Save the SOM so far to this folder (:meth:`SOM.save`) after every epoch.
+    resume : SOM, optional
+        A partly trained SOM (e.g. ``load_som(checkpoint)``) to continue: training starts at
+        epoch ``len(resume.history)`` from its weights. Its options must equal these except
+        ``epochs``, and its training data must be the same dataset split. Because each epoch's
+        shuffle is seeded by ``seed + epoch``, the result equals an uninterrupted run on the same
+        device when ``epochs`` is unchanged (or the schedule is constant).
+
+    Returns
+    -------
+    SOM
+        With ``history`` holding the quantisation and topographic errors per epoch.
+
+    Raises
+    ------
+    InvalidInputError
+        Bad images or options (misspelled options get a "did you mean").
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> images = np.random.default_rng(0).random((16, 8, 8), dtype=np.float32)
+    >>> som = train_som(images, layout="hexagonal", width=3, height=3, numrot=8, neuron_dim=8,
+    ...                 epochs=2, progress=False)
+    >>> som.weights.shape, len(som.history)
+    ((7, 1, 8, 8), 2)
+
+    A dataset split, saved after every epoch and continued after an interruption:
+
+    >>> ds = hipsml.open_dataset("demo-output/datasets/demo")  # doctest: +SKIP
+    >>> som = train_som(ds, split="train", width=10, height=10, epochs=5, checkpoint="soms/demo")  # doctest: +SKIP
+    >>> som = train_som(ds, split="train", width=10, height=10, epochs=5, checkpoint="soms/demo",
+    ...                 resume=load_som("soms/demo"))  # doctest: +SKIP
+    >>> som.training["split"], som.training["hash"] == ds.hash  # doctest: +SKIP
+    ('train', True)
+    """
+    from hipsml.train.som._data import training_data
+
+    config = SOMConfig.from_mapping(options, base=config)
+    source = training_data(data, config.normalise, split=split)
+    images = as_images(source.images)
+    count, channels, side = images.shape[0], images.shape[1], images.shape[2]
+    config = dataclasses.replace(config, normalise=source.normalise).resolved(side)
+    history: list[EpochRecord] = []
+    if resume is not None:
+        _check_resume(resume, config, source.provenance)
+        weights_np = resume.weights
+        history = list(resume.history)
+        logger.info("resuming SOM training at epoch %d of %d", len(history) + 1, config.epochs)
+    else:
+        weights_np = initial_weights(config, images)
+    engine = _Engine(config, channels, side, neighbourhood_factors(config, config.sigma, config.damping))
+    chunk = min(count, config.batch_size if config.mode == "batch" else 64)
+    flat = images.reshape(count, channels, side * side)
+    weights = jnp.asarray(weights_np.reshape(config.neuron_count, -1))
+    logger.info("training a %s %dx%d SOM (%d neurons of %d px, %d transforms) on %d images, %s mode",
+                config.layout, config.width, config.height, config.neuron_count, config.neuron_dim,
+                config.transform_count, count, config.mode)
+    for epoch in range(len(history), config.epochs):
+        sigma = schedule_value(config.sigma, config.sigma_end, epoch, config.epochs, config.schedule)
+        damping = schedule_value(config.damping, config.damping_end, epoch, config.epochs, config.schedule)
+        engine.set_neighbourhood(neighbourhood_factors(config, sigma, damping))
+        order = (np.random.default_rng(config.seed + epoch).permutation(count) if config.shuffle
+                 else np.arange(count))
+        quantisation = topographic = 0.0
+        started = time.perf_counter()
+        with tqdm(total=count, desc=f"SOM epoch {epoch + 1}/{config.epochs}", unit="img",
+                  disable=not progress) as bar:
+            for start in range(0, count, chunk):
+                block, real = _padded(flat, order[start : start + chunk], chunk)
+                valid = np.arange(chunk) < real
+                weights, stats = engine.train(config.mode, weights, jnp.asarray(block), jnp.asarray(valid))
+                quantisation += float(stats.quantisation)
+                topographic += float(stats.topographic)
+                bar.update(real)
+                bar.set_postfix(qe=f"{quantisation / min(start + chunk, count):.4g}")
+        seconds = time.perf_counter() - started
+        record = EpochRecord(epoch=epoch, quantisation_error=quantisation / count,
+                             topographic_error=topographic / count, images_per_second=count / seconds,
+                             seconds=seconds, sigma=sigma, damping=damping)
+        history.append(record)
+        logger.info("SOM epoch %d/%d: quantisation error %.5g, topographic error %.4f, %.1f images/s",
+                    epoch + 1, config.epochs, record.quantisation_error, record.topographic_error,
+                    record.images_per_second)
+        if checkpoint is not None:
+            _som_so_far(config, weights, channels, history, source).save(checkpoint)
+        if on_epoch is not None:
+            on_epoch(record)
+    return _som_so_far(config, weights, channels, history, source)
+
+
+def _som_so_far(config: SOMConfig, weights: jax.Array, channels: int, history: list[EpochRecord], source: Any) -> SOM:
+    assert config.neuron_dim is not None
+    final = np.asarray(weights).reshape(config.neuron_count, channels, config.neuron_dim, config.neuron_dim)
+    return SOM(config, final.astype(np.float32), tuple(history), source.provenance, source.rows)
+
+
+def _check_resume(previous: SOM, config: SOMConfig, provenance: dict[str, Any] | None) -> None:
+    """Refuse to continue ``previous`` with different options or different training data."""
+    done = len(previous.history)
+    if done > config.epochs:
+        raise InvalidInputError(
+            f"cannot resume: the SOM has trained {done} epochs already, more than epochs={config.epochs}")
+    mine, theirs = config.to_dict(), previous.config.to_dict()
+    mine.pop("epochs")
+    theirs.pop("epochs")
+    changed = sorted(k for k in mine if mine[k] != theirs.get(k))
+    if changed:
+        what = ", ".join(f"{k}={theirs.get(k)!r} -> {mine[k]!r}" for k in changed)
+        raise InvalidInputError(f"cannot resume with different SOM options ({what}); give the saved options or start afresh")
+    def data_key(record: dict[str, Any] | None) -> dict[str, Any]:
+        return {k: v for k, v in (record or {}).items() if k != "dataset"}  # a moved dataset is the same data
+
+    if data_key(previous.training) != data_key(provenance) or (previous.training is None) != (provenance is None):
+        was = previous.training or {"data": "an array"}
+        raise InvalidInputError(
+            f"cannot resume: the SOM was trained on {_describe(was)}, not on {_describe(provenance or {'data': 'an array'})}")
+    if previous.history and previous.config.schedule != "constant" and previous.config.epochs != config.epochs:
+        logger.warning("resuming with epochs %d instead of %d changes the %s schedule of the remaining epochs",
+                       config.epochs, previous.config.epochs, config.schedule)
+
+
+def _describe(provenance: dict[str, Any]) -> str:
+    if "dataset" not in provenance:
+        return "an array"
+    return f"{provenance['dataset']} v{provenance['version']} split {provenance['split']!r} ({provenance['hash'][:12]})"

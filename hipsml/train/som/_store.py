@@ -1,0 +1,232 @@
+"""SOM mappings stored beside a dataset version, as plain Zarr v3 arrays.
+
+A published dataset version is never modified. The mapping of version ``N`` by a SOM is
+written under the dataset folder, beside the versions::
+
+    DATASET/
+      versions.json  v1/  v2/ ...                 the published versions (untouched)
+      derived/v1/som/<name>/                      one Zarr v3 group per mapping of v1
+        zarr.json                                 attrs["hipsml"]: kind, SOM, dataset, split, errors
+        rows/      int64   (cutout,)              the dataset row of each mapped cutout
+        bmu/       int64   (cutout,)              best-matching neuron (SOM storage order)
+        distance/  float32 (cutout,)              euclidean distance to it
+        angle/     float64 (cutout,)              degrees, counter-clockwise as displayed north up
+        flipped/   bool    (cutout,)              mirrored top-bottom after the rotation
+      derived/v1/som/.staging-<name>-<random>/    a mapping being written (renamed to <name> when complete)
+
+Each array has ``dimension_names == ["cutout"]``; the group's ``hipsml`` attributes name the
+SOM (folder, weights SHA-256, config) and the dataset (folder, version, hash), so a reader
+without hipsml (``zarr.open_group(path)``) knows what it holds. A mapping is written in a
+staging folder and published by one ``rename``; writing the same SOM's mapping of the same
+data again leaves the published one as it is.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hipsml._files import staged_folder
+from hipsml.dataset._dataset import Dataset
+from hipsml.errors import DatasetNotFoundError, InvalidInputError, OutputError
+from hipsml.train.som._config import SOMConfig
+from hipsml.train.som._som import SOM, SOMMapping
+
+__all__ = ["mapping_folder", "write_som_mapping", "read_som_mapping", "som_mapping_names", "same_mapping",
+           "weights_digest"]
+
+logger = logging.getLogger(__name__)
+
+_KIND = "som-mapping"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_ARRAYS = ("rows", "bmu", "distance", "angle", "flipped")
+
+
+def weights_digest(som: SOM) -> str:
+    """SHA-256 of the SOM's float32 weights (little-endian): identifies the SOM a mapping came from."""
+    return hashlib.sha256(np.ascontiguousarray(som.weights, dtype="<f4").tobytes()).hexdigest()
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidInputError(
+            f"mapping name must be 1-100 letters, digits, '.', '_' or '-' (not starting with '.', '_' or '-'), got {name!r}")
+    return name
+
+
+def mapping_folder(dataset: Dataset, name: str) -> Path:
+    """``DATASET/derived/vN/som/<name>``: where the mapping ``name`` of this version lives.
+
+    Examples
+    --------
+    >>> mapping_folder(hipsml.open_dataset("datasets/demo@v2"), "som10")  # doctest: +SKIP
+    PosixPath('datasets/demo/derived/v2/som/som10')
+    """
+    return dataset.path / "derived" / f"v{dataset.version}" / "som" / _check_name(name)
+
+
+def som_mapping_names(dataset: Dataset) -> list[str]:
+    """The names of the published SOM mappings of this dataset version, sorted."""
+    parent = dataset.path / "derived" / f"v{dataset.version}" / "som"
+    if not parent.is_dir():
+        return []
+    return sorted(p.name for p in parent.iterdir() if _NAME.match(p.name) and (p / "zarr.json").is_file())
+
+
+def _attrs(som: SOM, dataset: Dataset, mapping: SOMMapping, split: str | None, som_path: str | None) -> dict[str, Any]:
+    from hipsml import __version__
+
+    return {
+        "kind": _KIND,
+        "som": {"path": som_path, "weights_sha256": weights_digest(som), "config": som.config.to_dict(),
+                "training": som.training},
+        "dataset": {"path": str(dataset.path.resolve()), "version": dataset.version, "hash": dataset.hash},
+        "split": split,
+        "count": int(mapping.bmu.size),
+        "quantisation_error": mapping.quantisation_error,
+        "topographic_error": mapping.topographic_error,
+        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "software": {"hipsml": __version__},
+    }
+
+
+def same_mapping(folder: Path, som: SOM, dataset: Dataset, split: str | None) -> bool:
+    """True when ``folder`` holds this SOM's mapping of this dataset version and split."""
+    import zarr
+
+    try:
+        attrs = dict(zarr.open_group(folder, mode="r").attrs.get("hipsml", {}))
+    except (OSError, ValueError):
+        return False
+    return (attrs.get("som", {}).get("weights_sha256") == weights_digest(som)
+            and attrs.get("dataset", {}).get("hash") == dataset.hash and attrs.get("split") == split)
+
+
+def write_som_mapping(
+    som: SOM,
+    dataset: Dataset,
+    *,
+    name: str,
+    split: str | None = None,
+    mapping: SOMMapping | None = None,
+    overwrite: bool = False,
+    som_path: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+) -> Path:
+    """Map ``dataset`` (or its ``split``) with ``som`` and publish the result beside the version.
+
+    The arrays go to ``DATASET/derived/vN/som/<name>`` (see this module's layout), written in a
+    staging folder and published by rename; the version folder itself is not touched.
+
+    Parameters
+    ----------
+    som : SOM
+    dataset : Dataset
+    name : str
+        The mapping's name (letters, digits, ``._-``), e.g. the SOM folder's name.
+    split : str, optional
+        Map only this split (default: every row).
+    mapping : SOMMapping, optional
+        A mapping of exactly these rows already computed (``som.map(dataset, split=split)``).
+    overwrite : bool
+        Replace a mapping of that name made by another SOM or of other rows. The same SOM's
+        mapping of the same rows is never rewritten (the call returns its folder).
+    som_path : path, optional
+        The SOM's folder, recorded in the attributes.
+    progress : bool
+        Show a progress bar while mapping.
+
+    Returns
+    -------
+    pathlib.Path
+        The mapping's folder (a Zarr v3 group).
+
+    Raises
+    ------
+    OutputError
+        A different mapping of that name exists and ``overwrite`` is False, or the folder cannot be written.
+
+    Examples
+    --------
+    >>> ds = hipsml.open_dataset("datasets/demo")  # doctest: +SKIP
+    >>> som = hipsml.load_som("soms/demo")  # doctest: +SKIP
+    >>> write_som_mapping(som, ds, name="demo")  # doctest: +SKIP
+    PosixPath('datasets/demo/derived/v1/som/demo')
+    """
+    import zarr
+
+    if not isinstance(dataset, Dataset):
+        raise InvalidInputError(f"write_som_mapping needs a Dataset (hipsml.open_dataset), got {type(dataset).__name__}")
+    target = mapping_folder(dataset, name)
+    if target.exists() and same_mapping(target, som, dataset, split):
+        logger.info("%s already holds this SOM's mapping; kept", target)
+        return target
+    if target.exists() and not overwrite:
+        raise OutputError(f"{target} holds another mapping (another SOM or other rows); "
+                          "give another name or overwrite it (--overwrite)")
+    if mapping is None:
+        mapping = som.map(dataset, split=split, progress=progress)
+    if mapping.rows is None:
+        raise InvalidInputError("the mapping has no dataset rows: map the Dataset itself, not an array of it")
+    with staged_folder(target) as staging:
+        group = zarr.open_group(staging, mode="w", zarr_format=3)
+        group.attrs["hipsml"] = _attrs(som, dataset, mapping, split,
+                                       None if som_path is None else str(Path(som_path).resolve()))
+        values = {"rows": mapping.rows.astype(np.int64), "bmu": mapping.bmu.astype(np.int64),
+                  "distance": mapping.distance.astype(np.float32), "angle": mapping.angle.astype(np.float64),
+                  "flipped": mapping.flipped.astype(bool)}
+        for key in _ARRAYS:
+            data = values[key]
+            array = group.create_array(key, shape=data.shape, dtype=data.dtype, chunks=(max(1, min(len(data), 1 << 20)),),
+                                       dimension_names=["cutout"])
+            array[:] = data
+    logger.info("wrote the SOM mapping %s (%d cutouts)", target, mapping.bmu.size)
+    return target
+
+
+def read_som_mapping(dataset: Dataset, name: str) -> SOMMapping:
+    """Read the SOM mapping ``name`` of this dataset version (see :func:`write_som_mapping`).
+
+    Returns
+    -------
+    SOMMapping
+        With ``rows`` (the dataset rows) and the SOM's ``config``.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        No mapping of that name (the message lists those there are).
+    InvalidInputError
+        The folder is not a SOM mapping of this version (another dataset hash).
+
+    Examples
+    --------
+    >>> mapping = read_som_mapping(hipsml.open_dataset("datasets/demo"), "demo")  # doctest: +SKIP
+    >>> mapping.rows[mapping.distance.argmax()]  # doctest: +SKIP
+    17
+    """
+    import zarr
+
+    folder = mapping_folder(dataset, name)
+    if not (folder / "zarr.json").is_file():
+        have = ", ".join(som_mapping_names(dataset)) or "none"
+        raise DatasetNotFoundError(f"no SOM mapping {name!r} of {dataset.path} v{dataset.version} "
+                                   f"(at {folder}; mappings there: {have}); write one with 'hipsml som map'")
+    group = zarr.open_group(folder, mode="r")
+    attrs = dict(group.attrs.get("hipsml", {}))
+    if attrs.get("kind") != _KIND:
+        raise InvalidInputError(f"{folder} is not a hipsml SOM mapping")
+    if attrs.get("dataset", {}).get("hash") != dataset.hash:
+        raise InvalidInputError(f"{folder} maps another dataset (hash {attrs.get('dataset', {}).get('hash')!r}, "
+                                f"this version's is {dataset.hash!r}); map it again")
+    values = {key: np.asarray(group[key][:]) for key in _ARRAYS}
+    return SOMMapping(bmu=values["bmu"], distance=values["distance"], angle=values["angle"],
+                      flipped=values["flipped"], config=SOMConfig.from_mapping(attrs["som"]["config"]),
+                      topographic_error=float(attrs.get("topographic_error", float("nan"))), rows=values["rows"])
