@@ -51,7 +51,7 @@ from hipsml.extract._kernels import (
     tile_keys_to_npix,
 )
 from hipsml.extract._surveys import SurveyRef, resolve_surveys
-from hipsml.hips._healpix import log2_width
+from hipsml.hips import log2_width
 
 __all__ = [
     "cutouts",

@@ -886,7 +886,7 @@ def _bilinear(v0: float, v1: float, v2: float, v3: float, fx: float, fy: float) 
 
 def tile_keys_to_npix(keys: np.ndarray, korder: int) -> np.ndarray:
     """NESTED tile indices at order ``korder`` of packed ``(face, tx, ty)`` tile keys."""
-    from hipsml.hips._healpix import interleave_bits
+    from hipsml.hips import interleave_bits
 
     keys = np.asarray(keys, dtype=np.int64)
     mask = (1 << korder) - 1
@@ -898,7 +898,7 @@ def tile_keys_to_npix(keys: np.ndarray, korder: int) -> np.ndarray:
 
 def npix_to_tile_keys(npix: np.ndarray, korder: int) -> np.ndarray:
     """Packed ``(face, tx, ty)`` tile keys of NESTED tile indices at order ``korder``."""
-    from hipsml.hips._healpix import deinterleave_bits
+    from hipsml.hips import deinterleave_bits
 
     npix = np.asarray(npix, dtype=np.int64)
     face = npix >> (2 * korder)

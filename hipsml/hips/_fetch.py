@@ -1,6 +1,7 @@
 """Where tile bytes come from: a local directory or an HTTP(S) server (with a disk cache).
 
-This is the only module of :mod:`hipsml.hips` that touches the disk or the network.
+Local folders are read here; HTTP lives in :mod:`hipsml.hips._http`, and what both share
+(the store protocol, safe relative paths, size limits, HTTP options) in :mod:`hipsml.hips._store`.
 A *store* maps a relative path inside a HiPS (``properties``, ``Moc.fits``,
 ``Norder3/Dir0/Npix12.fits``) to bytes, and hands them to a ``decode`` callable.
 A body that fails to decode is treated as corrupt: a remote store fetches it again,
@@ -15,14 +16,22 @@ is read; both raise :class:`~hipsml.errors.InputFileError` naming the file.
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 import re
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Callable, TypeVar
 from urllib.parse import unquote, urlparse
 
 from hipsml._files import read_regular_file, user_path
-from hipsml.errors import InvalidInputError, InvalidLocationError, SurveyNotFoundError
+from hipsml.errors import InvalidLocationError, SurveyNotFoundError
+from hipsml.hips._store import (
+    HTTP_OPTIONS,
+    MAX_FILE_BYTES,
+    MAX_PROPERTIES_BYTES,
+    TileStore,
+    check_http_options,
+    check_relpath,
+    max_file_bytes,
+)
 
 __all__ = [
     "TileStore",
@@ -32,117 +41,15 @@ __all__ = [
     "check_http_options",
     "max_file_bytes",
     "MAX_FILE_BYTES",
+    "MAX_PROPERTIES_BYTES",
     "HTTP_OPTIONS",
 ]
 
-#: The options of :class:`~hipsml.hips._http.HttpTileStore` (also accepted by :func:`hipsml.open_survey`).
-HTTP_OPTIONS: tuple[str, ...] = (
-    "cache_dir",
-    "max_connections_per_host",
-    "retries",
-    "backoff",
-    "max_backoff",
-    "timeout",
-    "deadline",
-    "max_total_time",
-    "verify",
-)
-
-#: Largest file a store reads or downloads (a tile, an Allsky mosaic, ``Moc.fits``).
-MAX_FILE_BYTES = 1 << 30
-#: Largest ``properties`` file read (real ones are a few kB).
-MAX_PROPERTIES_BYTES = 1 << 20
-
-
 _NORDER_RE = re.compile(r"Norder([0-9]|[12][0-9])")
-
-
-def _number_option(name: str, value: Any, *, minimum: float, strict: bool = False, integer: bool = False) -> Any:
-    """``value`` as an int or float ``>= minimum`` (``> minimum`` when strict), else InvalidInputError."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok and integer and not float(value).is_integer():
-        ok = False
-    if ok:
-        number = int(value) if integer else float(value)
-        if number == number and (number > minimum if strict else number >= minimum) and number != float("inf"):
-            return number
-    bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-    kind = "an integer" if integer else "a number"
-    raise InvalidInputError(f"option {name}={value!r} must be {kind} {bound}")
-
-
-def check_http_options(**options: Any) -> dict[str, Any]:
-    """Check the values of HTTP store options (see :data:`HTTP_OPTIONS`); return them normalised.
-
-    Only the options given are checked. :func:`hipsml.open_survey` calls this for local
-    surveys too, so a bad value is reported whatever the location.
-
-    Raises
-    ------
-    InvalidInputError
-        A value of the wrong type or out of range (the message names the option).
-
-    Examples
-    --------
-    >>> check_http_options(retries=3.0, timeout=5)
-    {'retries': 3, 'timeout': (5.0, 5.0)}
-    """
-    out: dict[str, Any] = {}
-    for name, value in options.items():
-        if name == "max_connections_per_host":
-            out[name] = _number_option(name, value, minimum=1, integer=True)
-        elif name == "retries":
-            out[name] = _number_option(name, value, minimum=0, integer=True)
-        elif name in ("backoff", "max_backoff"):
-            out[name] = _number_option(name, value, minimum=0)
-        elif name in ("deadline", "max_total_time"):
-            out[name] = _number_option(name, value, minimum=0, strict=True)
-        elif name == "timeout":
-            pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-            if len(pair) != 2:
-                raise InvalidInputError(f"option timeout={value!r} must be a positive number or a (connect, read) pair")
-            out[name] = tuple(_number_option(name, t, minimum=0, strict=True) for t in pair)
-        elif name == "verify":
-            out[name] = value if isinstance(value, bool) else os.fspath(user_path(value, what="verify (CA bundle)"))
-        elif name == "cache_dir":
-            out[name] = value if value is None or value is False else user_path(value, what="cache_dir")
-        else:
-            raise InvalidInputError(f"unknown HTTP option {name!r}; the options are {', '.join(HTTP_OPTIONS)}")
-    return out
-
-
-def max_file_bytes(relpath: str) -> int:
-    """The most bytes a store accepts for ``relpath``: 1 MiB for ``properties``, else 1 GiB."""
-    return MAX_PROPERTIES_BYTES if relpath == "properties" else MAX_FILE_BYTES
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class TileStore(Protocol):
-    """What a survey needs from wherever its files live."""
-
-    location: str
-
-    def url_for(self, relpath: str) -> str:
-        """Human-readable address (path or URL) of ``relpath``, for messages."""
-        ...
-
-    def fetch(self, relpath: str, decode: Callable[[bytes], T]) -> T | None:
-        """Return ``decode(bytes of relpath)``, or ``None`` when the file is absent.
-
-        ``decode`` raises :class:`~hipsml.errors.TileDecodeError` for a corrupt body.
-        """
-        ...
-
-
-def check_relpath(relpath: str) -> str:
-    """Reject a relative path that is absolute or climbs out of the survey root."""
-    parts = relpath.split("/")
-    if not relpath or relpath.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in relpath:
-        raise InvalidLocationError(f"refusing unsafe path inside a HiPS: {relpath!r}")
-    return relpath
 
 
 class LocalTileStore:

@@ -82,7 +82,7 @@ from requests.adapters import HTTPAdapter
 
 from hipsml._files import atomic_write, read_regular_file, user_path
 from hipsml.errors import FetchError, HipsmlError, InvalidLocationError, TileDecodeError
-from hipsml.hips._fetch import MAX_FILE_BYTES, check_http_options, check_relpath, max_file_bytes
+from hipsml.hips._store import MAX_FILE_BYTES, check_http_options, check_relpath, max_file_bytes
 from hipsml.hips._formats import EXTENSION_FORMATS, FORMAT_EXTENSIONS
 
 __all__ = ["HttpTileStore", "normalise_base_url", "cache_relpath", "parse_retry_after", "default_cache_dir"]
