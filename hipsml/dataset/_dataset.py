@@ -199,9 +199,10 @@ def open_dataset(path: str | os.PathLike[str], version: int | str = "latest") ->
 
     Examples
     --------
-    >>> ds = hipsml.open_dataset("demo-output/datasets/demo")  # doctest: +SKIP
-    >>> ds.images.shape, ds.split_names  # doctest: +SKIP
-    ((400, 4, 64, 64), ['train', 'val', 'test'])
+    >>> import hipsml
+    >>> ds = hipsml.open_dataset("demo-output/datasets/demo")
+    >>> ds.images.shape, ds.split_names
+    ((120, 4, 64, 64), ['train', 'val', 'test'])
     """
     root, at = parse_dataset_path(path)
     if at != "latest":

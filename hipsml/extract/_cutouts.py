@@ -868,11 +868,11 @@ def cutouts(
 
     Examples
     --------
-    >>> import hipsml  # doctest: +SKIP
-    >>> survey = hipsml.open_survey("demo-output/sky/r")  # doctest: +SKIP
-    >>> images, mask = hipsml.cutouts(survey, ([150.0], [2.0]), size=64, pixel_scale=3.0)  # doctest: +SKIP
-    >>> images.shape  # doctest: +SKIP
-    (1, 1, 64, 64)
+    >>> import hipsml
+    >>> survey = hipsml.open_survey("demo-output/sky/r")
+    >>> images, mask = hipsml.cutouts(survey, ([150.0], [2.0]), size=64, pixel_scale=3.0)
+    >>> images.shape, bool(mask.all())
+    ((1, 1, 64, 64), True)
     """
     survey_list = _survey_list(surveys)
     spec = CutoutSpec.for_surveys(

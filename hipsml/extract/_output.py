@@ -426,10 +426,10 @@ def write_cutout(
 
     Examples
     --------
-    >>> import hipsml  # doctest: +SKIP
+    >>> import hipsml
     >>> from hipsml.extract import cutouts
-    >>> result = cutouts(hipsml.open_survey("demo-output/sky/r"), ([150.0], [2.0]), size=64)  # doctest: +SKIP
-    >>> write_cutout("r.fits", result)  # doctest: +SKIP
+    >>> result = cutouts(hipsml.open_survey("demo-output/sky/r"), ([150.0], [2.0]), size=64)
+    >>> write_cutout("r.fits", result)
     PosixPath('r.fits')
     """
     fmt = output_format(path)
