@@ -66,6 +66,8 @@ DEVICE_HAS = frozenset({
     "fonttools", "kiwisolver", "pandas", "equinox", "optax", "chex", "jaxtyping", "pytest", "pytest-timeout",
     "pyyaml", "requests", "tqdm", "xarray", "torch",
 })  # fmt: skip
+# left out of an offline install (and the wheelhouse): used only where there is a network or a browser
+OFFLINE_SKIP = {"astroquery": "VizieR and TAP target lists", "selenium": "the SOM explorer's browser tests"}
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class Sizes:
     cnn_sources: int  # synthetic sky sources, one cutout each
     cnn_radius: float  # of the synthetic sky's cone (deg)
     cnn_batch_size: int
+    cnn_model: dict[str, Any]  # CNNConfig's architecture options: {} is the default model
     cnn_epochs: int  # train_cnn epochs; the rate is over those after the first
     cnn_model_seconds: float  # timed window of the model alone
     test_timeout: int
@@ -117,10 +120,11 @@ class Sizes:
 
 GPU = Sizes(som=dict(layout="hexagonal", width=21, height=21, neuron_dim=64, numrot=360, flip=True), som_side=124,
             som_distinct=2048, som_online_images=16_384, som_batch_images=32_768, som_batch_size=256,
-            cnn_sources=24_000, cnn_radius=1.0, cnn_batch_size=128, cnn_epochs=5, cnn_model_seconds=3.0, test_timeout=150)  # fmt: skip
+            cnn_sources=24_000, cnn_radius=1.0, cnn_batch_size=128, cnn_model={}, cnn_epochs=5, cnn_model_seconds=3.0, test_timeout=150)  # fmt: skip
 DRY = Sizes(som=dict(layout="hexagonal", width=3, height=3, neuron_dim=12, numrot=8, flip=True), som_side=16,
             som_distinct=16, som_online_images=32, som_batch_images=32, som_batch_size=8,
-            cnn_sources=120, cnn_radius=0.2, cnn_batch_size=16, cnn_epochs=2, cnn_model_seconds=0.3, test_timeout=90)  # fmt: skip
+            cnn_sources=120, cnn_radius=0.2, cnn_batch_size=16,
+            cnn_model=dict(stem_channels=8, widths=(8,)), cnn_epochs=2, cnn_model_seconds=0.3, test_timeout=90)  # fmt: skip
 
 # every figure each part reports, with its goal: a part that fails still has all its rows
 SOM_ONLINE = ("float32", "bfloat16")
@@ -286,7 +290,7 @@ def measure_cnn_model(sizes: Sizes) -> None:
 
     from hipsml.train import CNNConfig, ModelSpec, build_model, train_step
 
-    config = CNNConfig(batch_size=sizes.cnn_batch_size)
+    config = CNNConfig(batch_size=sizes.cnn_batch_size, **sizes.cnn_model)
     spec = ModelSpec(in_channels=4, num_classes=4, stem_channels=config.stem_channels,
                      stem_stride=config.stem_stride, widths=config.widths, blocks=config.blocks, groups=config.groups)  # fmt: skip
     key = jax.random.PRNGKey(0)
@@ -332,6 +336,7 @@ def measure_cnn_training(sizes: Sizes, cache: Path, part: str) -> None:
 
     ds = cnn_dataset(sizes, cache)
     options = {"epochs": sizes.cnn_epochs, "patience": None, "batch_size": sizes.cnn_batch_size, "precision": "bfloat16",
+               **sizes.cnn_model,
                "threads": min(8, os.cpu_count() or 1), "source": "sky" if part == "cnn-sky" else "dataset"}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="gpu-check-cnn-") as run, CompileClock() as clock:
         result = train_cnn(ds, options, workdir=Path(run) / "run")
@@ -486,7 +491,16 @@ def registry_reachable(python: str) -> bool:
     return out.returncode == 0
 
 
-def install(timeout: float) -> tuple[str, Figure]:
+def requirements(*, offline: bool) -> list[str]:
+    """hipsml's dependencies and its test extra; offline, less those only its online paths use."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["test"]]
+    return [r for r in wanted if not (offline and canonical(requirement_name(r)) in OFFLINE_SKIP)]
+
+
+def install(timeout: float, *, offline: bool) -> tuple[str, Figure]:
     """Reuse or make ``.venv-gpu`` and install hipsml editable; the venv's python and the install figure."""
     started = time.perf_counter()
     python = str(VENV / "bin" / "python")
@@ -501,17 +515,23 @@ def install(timeout: float) -> tuple[str, Figure]:
     subprocess.run(command, check=True, timeout=120)
     # with a CUDA JAX in the system site, it stands in for the gpu extra (jax[cuda12] would fetch CUDA 12 wheels)
     extras = "test" if cuda else "gpu,test"
-    online = registry_reachable(python)
-    source = ["--find-links", str(WHEELHOUSE)] if WHEELHOUSE.is_dir() else []
-    if not online:
-        if not WHEELHOUSE.is_dir():
-            raise SystemExit(f"gpu_check: no package registry and no wheelhouse {WHEELHOUSE}: run "
-                             f"`make gpu-wheels` on a machine with the registry and copy .whl/ here")  # fmt: skip
-        source = ["--no-index", *source]
-    command = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *source, "-e", f".[{extras}]"]
-    print(f"install: registry {'reachable' if online else 'unreachable, wheelhouse ' + WHEELHOUSE.name}; "
-          f"{' '.join(command[1:])}", flush=True)  # fmt: skip
-    subprocess.run(command, check=True, cwd=ROOT, timeout=timeout)
+    online = not offline and registry_reachable(python)
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    if online:
+        links = ["--find-links", str(WHEELHOUSE)] if WHEELHOUSE.is_dir() else []
+        commands = [[*pip, *links, "-e", f".[{extras}]"]]
+    elif not WHEELHOUSE.is_dir():
+        raise SystemExit(f"gpu_check: no package registry and no wheelhouse {WHEELHOUSE}: run "
+                         f"`make gpu-wheels` on a machine with the registry and copy .whl/ here")  # fmt: skip
+    else:  # hipsml itself, then its dependencies less those only its online paths use
+        links = ["--no-index", "--find-links", str(WHEELHOUSE)]
+        commands = [[*pip, *links, "--no-deps", "-e", "."], [*pip, *links, *requirements(offline=True)]]
+        print(f"install: left out offline: {', '.join(f'{k} ({v})' for k, v in OFFLINE_SKIP.items())}", flush=True)
+    print(f"install: registry {'reachable' if online else 'unreachable or --offline: wheelhouse ' + WHEELHOUSE.name}",
+          flush=True)  # fmt: skip
+    for command in commands:
+        print("install: " + " ".join(command[1:]), flush=True)
+        subprocess.run(command, check=True, cwd=ROOT, timeout=timeout)
     how = f"extras [{extras}], {'registry' if online else 'wheelhouse'}" + (f", system {cuda}" if cuda else "")
     (VENV / STAMP).write_text(how + "\n")
     seconds = time.perf_counter() - started
@@ -526,7 +546,7 @@ def run_all(args: argparse.Namespace) -> tuple[list[Figure], str]:
     figures: list[Figure] = []
     if "install" in args.parts and not args.dry_run:
         try:
-            python, figure = install(args.install_timeout)
+            python, figure = install(args.install_timeout, offline=args.offline)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired, SystemExit) as error:
             print(f"install failed: {error}", flush=True)
             status = f"failed: {str(error).splitlines()[0]}"
@@ -596,11 +616,11 @@ def download_wheels(target: Path) -> None:
     """Fill ``target`` with Python 3.12 x86-64 wheels of hipsml's dependencies that the GPU machine lacks."""
     import tomllib
 
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = [*project["dependencies"], *project["optional-dependencies"]["test"],
-              *tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]]  # fmt: skip
-    missing = [r for r in wanted if canonical(re.split(r"[\s<>=!~\[;]", r, maxsplit=1)[0]) not in DEVICE_HAS]
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]  # pip builds hipsml
+    missing = [r for r in [*requirements(offline=True), *build] if canonical(requirement_name(r)) not in DEVICE_HAS]
     target.mkdir(exist_ok=True)
+    for old in target.glob("*.whl"):  # a fresh resolution, no stale versions beside it
+        old.unlink()
     platforms = [a for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
                              "manylinux_2_5_x86_64", "linux_x86_64") for a in ("--platform", p)]  # fmt: skip
     command = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--python-version", "3.12",
@@ -618,6 +638,10 @@ def download_wheels(target: Path) -> None:
     print(f"{len(wheels)} wheels, {total:.1f} MiB in {target}")
 
 
+def requirement_name(requirement: str) -> str:
+    return re.split(r"[\s<>=!~\[;]", requirement, maxsplit=1)[0]
+
+
 def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -632,6 +656,7 @@ def main() -> None:
     parser.add_argument("--install-timeout", type=float, default=240.0, help="seconds for pip (default 240)")
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "hipsml-gpu-check"),
                         help="where the CNN dataset is built (reused when there)")  # fmt: skip
+    parser.add_argument("--offline", action="store_true", help=f"install from {WHEELHOUSE.name}/ without trying the registry")
     parser.add_argument("--download-wheels", action="store_true", help=f"fill {WHEELHOUSE.name}/ and stop")
     parser.add_argument("--child", choices=PARTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
