@@ -500,6 +500,20 @@ def requirements(*, offline: bool) -> list[str]:
     return [r for r in wanted if not (offline and canonical(requirement_name(r)) in OFFLINE_SKIP)]
 
 
+def see_parent_site(python: str) -> None:
+    """Let the venv of ``python`` see this interpreter's site-packages (a ``.pth`` file).
+
+    ``--system-site-packages`` gives a venv the *base* Python's site; when this script runs from a
+    venv (the GPU machine's ``python3`` is one, holding the CUDA JAX), its packages are in that venv.
+    """
+    import site
+
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True, timeout=60).stdout.strip()  # fmt: skip
+    (Path(purelib) / "_gpu_check_parent_site.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    print(f"install: {VENV.name} also sees {', '.join(site.getsitepackages())} (this interpreter is a venv)", flush=True)
+
+
 def install(timeout: float, *, offline: bool) -> tuple[str, Figure]:
     """Reuse or make ``.venv-gpu`` and install hipsml editable; the venv's python and the install figure."""
     started = time.perf_counter()
@@ -513,6 +527,8 @@ def install(timeout: float, *, offline: bool) -> tuple[str, Figure]:
     command = [sys.executable, "-m", "venv", *(["--system-site-packages"] if cuda else []), str(VENV)]
     print(f"install: {' '.join(command)}" + (f"  (the system's CUDA JAX: {cuda})" if cuda else ""), flush=True)
     subprocess.run(command, check=True, timeout=120)
+    if cuda and sys.prefix != sys.base_prefix:
+        see_parent_site(python)
     # with a CUDA JAX in the system site, it stands in for the gpu extra (jax[cuda12] would fetch CUDA 12 wheels)
     extras = "test" if cuda else "gpu,test"
     online = not offline and registry_reachable(python)
