@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-output
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean gpu-check gpu-wheels
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,15 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_som.py
 	$(BIN)/python benchmarks/bench_cnn.py --members 3
 	$(BIN)/python benchmarks/bench_cnn_rotations.py
+
+# on a GPU machine, from the repository root, with only Python: install into .venv-gpu (from .whl/ when
+# there is no network), the gpu-marked tests, the SOM and CNN figures; one table, gpu-figures.json
+gpu-check:
+	$(PYTHON) benchmarks/gpu_check.py
+
+# on a machine with the package registry: Python 3.12 x86-64 wheels of what the GPU machine lacks, into .whl/
+gpu-wheels:
+	$(PYTHON) benchmarks/gpu_check.py --download-wheels
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -30,14 +30,18 @@ import numpy as np
 import hipsml
 
 
-def build_dataset(cache: Path, sources: int, seed: int) -> hipsml.Dataset:
-    """The synthetic sky and its 64x64 four-band dataset, made once per (sources, seed)."""
+def build_dataset(cache: Path, sources: int, seed: int, *, radius: float = 1.0,
+                  workers: int | None = None, progress: bool = True) -> hipsml.Dataset:
+    """The synthetic sky (a cone of ``radius`` deg) and its 64x64 four-band dataset, made once per
+    (sources, seed, radius); ``workers`` render the sky (default: make_sky's) and extract the cutouts (default 2)."""
     from hipsml.sky import make_sky
 
-    sky = cache / f"sky-{sources}-{seed}"
+    tag = f"{sources}-{seed}" + (f"-r{radius:g}" if radius != 1.0 else "")
+    sky = cache / f"sky-{tag}"
     if not (sky / "catalogue.ecsv").is_file():
         # the demo's region and bands, denser: 3000 sources in a 1 deg cone
-        make_sky(sky, n_sources=sources, seed=seed, order=8, tile_width=256, radius=1.0, progress=True)
+        make_sky(sky, n_sources=sources, seed=seed, order=8, tile_width=256, radius=radius, progress=progress,
+                 workers=workers)
     recipe = {
         "name": "bench-cnn",
         "surveys": [{"location": str(sky / b), "name": b} for b in ("g", "r", "i", "radio")],
@@ -46,10 +50,10 @@ def build_dataset(cache: Path, sources: int, seed: int) -> hipsml.Dataset:
         "cutout": {"size": 64, "pixel_scale": 3.2},
         "splits": {"scheme": "healpix", "order": 10, "salt": "demo", "fractions": {"train": 0.8, "val": 0.1,
                                                                                    "test": 0.1}},
-        "output": {"path": str(cache / f"dataset-{sources}-{seed}")},
-        "compute": {"workers": 2},
+        "output": {"path": str(cache / f"dataset-{tag}")},
+        "compute": {"workers": workers or 2},
     }
-    return hipsml.extract_dataset(recipe, progress=True)
+    return hipsml.extract_dataset(recipe, progress=progress)
 
 
 def machine() -> str:
