@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from hipsml._files import atomic_write_bytes, check_name_lengths, file_mode, user_path
+from hipsml._files import atomic_write_bytes, check_name_lengths, file_mode, replace_folder, user_path
 from hipsml.errors import InvalidInputError, OutputError
 from hipsml.hips import COORDSYS, HIPS_FRAME_NAMES, canonical_format, canonical_frame, icrs_to_frame, tile_path
 
@@ -241,26 +241,11 @@ def staged_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -
             raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
         raise
     try:
-        _publish(staging, target)
+        replace_folder(staging, target)  # moves an existing folder aside, restores it if the rename fails
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise OutputError(f"cannot publish {target}: {exc.strerror or exc}") from None
     logger.info("published %s", target)
-
-
-def _publish(staging: Path, target: Path) -> None:
-    """Rename ``staging`` to ``target``, replacing (then removing) whatever is there."""
-    old: Path | None = None
-    if target.exists():
-        if any(target.iterdir()):
-            old = Path(tempfile.mkdtemp(prefix=f"{target.name}.old-", dir=target.parent))
-            os.rmdir(old)
-            os.rename(target, old)
-        else:
-            os.rmdir(target)
-    os.rename(staging, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _fits_bytes(hdul: fits.HDUList) -> bytes:
