@@ -26,9 +26,13 @@ caller loads them and runs that target again.
 from __future__ import annotations
 
 import math
+from typing import Any, TypeAlias
 
 import numba
 import numpy as np
+
+#: a scalar of the compiled helpers: a Python float or a numpy float32 tile value (numba types them, not mypy)
+Real: TypeAlias = Any
 
 __all__ = [
     "NEAREST",
@@ -804,8 +808,8 @@ def _geometric_weights(
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def _weighted(
-    v0: float, v1: float, v2: float, v3: float, w0: float, w1: float, w2: float, w3: float
-) -> float:
+    v0: Real, v1: Real, v2: Real, v3: Real, w0: Real, w1: Real, w2: Real, w3: Real
+) -> np.float32:
     """Weighted stencil value, blank-aware like :func:`_bilinear` (the heaviest cell decides coverage)."""
     vn = v0
     wn = w0
@@ -846,7 +850,7 @@ def _cubic_weights(t: float, out: np.ndarray) -> None:
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _bilinear(v0: float, v1: float, v2: float, v3: float, fx: float, fy: float) -> float:
+def _bilinear(v0: Real, v1: Real, v2: Real, v3: Real, fx: Real, fy: Real) -> np.float32:
     """Bilinear value of a 2x2 stencil (v1 along +x, v2 along +y), blank-aware.
 
     The cell nearest the point decides coverage: NaN there gives NaN. Otherwise blank or

@@ -47,6 +47,7 @@ import io
 import logging
 import warnings
 import zlib
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,7 @@ logger = logging.getLogger(__name__)
 
 _CARD = 80
 _BLOCK = 2880
-_DTYPES = {8: np.dtype("u1"), 16: np.dtype(">i2"), 32: np.dtype(">i4"), 64: np.dtype(">i8"), -32: np.dtype(">f4"), -64: np.dtype(">f8")}
+_DTYPES: dict[int, np.dtype[Any]] = {8: np.dtype("u1"), 16: np.dtype(">i2"), 32: np.dtype(">i4"), 64: np.dtype(">i8"), -32: np.dtype(">f4"), -64: np.dtype(">f8")}
 _WANTED = frozenset(
     {
         "SIMPLE",
@@ -365,7 +366,7 @@ def _decode_image(data: bytes, fmt: str, source: str, channels: int | None, widt
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            im = Image.open(io.BytesIO(data))
+            im: Image.Image = Image.open(io.BytesIO(data))
             if width is not None and im.size != (width, width):  # checked before inflating the pixels
                 raise TileDecodeError(
                     f"{source}: tile is {im.size[1]}x{im.size[0]} pixels, but the survey declares tiles {width}x{width}"

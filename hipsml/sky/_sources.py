@@ -100,7 +100,7 @@ def moffat_alpha(fwhm: np.ndarray | float, beta: np.ndarray | float) -> np.ndarr
     return np.asarray(fwhm, dtype=np.float64) / (2.0 * np.sqrt(2.0 ** (1.0 / np.asarray(beta, dtype=np.float64)) - 1.0))
 
 
-def moffat_peak(flux: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
+def moffat_peak(flux: np.ndarray, alpha: np.ndarray | float, beta: np.ndarray | float) -> np.ndarray:
     """Central surface brightness of a Moffat profile of total ``flux``."""
     return flux * (beta - 1.0) / (np.pi * alpha**2)
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +51,7 @@ TIE_TOLERANCE = 1e-5
 class SearchTables(NamedTuple):
     """Constant arrays of the transforms and the distance region (a JAX pytree)."""
 
-    index: jax.Array  # (R, P, taps) int32: source pixel of each resampled pixel
+    index: jax.Array  # type: ignore[assignment]  # a field named like tuple.index; (R, P, taps) int32: source pixel of each resampled pixel
     weight: jax.Array  # (R, P, taps) float32
     perm: jax.Array  # (V, D) int32: variant v of y is y[perm[v]]
     inv_support: jax.Array  # (V, S) int32: inverse permutation restricted to the support
@@ -332,14 +332,13 @@ def _features_cross(y: jax.Array, w: NeuronFeatures, tables: SearchTables, geome
 
 def _signed_sum(c1: jax.Array, chi_v: np.ndarray, c2: jax.Array, rho_v: np.ndarray) -> jax.Array:
     """``sum_a chi_v[a] c1[a] + sum_ac rho_v[a, c] c2[a, :, c]`` for constant weights: ``(n, B, R)`` to ``(B, n, R)``."""
-    total = None
-    for a in range(4):
-        total = c1[a] * float(chi_v[a]) if total is None else total + c1[a] * float(chi_v[a])
+    total = c1[0] * float(chi_v[0])
+    for a in range(1, 4):
+        total = total + c1[a] * float(chi_v[a])
     for a in range(2):
         for c in range(2):
             if rho_v[a, c] != 0.0:
                 total = total + c2[a, :, c] * float(rho_v[a, c])
-    assert total is not None
     return jnp.swapaxes(total, 0, 1)
 
 
@@ -347,7 +346,8 @@ def _features_square_norm(w: NeuronFeatures, tables: SearchTables, geometry: Geo
     """``sum over the region of pixels^2`` of each neuron from its D4 coefficients (Plancherel): ``(n,)``."""
     region = geometry.region_orbits
     per_row = [jnp.sum(part[..., :region] ** 2 * tables.orbit_weight[:region], axis=-1) for part in w]  # (rows, n)
-    return (sum(per_row[0][k] for k in range(4)) + 2.0 * sum(part[k] for part in per_row[1:] for k in range(2))) / 8.0
+    total = sum(per_row[0][k] for k in range(4)) + 2.0 * sum(part[k] for part in per_row[1:] for k in range(2))
+    return cast(jax.Array, total / 8.0)
 
 
 def _dihedral_cross(resampled: jax.Array, weights: jax.Array, tables: SearchTables, geometry: Geometry) -> jax.Array:
@@ -556,7 +556,7 @@ def _online_features_chunk(weights: jax.Array, images: jax.Array, valid: jax.Arr
         bmu = pick_best_neuron(result)
         factor = tables.neighbourhood[bmu[0]] * okf  # (n,)
         target = _transformed_features(y[:, 0], result.best_transform[0], tables, geometry)
-        w = tuple(part + factor[:, None] * (goal - part) for part, goal in zip(w, target))
+        w = cast(NeuronFeatures, tuple(part + factor[:, None] * (goal - part) for part, goal in zip(w, target)))
         qe = jnp.sqrt(result.neuron_distance[0, bmu[0]]) * okf
         te = (1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)[0]) * okf
         hits = stats.hits.at[bmu[0]].add(ok.astype(jnp.int32))
@@ -645,11 +645,11 @@ def _batch_features_sums(weights: jax.Array, images: jax.Array, valid: jax.Array
         te = (1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)[0]) * okf
         stats = ChunkStats(stats.quantisation + qe, stats.topographic + te,
                            stats.hits.at[bmu[0]].add(ok.astype(jnp.int32)))
-        summed = tuple(part + factor[:, None] * goal for part, goal in zip(summed, target))
+        summed = cast(NeuronFeatures, tuple(part + factor[:, None] * goal for part, goal in zip(summed, target)))
         return (summed, factors + factor, stats), None
 
     n = weights.shape[0]
-    start = (tuple(jnp.zeros_like(part) for part in w), jnp.zeros((n,), jnp.float32), zero)
+    start = (cast(NeuronFeatures, tuple(jnp.zeros_like(part) for part in w)), jnp.zeros((n,), jnp.float32), zero)
     (summed, total, stats), _ = jax.lax.scan(visit, start, (images, valid))
     return from_features(jnp.concatenate(summed), tables, geometry.size), total, stats
 
@@ -683,7 +683,7 @@ def map_chunk(weights: jax.Array, images: jax.Array, tables: SearchTables, adjac
         w, ww = neuron_features(weights, tables, geometry, geometry.region_orbits)
 
         def visit(_: None, block: jax.Array) -> tuple[None, tuple[jax.Array, jax.Array, jax.Array]]:
-            result, _ = features_search(block, w, ww, tables, geometry, tie_tolerance=TIE_TOLERANCE, region_only=True)
+            result, _unused = features_search(block, w, ww, tables, geometry, tie_tolerance=TIE_TOLERANCE, region_only=True)
             return None, (result.neuron_distance, result.best_transform,
                           pick_best_neuron(result, tie_tolerance=TIE_TOLERANCE))
 

@@ -31,7 +31,7 @@ def grid_positions(layout: str, width: int, height: int) -> np.ndarray:
     """
     if layout == "hexagonal":
         radius = (width - 1) // 2
-        rows = []
+        rows: list[tuple[int, int]] = []
         for r in range(width):
             size = width - abs(radius - r)
             start = max(radius - r, 0)

@@ -92,8 +92,8 @@ def resampling_table(
     size = neuron_dim * neuron_dim
     index = np.zeros((quarter, size, taps), dtype=np.int32)
     weight = np.zeros((quarter, size, taps), dtype=np.float32)
-    rows, cols = np.meshgrid(np.arange(neuron_dim), np.arange(neuron_dim), indexing="ij")
-    rows, cols = rows.ravel(), cols.ravel()
+    grid_rows, grid_cols = np.meshgrid(np.arange(neuron_dim), np.arange(neuron_dim), indexing="ij")
+    rows, cols = grid_rows.ravel(), grid_cols.ravel()
 
     # angle 0: PINK's resize (central crop or zero pad, integer margins)
     src_margin = max(image_side - neuron_dim, 0) // 2
