@@ -32,6 +32,7 @@ import healpy as hp
 import numpy as np
 
 from hipsml._files import atomic_write, atomic_write_bytes, user_path
+from hipsml.dataset._identity import check_same_recipe, lineage_change
 from hipsml.dataset._recipe import Recipe, load_recipe, parse_recipe
 from hipsml.dataset._runner import run_tasks
 from hipsml.dataset._splits import assign_splits, split_keys
@@ -252,26 +253,41 @@ def _sorted_rows(targets: TargetTable) -> np.ndarray:
     return np.lexsort((targets.ids, cells))
 
 
-def _parent_rows(targets: TargetTable, parent: Any) -> np.ndarray | None:
+def _text_ids(values: np.ndarray) -> np.ndarray:
+    """Text ids as a fixed-width unicode array (Zarr gives numpy's variable-width StringDType)."""
+    return np.asarray(values.tolist(), dtype=str) if values.dtype.kind in "TOS" else values
+
+
+def _parent_rows(targets: TargetTable, parent: Any, version: int) -> tuple[np.ndarray | None, str]:
     """Rows of an incremental version (the parent's rows in its order, then the new targets sorted),
-    or None when ``targets`` does not extend the parent's targets unchanged."""
-    old_ids = parent["id"][:]
-    if old_ids.size >= len(targets):
-        return None
+    or ``(None, reason)`` when ``targets`` does not extend the parent's targets unchanged.
+
+    ``reason`` names the first thing that rules out reusing the parent (one line, no trailing
+    period), e.g. ``target 'T00005' of v1 changed position``.
+    """
+    old_ids = _text_ids(parent["id"][:])
     ids = targets.ids
     if (old_ids.dtype.kind in "iu") != (ids.dtype.kind in "iu"):
-        return None
+        kinds = ("integers", "text") if old_ids.dtype.kind in "iu" else ("text", "integers")
+        return None, f"the ids of v{version} are {kinds[0]}, the new ones {kinds[1]}"
     order = np.argsort(ids, kind="stable")
-    pos = np.searchsorted(ids[order], old_ids)
-    pos = np.minimum(pos, ids.size - 1)
+    pos = np.minimum(np.searchsorted(ids[order], old_ids), ids.size - 1)
     where = order[pos]
-    if not np.array_equal(ids[where], old_ids):
-        return None
-    if not (np.array_equal(targets.ra[where], parent["ra"][:]) and np.array_equal(targets.dec[where], parent["dec"][:])):
-        return None
+    gone = np.flatnonzero(ids[where] != old_ids)
+    if gone.size:
+        return None, f"target {old_ids[gone[0]].item()!r} of v{version} is no longer in the targets ({gone.size} gone)"
+    moved = np.flatnonzero((targets.ra[where] != parent["ra"][:]) | (targets.dec[where] != parent["dec"][:]))
+    if moved.size:
+        return None, f"target {old_ids[moved[0]].item()!r} of v{version} changed position ({moved.size} moved)"
+    if "rotation" in parent and targets.rotation is not None:
+        turned = np.flatnonzero(targets.rotation[where] != parent["rotation"][:])
+        if turned.size:
+            return None, f"target {old_ids[turned[0]].item()!r} of v{version} changed rotation ({turned.size} turned)"
+    if old_ids.size >= len(targets):
+        return None, f"no target was added to the {old_ids.size:,} of v{version}"
     rest = np.setdiff1d(np.arange(len(targets)), where, assume_unique=True)
     sub = targets.take(rest)
-    return np.concatenate([where, rest[_sorted_rows(sub)]])
+    return np.concatenate([where, rest[_sorted_rows(sub)]]), ""
 
 
 def _chunk_rows(recipe: Recipe, channels: int, size: int) -> int:
@@ -455,18 +471,25 @@ def _read_inputs(recipe: Recipe, root: Path) -> _Inputs:
                    _lineage_key(recipe, identity, spec), channels)  # fmt: skip
 
 
-def _order_rows(targets: TargetTable, root: Path, versions: list[dict[str, Any]], lineage: str) -> tuple[TargetTable, Any]:
-    """The targets in dataset row order, and the parent ``(entry, group)`` whose rows come first (or None)."""
-    if versions:
-        import zarr
+def _order_rows(
+    recipe: Recipe, targets: TargetTable, root: Path, versions: list[dict[str, Any]], lineage: str
+) -> tuple[TargetTable, Any, str]:
+    """The targets in dataset row order, the parent ``(entry, group)`` whose rows come first (or None),
+    and, when there is an earlier version but no parent, the reason (one line)."""
+    if not versions:
+        return targets.take(_sorted_rows(targets)), None, ""
+    import zarr
 
-        latest = versions[-1]
-        group = zarr.open_group(root / latest["path"], mode="r")
-        if group.attrs.get("hipsml", {}).get("lineage") == lineage:
-            rows = _parent_rows(targets, group)
-            if rows is not None:
-                return targets.take(rows), (latest, group)
-    return targets.take(_sorted_rows(targets)), None
+    latest = versions[-1]
+    group = zarr.open_group(root / latest["path"], mode="r")
+    attrs = group.attrs.get("hipsml", {})
+    if attrs.get("lineage") != lineage:
+        why = lineage_change(recipe, attrs, int(latest["version"]))
+    else:
+        rows, why = _parent_rows(targets, group, int(latest["version"]))
+        if rows is not None:
+            return targets.take(rows), (latest, group), ""
+    return targets.take(_sorted_rows(targets)), None, why
 
 
 def _stage_units(
@@ -509,20 +532,25 @@ def _gather_coverage(units: list[WorkUnit], markers: Path, n: int, parent: Any, 
 
 def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> BuildReport:
     t_start = time.perf_counter()
-    inputs = _read_inputs(recipe, root)
     versions = read_versions(root)
+    if versions:
+        check_same_recipe(root, recipe, versions[-1], _read_attrs(root / versions[-1]["path"]))
+    inputs = _read_inputs(recipe, root)
     for v in versions:
         if v["hash"] == inputs.digest:
             logger.info("unchanged recipe: version v%s holds it", v["version"])
             return BuildReport(os.fspath(root), int(v["version"]), inputs.digest, created=False, count=int(v["count"]))
     version = max((int(v["version"]) for v in versions), default=0) + 1
-    targets, parent = _order_rows(inputs.targets, root, versions, inputs.lineage)
+    targets, parent, why = _order_rows(recipe, inputs.targets, root, versions, inputs.lineage)
     chunk = _chunk_rows(recipe, len(inputs.channels), inputs.spec.size)
     staging = root / f".staging-{inputs.digest[:16]}"
     units, reused = _stage_units(staging, recipe, inputs, targets, parent, chunk, resume)
 
     report = BuildReport(os.fspath(root), version, inputs.digest, count=len(targets), dropped=inputs.dropped,
                          reused=reused, units=len(units))  # fmt: skip
+    if why:
+        report.notes.append(f"{why}: full build, no parent")
+        logger.info("%s: full build, no parent", why)
     markers = staging / _UNITS_DIR
     todo = [u for u in units if not (markers / f"{u.index:06d}.npz").is_file()]
     report.resumed = sum(len(u) for u in units) - sum(len(u) for u in todo)
