@@ -361,7 +361,7 @@ def _coverage_of(surveys: list[Any], spec: CutoutSpec, targets: TargetTable) -> 
 def extract_dataset(
     recipe: Recipe | str | os.PathLike[str] | dict[str, Any],
     *,
-    resume: bool = False,
+    resume: bool = True,
     scheduler: str | None = None,
     workers: int | None = None,
     output: str | os.PathLike[str] | None = None,
@@ -374,9 +374,10 @@ def extract_dataset(
     recipe : Recipe, mapping or path
         A recipe object, its data, or a YAML file (relative paths are relative to its folder).
     resume : bool
-        Continue an interrupted build of the same recipe from its finished units (the result
-        is bit-identical to an uninterrupted build). Without it an interrupted build is
-        discarded and started again.
+        Continue an interrupted build of the same recipe from its finished units (the default:
+        the content hash and the units' done-markers prove them right, and the result is
+        bit-identical to an uninterrupted build). ``False`` discards the interrupted build and
+        starts again (``hipsml extract --fresh``).
     scheduler : str, optional
         Overrides ``compute.scheduler``: ``threads``, ``processes``, ``tcp://host:port``,
         ``sciserver`` or ``slurm``.
@@ -590,7 +591,10 @@ def _open_staging(staging: Path, digest: str, resume: bool) -> dict[str, Any] | 
         state = None
     if resume and state is not None and state.get("hash") == digest:
         return state
-    logger.warning("discarding the interrupted build in %s%s", staging, "" if resume else " (use resume to continue one)")
+    if resume:
+        logger.warning("discarding the unreadable interrupted build in %s", staging)
+    else:
+        logger.info("starting afresh: discarding the interrupted build in %s", staging)
     shutil.rmtree(staging)
     return None
 
@@ -664,13 +668,14 @@ def _run_jobs(jobs: list[_UnitJob], recipe: Recipe, report: BuildReport, progres
             threads_per_worker=compute.threads_per_worker, slurm=compute.slurm, done=done,
         )  # fmt: skip
     except HipsmlError as exc:
-        if "--resume" in str(exc):
+        if getattr(exc, "resumable", False):
             raise
-        hint = "; the finished work units are kept: run again with --resume (resume=True) to continue"
+        hint = "; the finished work units are kept and the same extraction run again continues them"
         try:
             error = type(exc)(f"{exc}{hint}")
         except TypeError:  # an error class with another signature: keep it as it is
-            raise exc from None
+            error = exc
+        error.resumable = True  # type: ignore[attr-defined]  # the CLI adds the command that continues
         raise error from None
     finally:
         if bar is not None:

@@ -79,3 +79,60 @@ def test_a_removed_target_and_a_changed_split_salt_are_named(tmp_path, sky):
     data["splits"] = {**data["splits"], "salt": "other"}
     v3 = hipsml.extract_dataset(write_recipe(tmp_path / "r.yaml", data))
     assert v3.report.notes == ["splits.salt changed since v2 ('t' -> 'other'): full build, no parent"]
+
+
+def test_ctrl_c_says_how_to_continue_and_a_plain_rerun_continues(tmp_path, sky, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import healpy as hp
+
+    data = recipe_data(sky, tmp_path / "ds", compute={"workers": 1, "targets_per_unit": 16})
+    data["targets"] = {"grid": {"order": 13, "center": [150.0, 2.0], "radius": 0.2}}
+    recipe = write_recipe(tmp_path / "my grid.yaml", data)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "hipsml.cli", "-q", "extract", str(recipe)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list((tmp_path / "ds").glob(".staging-*/units/*.npz"))) >= 3:
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.005)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, "the build finished before it could be interrupted"
+    assert err.strip().splitlines()[-1] == f"hipsml: interrupted; continue with: hipsml extract '{recipe}' --resume"
+    assert not (tmp_path / "ds" / "v1").exists()
+    # --fresh (on a copy) starts over; the same command without --resume continues the finished units
+    import shutil
+
+    shutil.copytree(tmp_path / "ds", tmp_path / "copy")
+    assert main(["-q", "extract", str(recipe), "--fresh", "--output", str(tmp_path / "copy")]) == 0
+    summary = capsys.readouterr().out
+    assert "published v1" in summary and "interrupted build" not in summary
+    ds = hipsml.extract_dataset(recipe)
+    assert 0 < ds.report.resumed < len(ds) and ds.version == 1
+    assert f"{ds.report.resumed:,} from an interrupted build" in ds.report.summary()
+    cells = hp.query_disc(1 << 13, hp.ang2vec(150.0, 2.0, lonlat=True), np.radians(0.2), nest=True)
+    assert sorted(ds.column("id").tolist()) == sorted(cells.tolist())
+    surveys = [hipsml.open_survey(sky / "r"), hipsml.open_survey(sky / "radio")]
+    ref = hipsml.cutouts(surveys, (ds.column("ra"), ds.column("dec")), size=32, pixel_scale=4.0)
+    assert np.array_equal(ds.images[:], ref.images, equal_nan=True)
+
+
+def test_fresh_discards_an_interrupted_build(tmp_path, sky, capsys):
+    from hipsml.dataset._build import _open_staging
+
+    staging = tmp_path / ".staging-0123"
+    (staging / "units").mkdir(parents=True)
+    (staging / "staging.json").write_text('{"hash": "abc", "reused_rows": 0, "bounds": [[0, 6]]}')
+    assert _open_staging(staging, "abc", resume=True)["bounds"] == [[0, 6]]
+    assert _open_staging(staging, "abc", resume=False) is None and not staging.exists()
+    # and the command line: --fresh and --resume exclude each other
+    recipe = write_recipe(tmp_path / "r.yaml", recipe_data(sky, tmp_path / "ds"))
+    with pytest.raises(SystemExit):
+        main(["extract", str(recipe), "--fresh", "--resume"])
+    assert "not allowed with argument" in capsys.readouterr().err
