@@ -51,7 +51,7 @@ from hipsml.dataset._targets import TargetTable, load_targets
 from hipsml.errors import HipsmlError, InvalidInputError, RecipeError, TargetsError
 from hipsml.extract import CutoutSpec, SurveyRef, WorkUnit, extract_unit, open_cached, plan_work_units
 
-__all__ = ["extract_dataset", "BuildReport", "ROW_ORDER"]
+__all__ = ["extract_dataset", "BuildReport", "ROW_ORDER", "unit_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -290,6 +290,24 @@ def _parent_rows(targets: TargetTable, parent: Any, version: int) -> tuple[np.nd
     return np.concatenate([where, rest[_sorted_rows(sub)]]), ""
 
 
+def unit_size(n: int, *, chunk: int, targets_per_unit: int, slots: int) -> int:
+    """Targets per work unit: at most ``targets_per_unit``, and small enough that ``n`` targets make
+    at least two units per worker slot, in whole chunks of ``chunk`` rows (a pure function).
+
+    The units only group the work: each cutout is the same whatever unit cuts it, so the
+    dataset is bit-identical for any number of workers.
+
+    Examples
+    --------
+    >>> unit_size(3000, chunk=10, targets_per_unit=4096, slots=2)  # 4 units of 750
+    750
+    >>> unit_size(30, chunk=10, targets_per_unit=4096, slots=2)  # never less than a chunk
+    10
+    """
+    per = min(targets_per_unit, n // (2 * max(1, slots)))
+    return max(chunk, per // chunk * chunk)
+
+
 def _chunk_rows(recipe: Recipe, channels: int, size: int) -> int:
     per = channels * size * size * (2 if recipe.output.dtype == "float16" else 4)
     return max(1, int(recipe.output.chunk_mb * 2**20 // per))
@@ -509,7 +527,8 @@ def _stage_units(
     shape = (len(targets), len(inputs.channels), inputs.spec.size, inputs.spec.size)
     _new_staging(staging, recipe, targets, splits, healpix, shape, chunk, split_names, inputs.digest)
     reused = _link_parent(parent, staging, chunk) if parent is not None else 0
-    per_unit = max(chunk, recipe.compute.targets_per_unit // chunk * chunk)
+    per_unit = unit_size(len(targets) - reused, chunk=chunk, targets_per_unit=recipe.compute.targets_per_unit,
+                         slots=recipe.compute.workers * recipe.compute.threads_per_worker)  # fmt: skip
     units = plan_work_units(
         targets.ra[reused:], targets.dec[reused:], inputs.spec, inputs.surveys,
         rotation=None if targets.rotation is None else targets.rotation[reused:],
