@@ -32,6 +32,7 @@ import healpy as hp
 import numpy as np
 
 from hipsml._files import atomic_write, atomic_write_bytes, user_path
+from hipsml.dataset._limits import check_memory, estimate_build_memory
 from hipsml.dataset._identity import check_same_recipe, lineage_change
 from hipsml.dataset._recipe import Recipe, load_recipe, parse_recipe
 from hipsml.dataset._runner import run_tasks
@@ -49,7 +50,7 @@ from hipsml.dataset._store import (
 )
 from hipsml.dataset._targets import TargetTable, load_targets
 from hipsml.errors import HipsmlError, InvalidInputError, RecipeError, TargetsError
-from hipsml.extract import CutoutSpec, SurveyRef, WorkUnit, extract_unit, open_cached, plan_work_units
+from hipsml.extract import CutoutSpec, SurveyRef, UnitExtractor, WorkUnit, open_cached, plan_work_units
 
 __all__ = ["extract_dataset", "BuildReport", "ROW_ORDER", "unit_size"]
 
@@ -139,26 +140,43 @@ def _read_marker(path: Path) -> dict[str, Any]:
 
 
 def run_unit(job: _UnitJob) -> dict[str, Any]:
-    """Extract one unit into its rows of the staging ``images`` array and leave its done-marker."""
+    """Extract one unit into its rows of the staging ``images`` array and leave its done-marker.
+
+    The unit is cut and written one chunk of rows at a time into one reused buffer, so its
+    memory follows ``output.chunk_mb`` (plus the decoded tiles), not the number of targets in
+    the unit; the tiles stay decoded from chunk to chunk.
+    """
     marker = Path(job.marker)
     if marker.is_file():  # a retried task whose unit is already done
         return {**_read_marker(marker), "skipped": 1}
-    stats: dict[str, float] = {}
-    block = extract_unit(job.surveys, job.spec, job.unit, stats=stats)
-    n = block.shape[0]
-    covered = np.count_nonzero(np.isfinite(block.reshape(n, -1)), axis=1)
-    coverage = (covered / block[0].size).astype(np.float32)
-    t0 = time.perf_counter()
+    unit, rows = job.unit, job.chunk_rows
+    extractor = UnitExtractor(job.surveys, job.spec)
+    size = job.spec.size
+    buffer = np.empty((min(rows, len(unit)), extractor.nch, size, size), dtype=np.float32)
+    coverage = np.empty(len(unit), dtype=np.float32)
+    stats = {"tiles_read": 0.0, "tile_seconds": 0.0, "kernel_seconds": 0.0}
     overflow = 0
-    if job.dtype == "float16":
-        with np.errstate(invalid="ignore"):
-            overflow = int(np.count_nonzero(np.abs(block) > np.finfo(np.float16).max))
-        block = block.astype(np.float16)
-    write_image_rows(job.images, job.unit.start, block, chunk_rows=job.chunk_rows, compressor=job.compressor)
-    write_seconds = time.perf_counter() - t0
+    write_seconds = 0.0
+    for first in range(0, len(unit), rows):
+        part = slice(first, first + rows)
+        piece = WorkUnit(unit.index, unit.rows[part], unit.ra[part], unit.dec[part], unit.rotation[part])
+        block = buffer[: len(piece)]
+        step: dict[str, float] = {}
+        extractor.extract(job.spec, piece, out=block, stats=step)
+        for key in stats:
+            stats[key] += step[key]
+        n = block.shape[0]
+        coverage[part] = np.count_nonzero(np.isfinite(block.reshape(n, -1)), axis=1) / block[0].size
+        t0 = time.perf_counter()
+        if job.dtype == "float16":
+            with np.errstate(invalid="ignore"):
+                overflow += int(np.count_nonzero(np.abs(block) > np.finfo(np.float16).max))
+            block = block.astype(np.float16)
+        write_image_rows(job.images, unit.start + first, block, chunk_rows=rows, compressor=job.compressor)
+        write_seconds += time.perf_counter() - t0
     result = {
-        "index": job.unit.index,
-        "n": len(job.unit),
+        "index": unit.index,
+        "n": len(unit),
         "coverage": coverage,
         "tiles_read": int(stats["tiles_read"]),
         "tile_seconds": stats["tile_seconds"],
@@ -306,6 +324,20 @@ def unit_size(n: int, *, chunk: int, targets_per_unit: int, slots: int) -> int:
     """
     per = min(targets_per_unit, n // (2 * max(1, slots)))
     return max(chunk, per // chunk * chunk)
+
+
+def _check_build_memory(recipe: Recipe, inputs: _Inputs, n: int, chunk: int, id_bytes: int) -> None:
+    """Refuse, before any array is allocated, a build whose estimated memory exceeds the budget."""
+    c = recipe.compute
+    slots = c.workers * c.threads_per_worker
+    estimate = estimate_build_memory(
+        n, spec=inputs.spec, surveys=inputs.surveys, chunk_rows=chunk, id_bytes=id_bytes, slots=slots,
+        unit_targets=unit_size(n, chunk=chunk, targets_per_unit=c.targets_per_unit, slots=slots),
+        processes=1 if c.scheduler == "threads" else c.workers,
+    )  # fmt: skip
+    size = inputs.spec.size
+    check_memory(estimate, what=f"recipe {recipe.name!r} ({n:,} cutouts of {len(inputs.channels)} x {size} x {size} "
+                 f"pixels, {slots} worker threads)", shrink="cutout.size, output.chunk_mb or compute.workers")  # fmt: skip
 
 
 def _chunk_rows(recipe: Recipe, channels: int, size: int) -> int:
@@ -563,6 +595,7 @@ def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> Build
     version = max((int(v["version"]) for v in versions), default=0) + 1
     targets, parent, why = _order_rows(recipe, inputs.targets, root, versions, inputs.lineage)
     chunk = _chunk_rows(recipe, len(inputs.channels), inputs.spec.size)
+    _check_build_memory(recipe, inputs, len(targets), chunk, targets.ids.dtype.itemsize)
     staging = root / f".staging-{inputs.digest[:16]}"
     units, reused = _stage_units(staging, recipe, inputs, targets, parent, chunk, resume)
 

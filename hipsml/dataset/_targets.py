@@ -20,6 +20,7 @@ import healpy as hp
 import numpy as np
 
 from hipsml._files import atomic_write_bytes
+from hipsml.dataset._limits import check_grid_cells, grid_cell_count
 from hipsml.dataset._recipe import GridTargets, Recipe, TapQuery, Targets, VizierQuery, did_you_mean
 from hipsml.errors import HipsmlError, TargetsError
 
@@ -299,6 +300,7 @@ def _grid(grid: GridTargets, spec: Targets, recipe: Recipe) -> TargetTable:
             moc = Moc.from_fits(path.read_bytes(), source=os.fspath(path))
         except OSError as exc:
             raise TargetsError(f"targets.grid.moc: cannot read {path} ({exc.strerror or exc})") from None
+        check_grid_cells(grid_cell_count(grid.order, ranges=(moc.starts, moc.ends)), f"order {grid.order} in {path.name}")
         shift = 2 * (29 - grid.order)
         # cells wholly inside the MOC: [c << shift, (c + 1) << shift) within one [start, end)
         lo = -(-moc.starts // (1 << shift))
@@ -307,13 +309,13 @@ def _grid(grid: GridTargets, spec: Targets, recipe: Recipe) -> TargetTable:
         cells = np.unique(cells.astype(np.int64))
     else:
         assert grid.center is not None and grid.radius is not None
+        check_grid_cells(grid_cell_count(grid.order, radius=grid.radius), f"order {grid.order} over a {grid.radius:g}° disc")
         ra0, dec0 = _to_icrs(np.array([grid.center[0]]), np.array([grid.center[1]]), spec.frame)
         vec = hp.ang2vec(float(ra0[0]), float(dec0[0]), lonlat=True)
         cells = np.sort(hp.query_disc(nside, vec, np.radians(grid.radius), nest=True)).astype(np.int64)
     if cells.size == 0:
         raise TargetsError("targets.grid: the region holds no cell centre at this order; raise the order")
-    if cells.size > 50_000_000:
-        raise TargetsError(f"targets.grid: {cells.size} cells is too many; lower the order or the region")
+    check_grid_cells(cells.size, f"order {grid.order}")
     ra, dec = hp.pix2ang(nside, cells, nest=True, lonlat=True)
     return TargetTable(np.mod(ra, 360.0), dec, cells, source=f"grid order {grid.order}")
 
