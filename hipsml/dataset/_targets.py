@@ -147,7 +147,7 @@ def _read_table(path: Path, shown: str) -> Any:
     if size > _MAX_TABLE_BYTES:
         raise TargetsError(f"targets.file: {shown} is larger than 8 GiB; split the targets")
     try:
-        table = Table.read(path, format=fmt)
+        table = _read_parquet(path) if fmt == "parquet" else Table.read(path, format=fmt)
     except HipsmlError:
         raise
     except ImportError as exc:
@@ -158,6 +158,24 @@ def _read_table(path: Path, shown: str) -> Any:
     if len(table) == 0:
         raise TargetsError(f"targets.file: {shown} has no rows")
     return table
+
+
+def _read_parquet(path: Path) -> Any:
+    """A Parquet file as an astropy Table, with pyarrow alone (astropy's reader needs pandas);
+    null cells are masked."""
+    import pyarrow.parquet as pq
+    from astropy.table import MaskedColumn, Table
+
+    data = pq.read_table(path)
+    columns = {}
+    for name in data.column_names:
+        col = data.column(name)
+        values = np.asarray(col.to_numpy(zero_copy_only=False))
+        if values.dtype.kind == "O":
+            values = np.array(["" if v is None else str(v) for v in values.tolist()], dtype=str)
+        mask = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        columns[name] = MaskedColumn(values, mask=mask) if mask.any() else values
+    return Table(columns)
 
 
 def _column(table: Any, name: str, field_name: str, shown: str) -> Any:
@@ -195,6 +213,11 @@ def _plain(col: Any, field_name: str, name: str, shown: str) -> np.ndarray:
         arr = np.char.decode(arr, "utf-8")
     if arr.dtype.kind == "O":
         arr = arr.astype(str)
+    if arr.dtype.kind == "U":  # an empty text cell (VOTable, Parquet) is not masked but is as empty
+        blank = np.char.str_len(np.char.strip(arr)) == 0
+        if blank.any():
+            row = int(np.flatnonzero(blank)[0])
+            raise TargetsError(f"{field_name}: column {name!r} of {shown} is empty in data row {row + 1}")
     return arr
 
 
