@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import platform
 import shutil
@@ -32,8 +31,8 @@ import healpy as hp
 import numpy as np
 
 from hipsml._files import atomic_write, atomic_write_bytes, user_path
-from hipsml.dataset._limits import check_memory, estimate_build_memory
 from hipsml.dataset._identity import check_same_recipe, lineage_change
+from hipsml.dataset._limits import check_memory, estimate_build_memory
 from hipsml.dataset._recipe import Recipe, load_recipe, parse_recipe
 from hipsml.dataset._runner import run_tasks
 from hipsml.dataset._splits import assign_splits, split_keys
