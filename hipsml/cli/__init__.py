@@ -62,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).split())
         print(f"hipsml: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("hipsml: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a command may say how to continue in the interrupt's message
+        print("hipsml: interrupted" + (f"; {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
 
 

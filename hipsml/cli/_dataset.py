@@ -4,19 +4,41 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import shlex
 
 from hipsml.cli._common import positive_int
+from hipsml.errors import HipsmlError
 
 __all__ = ["add_dataset_commands"]
+
+
+def _continue_command(args: argparse.Namespace) -> str:
+    """The shell command that continues this extraction (the same recipe and overrides, ``--resume``)."""
+    words = ["hipsml", "extract", args.recipe]
+    for flag, value in (("--output", args.output), ("--workers", args.workers), ("--scheduler", args.scheduler)):
+        if value is not None:
+            words += [flag, str(value)]
+    return shlex.join([*words, "--resume"])
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
     from hipsml.dataset import extract_dataset
 
-    ds = extract_dataset(
-        args.recipe, resume=args.resume, scheduler=args.scheduler, workers=args.workers, output=args.output,
-        progress=not args.quiet,
-    )  # fmt: skip
+    try:
+        ds = extract_dataset(
+            args.recipe, resume=not args.fresh, scheduler=args.scheduler, workers=args.workers, output=args.output,
+            progress=not args.quiet,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"continue with: {_continue_command(args)}") from None
+    except HipsmlError as exc:
+        if not getattr(exc, "resumable", False):
+            raise
+        try:
+            error = type(exc)(f"{exc}: {_continue_command(args)}")
+        except TypeError:  # an error class with another signature: keep it as it is
+            raise exc from None
+        raise error from None
     print(ds.report.summary())
     return 0
 
@@ -65,10 +87,15 @@ def add_dataset_commands(sub: argparse._SubParsersAction) -> None:
         help="build a versioned Zarr training set from a recipe",
         description="Build (or find) the dataset version RECIPE describes: cutouts of every target in every "
         "survey, on Dask, into DATASET/vN (Zarr v3) with reproducible splits and provenance. An unchanged "
-        "recipe writes nothing; added targets reuse the previous version's chunks.",
+        "recipe writes nothing; added targets reuse the previous version's chunks; an interrupted build "
+        "continues from its finished units (--fresh starts it over).",
     )
     ext.add_argument("recipe", help="recipe file (YAML); see recipes/demo.yaml")
-    ext.add_argument("--resume", action="store_true", help="continue an interrupted build from its finished units")
+    again = ext.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue an interrupted build of the same recipe from its finished units (the default)")
+    again.add_argument("--fresh", action="store_true",
+                       help="discard an interrupted build of the same recipe and start it again")
     ext.add_argument("--workers", type=positive_int, help="override compute.workers")
     ext.add_argument("--scheduler", metavar="S",
                      help="override compute.scheduler: threads, processes, tcp://host:8786, sciserver, slurm")

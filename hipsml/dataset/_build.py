@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import platform
 import shutil
@@ -32,6 +31,8 @@ import healpy as hp
 import numpy as np
 
 from hipsml._files import atomic_write, atomic_write_bytes, user_path
+from hipsml.dataset._identity import check_same_recipe, lineage_change
+from hipsml.dataset._limits import check_memory, estimate_build_memory
 from hipsml.dataset._recipe import Recipe, load_recipe, parse_recipe
 from hipsml.dataset._runner import run_tasks
 from hipsml.dataset._splits import assign_splits, split_keys
@@ -48,9 +49,9 @@ from hipsml.dataset._store import (
 )
 from hipsml.dataset._targets import TargetTable, load_targets
 from hipsml.errors import HipsmlError, InvalidInputError, RecipeError, TargetsError
-from hipsml.extract import CutoutSpec, SurveyRef, WorkUnit, extract_unit, open_cached, plan_work_units
+from hipsml.extract import CutoutSpec, SurveyRef, UnitExtractor, WorkUnit, open_cached, plan_work_units
 
-__all__ = ["extract_dataset", "BuildReport", "ROW_ORDER"]
+__all__ = ["extract_dataset", "BuildReport", "ROW_ORDER", "unit_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,26 +139,43 @@ def _read_marker(path: Path) -> dict[str, Any]:
 
 
 def run_unit(job: _UnitJob) -> dict[str, Any]:
-    """Extract one unit into its rows of the staging ``images`` array and leave its done-marker."""
+    """Extract one unit into its rows of the staging ``images`` array and leave its done-marker.
+
+    The unit is cut and written one chunk of rows at a time into one reused buffer, so its
+    memory follows ``output.chunk_mb`` (plus the decoded tiles), not the number of targets in
+    the unit; the tiles stay decoded from chunk to chunk.
+    """
     marker = Path(job.marker)
     if marker.is_file():  # a retried task whose unit is already done
         return {**_read_marker(marker), "skipped": 1}
-    stats: dict[str, float] = {}
-    block = extract_unit(job.surveys, job.spec, job.unit, stats=stats)
-    n = block.shape[0]
-    covered = np.count_nonzero(np.isfinite(block.reshape(n, -1)), axis=1)
-    coverage = (covered / block[0].size).astype(np.float32)
-    t0 = time.perf_counter()
+    unit, rows = job.unit, job.chunk_rows
+    extractor = UnitExtractor(job.surveys, job.spec)
+    size = job.spec.size
+    buffer = np.empty((min(rows, len(unit)), extractor.nch, size, size), dtype=np.float32)
+    coverage = np.empty(len(unit), dtype=np.float32)
+    stats = {"tiles_read": 0.0, "tile_seconds": 0.0, "kernel_seconds": 0.0}
     overflow = 0
-    if job.dtype == "float16":
-        with np.errstate(invalid="ignore"):
-            overflow = int(np.count_nonzero(np.abs(block) > np.finfo(np.float16).max))
-        block = block.astype(np.float16)
-    write_image_rows(job.images, job.unit.start, block, chunk_rows=job.chunk_rows, compressor=job.compressor)
-    write_seconds = time.perf_counter() - t0
+    write_seconds = 0.0
+    for first in range(0, len(unit), rows):
+        part = slice(first, first + rows)
+        piece = WorkUnit(unit.index, unit.rows[part], unit.ra[part], unit.dec[part], unit.rotation[part])
+        block = buffer[: len(piece)]
+        step: dict[str, float] = {}
+        extractor.extract(job.spec, piece, out=block, stats=step)
+        for key in stats:
+            stats[key] += step[key]
+        n = block.shape[0]
+        coverage[part] = np.count_nonzero(np.isfinite(block.reshape(n, -1)), axis=1) / block[0].size
+        t0 = time.perf_counter()
+        if job.dtype == "float16":
+            with np.errstate(invalid="ignore"):
+                overflow += int(np.count_nonzero(np.abs(block) > np.finfo(np.float16).max))
+            block = block.astype(np.float16)
+        write_image_rows(job.images, unit.start + first, block, chunk_rows=rows, compressor=job.compressor)
+        write_seconds += time.perf_counter() - t0
     result = {
-        "index": job.unit.index,
-        "n": len(job.unit),
+        "index": unit.index,
+        "n": len(unit),
         "coverage": coverage,
         "tiles_read": int(stats["tiles_read"]),
         "tile_seconds": stats["tile_seconds"],
@@ -252,26 +270,73 @@ def _sorted_rows(targets: TargetTable) -> np.ndarray:
     return np.lexsort((targets.ids, cells))
 
 
-def _parent_rows(targets: TargetTable, parent: Any) -> np.ndarray | None:
+def _text_ids(values: np.ndarray) -> np.ndarray:
+    """Text ids as a fixed-width unicode array (Zarr gives numpy's variable-width StringDType)."""
+    return np.asarray(values.tolist(), dtype=str) if values.dtype.kind in "TOS" else values
+
+
+def _parent_rows(targets: TargetTable, parent: Any, version: int) -> tuple[np.ndarray | None, str]:
     """Rows of an incremental version (the parent's rows in its order, then the new targets sorted),
-    or None when ``targets`` does not extend the parent's targets unchanged."""
-    old_ids = parent["id"][:]
-    if old_ids.size >= len(targets):
-        return None
+    or ``(None, reason)`` when ``targets`` does not extend the parent's targets unchanged.
+
+    ``reason`` names the first thing that rules out reusing the parent (one line, no trailing
+    period), e.g. ``target 'T00005' of v1 changed position``.
+    """
+    old_ids = _text_ids(parent["id"][:])
     ids = targets.ids
     if (old_ids.dtype.kind in "iu") != (ids.dtype.kind in "iu"):
-        return None
+        kinds = ("integers", "text") if old_ids.dtype.kind in "iu" else ("text", "integers")
+        return None, f"the ids of v{version} are {kinds[0]}, the new ones {kinds[1]}"
     order = np.argsort(ids, kind="stable")
-    pos = np.searchsorted(ids[order], old_ids)
-    pos = np.minimum(pos, ids.size - 1)
+    pos = np.minimum(np.searchsorted(ids[order], old_ids), ids.size - 1)
     where = order[pos]
-    if not np.array_equal(ids[where], old_ids):
-        return None
-    if not (np.array_equal(targets.ra[where], parent["ra"][:]) and np.array_equal(targets.dec[where], parent["dec"][:])):
-        return None
+    gone = np.flatnonzero(ids[where] != old_ids)
+    if gone.size:
+        return None, f"target {old_ids[gone[0]].item()!r} of v{version} is no longer in the targets ({gone.size} gone)"
+    moved = np.flatnonzero((targets.ra[where] != parent["ra"][:]) | (targets.dec[where] != parent["dec"][:]))
+    if moved.size:
+        return None, f"target {old_ids[moved[0]].item()!r} of v{version} changed position ({moved.size} moved)"
+    if "rotation" in parent and targets.rotation is not None:
+        turned = np.flatnonzero(targets.rotation[where] != parent["rotation"][:])
+        if turned.size:
+            return None, f"target {old_ids[turned[0]].item()!r} of v{version} changed rotation ({turned.size} turned)"
+    if old_ids.size >= len(targets):
+        return None, f"no target was added to the {old_ids.size:,} of v{version}"
     rest = np.setdiff1d(np.arange(len(targets)), where, assume_unique=True)
     sub = targets.take(rest)
-    return np.concatenate([where, rest[_sorted_rows(sub)]])
+    return np.concatenate([where, rest[_sorted_rows(sub)]]), ""
+
+
+def unit_size(n: int, *, chunk: int, targets_per_unit: int, slots: int) -> int:
+    """Targets per work unit: at most ``targets_per_unit``, and small enough that ``n`` targets make
+    at least two units per worker slot, in whole chunks of ``chunk`` rows (a pure function).
+
+    The units only group the work: each cutout is the same whatever unit cuts it, so the
+    dataset is bit-identical for any number of workers.
+
+    Examples
+    --------
+    >>> unit_size(3000, chunk=10, targets_per_unit=4096, slots=2)  # 4 units of 750
+    750
+    >>> unit_size(30, chunk=10, targets_per_unit=4096, slots=2)  # never less than a chunk
+    10
+    """
+    per = min(targets_per_unit, n // (2 * max(1, slots)))
+    return max(chunk, per // chunk * chunk)
+
+
+def _check_build_memory(recipe: Recipe, inputs: _Inputs, n: int, chunk: int, id_bytes: int) -> None:
+    """Refuse, before any array is allocated, a build whose estimated memory exceeds the budget."""
+    c = recipe.compute
+    slots = c.workers * c.threads_per_worker
+    estimate = estimate_build_memory(
+        n, spec=inputs.spec, surveys=inputs.surveys, chunk_rows=chunk, id_bytes=id_bytes, slots=slots,
+        unit_targets=unit_size(n, chunk=chunk, targets_per_unit=c.targets_per_unit, slots=slots),
+        processes=1 if c.scheduler == "threads" else c.workers,
+    )  # fmt: skip
+    size = inputs.spec.size
+    check_memory(estimate, what=f"recipe {recipe.name!r} ({n:,} cutouts of {len(inputs.channels)} x {size} x {size} "
+                 f"pixels, {slots} worker threads)", shrink="cutout.size, output.chunk_mb or compute.workers")  # fmt: skip
 
 
 def _chunk_rows(recipe: Recipe, channels: int, size: int) -> int:
@@ -345,7 +410,7 @@ def _coverage_of(surveys: list[Any], spec: CutoutSpec, targets: TargetTable) -> 
 def extract_dataset(
     recipe: Recipe | str | os.PathLike[str] | dict[str, Any],
     *,
-    resume: bool = False,
+    resume: bool = True,
     scheduler: str | None = None,
     workers: int | None = None,
     output: str | os.PathLike[str] | None = None,
@@ -358,9 +423,10 @@ def extract_dataset(
     recipe : Recipe, mapping or path
         A recipe object, its data, or a YAML file (relative paths are relative to its folder).
     resume : bool
-        Continue an interrupted build of the same recipe from its finished units (the result
-        is bit-identical to an uninterrupted build). Without it an interrupted build is
-        discarded and started again.
+        Continue an interrupted build of the same recipe from its finished units (the default:
+        the content hash and the units' done-markers prove them right, and the result is
+        bit-identical to an uninterrupted build). ``False`` discards the interrupted build and
+        starts again (``hipsml extract --fresh``).
     scheduler : str, optional
         Overrides ``compute.scheduler``: ``threads``, ``processes``, ``tcp://host:port``,
         ``sciserver`` or ``slurm``.
@@ -456,18 +522,25 @@ def _read_inputs(recipe: Recipe, root: Path) -> _Inputs:
                    _lineage_key(recipe, identity, spec), channels)  # fmt: skip
 
 
-def _order_rows(targets: TargetTable, root: Path, versions: list[dict[str, Any]], lineage: str) -> tuple[TargetTable, Any]:
-    """The targets in dataset row order, and the parent ``(entry, group)`` whose rows come first (or None)."""
-    if versions:
-        import zarr
+def _order_rows(
+    recipe: Recipe, targets: TargetTable, root: Path, versions: list[dict[str, Any]], lineage: str
+) -> tuple[TargetTable, Any, str]:
+    """The targets in dataset row order, the parent ``(entry, group)`` whose rows come first (or None),
+    and, when there is an earlier version but no parent, the reason (one line)."""
+    if not versions:
+        return targets.take(_sorted_rows(targets)), None, ""
+    import zarr
 
-        latest = versions[-1]
-        group = zarr.open_group(root / latest["path"], mode="r")
-        if group.attrs.get("hipsml", {}).get("lineage") == lineage:
-            rows = _parent_rows(targets, group)
-            if rows is not None:
-                return targets.take(rows), (latest, group)
-    return targets.take(_sorted_rows(targets)), None
+    latest = versions[-1]
+    group = zarr.open_group(root / latest["path"], mode="r")
+    attrs = group.attrs.get("hipsml", {})
+    if attrs.get("lineage") != lineage:
+        why = lineage_change(recipe, attrs, int(latest["version"]))
+    else:
+        rows, why = _parent_rows(targets, group, int(latest["version"]))
+        if rows is not None:
+            return targets.take(rows), (latest, group), ""
+    return targets.take(_sorted_rows(targets)), None, why
 
 
 def _stage_units(
@@ -486,7 +559,8 @@ def _stage_units(
     shape = (len(targets), len(inputs.channels), inputs.spec.size, inputs.spec.size)
     _new_staging(staging, recipe, targets, splits, healpix, shape, chunk, split_names, inputs.digest)
     reused = _link_parent(parent, staging, chunk) if parent is not None else 0
-    per_unit = max(chunk, recipe.compute.targets_per_unit // chunk * chunk)
+    per_unit = unit_size(len(targets) - reused, chunk=chunk, targets_per_unit=recipe.compute.targets_per_unit,
+                         slots=recipe.compute.workers * recipe.compute.threads_per_worker)  # fmt: skip
     units = plan_work_units(
         targets.ra[reused:], targets.dec[reused:], inputs.spec, inputs.surveys,
         rotation=None if targets.rotation is None else targets.rotation[reused:],
@@ -510,20 +584,26 @@ def _gather_coverage(units: list[WorkUnit], markers: Path, n: int, parent: Any, 
 
 def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> BuildReport:
     t_start = time.perf_counter()
-    inputs = _read_inputs(recipe, root)
     versions = read_versions(root)
+    if versions:
+        check_same_recipe(root, recipe, versions[-1], _read_attrs(root / versions[-1]["path"]))
+    inputs = _read_inputs(recipe, root)
     for v in versions:
         if v["hash"] == inputs.digest:
             logger.info("unchanged recipe: version v%s holds it", v["version"])
             return BuildReport(os.fspath(root), int(v["version"]), inputs.digest, created=False, count=int(v["count"]))
     version = max((int(v["version"]) for v in versions), default=0) + 1
-    targets, parent = _order_rows(inputs.targets, root, versions, inputs.lineage)
+    targets, parent, why = _order_rows(recipe, inputs.targets, root, versions, inputs.lineage)
     chunk = _chunk_rows(recipe, len(inputs.channels), inputs.spec.size)
+    _check_build_memory(recipe, inputs, len(targets), chunk, targets.ids.dtype.itemsize)
     staging = root / f".staging-{inputs.digest[:16]}"
     units, reused = _stage_units(staging, recipe, inputs, targets, parent, chunk, resume)
 
     report = BuildReport(os.fspath(root), version, inputs.digest, count=len(targets), dropped=inputs.dropped,
                          reused=reused, units=len(units))  # fmt: skip
+    if why:
+        report.notes.append(f"{why}: full build, no parent")
+        logger.info("%s: full build, no parent", why)
     markers = staging / _UNITS_DIR
     todo = [u for u in units if not (markers / f"{u.index:06d}.npz").is_file()]
     report.resumed = sum(len(u) for u in units) - sum(len(u) for u in todo)
@@ -563,7 +643,10 @@ def _open_staging(staging: Path, digest: str, resume: bool) -> dict[str, Any] | 
         state = None
     if resume and state is not None and state.get("hash") == digest:
         return state
-    logger.warning("discarding the interrupted build in %s%s", staging, "" if resume else " (use resume to continue one)")
+    if resume:
+        logger.warning("discarding the unreadable interrupted build in %s", staging)
+    else:
+        logger.info("starting afresh: discarding the interrupted build in %s", staging)
     shutil.rmtree(staging)
     return None
 
@@ -637,13 +720,14 @@ def _run_jobs(jobs: list[_UnitJob], recipe: Recipe, report: BuildReport, progres
             threads_per_worker=compute.threads_per_worker, slurm=compute.slurm, done=done,
         )  # fmt: skip
     except HipsmlError as exc:
-        if "--resume" in str(exc):
+        if getattr(exc, "resumable", False):
             raise
-        hint = "; the finished work units are kept: run again with --resume (resume=True) to continue"
+        hint = "; the finished work units are kept and the same extraction run again continues them"
         try:
             error = type(exc)(f"{exc}{hint}")
         except TypeError:  # an error class with another signature: keep it as it is
-            raise exc from None
+            error = exc
+        error.resumable = True  # type: ignore[attr-defined]  # the CLI adds the command that continues
         raise error from None
     finally:
         if bar is not None:

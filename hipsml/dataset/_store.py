@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from hipsml._files import atomic_write_bytes
+from hipsml._files import atomic_write_bytes, check_name_lengths
 from hipsml.errors import DatasetNotFoundError, OutputError
 
 __all__ = [
@@ -113,7 +113,10 @@ def write_versions(root: Path, name: str, versions: list[dict[str, Any]]) -> Non
 
 
 def check_output_root(root: Path) -> None:
-    """Refuse an output path that exists and is not a hipsml dataset (or is a file)."""
+    """Refuse an output path that exists and is not a hipsml dataset (or is a file), or has a name
+    longer than the file system allows."""
+    nearest = next((p for p in (root, *root.parents) if os.path.isdir(p)), Path("/"))
+    check_name_lengths(root, nearest)
     if root.is_file() or (root.exists() and not root.is_dir()):
         raise OutputError(f"output.path {root} is a file, not a dataset folder")
     if root.is_dir() and not (root / VERSIONS_FILE).exists():

@@ -20,6 +20,7 @@ import healpy as hp
 import numpy as np
 
 from hipsml._files import atomic_write_bytes
+from hipsml.dataset._limits import check_grid_cells, grid_cell_count
 from hipsml.dataset._recipe import GridTargets, Recipe, TapQuery, Targets, VizierQuery, did_you_mean
 from hipsml.errors import HipsmlError, TargetsError
 
@@ -146,7 +147,7 @@ def _read_table(path: Path, shown: str) -> Any:
     if size > _MAX_TABLE_BYTES:
         raise TargetsError(f"targets.file: {shown} is larger than 8 GiB; split the targets")
     try:
-        table = Table.read(path, format=fmt)
+        table = _read_parquet(path) if fmt == "parquet" else Table.read(path, format=fmt)
     except HipsmlError:
         raise
     except ImportError as exc:
@@ -157,6 +158,24 @@ def _read_table(path: Path, shown: str) -> Any:
     if len(table) == 0:
         raise TargetsError(f"targets.file: {shown} has no rows")
     return table
+
+
+def _read_parquet(path: Path) -> Any:
+    """A Parquet file as an astropy Table, with pyarrow alone (astropy's reader needs pandas);
+    null cells are masked."""
+    import pyarrow.parquet as pq
+    from astropy.table import MaskedColumn, Table
+
+    data = pq.read_table(path)
+    columns = {}
+    for name in data.column_names:
+        col = data.column(name)
+        values = np.asarray(col.to_numpy(zero_copy_only=False))
+        if values.dtype.kind == "O":
+            values = np.array(["" if v is None else str(v) for v in values.tolist()], dtype=str)
+        mask = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        columns[name] = MaskedColumn(values, mask=mask) if mask.any() else values
+    return Table(columns)
 
 
 def _column(table: Any, name: str, field_name: str, shown: str) -> Any:
@@ -194,6 +213,11 @@ def _plain(col: Any, field_name: str, name: str, shown: str) -> np.ndarray:
         arr = np.char.decode(arr, "utf-8")
     if arr.dtype.kind == "O":
         arr = arr.astype(str)
+    if arr.dtype.kind == "U":  # an empty text cell (VOTable, Parquet) is not masked but is as empty
+        blank = np.char.str_len(np.char.strip(arr)) == 0
+        if blank.any():
+            row = int(np.flatnonzero(blank)[0])
+            raise TargetsError(f"{field_name}: column {name!r} of {shown} is empty in data row {row + 1}")
     return arr
 
 
@@ -299,6 +323,7 @@ def _grid(grid: GridTargets, spec: Targets, recipe: Recipe) -> TargetTable:
             moc = Moc.from_fits(path.read_bytes(), source=os.fspath(path))
         except OSError as exc:
             raise TargetsError(f"targets.grid.moc: cannot read {path} ({exc.strerror or exc})") from None
+        check_grid_cells(grid_cell_count(grid.order, ranges=(moc.starts, moc.ends)), f"order {grid.order} in {path.name}")
         shift = 2 * (29 - grid.order)
         # cells wholly inside the MOC: [c << shift, (c + 1) << shift) within one [start, end)
         lo = -(-moc.starts // (1 << shift))
@@ -307,13 +332,13 @@ def _grid(grid: GridTargets, spec: Targets, recipe: Recipe) -> TargetTable:
         cells = np.unique(cells.astype(np.int64))
     else:
         assert grid.center is not None and grid.radius is not None
+        check_grid_cells(grid_cell_count(grid.order, radius=grid.radius), f"order {grid.order} over a {grid.radius:g}° disc")
         ra0, dec0 = _to_icrs(np.array([grid.center[0]]), np.array([grid.center[1]]), spec.frame)
         vec = hp.ang2vec(float(ra0[0]), float(dec0[0]), lonlat=True)
         cells = np.sort(hp.query_disc(nside, vec, np.radians(grid.radius), nest=True)).astype(np.int64)
     if cells.size == 0:
         raise TargetsError("targets.grid: the region holds no cell centre at this order; raise the order")
-    if cells.size > 50_000_000:
-        raise TargetsError(f"targets.grid: {cells.size} cells is too many; lower the order or the region")
+    check_grid_cells(cells.size, f"order {grid.order}")
     ra, dec = hp.pix2ang(nside, cells, nest=True, lonlat=True)
     return TargetTable(np.mod(ra, 360.0), dec, cells, source=f"grid order {grid.order}")
 

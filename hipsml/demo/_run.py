@@ -253,10 +253,14 @@ def run_demo(
     if train:
         result.update(_train_and_report(out, str(directory), files, ds, sky, result, progress=progress, say=say,
                                         som_options=som_options, cnn_options=cnn_options))
-    say("next:\n"
-        f"  python -c \"import hipsml; ds = hipsml.open_dataset('{files['dataset']}'); print(ds.table[:5])\"\n"
-        f"  hipsml datasets {shlex.quote(str(files['dataset']))}")
+    say("next:\n" + next_commands(files["dataset"]))
     return result
+
+
+def next_commands(dataset: Path) -> str:
+    """The demo's closing hint: shell lines that open and list ``dataset``, quoted for any folder name."""
+    code = f"import hipsml; ds = hipsml.open_dataset({str(dataset)!r}); print(ds.table[:5])"
+    return f"  python -c {shlex.quote(code)}\n  hipsml datasets {shlex.quote(str(dataset))}"
 
 
 def _train_and_report(out: Path, shown: str, files: dict[str, Path], ds: Dataset, sky: SyntheticSky,

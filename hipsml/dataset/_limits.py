@@ -1,0 +1,138 @@
+"""What a dataset build will need, worked out from its parameters before anything is allocated.
+
+:func:`grid_cell_count` counts a grid's cells without enumerating them; :func:`estimate_build_memory`
+adds up a build's peak memory (the target table, and per worker slot one chunk of cutouts and
+the decoded tiles); :func:`check_memory` compares an estimate with the budget and refuses with
+one line that gives both figures.
+
+``check_memory``, ``memory_budget`` and ``format_bytes`` are local stand-ins with the
+signatures of the shared ``hipsml/_memory.py`` helpers (same ``HIPSML_MEMORY_BUDGET`` variable,
+same default of half the physical memory): swap those in when both are merged.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Any
+
+from hipsml.errors import InvalidInputError, RecipeError
+
+__all__ = ["GRID_MAX_CELLS", "grid_cell_count", "estimate_build_memory", "check_memory", "memory_budget", "format_bytes"]
+
+#: the most cells a ``targets.grid`` may hold
+GRID_MAX_CELLS = 50_000_000
+#: bytes per target of the build's 1-D arrays (positions, ids, labels, splits, sort keys, their copies)
+TABLE_BYTES_PER_TARGET = 256
+#: what a survey process keeps of decoded tiles at most (``open_survey``'s ``memory_cache_bytes``)
+SURVEY_CACHE_BYTES = 512 * 2**20
+
+_ENV = "HIPSML_MEMORY_BUDGET"
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in binary units with one decimal (``"1.5 GiB"``)."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def memory_budget() -> int:
+    """Bytes one job may plan to use: ``HIPSML_MEMORY_BUDGET`` (``8GiB``, ``512MB``, ``1e9``), else half
+    of the machine's physical memory."""
+    text = os.environ.get(_ENV, "").strip()
+    if text:
+        m = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)", text)
+        if m is None or m.group(2).lower() not in _UNITS or float(m.group(1)) < 1:
+            raise InvalidInputError(f"{_ENV} must be a size such as 8GiB or 512MB, not {text!r}")
+        return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES")) // 2
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - non-POSIX
+        return 4 * 2**30
+
+
+def check_memory(estimate_bytes: float, *, what: str, shrink: str = "") -> int:
+    """Refuse a job whose estimated memory exceeds :func:`memory_budget`; return the budget.
+
+    Raises
+    ------
+    RecipeError
+        One line with both figures, what to make smaller and how to raise the budget.
+    """
+    limit = memory_budget()
+    if not estimate_bytes <= limit:
+        hint = f"make {shrink} smaller, or " if shrink else ""
+        raise RecipeError(
+            f"{what} needs about {format_bytes(estimate_bytes)} of memory, more than the budget of "
+            f"{format_bytes(limit)}; {hint}raise the budget with {_ENV} (e.g. {_ENV}=64GiB)"
+        )
+    return limit
+
+
+def grid_cell_count(order: int, *, radius: float | None = None, ranges: Any = None) -> int:
+    """Cells of a HEALPix grid at ``order``, counted without listing them.
+
+    For a disc of ``radius`` degrees: its area over a cell's area (``query_disc`` keeps the cells
+    whose centres fall inside, about as many). For a MOC: the exact count of cells wholly inside
+    its ``ranges`` (``(starts, ends)`` at order 29).
+
+    Examples
+    --------
+    >>> grid_cell_count(20, radius=180.0)
+    13194139533312
+    >>> grid_cell_count(1, ranges=([0], [3 << 56]))  # 3 cells of order 1
+    3
+    """
+    ncells = 12 * 4**order
+    if ranges is not None:
+        shift = 2 * (29 - order)
+        return sum(max(0, (int(b) >> shift) - (-(-int(a) >> shift))) for a, b in zip(*ranges))
+    assert radius is not None
+    return math.ceil(ncells * (1.0 - math.cos(math.radians(radius))) / 2.0)
+
+
+def check_grid_cells(count: int, where: str) -> None:
+    """Refuse a grid of more than :data:`GRID_MAX_CELLS` cells (``where`` describes the grid)."""
+    if count > GRID_MAX_CELLS:
+        raise RecipeError(
+            f"targets.grid: {where} holds about {count:,} cells ({format_bytes(8 * count)} of cell indices alone), "
+            f"more than the {GRID_MAX_CELLS:,} a grid may hold; lower the order or the region"
+        )
+
+
+def estimate_build_memory(
+    n_targets: int, *, spec: Any, surveys: list[Any], chunk_rows: int, unit_targets: int, slots: int,
+    processes: int = 1, id_bytes: int = 8,
+) -> float:  # fmt: skip
+    """Peak bytes of a dataset build (a float, so huge parameters never overflow).
+
+    The target table (:data:`TABLE_BYTES_PER_TARGET` and the ids, per target), and per worker
+    slot: three chunks of cutouts (the float32 buffer, its cast or padded copy, the compressed
+    bytes) and the decoded tiles of its unit (at most ``spec.memory_limit`` per group of
+    surveys, at least 64 tiles); per worker process, each survey's tile cache. A unit's memory
+    follows the chunk size (``output.chunk_mb``), not the number of targets in it.
+    """
+    nch = sum(sv.channels for sv in surveys)
+    chunk = 3.0 * chunk_rows * nch * float(spec.size) ** 2 * 4
+    fov = spec.size * spec.pixel_scale / 3600.0
+    cache = 0.0
+    groups: dict[tuple[Any, int, int], list[float]] = {}  # surveys sharing frame, order, width share a slab
+    for sv, k in zip(surveys, spec.orders):
+        tile_deg = math.degrees(math.sqrt(4 * math.pi / (12 * 4.0**k)))
+        per_cutout = (math.ceil(fov / tile_deg) + 1) ** 2
+        tile_bytes = float(sv.tile_width) ** 2 * sv.channels * 4
+        cache += min(float(SURVEY_CACHE_BYTES), n_targets * per_cutout * tile_bytes)
+        group = groups.setdefault((sv.frame, int(k), int(sv.tile_width)), [0.0, 0.0])
+        group[0] = max(group[0], per_cutout)
+        group[1] += tile_bytes
+    tiles = 0.0
+    for per_cutout, tile_bytes in groups.values():
+        slab = max(float(spec.memory_limit), 64 * tile_bytes)
+        tiles += min(slab, unit_targets * per_cutout * tile_bytes)
+    table = float(n_targets) * (TABLE_BYTES_PER_TARGET + 2 * id_bytes)
+    return table + slots * (chunk + tiles) + processes * cache
