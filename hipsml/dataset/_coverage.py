@@ -138,7 +138,7 @@ def coverage_drops(cc: np.ndarray, thresholds: np.ndarray, channels: list[str], 
     >>> cc = np.array([[1.0, 0.2], [0.0, 0.0], [0.9, 0.9]], dtype=np.float32)
     >>> d = coverage_drops(cc, np.array([0.0, 0.5]), ["a", "b"], drop_empty=True)
     >>> d.keep.tolist(), d.no_data, d.min_coverage, d.by_channel
-    ([True, False, True], 1, 1, {'b': 1})
+    ([False, False, True], 1, 1, {'b': 1})
     """
     empty = (cc <= 0.0).all(axis=1) if drop_empty else np.zeros(cc.shape[0], dtype=bool)
     below = cc < thresholds[None, :].astype(np.float32)
