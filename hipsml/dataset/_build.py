@@ -418,7 +418,8 @@ def extract_dataset(
         with dataset_lock(root):
             report = _build(recipe, root, resume=resume, progress=progress)
     except BaseException:
-        if created_root and root.is_dir() and not read_versions(root) and not any(root.glob(".staging-*")):
+        unfinished = any(root.glob(".staging-*")) or any(root.glob(".coverage-*"))  # kept for resume
+        if created_root and root.is_dir() and not read_versions(root) and not unfinished:
             shutil.rmtree(root, ignore_errors=True)  # leave nothing behind for a recipe that failed early
         raise
     ds = open_dataset(root, version=report.version)

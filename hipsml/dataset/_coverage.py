@@ -25,7 +25,14 @@ import numpy as np
 
 from hipsml.errors import RecipeError
 
-__all__ = ["channel_coverage", "centre_covered", "coverage_thresholds", "coverage_drops", "probe_unit", "ProbeJob"]
+__all__ = [
+    "ProbeJob",
+    "centre_covered",
+    "channel_coverage",
+    "coverage_drops",
+    "coverage_thresholds",
+    "probe_unit",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +56,9 @@ def channel_coverage(block: np.ndarray) -> np.ndarray:
     return (finite / (block.shape[2] * block.shape[3])).astype(np.float32)
 
 
-def centre_covered(surveys: list[Any], orders: tuple[int, ...], ra: np.ndarray, dec: np.ndarray) -> np.ndarray | None:
+def centre_covered(
+    surveys: list[Any], orders: tuple[int, ...], ra: np.ndarray, dec: np.ndarray
+) -> np.ndarray | None:
     """True where a target's centre lies in a tile holding data in at least one survey.
 
     A survey's tiles holding data are those inside its ``Moc.fits``, else (a local survey) the
@@ -74,7 +83,11 @@ def centre_covered(surveys: list[Any], orders: tuple[int, ...], ra: np.ndarray, 
 
 
 def coverage_thresholds(
-    min_coverage: float | dict[str, float] | None, channels: list[str], groups: dict[str, list[int]], *, source: str
+    min_coverage: float | dict[str, float] | None,
+    channels: list[str],
+    groups: dict[str, list[int]],
+    *,
+    source: str,
 ) -> np.ndarray:
     """``targets.min_coverage`` as one threshold per channel (0 where none applies).
 
@@ -127,7 +140,9 @@ class CoverageDrops:
     by_channel: dict[str, int]
 
 
-def coverage_drops(cc: np.ndarray, thresholds: np.ndarray, channels: list[str], *, drop_empty: bool) -> CoverageDrops:
+def coverage_drops(
+    cc: np.ndarray, thresholds: np.ndarray, channels: list[str], *, drop_empty: bool
+) -> CoverageDrops:
     """Targets to keep given their channel coverage ``cc`` (N, C): none below a channel's threshold and,
     with ``drop_empty``, none without data in every channel. A target without any data counts as
     ``no_data`` when ``drop_empty``, else under ``min_coverage``; ``by_channel`` counts each channel below
@@ -143,7 +158,11 @@ def coverage_drops(cc: np.ndarray, thresholds: np.ndarray, channels: list[str], 
     empty = (cc <= 0.0).all(axis=1) if drop_empty else np.zeros(cc.shape[0], dtype=bool)
     below = cc < thresholds[None, :].astype(np.float32)
     low = below.any(axis=1) & ~empty
-    by_channel = {name: int(below[low, i].sum()) for i, name in enumerate(channels) if below[low, i].any()}
+    by_channel = {
+        name: int(below[low, i].sum())
+        for i, name in enumerate(channels)
+        if below[low, i].any()
+    }
     return CoverageDrops(~(empty | low), int(empty.sum()), int(low.sum()), by_channel)
 
 
@@ -161,4 +180,8 @@ def probe_unit(job: ProbeJob) -> dict[str, Any]:
     from hipsml.extract import extract_unit
 
     block = extract_unit(job.surveys, job.spec, job.unit)
-    return {"rows": np.asarray(job.unit.rows), "channel_coverage": channel_coverage(block), "n": len(job.unit)}
+    return {
+        "rows": np.asarray(job.unit.rows),
+        "channel_coverage": channel_coverage(block),
+        "n": len(job.unit),
+    }
