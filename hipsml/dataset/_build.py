@@ -72,7 +72,14 @@ _STAGING_FILE = "staging.json"
 
 @dataclass
 class BuildReport:
-    """What a build did (``Dataset.report`` after :func:`extract_dataset`)."""
+    """What a build did (``Dataset.report`` after :func:`extract_dataset`).
+
+    ``dropped`` counts every target left out, by reason: ``uncovered`` (centre in no survey's MOC or
+    tiles present; ``drop_uncovered``), ``no_data`` (a cutout without data in any channel;
+    ``drop_uncovered`` with a remote survey without a MOC) and ``below_min_coverage``
+    (``min_coverage``; ``below_by_channel`` counts each channel below its threshold, ``min_coverage``
+    holds the threshold of each channel).
+    """
 
     path: str
     version: int
@@ -88,6 +95,8 @@ class BuildReport:
     below_min_coverage: int = 0
     below_by_channel: dict[str, int] = field(default_factory=dict)
     min_coverage: dict[str, float] = field(default_factory=dict)
+    probed: int = 0
+    probe_seconds: float = 0.0
     reused: int = 0
     resumed: int = 0
     units: int = 0
@@ -130,6 +139,8 @@ class BuildReport:
     def _drop_lines(self) -> list[str]:
         """One line per reason targets were dropped (none when none were)."""
         lines = []
+        if self.probed:
+            lines.append(f"  coverage pass: {self.probed:,} candidates cut in {self.probe_seconds:.1f} s to measure their coverage")
         if self.uncovered:
             lines.append(f"  dropped: {self.uncovered:,} uncovered targets dropped (centre in no survey's MOC or tiles)")
         if self.no_data:
@@ -573,6 +584,7 @@ def _coverage_pass(recipe: Recipe, inputs: _Inputs, root: Path, report: BuildRep
                 cc = z["channel_coverage"]
                 logger.info("coverage pass: reusing %s", saved)
     if cc is None:
+        t0 = time.perf_counter()
         units = plan_work_units(
             targets.ra, targets.dec, inputs.spec, inputs.surveys, rotation=targets.rotation,
             target_per_unit=recipe.compute.targets_per_unit,
@@ -596,6 +608,7 @@ def _coverage_pass(recipe: Recipe, inputs: _Inputs, root: Path, report: BuildRep
                 bar.close()
         for r in results:
             cc[r["rows"]] = r["channel_coverage"]
+        report.probed, report.probe_seconds = len(targets), time.perf_counter() - t0
         with atomic_write(saved) as fh:
             np.savez(fh, hash=np.asarray(inputs.digest), channel_coverage=cc)
     drops = coverage_drops(cc, thresholds, inputs.channels, drop_empty=drop_empty)
@@ -619,6 +632,7 @@ def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> Build
             return BuildReport(os.fspath(root), int(v["version"]), inputs.digest, created=False, count=int(v["count"]))
     version = max((int(v["version"]) for v in versions), default=0) + 1
     report = BuildReport(os.fspath(root), version, inputs.digest, uncovered=inputs.dropped)
+    before = sum(sv.stats["tile_reads"] for sv in inputs.surveys)  # this process's reads before the cutting
     _coverage_pass(recipe, inputs, root, report, resume=resume, progress=progress)
     targets, parent = _order_rows(inputs.targets, root, versions, inputs.lineage)
     chunk = _chunk_rows(recipe, len(inputs.channels), inputs.spec.size)
@@ -635,7 +649,6 @@ def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> Build
                  os.fspath(markers / f"{u.index:06d}.npz"), recipe.output.dtype, chunk, recipe.output.compressor)
         for u in todo
     ]  # fmt: skip
-    before = sum(sv.stats["tile_reads"] for sv in inputs.surveys)  # reads of this process before the units
     _run_jobs(jobs, recipe, report, progress, own_reads_before=before)
 
     coverage, per_channel = _gather_coverage(units, markers, len(targets), len(inputs.channels), parent, reused,

@@ -101,6 +101,7 @@ def test_min_coverage_drops_targets_below_it_and_counts_them(tmp_path, patchy):
         f"{below.size} targets below min_coverage (channels below it: radio {below.size})"
         in ds.report.summary()
     )
+    assert "coverage pass: 120 candidates cut" in ds.report.summary() and "coverage pass" not in ref.report.summary()
     assert ds.hash != ref.hash  # min_coverage is part of the version's identity
     # one number applies to every channel: r is whole, so the same targets go
     same = _build(tmp_path, sky, "one", targets={"min_coverage": 0.5})
