@@ -31,6 +31,14 @@ import healpy as hp
 import numpy as np
 
 from hipsml._files import atomic_write, atomic_write_bytes, user_path
+from hipsml.dataset._coverage import (
+    ProbeJob,
+    centre_covered,
+    channel_coverage,
+    coverage_drops,
+    coverage_thresholds,
+    probe_unit,
+)
 from hipsml.dataset._identity import check_same_recipe, lineage_change
 from hipsml.dataset._limits import check_memory, estimate_build_memory
 from hipsml.dataset._recipe import Recipe, load_recipe, parse_recipe
@@ -65,7 +73,14 @@ _STAGING_FILE = "staging.json"
 
 @dataclass
 class BuildReport:
-    """What a build did (``Dataset.report`` after :func:`extract_dataset`)."""
+    """What a build did (``Dataset.report`` after :func:`extract_dataset`).
+
+    ``dropped`` counts every target left out, by reason: ``uncovered`` (centre in no survey's MOC or
+    tiles present; ``drop_uncovered``), ``no_data`` (a cutout without data in any channel;
+    ``drop_uncovered`` with a remote survey without a MOC) and ``below_min_coverage``
+    (``min_coverage``; ``below_by_channel`` counts each channel below its threshold, ``min_coverage``
+    holds the threshold of each channel).
+    """
 
     path: str
     version: int
@@ -76,6 +91,13 @@ class BuildReport:
     partial: int = 0
     empty: int = 0
     dropped: int = 0
+    uncovered: int = 0
+    no_data: int = 0
+    below_min_coverage: int = 0
+    below_by_channel: dict[str, int] = field(default_factory=dict)
+    min_coverage: dict[str, float] = field(default_factory=dict)
+    probed: int = 0
+    probe_seconds: float = 0.0
     reused: int = 0
     resumed: int = 0
     units: int = 0
@@ -106,14 +128,28 @@ class BuildReport:
         )  # fmt: skip
         lines = [
             f"{self.path}: published v{self.version} ({self.hash[:12]}): {self.count:,} cutouts",
-            f"  coverage: {self.full:,} fully covered, {self.partial:,} partial, {self.empty:,} empty"
-            + (f"; {self.dropped:,} uncovered targets dropped" if self.dropped else ""),
+            f"  coverage: {self.full:,} fully covered, {self.partial:,} partial, {self.empty:,} empty",
+            *self._drop_lines(),
             f"  tiles: {self.tiles_read:,} read into work units, {self.tile_decodes:,} read from the surveys"
             + (f"; {self.reused:,} cutouts reused from the parent version" if self.reused else "")
             + (f"; {self.resumed:,} from an interrupted build" if self.resumed else ""),
             f"  {self.units} work units in {self.seconds:.1f} s: {self.rate:,.0f} cutouts/s{share}",
         ]
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
+
+    def _drop_lines(self) -> list[str]:
+        """One line per reason targets were dropped (none when none were)."""
+        lines = []
+        if self.probed:
+            lines.append(f"  coverage pass: {self.probed:,} candidates cut in {self.probe_seconds:.1f} s to measure their coverage")
+        if self.uncovered:
+            lines.append(f"  dropped: {self.uncovered:,} uncovered targets dropped (centre in no survey's MOC or tiles)")
+        if self.no_data:
+            lines.append(f"  dropped: {self.no_data:,} targets whose cutout holds no data in any channel")
+        if self.below_min_coverage:
+            per = ", ".join(f"{k} {v:,}" for k, v in self.below_by_channel.items())
+            lines.append(f"  dropped: {self.below_min_coverage:,} targets below min_coverage (channels below it: {per})")
+        return lines
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -135,7 +171,7 @@ class _UnitJob:
 
 def _read_marker(path: Path) -> dict[str, Any]:
     with np.load(path) as z:
-        return {k: (z[k] if k == "coverage" else z[k].item()) for k in z.files}
+        return {k: (z[k] if k in ("coverage", "channel_coverage") else z[k].item()) for k in z.files}
 
 
 def run_unit(job: _UnitJob) -> dict[str, Any]:
@@ -153,6 +189,7 @@ def run_unit(job: _UnitJob) -> dict[str, Any]:
     size = job.spec.size
     buffer = np.empty((min(rows, len(unit)), extractor.nch, size, size), dtype=np.float32)
     coverage = np.empty(len(unit), dtype=np.float32)
+    per_channel = np.empty((len(unit), extractor.nch), dtype=np.float32)
     stats = {"tiles_read": 0.0, "tile_seconds": 0.0, "kernel_seconds": 0.0}
     overflow = 0
     write_seconds = 0.0
@@ -166,6 +203,7 @@ def run_unit(job: _UnitJob) -> dict[str, Any]:
             stats[key] += step[key]
         n = block.shape[0]
         coverage[part] = np.count_nonzero(np.isfinite(block.reshape(n, -1)), axis=1) / block[0].size
+        per_channel[part] = channel_coverage(block)
         t0 = time.perf_counter()
         if job.dtype == "float16":
             with np.errstate(invalid="ignore"):
@@ -177,6 +215,7 @@ def run_unit(job: _UnitJob) -> dict[str, Any]:
         "index": unit.index,
         "n": len(unit),
         "coverage": coverage,
+        "channel_coverage": per_channel,
         "tiles_read": int(stats["tiles_read"]),
         "tile_seconds": stats["tile_seconds"],
         "kernel_seconds": stats["kernel_seconds"],
@@ -389,21 +428,6 @@ def _create_arrays(
         column(name, values)
 
 
-def _coverage_of(surveys: list[Any], spec: CutoutSpec, targets: TargetTable) -> np.ndarray:
-    """True where a target's centre lies in at least one survey's coverage MOC (no MOC: covered)."""
-    from hipsml.hips._frames import icrs_to_frame
-
-    covered = np.zeros(len(targets), dtype=bool)
-    vec = hp.ang2vec(targets.ra, targets.dec, lonlat=True)
-    for sv, k in zip(surveys, spec.orders):
-        if sv.moc is None:
-            return np.ones(len(targets), dtype=bool)
-        v = vec @ icrs_to_frame(sv.frame).T
-        npix = hp.vec2pix(1 << k, v[:, 0], v[:, 1], v[:, 2], nest=True)
-        covered |= sv.moc.contains_tiles(k, npix)
-    return covered
-
-
 # ----------------------------------------------------------------------------- the job
 
 
@@ -473,7 +497,8 @@ def extract_dataset(
         with dataset_lock(root):
             report = _build(recipe, root, resume=resume, progress=progress)
     except BaseException:
-        if created_root and root.is_dir() and not read_versions(root) and not any(root.glob(".staging-*")):
+        unfinished = any(root.glob(".staging-*")) or any(root.glob(".coverage-*"))  # kept for resume
+        if created_root and root.is_dir() and not read_versions(root) and not unfinished:
             shutil.rmtree(root, ignore_errors=True)  # leave nothing behind for a recipe that failed early
         raise
     ds = open_dataset(root, version=report.version)
@@ -493,6 +518,8 @@ class _Inputs:
     digest: str
     lineage: str
     channels: list[str]
+    groups: dict[str, list[int]]
+    footprint_known: bool
 
 
 def _read_inputs(recipe: Recipe, root: Path) -> _Inputs:
@@ -506,20 +533,29 @@ def _read_inputs(recipe: Recipe, root: Path) -> _Inputs:
     )  # fmt: skip
     targets = load_targets(recipe, dataset_root=root)
     dropped = 0
+    known = True
     if recipe.targets.drop_uncovered:
-        covered = _coverage_of(surveys, spec, targets)
-        dropped = int((~covered).sum())
-        if dropped == len(targets):
-            raise TargetsError(f"targets: none of the {len(targets)} targets lies in the surveys' coverage")
-        if dropped:
-            targets = targets.take(np.flatnonzero(covered))
+        covered = centre_covered(surveys, spec.orders, targets.ra, targets.dec)
+        known = covered is not None
+        if covered is None:
+            logger.info("a survey has no MOC and is remote: uncovered targets are found by cutting them")
+        else:
+            dropped = int((~covered).sum())
+            if dropped == len(targets):
+                raise TargetsError(
+                    f"targets: none of the {len(targets)} targets lies in the surveys' coverage (MOC or tiles present)"
+                )
+            if dropped:
+                targets = targets.take(np.flatnonzero(covered))
     identity = _survey_identity(recipe, surveys, spec)
     channels: list[str] = []
+    groups: dict[str, list[int]] = {}
     for entry, sv in zip(recipe.surveys, surveys):
         name = entry.name or sv.name
+        groups.setdefault(name, []).extend(range(len(channels), len(channels) + sv.channels))
         channels += [name] if sv.channels == 1 else [f"{name}[{i}]" for i in range(sv.channels)]
     return _Inputs(refs, surveys, spec, targets, dropped, _content_hash(recipe, targets, identity, spec),
-                   _lineage_key(recipe, identity, spec), channels)  # fmt: skip
+                   _lineage_key(recipe, identity, spec), channels, groups, known)  # fmt: skip
 
 
 def _order_rows(
@@ -572,14 +608,95 @@ def _stage_units(
     return units, reused
 
 
-def _gather_coverage(units: list[WorkUnit], markers: Path, n: int, parent: Any, reused: int) -> np.ndarray:
-    """The coverage of every row: from the units' done-markers, and the parent's for reused rows."""
+def _gather_coverage(
+    units: list[WorkUnit], markers: Path, n: int, channels: int, parent: Any, reused: int, images: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """The coverage ``(N,)`` and channel coverage ``(N, C)`` of every row: from the units' done-markers,
+    and the parent's for reused rows (measured on ``images`` where a parent or marker predates it)."""
     coverage = np.empty(n, dtype=np.float32)
+    per_channel = np.empty((n, channels), dtype=np.float32)
     if reused:
         coverage[:reused] = parent[1]["coverage"][:reused]
+        if "channel_coverage" in parent[1]:
+            per_channel[:reused] = parent[1]["channel_coverage"][:reused]
+        else:
+            per_channel[:reused] = _measure_rows(images, 0, reused)
     for u in units:
-        coverage[u.start : u.start + len(u)] = _read_marker(markers / f"{u.index:06d}.npz")["coverage"]
-    return coverage
+        marker = _read_marker(markers / f"{u.index:06d}.npz")
+        coverage[u.start : u.start + len(u)] = marker["coverage"]
+        if "channel_coverage" in marker:
+            per_channel[u.start : u.start + len(u)] = marker["channel_coverage"]
+        else:  # a unit finished by an older hipsml before a resume
+            per_channel[u.start : u.start + len(u)] = _measure_rows(images, u.start, u.start + len(u))
+    return coverage, per_channel
+
+
+def _measure_rows(images: Any, start: int, stop: int) -> np.ndarray:
+    """Channel coverage of rows ``start:stop`` of a Zarr ``images`` array, read a chunk at a time."""
+    step = max(1, int(images.chunks[0]))
+    return np.concatenate(
+        [channel_coverage(np.asarray(images[a : min(a + step, stop)], dtype=np.float32)) for a in range(start, stop, step)]
+    )
+
+
+def _coverage_pass(recipe: Recipe, inputs: _Inputs, root: Path, report: BuildReport, *, resume: bool, progress: bool) -> None:
+    """Drop the targets below ``min_coverage`` (and, with ``drop_uncovered`` and a survey whose footprint is
+    unknown, those without data) by cutting every candidate once and measuring its channel coverage.
+
+    Updates ``inputs.targets`` and the report's drop counts. The measurements are kept in
+    ``DATASET/.coverage-<hash>.npz`` until the version is published, for ``resume``.
+    """
+    thresholds = coverage_thresholds(recipe.targets.min_coverage, inputs.channels, inputs.groups, source=recipe.name)
+    drop_empty = recipe.targets.drop_uncovered and not inputs.footprint_known
+    report.min_coverage = dict(zip(inputs.channels, thresholds.tolist()))
+    if not (drop_empty or thresholds.any()):
+        return
+    targets = inputs.targets
+    saved = root / f".coverage-{inputs.digest[:16]}.npz"
+    cc = None
+    if resume and saved.is_file():
+        with np.load(saved) as z:
+            if str(z["hash"]) == inputs.digest and z["channel_coverage"].shape == (len(targets), len(inputs.channels)):
+                cc = z["channel_coverage"]
+                logger.info("coverage pass: reusing %s", saved)
+    if cc is None:
+        t0 = time.perf_counter()
+        units = plan_work_units(
+            targets.ra, targets.dec, inputs.spec, inputs.surveys, rotation=targets.rotation,
+            target_per_unit=recipe.compute.targets_per_unit,
+        )  # fmt: skip
+        logger.info("coverage pass: cutting %d candidates in %d units to measure their coverage", len(targets), len(units))
+        bar = None
+        if progress and units:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(targets), unit="cutout", unit_scale=True, desc=f"coverage {recipe.name}")
+        cc = np.empty((len(targets), len(inputs.channels)), dtype=np.float32)
+        chunk = _chunk_rows(recipe, len(inputs.channels), inputs.spec.size)
+        c = recipe.compute
+        try:
+            results = run_tasks(
+                probe_unit, [ProbeJob(inputs.refs, inputs.spec, u, chunk) for u in units], scheduler=c.scheduler,
+                workers=c.workers, threads_per_worker=c.threads_per_worker, slurm=c.slurm,
+                done=(lambda r: bar.update(int(r["n"]))) if bar is not None else (lambda r: None),
+            )  # fmt: skip
+        finally:
+            if bar is not None:
+                bar.close()
+        for r in results:
+            cc[r["rows"]] = r["channel_coverage"]
+        report.probed, report.probe_seconds = len(targets), time.perf_counter() - t0
+        with atomic_write(saved) as fh:
+            np.savez(fh, hash=np.asarray(inputs.digest), channel_coverage=cc)
+    drops = coverage_drops(cc, thresholds, inputs.channels, drop_empty=drop_empty)
+    if not drops.keep.any():
+        raise TargetsError(
+            f"targets: all {len(targets)} targets were dropped by coverage ({drops.no_data} without data, "
+            f"{drops.min_coverage} below min_coverage); lower targets.min_coverage or check the surveys"
+        )
+    report.no_data, report.below_min_coverage, report.below_by_channel = drops.no_data, drops.min_coverage, drops.by_channel
+    if not drops.keep.all():
+        inputs.targets = targets.take(np.flatnonzero(drops.keep))
 
 
 def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> BuildReport:
@@ -593,14 +710,18 @@ def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> Build
             logger.info("unchanged recipe: version v%s holds it", v["version"])
             return BuildReport(os.fspath(root), int(v["version"]), inputs.digest, created=False, count=int(v["count"]))
     version = max((int(v["version"]) for v in versions), default=0) + 1
-    targets, parent, why = _order_rows(recipe, inputs.targets, root, versions, inputs.lineage)
+    report = BuildReport(os.fspath(root), version, inputs.digest, uncovered=inputs.dropped)
     chunk = _chunk_rows(recipe, len(inputs.channels), inputs.spec.size)
-    _check_build_memory(recipe, inputs, len(targets), chunk, targets.ids.dtype.itemsize)
+    # the candidates bound the targets kept: checked before the coverage pass cuts anything
+    _check_build_memory(recipe, inputs, len(inputs.targets), chunk, inputs.targets.ids.dtype.itemsize)
+    before = sum(sv.stats["tile_reads"] for sv in inputs.surveys)  # this process's reads before the cutting
+    _coverage_pass(recipe, inputs, root, report, resume=resume, progress=progress)
+    targets, parent, why = _order_rows(recipe, inputs.targets, root, versions, inputs.lineage)
     staging = root / f".staging-{inputs.digest[:16]}"
     units, reused = _stage_units(staging, recipe, inputs, targets, parent, chunk, resume)
 
-    report = BuildReport(os.fspath(root), version, inputs.digest, count=len(targets), dropped=inputs.dropped,
-                         reused=reused, units=len(units))  # fmt: skip
+    report.count, report.reused, report.units = len(targets), reused, len(units)
+    report.dropped = report.uncovered + report.no_data + report.below_min_coverage
     if why:
         report.notes.append(f"{why}: full build, no parent")
         logger.info("%s: full build, no parent", why)
@@ -612,20 +733,21 @@ def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> Build
                  os.fspath(markers / f"{u.index:06d}.npz"), recipe.output.dtype, chunk, recipe.output.compressor)
         for u in todo
     ]  # fmt: skip
-    before = sum(sv.stats["tile_reads"] for sv in inputs.surveys)  # reads of this process before the units
     _run_jobs(jobs, recipe, report, progress, own_reads_before=before)
 
-    coverage = _gather_coverage(units, markers, len(targets), parent, reused)
+    coverage, per_channel = _gather_coverage(units, markers, len(targets), len(inputs.channels), parent, reused,
+                                             _open_images(staging / _GROUP_DIR))  # fmt: skip
     report.full = int((coverage >= 1.0).sum())
     report.empty = int((coverage <= 0.0).sum())
     report.partial = len(targets) - report.full - report.empty
     if report.float16_overflow:
         report.notes.append(f"{report.float16_overflow:,} pixel values exceed float16's range and are stored as inf")
-    _finish_staging(staging, recipe, targets, coverage, inputs.spec, inputs.surveys, inputs.channels,
+    _finish_staging(staging, recipe, targets, coverage, per_channel, inputs.spec, inputs.surveys, inputs.channels,
                     list(recipe.splits.fractions), inputs.digest, inputs.lineage, version, parent, report)  # fmt: skip
     report.seconds = time.perf_counter() - t_start
     publish_version(root, staging / _GROUP_DIR, recipe.name, _read_attrs(staging / _GROUP_DIR))
     shutil.rmtree(staging)
+    (root / f".coverage-{inputs.digest[:16]}.npz").unlink(missing_ok=True)
     logger.info("%s", report.summary())
     return report
 
@@ -736,12 +858,19 @@ def _run_jobs(jobs: list[_UnitJob], recipe: Recipe, report: BuildReport, progres
     report.tile_decodes = sum(reads.values()) - (own_reads_before if own in reads else 0)
 
 
+def _open_images(group: Path) -> Any:
+    import zarr
+
+    return zarr.open_array(group / "images", mode="r")
+
+
 def _read_attrs(staging: Path) -> dict[str, Any]:
     return json.loads((staging / "zarr.json").read_text())["attributes"]["hipsml"]
 
 
 def _finish_staging(
-    staging: Path, recipe: Recipe, targets: TargetTable, coverage: np.ndarray, spec: CutoutSpec, surveys: list[Any],
+    staging: Path, recipe: Recipe, targets: TargetTable, coverage: np.ndarray, per_channel: np.ndarray,
+    spec: CutoutSpec, surveys: list[Any],
     channels: list[str], split_names: list[str], digest: str, lineage: str, version: int,
     parent: tuple[dict[str, Any], Any] | None, report: BuildReport,
 ) -> None:  # fmt: skip
@@ -753,6 +882,11 @@ def _finish_staging(
                              dimension_names=["cutout"], overwrite=True)  # fmt: skip
     arr[:] = coverage
     arr.attrs["description"] = "fraction of the cutout's pixels (all channels) holding survey data"
+    cc = group.create_array("channel_coverage", shape=per_channel.shape, dtype="float32", overwrite=True,
+                            chunks=(max(1, min(n, 1 << 16)), per_channel.shape[1]),
+                            dimension_names=["cutout", "channel"])  # fmt: skip
+    cc[:] = per_channel
+    cc.attrs["description"] = "fraction of each channel's pixels holding survey data"
     src = group.create_array("source_row", shape=(n,), chunks=(max(1, min(n, 1 << 18)),), dtype="int64",
                              dimension_names=["cutout"], overwrite=True)  # fmt: skip
     src[:] = targets.source_row
@@ -784,7 +918,11 @@ def _finish_staging(
         "labels": {"column": recipe.targets.columns.label,
                    "names": list(targets.label_names) if targets.label_names else None},  # fmt: skip
         "targets": {"source": targets.source, "hash": targets.content_hash, "count": n, "frame": recipe.targets.frame,
-                    "dropped_uncovered": report.dropped, "row_order": f"NESTED order {ROW_ORDER}, ties by id"},  # fmt: skip
+                    "dropped_uncovered": report.uncovered, "row_order": f"NESTED order {ROW_ORDER}, ties by id",
+                    "dropped": {"uncovered": report.uncovered, "no_data": report.no_data,
+                                "min_coverage": report.below_min_coverage,
+                                "min_coverage_by_channel": report.below_by_channel},
+                    "min_coverage": report.min_coverage},  # fmt: skip
         "software": _software(),
         "parent": None if parent is None else {"version": int(parent[0]["version"]), "hash": parent[0]["hash"],
                                                "reused_cutouts": report.reused},  # fmt: skip

@@ -100,7 +100,8 @@ class Dataset:
         return list(names) if names else None
 
     def column(self, name: str) -> np.ndarray:
-        """A 1-D array (``id``, ``ra``, ``dec``, ``label``, ``split``, ``coverage``, a carried column ...)."""
+        """An array other than ``images``: a 1-D column (``id``, ``ra``, ``dec``, ``label``, ``split``, ``coverage``,
+        a carried column ...) or ``channel_coverage`` ``(N, C)``, the fraction of each channel's pixels holding data."""
         if name not in self.group or name == "images":
             have = ", ".join(k for k in self.group.array_keys() if k != "images")
             raise InvalidInputError(f"{self.location} has no column {name!r} (it has {have})")

@@ -21,11 +21,11 @@ def draw_mosaic(
     """A labelled PIL image: one row per group, up to ``per_row`` examples, one panel per band.
 
     Each band is asinh-stretched with limits shared by all its panels (so panels of a band
-    compare); north is up.
+    compare); north is up. Pixels without data are magenta (:func:`~hipsml.extract.paint_missing`).
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    from hipsml.extract._output import asinh_stretch
+    from hipsml.extract._output import asinh_stretch, paint_missing
 
     size = images.shape[-1]
     scale = max(1, 64 // size)
@@ -55,7 +55,8 @@ def draw_mosaic(
         for e, i in enumerate(rows):
             for b in range(nb):
                 panel = asinh_stretch(images[i, b : b + 1], limits=[limits[b]], softening=0.05)[0, ::-1]
-                tile = Image.fromarray(np.ascontiguousarray(panel), mode="L")
+                rgb = paint_missing(panel, ~np.isfinite(images[i, b, ::-1]))
+                tile = Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
                 if scale > 1:
                     tile = tile.resize((size_px, size_px), Image.NEAREST)
                 canvas.paste(tile, (left + e * (group_w + group_gap) + b * (size_px + gap), y))

@@ -122,6 +122,32 @@ class Targets(_Section):
     frame: Literal["icrs", "fk5", "galactic"] = "icrs"
     carry: list[str] = Field(default_factory=list)
     drop_uncovered: bool = False
+    #: drop targets whose fraction of pixels holding data is below this in some channel: one number
+    #: for every channel, or a mapping from channel or survey name to a number (0..1)
+    min_coverage: float | dict[str, float] | None = None
+
+    @field_validator("min_coverage", mode="before")
+    @classmethod
+    def _number_or_mapping(cls, v: Any) -> Any:
+        def number(x: Any) -> bool:
+            return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+        if v is None or number(v):
+            return v
+        if isinstance(v, dict) and all(isinstance(k, str) and number(x) for k, x in v.items()):
+            return v
+        raise ValueError(f"give a number in [0, 1], or a mapping from channel or survey name to one, got {v!r}")
+
+    @field_validator("min_coverage")
+    @classmethod
+    def _fractions(cls, v: float | dict[str, float] | None) -> float | dict[str, float] | None:
+        values = v.values() if isinstance(v, dict) else [] if v is None else [v]
+        for f in values:
+            if not (math.isfinite(f) and 0.0 <= f <= 1.0):
+                raise ValueError(f"a coverage fraction must be in [0, 1], got {f}")
+        if isinstance(v, dict) and not v:
+            raise ValueError("give a number, or a mapping from channel or survey name to a number")
+        return v
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> Targets:
@@ -250,6 +276,8 @@ class Recipe(_Section):
             survey.pop("location", None)
             survey.pop("options", None)
         data["targets"].pop("file", None)
+        if data["targets"].get("min_coverage") is None:
+            data["targets"].pop("min_coverage", None)  # absent: the hash of recipes without it is unchanged
         return data
 
     def canonical_json(self) -> str:

@@ -120,7 +120,8 @@ def check_output_root(root: Path) -> None:
     if root.is_file() or (root.exists() and not root.is_dir()):
         raise OutputError(f"output.path {root} is a file, not a dataset folder")
     if root.is_dir() and not (root / VERSIONS_FILE).exists():
-        entries = [p.name for p in root.iterdir() if p.name not in (".lock",) and not p.name.startswith(".staging-")]
+        building = (".staging-", ".coverage-")  # an interrupted build's staging folder or coverage pass
+        entries = [p.name for p in root.iterdir() if p.name not in (".lock",) and not p.name.startswith(building)]
         if entries and not all(_VERSION_DIR.match(e) or e == "queries" for e in entries):
             raise OutputError(
                 f"output.path {root} exists and is not a hipsml dataset (no {VERSIONS_FILE}); "

@@ -294,7 +294,7 @@ def _from_table(table: Any, spec: Targets, recipe: Recipe, shown: str) -> Target
             i = int(np.flatnonzero(bad)[0])
             raise TargetsError(f"cutout.rotation: column {recipe.cutout.rotation!r} of {shown} is not finite in data row {i + 1}")
     carry = {}
-    reserved = {"images", "id", "ra", "dec", "label", "split", "healpix", "coverage", "source_row", "rotation"}
+    reserved = {"images", "id", "ra", "dec", "label", "split", "healpix", "coverage", "channel_coverage", "source_row", "rotation"}
     for name in spec.carry:
         if name in reserved:
             raise TargetsError(f"targets.carry: {name!r} is a dataset array name; rename the column")

@@ -19,7 +19,7 @@ from hipsml.extract._cutouts import (
     plan_work_units,
 )
 from hipsml.extract._geometry import cutout_wcs
-from hipsml.extract._output import write_cutout, write_cutout_fits, write_cutout_npy, write_cutout_png
+from hipsml.extract._output import paint_missing, write_cutout, write_cutout_fits, write_cutout_npy, write_cutout_png
 from hipsml.extract._surveys import SurveyRef, open_cached
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "choose_order",
     "extract_unit",
     "open_cached",
+    "paint_missing",
     "plan_work_units",
     "write_cutout",
     "write_cutout_fits",

@@ -47,6 +47,8 @@ __all__ = [
     "output_format",
     "write_npy",
     "asinh_stretch",
+    "paint_missing",
+    "MISSING_COLOUR",
     "cutout_header",
     "write_cutout",
     "write_cutout_fits",
@@ -197,6 +199,46 @@ def asinh_stretch(
         y = np.arcsinh(x / softening) / norm
         out[c] = np.where(finite, np.round(y * 255.0), 0).astype(np.uint8)
     return out
+
+
+#: the colour of pixels without data in previews and thumbnails (magenta: no grey stretch makes it, and
+#: :func:`paint_missing` keeps a covered RGB pixel from being exactly it)
+MISSING_COLOUR = (255, 0, 255)
+
+
+def paint_missing(pixels: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """An RGB picture of ``pixels`` with the ``missing`` ones in :data:`MISSING_COLOUR`.
+
+    Missing data then cannot be mistaken for faint (black) sky. A covered pixel never comes out
+    in that colour: a grey one cannot be magenta, and an RGB one that happens to be exactly
+    (255, 0, 255) is drawn (255, 1, 255).
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        8-bit levels, ``(H, W)`` grey or ``(H, W, 3)`` RGB, as drawn (north up).
+    missing : numpy.ndarray
+        ``(H, W)`` bool, True where there is no data (a NaN in any channel shown), same orientation.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` uint8.
+
+    Examples
+    --------
+    >>> paint_missing(np.array([[0, 7]], np.uint8), np.array([[True, False]])).tolist()
+    [[[255, 0, 255], [7, 7, 7]]]
+    """
+    levels = np.asarray(pixels, dtype=np.uint8)
+    mask = np.asarray(missing, dtype=bool)
+    rgb = np.repeat(levels[..., None], 3, axis=-1) if levels.ndim == 2 else levels.copy()
+    if rgb.shape[:2] != mask.shape or rgb.shape[-1] != 3:
+        raise InvalidInputError(f"paint_missing: pixels {levels.shape} and missing {mask.shape} do not match")
+    clash = np.all(rgb == np.array(MISSING_COLOUR, dtype=np.uint8), axis=-1) & ~mask
+    rgb[clash, 1] = 1
+    rgb[mask] = MISSING_COLOUR
+    return rgb
 
 
 def write_cutout_png(

@@ -95,6 +95,29 @@ class LocalTileStore:
                 continue
         return tuple(sorted(found))
 
+    def tile_indices(self, order: int, ext: str, *, max_dirs: int | None = None) -> list[int] | None:
+        """The indices ``npix`` of the ``Norder{order}/Dir*/Npix{npix}.{ext}`` files present (unsorted).
+
+        None when ``max_dirs`` is given and the order has more ``Dir*`` folders than that (listing
+        it would take too long); ``[]`` when the order has no folder or it cannot be read.
+        """
+        base = self.root / f"Norder{int(order)}"
+        pattern = re.compile(rf"Npix([0-9]+)\.{re.escape(ext)}")
+        try:
+            dirs = [e.path for e in os.scandir(base) if e.name.startswith("Dir") and e.is_dir()]
+        except OSError:
+            return []
+        if max_dirs is not None and len(dirs) > max_dirs:
+            return None
+        found: list[int] = []
+        for path in dirs:
+            try:
+                with os.scandir(path) as inner:
+                    found += [int(m.group(1)) for e in inner if (m := pattern.fullmatch(e.name))]
+            except OSError as exc:
+                logger.warning("cannot list %s: %s", path, exc)
+        return found
+
     def close(self) -> None:
         """Nothing to release (present so every store can be closed alike)."""
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from hipsml.errors import InvalidInputError, TileDecodeError
 
-__all__ = ["Moc"]
+__all__ = ["Moc", "lonlat_bounds"]
 
 _MAX_ORDER = 29
 
@@ -84,6 +84,22 @@ class Moc:
         npix = u - 4 * (np.int64(1) << (2 * order))
         shift = 2 * (_MAX_ORDER - order)
         return cls(npix << shift, (npix + 1) << shift)
+
+    @classmethod
+    def from_tiles(cls, order: int, npix: np.ndarray) -> Moc:
+        """Build a MOC from the NESTED cells ``npix`` of one ``order`` (e.g. the tiles a survey holds).
+
+        Examples
+        --------
+        >>> Moc.from_tiles(1, np.array([5])).contains_tile(2, 21), Moc.from_tiles(1, np.array([5])).sky_fraction == 1 / 48
+        (True, True)
+        """
+        order = int(order)
+        if not 0 <= order <= _MAX_ORDER:
+            raise InvalidInputError(f"HEALPix order {order} is outside 0..29")
+        p = np.asarray(npix, dtype=np.int64).ravel()
+        shift = 2 * (_MAX_ORDER - order)
+        return cls(p << shift, (p + 1) << shift)
 
     @classmethod
     def from_fits(cls, data: bytes, *, source: str) -> Moc:
@@ -161,3 +177,32 @@ class Moc:
 
     def __repr__(self) -> str:
         return f"Moc({len(self)} ranges, sky fraction {self.sky_fraction:.4g})"
+
+
+def lonlat_bounds(order: int, npix: np.ndarray) -> tuple[float, float, float, float]:
+    """Longitude and latitude bounds (degrees) of NESTED cells, in the frame of their HEALPix grid.
+
+    The longitude range is the shortest arc holding every cell (edges sampled at 8 points each),
+    so ``lon_min > lon_max`` when it crosses 0 (e.g. 359.5 .. 0.5 near the Galactic centre); a
+    set of cells around a pole gives 0 .. 360.
+
+    Examples
+    --------
+    >>> [round(v, 2) for v in lonlat_bounds(0, np.array([4]))]  # the base cell centred on (0, 0)
+    [315.0, 45.0, -41.81, 41.81]
+    """
+    import healpy as hp
+
+    p = np.unique(np.asarray(npix, dtype=np.int64).ravel())
+    if p.size == 0:
+        raise InvalidInputError("lonlat_bounds needs at least one cell")
+    vec = hp.boundaries(1 << int(order), p, step=8, nest=True)  # (n, 3, 4 * step)
+    lon, lat = hp.vec2ang(np.moveaxis(vec, 1, -1).reshape(-1, 3), lonlat=True)
+    lon = np.sort(np.mod(np.round(lon, 9), 360.0))
+    gaps = np.diff(np.append(lon, lon[0] + 360.0))
+    i = int(np.argmax(gaps))
+    if gaps[i] <= 1e-9 or (lat.max() >= 90.0 - 1e-9 or lat.min() <= -90.0 + 1e-9):
+        lo, hi = 0.0, 360.0
+    else:
+        lo, hi = float(lon[(i + 1) % lon.size]), float(lon[i])
+    return lo, hi, float(lat.min()), float(lat.max())

@@ -51,7 +51,7 @@ from hipsml.hips._decode import decode_tile, split_allsky
 from hipsml.hips._fetch import HTTP_OPTIONS, LocalTileStore, TileStore, check_http_options, open_store
 from hipsml.hips._formats import FORMAT_EXTENSIONS, FORMAT_PREFERENCE, canonical_format
 from hipsml.hips._healpix import tile_path
-from hipsml.hips._moc import Moc
+from hipsml.hips._moc import Moc, lonlat_bounds
 from hipsml.hips._properties import HipsProperties, parse_properties
 
 __all__ = ["HipsSurvey", "open_survey"]
@@ -59,6 +59,8 @@ __all__ = ["HipsSurvey", "open_survey"]
 logger = logging.getLogger(__name__)
 
 _ABSENT_COST = 64  # bytes charged to the memory cache for remembering an absent tile
+_LIST_MAX_DIRS = 16  # survey info lists the deepest order with at most this many Dir folders (160,000 tiles)
+_SKY_DEG2 = 4 * np.pi * (180 / np.pi) ** 2
 _HTTP_WORKERS = 16
 
 
@@ -531,13 +533,71 @@ class HipsSurvey:
         self._cache.put(key, tiles)
         return tiles
 
+    # -- footprint -----------------------------------------------------------------------
+
+    def tiles_present(self, order: int, format: str | None = None) -> np.ndarray | None:
+        """Sorted indices of the tiles of ``order`` that exist, for a local survey; None for a remote one.
+
+        A local survey's tile files are listed (inside the coverage MOC when there is one); a
+        remote survey's tiles cannot be listed without requesting each, so its footprint is
+        known only from its MOC (:attr:`moc`).
+
+        Examples
+        --------
+        >>> survey.tiles_present(8)   # doctest: +SKIP
+        array([436106, 436107, 436110])
+        """
+        o = self._check_order(order)
+        fmt = self._pick_format(format)
+        if not isinstance(self._store, LocalTileStore):
+            return None
+        found = np.unique(np.asarray(self._store.tile_indices(o, FORMAT_EXTENSIONS[fmt]) or [], dtype=np.int64))
+        found = found[(found >= 0) & (found < 12 * 4**o)]
+        if self.moc is not None:
+            found = found[self.moc.contains_tiles(o, found)]
+        return found
+
+    def _listed_footprint(self) -> tuple[int, np.ndarray] | None:
+        """``(order, tiles)`` of the deepest order of a local survey cheap enough to list, or None."""
+        if not isinstance(self._store, LocalTileStore):
+            return None
+        ext = FORMAT_EXTENSIONS[self._pick_format(None)]
+        for order in sorted(self.orders or (), reverse=True):
+            found = self._store.tile_indices(order, ext, max_dirs=_LIST_MAX_DIRS)
+            if found:
+                return order, np.unique(np.asarray(found, dtype=np.int64))
+        return None
+
+    def _coverage_lines(self) -> list[str]:
+        """The ``coverage:`` lines of :meth:`summary`: the MOC, else the tiles present, else why unknown."""
+        if self.moc is not None:
+            return [f"coverage:    {self.moc.sky_fraction * 100:.3g}% of the sky ({len(self.moc)} ranges, Moc.fits)"]
+        listed = self._listed_footprint()
+        if listed is None:
+            if isinstance(self._store, LocalTileStore):
+                return ["coverage:    no Moc.fits and no tile files found: this folder holds no tiles"]
+            return [
+                "coverage:    unknown: no Moc.fits, and a remote survey's tiles cannot be listed; ask the archive "
+                "for its MOC (moc_access_url), or copy the tiles locally and run survey info on the copy "
+                "(it lists the tiles present)"
+            ]
+        order, tiles = listed
+        area = tiles.size / (12 * 4**order) * _SKY_DEG2
+        lon0, lon1, lat0, lat1 = lonlat_bounds(order, tiles)
+        lon, lat = ("l", "b") if self.frame == "galactic" else ("RA", "Dec")
+        across = " (across 0)" if lon0 > lon1 else ""
+        return [
+            f"coverage:    no Moc.fits; {tiles.size:,} order-{order} tiles present: {area:.4g} deg² "
+            f"({area / _SKY_DEG2 * 100:.3g}% of the sky)",
+            f"             {lon} {lon0:.4f} .. {lon1:.4f}{across}, {lat} {lat0:.4f} .. {lat1:.4f} ({self.frame})",
+        ]
+
     # -- description ---------------------------------------------------------------------
 
     def summary(self) -> str:
         """Multi-line description of the survey (used by ``hipsml survey info``)."""
         p = self.properties
         cut = "-" if self.pixel_cut is None else f"{self.pixel_cut[0]:g} .. {self.pixel_cut[1]:g}"
-        moc = "none" if self.moc is None else f"{self.moc.sky_fraction * 100:.3g}% of the sky ({len(self.moc)} ranges)"
         lines = [
             f"name:        {self.name}",
             f"location:    {self.location}",
@@ -549,7 +609,7 @@ class HipsSurvey:
             f"channels:    {self.channels}{' (colour)' if self.channels == 3 else ''}",
             f"bitpix:      {'-' if self.bitpix is None else self.bitpix}",
             f"pixel cut:   {cut}",
-            f"coverage:    {moc}",
+            *self._coverage_lines(),
         ]
         return "\n".join(lines)
 

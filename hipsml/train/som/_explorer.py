@@ -148,14 +148,22 @@ def _channels(chosen: Sequence[int] | None, count: int) -> tuple[int, ...]:
 
 def _thumbnail(image: np.ndarray, channels: tuple[int, ...], path: Path,
                limits: Sequence[tuple[float, float]] | None = None) -> None:
-    """Write ``image`` (C, S, S) as an asinh-stretched PNG, north up (row 0 at the bottom)."""
+    """Write ``image`` (C, S, S) as an asinh-stretched PNG, north up (row 0 at the bottom); pixels
+    without data (NaN in a channel shown) in magenta."""
     from PIL import Image
 
-    from hipsml.extract._output import asinh_stretch
+    from hipsml.extract._output import asinh_stretch, paint_missing
 
-    stretched = asinh_stretch(np.asarray(image, np.float32)[list(channels)], limits=limits)[:, ::-1]
-    picture = (Image.fromarray(np.ascontiguousarray(stretched[0]), mode="L") if len(channels) == 1
-               else Image.fromarray(np.ascontiguousarray(np.moveaxis(stretched, 0, -1)), mode="RGB"))
+    shown = np.asarray(image, np.float32)[list(channels)]
+    stretched = asinh_stretch(shown, limits=limits)[:, ::-1]
+    missing = ~np.all(np.isfinite(shown), axis=0)[::-1]
+    if missing.any():
+        pixels = stretched[0] if len(channels) == 1 else np.moveaxis(stretched, 0, -1)
+        picture = Image.fromarray(np.ascontiguousarray(paint_missing(pixels, missing)), mode="RGB")
+    elif len(channels) == 1:
+        picture = Image.fromarray(np.ascontiguousarray(stretched[0]), mode="L")
+    else:
+        picture = Image.fromarray(np.ascontiguousarray(np.moveaxis(stretched, 0, -1)), mode="RGB")
     picture.save(path, format="PNG")
 
 
