@@ -143,14 +143,14 @@ def _cnn_section(facts: DemoFacts) -> Section:
     step = facts.cnn
     m, names = step.metrics, step.metrics["label_names"]
     history = m["history"]
-    best = history[m["best_epoch"]]
+    best = history[m["best_epoch"] - 1]  # metrics.json counts epochs from 1
     shown = m.get("test") or m.get("val")
     how = "reused from an earlier run; trained" if step.reused else "trained"
     rate = float(np.median([r["images_per_second"] for r in history[1:]] or [history[0]["images_per_second"]]))
     curves = Figure("cnn-curves.png", step.folder / "curves.png", "CNN loss and accuracy",
                     [f"Loss and accuracy per epoch, train (augmented) and validation: {m['epochs_run']} epochs run "
                      f"(of at most {step.run['config']['epochs']}{', stopped early' if m['stopped_early'] else ''}); "
-                     f"the best, by validation loss, is epoch {m['best_epoch'] + 1} (validation loss "
+                     f"the best, by validation loss, is epoch {m['best_epoch']} (validation loss "
                      f"{best.get('val_loss', float('nan')):.4f}, accuracy {best.get('val_accuracy', float('nan')):.3f}). "
                      f"A residual CNN of {_int(step.run['parameters'])} parameters, {how} in {step.seconds:.1f} s "
                      f"(about {rate:,.0f} images/s after the first epoch)."], [step.command])  # fmt: skip
