@@ -247,7 +247,7 @@ def test_metrics_count_epochs_from_one_and_the_curves_mark_the_best(pretrained):
     for ax in figure.axes:
         marks = [line for line in ax.get_lines() if line.get_label() == f"best epoch {best}"]
         assert len(marks) == 1 and list(marks[0].get_xdata()) == [best, best]
-        trained = [line for line in ax.get_lines() if line.get_label() == "validation"][0]
+        trained = next(line for line in ax.get_lines() if line.get_label() == "validation")
         assert list(trained.get_xdata()) == list(range(1, len(losses) + 1))  # the same count on the x axis
 
 
