@@ -136,7 +136,7 @@ def test_hipsml_report_writes_the_page_for_your_own_data(browser, made, capsys):
     assert len(browser.find_elements(By.CSS_SELECTOR, "#map .cell")) == 4
 
 
-def test_a_report_replaces_an_earlier_one_and_refuses_other_folders(made, tmp_path):
+def test_a_report_replaces_an_earlier_one_and_refuses_other_folders(made, tmp_path, capsys):
     _base, ds = made
     index = write_report(ds, tmp_path / "r", channels="radio")
     assert index == tmp_path / "r" / "index.html" and "channels radio" in index.read_text()
@@ -147,3 +147,19 @@ def test_a_report_replaces_an_earlier_one_and_refuses_other_folders(made, tmp_pa
     with pytest.raises(OutputError, match="holds no hipsml report"):
         write_report(ds, tmp_path / "mine")
     assert main(["report", str(ds.path), "--out", str(tmp_path / "x"), "--channels", "radoi"]) == 2
+    assert "unknown channel 'radoi' (did you mean 'radio'?)" in capsys.readouterr().err
+
+
+def test_preview_and_som_outliers_take_channels_and_name_them(made, tmp_path, capsys):
+    from PIL import Image
+
+    base, ds = made
+    assert main(["preview", str(ds.path), "--out", str(tmp_path / "p.png"), "--channels", "radio"]) == 0
+    assert "channels radio" in capsys.readouterr().out
+    with Image.open(tmp_path / "p.png") as picture:
+        assert picture.text["channels"] == "radio"
+    assert main(["som", "outliers", str(base / "som"), "--dataset", str(ds.path), "--top", "3",
+                 "--out", str(tmp_path / "o.png"), "--channels", "1,0,1"]) == 0
+    assert "channels R=radio G=r<b> B=radio" in capsys.readouterr().out
+    with Image.open(tmp_path / "o.png") as picture:
+        assert picture.text["channels"] == "R=radio G=r<b> B=radio"
