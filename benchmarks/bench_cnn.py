@@ -120,7 +120,7 @@ def main() -> None:
             print(f"model: {result.config.stem_channels}-channel stride-{result.config.stem_stride} stem, widths "
                   f"{list(result.config.widths)}, {result.config.blocks} block(s)/stage; "
                   f"{json.loads((run / 'run.json').read_text())['parameters']:,} parameters")
-        print(f"seed {seed}: epochs run {len(result.history)} (best {result.metrics['best_epoch'] + 1}), "
+        print(f"seed {seed}: epochs run {len(result.history)} (best {result.metrics['best_epoch']}), "
               f"stopped early: {result.metrics['stopped_early']}")
         print(f"seed {seed}: test accuracy {test['accuracy']:.4f} on {test['count']} cutouts "
               f"({per_class_text(result.label_names, test['per_class'])})")

@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     from hipsml.cli._sky import add_sky_commands
 
     add_sky_commands(sub)
+
+    from hipsml.cli._report import add_report_commands
+
+    add_report_commands(sub)
     return parser
 
 

@@ -72,7 +72,7 @@ def _cmd_train_cnn(args: argparse.Namespace) -> int:
     shown = m.get("test") or m.get("val")
     score = f"; {shown['split']} accuracy {shown['accuracy']:.4f} on {shown['count']} cutouts" if shown else ""
     source = " (trained on cutouts cut from the sky every epoch)" if m["source"] == "sky" else ""
-    print(f"wrote {out}{source}: best epoch {m['best_epoch'] + 1} of {m['epochs_run']}{score}; "
+    print(f"wrote {out}{source}: best epoch {m['best_epoch']} of {m['epochs_run']}{score}; "
           f"model.eqx, metrics.json, confusion.png, curves.png")
     return 0
 
@@ -80,6 +80,7 @@ def _cmd_train_cnn(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from hipsml.dataset import open_dataset
     from hipsml.train import predict_cnn, read_cnn_predictions
+    from hipsml.train.cnn._predict import prediction_scores
 
     ds = open_dataset(args.dataset)
     folder = predict_cnn(args.run, ds, split=args.split, name=args.name, overwrite=args.overwrite)
@@ -87,6 +88,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     counts = {n: int((result["predicted"] == k).sum()) for k, n in enumerate(result["label_names"])}
     print(f"wrote {folder}: class probabilities of {result['rows'].size} cutouts of {ds.path} v{ds.version} "
           f"(predicted: {', '.join(f'{n} {c}' for n, c in counts.items())})")
+    print(f"  probabilities: {folder / 'probabilities'} (rows: {folder / 'rows'}; "
+          f"read them with hipsml.train.read_cnn_predictions(dataset, {folder.name!r}))")
+    scores = prediction_scores(ds, result)
+    if scores:
+        print("  accuracy by split: " + ", ".join(f"{split} {s['accuracy']:.4f} ({s['correct']}/{s['count']})"
+                                                  for split, s in scores.items()))
+    else:
+        print("  the dataset has no labels: no accuracy")
     return 0
 
 

@@ -73,10 +73,13 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 def _cmd_preview(args: argparse.Namespace) -> int:
     from hipsml.dataset import open_dataset, preview_dataset
+    from hipsml.dataset._pictures import channel_names, select_channels
 
     ds = open_dataset(args.path)
-    dest = preview_dataset(ds, args.out, per_group=args.per_group, seed=args.seed)
-    print(f"wrote {dest}: {args.per_group} cutouts per split and label of {ds.path} v{ds.version}")
+    view = select_channels(args.channels, channel_names(ds.channels, int(ds.images.shape[1])))
+    dest = preview_dataset(ds, args.out, per_group=args.per_group, seed=args.seed, channels=args.channels)
+    print(f"wrote {dest}: {args.per_group} cutouts per split and label of {ds.path} v{ds.version}, "
+          f"channels {view.label}")
     return 0
 
 
@@ -111,4 +114,7 @@ def add_dataset_commands(sub: argparse._SubParsersAction) -> None:
     pre.add_argument("--out", required=True, metavar="FILE", help="output PNG")
     pre.add_argument("--per-group", type=positive_int, default=4, help="cutouts per split and label (default 4)")
     pre.add_argument("--seed", type=int, default=0, help="which random cutouts (default 0)")
+    pre.add_argument("--channels", metavar="C[,C,C]",
+                     help="channels to draw: one name or index (grey) or three (RGB), e.g. r, 2,1,0 or radio,i,g "
+                     "(default: every channel side by side, up to 4)")
     pre.set_defaults(func=_cmd_preview)

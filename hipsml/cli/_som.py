@@ -29,6 +29,10 @@ _OVERRIDES: dict[str, tuple[str, Any]] = {
     "--normalise": ("normalise", str),
 }
 
+#: help of ``--channels`` on the commands that draw pictures (the explorer's default differs)
+_CHANNELS_HELP = ("channels to draw: one name or index (grey) or three (RGB), e.g. r, 2,1,0 or radio,i,g "
+                  "(default: every channel side by side, up to 4)")
+
 _PICTURES = ("prototypes.png", "hits.png", "umatrix.png", "errors.png")
 
 
@@ -54,11 +58,18 @@ def _split(text: str | None) -> str | None:
     return None if text in (None, "all") else text
 
 
-def draw_pictures(som: Any, mapping: Any, folder: Path) -> list[Path]:
-    """The prototype map, hit counts, U-matrix and error curves of ``som`` as PNGs in ``folder``."""
+def _view(channels: str | None, ds: Any) -> Any:
+    """The :class:`~hipsml.dataset._pictures.ChannelView` of ``--channels`` on the dataset ``ds``."""
+    from hipsml.dataset._pictures import channel_names, select_channels
+
+    return select_channels(channels, channel_names(ds.channels, int(ds.images.shape[1])))
+
+
+def draw_pictures(som: Any, mapping: Any, folder: Path, *, channels: str | None = None) -> list[Path]:
+    """The prototype map (``channels``), hit counts, U-matrix and error curves of ``som`` as PNGs in ``folder``."""
     from hipsml.train import plot_errors, plot_hit_counts, plot_prototypes, plot_umatrix
 
-    paths = [plot_prototypes(som, folder / "prototypes.png"), plot_hit_counts(som, mapping, folder / "hits.png"),
+    paths = [plot_prototypes(som, folder / "prototypes.png", channels=channels), plot_hit_counts(som, mapping, folder / "hits.png"),
              plot_umatrix(som, folder / "umatrix.png")]
     if som.history:
         paths.append(plot_errors(som, folder / "errors.png"))
@@ -84,6 +95,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     elif out.is_dir() and any(out.iterdir()) and not args.resume:
         raise OutputError(f"{out} is not empty and holds no SOM; choose a new or empty folder")
     ds = open_dataset(args.dataset)
+    _view(args.channels, ds)  # a bad channel choice fails before the training, not after it
     base = None
     if previous is not None:
         base = previous.config  # the saved options; flags and --config may change epochs only
@@ -91,7 +103,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         target = options.get("epochs", base.epochs)
         if done >= target:
             if not all((out / name).is_file() for name in _PICTURES):  # stopped before the pictures
-                draw_pictures(previous, previous.map(ds, split=_split(args.split)), out)
+                draw_pictures(previous, previous.map(ds, split=_split(args.split)), out, channels=args.channels)
             print(f"{out}: already trained {done} of {target} epochs; nothing to do")
             return 0
         print(f"resuming {out} at epoch {done + 1} of {target}")
@@ -100,11 +112,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     som = train_som(ds, base, split=_split(args.split), progress=False, checkpoint=out, resume=previous,
                     on_epoch=lambda record: _print_epoch(record, total, record.epoch == first), **options)
     mapping = som.map(ds, split=_split(args.split))
-    pictures = draw_pictures(som, mapping, out)
+    pictures = draw_pictures(som, mapping, out, channels=args.channels)
     print(f"wrote {out}: {som.config.layout} {som.config.width}x{som.config.height} SOM of "
           f"{som.config.neuron_dim}-pixel neurons, trained {len(som.history)} epochs on {len(mapping.bmu)} "
           f"cutouts of {ds.path} v{ds.version} (split {args.split}); pictures: "
-          f"{', '.join(p.name for p in pictures)}")
+          f"{', '.join(p.name for p in pictures)} (prototypes: channels {_view(args.channels, ds).label})")
     return 0
 
 
@@ -147,12 +159,13 @@ def _cmd_outliers(args: argparse.Namespace) -> int:
         logger.info("using the stored mapping %s", mapping_folder(ds, name))
     else:
         mapping = som.map(ds, split=split, progress=not args.quiet)
-    dest = plot_outliers(ds, mapping, args.out, top=args.top)
+    dest = plot_outliers(ds, mapping, args.out, top=args.top, channels=args.channels)
     positions = ranked_positions(mapping, args.top)
     ids = ds.column("id")
     labels, names = (ds.column("label"), ds.label_names) if ds.label_names else (None, None)
     shown = " (the first 10 below)" if len(positions) > 10 else ""
-    print(f"wrote {dest}: the {len(positions)} cutouts farthest from their prototypes{shown}")
+    print(f"wrote {dest}: the {len(positions)} cutouts farthest from their prototypes, channels "
+          f"{_view(args.channels, ds).label}{shown}")
     print(f"  {'rank':>4} {'row':>8} {'id':>14} {'distance':>10} {'neuron':>6}" + ("  label" if names else ""))
     for rank, k in enumerate(positions[:10], 1):
         row = int(mapping.rows[k])
@@ -181,16 +194,6 @@ def _explore_mapping(args: argparse.Namespace, som: Any, ds: Any) -> Any:
         return read_som_mapping(ds, name)
     logger.info("no stored mapping %r of this SOM; mapping %s v%d now", name, ds.path, ds.version)
     return som.map(ds, split=split, progress=not args.quiet)
-
-
-def _channel_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected one or three channel indices like 0 or 0,1,2, got {text!r}") from None
-    if len(values) not in (1, 3) or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"expected one or three channel indices like 0 or 0,1,2, got {text!r}")
-    return values
 
 
 def _cmd_explore(args: argparse.Namespace) -> int:
@@ -244,6 +247,7 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
         train.add_argument(flag, dest=name, type=positive_int if kind is int and name != "seed" else kind,
                            help=f"override the option {name}")
     train.add_argument("--out", required=True, metavar="SOMDIR", help="folder of the SOM (and its pictures)")
+    train.add_argument("--channels", metavar="C[,C,C]", help=_CHANNELS_HELP)
     train.add_argument("--resume", action="store_true", help="continue the partial training saved in --out")
     train.set_defaults(func=_cmd_train)
 
@@ -271,6 +275,7 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--out", required=True, metavar="PNG", help="output PNG")
     out.add_argument("--name", help="stored mapping to use (default: the SOM folder's name)")
     out.add_argument("--split", help="rank only this split (default: every cutout)")
+    out.add_argument("--channels", metavar="C[,C,C]", help=_CHANNELS_HELP)
     out.set_defaults(func=_cmd_outliers)
 
     ex = som_sub.add_parser(
@@ -287,8 +292,9 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--top", type=positive_int, default=50, help="outliers listed (default 50)")
     ex.add_argument("--name", help="stored mapping to use; it must exist (default: the SOM folder's name, if stored)")
     ex.add_argument("--split", help="explore only this split (default: every cutout)")
-    ex.add_argument("--channels", type=_channel_list, metavar="C[,C,C]",
-                    help="thumbnail channels: one (grey) or three (RGB) indices (default 0,1,2 or 0)")
+    ex.add_argument("--channels", metavar="C[,C,C]",
+                    help="thumbnail channels: one name or index (grey) or three (RGB), e.g. r or 2,1,0 "
+                    "(default 0,1,2 or 0)")
     ex.add_argument("--serve", action="store_true", help="then serve the folder on 127.0.0.1 until Ctrl-C")
     ex.add_argument("--port", type=_port, default=8000, help="port for --serve (default 8000; 0: any free port)")
     ex.set_defaults(func=_cmd_explore)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from hipsml.dataset._pictures import select_channels
 from hipsml.dataset._preview import draw_mosaic
 from hipsml.extract import paint_missing
 from hipsml.extract._output import MISSING_COLOUR
@@ -41,7 +42,7 @@ def test_paint_missing_marks_exactly_the_missing_pixels():
 def test_preview_mosaic_draws_the_uncovered_half_magenta():
     image = _half_covered()[None]  # one cutout, one band
     canvas = np.asarray(
-        draw_mosaic(image, {"train": [0]}, ["r"], per_row=1).convert("RGB")
+        draw_mosaic(image, {"train": [0]}, select_channels(None, ["r"]), per_row=1).convert("RGB")
     )
     magenta = np.all(canvas == MAGENTA, axis=-1)
     # the panel is 64 px (16 scaled 4x); uncovered columns x < 8 -> 32 screen columns, all rows

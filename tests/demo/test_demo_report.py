@@ -146,7 +146,7 @@ def test_the_cnn_summary_and_confusion_matrix_are_those_of_metrics_json(demo):
     text = " ".join(" ".join(page.text).split())
     assert f"The test split ({test['count']} cutouts) classified by the best model: accuracy {test['accuracy']:.3f}." in text
     assert f"{metrics['epochs_run']} epochs run (of at most {CNN['epochs']}" in text
-    assert f"the best, by validation loss, is epoch {metrics['best_epoch'] + 1}" in text
+    assert f"the best, by validation loss, is epoch {metrics['best_epoch']}" in text
     # the timings table names every step with its seconds
     timings = page.tables["timings"]
     assert [row[0] for row in timings] == ["step", "sky", "dataset", "SOM", "CNN"]

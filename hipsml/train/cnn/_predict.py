@@ -30,7 +30,7 @@ from hipsml.train.cnn._train import batch_probabilities, load_cnn, run_folder
 from hipsml.train.loaders._zarr import _open, zarr_batches
 from hipsml.train.loaders._normalise import parse_normalisation
 
-__all__ = ["predict_cnn", "read_cnn_predictions", "prediction_folder"]
+__all__ = ["prediction_folder", "prediction_scores", "predict_cnn", "read_cnn_predictions"]
 
 logger = logging.getLogger(__name__)
 
@@ -205,3 +205,62 @@ def read_cnn_predictions(dataset: Any, name: str) -> dict[str, Any]:
         raise InvalidInputError(f"{folder} is not a hipsml CNN prediction")
     return {"rows": np.asarray(group["rows"][:]), "probabilities": np.asarray(group["probabilities"][:]),
             "predicted": np.asarray(group["predicted"][:]), "label_names": attrs["label_names"], "attrs": attrs}
+
+
+def prediction_scores(dataset: Any, predictions: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """Accuracy of stored predictions against the dataset's labels, per split and per class.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        The labelled dataset version the predictions are of.
+    predictions : dict
+        From :func:`read_cnn_predictions`.
+
+    Returns
+    -------
+    dict or None
+        ``{split: {"count", "correct", "accuracy", "per_class": {class: {"count", "correct",
+        "accuracy"}}}}`` for every split with predicted cutouts, in the dataset's split order
+        (``accuracy`` is None for a class without cutouts there); None when the dataset has no
+        labels. Labels are matched to the model's classes by name.
+
+    Raises
+    ------
+    InvalidInputError
+        A dataset class the model does not know.
+
+    Examples
+    --------
+    >>> p = read_cnn_predictions(hipsml.open_dataset("datasets/demo"), "demo")  # doctest: +SKIP
+    >>> prediction_scores(hipsml.open_dataset("datasets/demo"), p)["test"]["accuracy"]  # doctest: +SKIP
+    0.93
+    """
+    ds = _open(dataset)
+    names = ds.label_names
+    if "label" not in ds.group or not names:
+        return None
+    classes = list(predictions["label_names"])
+    unknown = [n for n in names if n not in classes]
+    rows = np.asarray(predictions["rows"], np.int64)
+    labels = np.asarray(ds.column("label"), np.int64)[rows]
+    if unknown and np.isin(labels, [names.index(n) for n in unknown]).any():
+        raise InvalidInputError(f"{ds.path} v{ds.version} has classes {unknown} that the model does not know "
+                                f"(its classes: {', '.join(classes)})")
+    truth = np.array([classes.index(n) if n in classes else -1 for n in names], np.int64)[labels]
+    correct = truth == np.asarray(predictions["predicted"], np.int64)
+    splits = np.asarray(ds.column("split"))[rows]
+    scores: dict[str, dict[str, Any]] = {}
+    for s, split in enumerate(ds.split_names):
+        here = splits == s
+        if not here.any():
+            continue
+        per_class = {}
+        for k, name in enumerate(classes):
+            mine = here & (truth == k)
+            count = int(mine.sum())
+            per_class[name] = {"count": count, "correct": int(correct[mine].sum()),
+                               "accuracy": float(correct[mine].mean()) if count else None}
+        scores[split] = {"count": int(here.sum()), "correct": int(correct[here].sum()),
+                         "accuracy": float(correct[here].mean()), "per_class": per_class}
+    return scores

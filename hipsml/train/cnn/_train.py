@@ -827,10 +827,16 @@ def _checkpoint(state: _RunState, model: ResNet, opt_state: Any, *, stopped: boo
         (out / previous).unlink(missing_ok=True)
 
 
+#: how ``metrics.json`` counts epochs (stated in the file itself)
+_NUMBERING = ("best_epoch counts from 1, as the command line prints and curves.png plots epochs: best_epoch N is "
+              "history[N-1], whose 'epoch' field is that record's 0-based index N-1")
+
+
 def _final_metrics(state: _RunState, model: ResNet, weights: np.ndarray, *, has_val: bool, has_test: bool,
                    dtype: Any) -> dict[str, Any]:  # fmt: skip
     c, out = state.config, state.out
-    metrics: dict[str, Any] = {"source": c.source, "best_epoch": state.best_epoch, "epochs_run": len(state.history),
+    metrics: dict[str, Any] = {"source": c.source, "best_epoch": state.best_epoch + 1, "epoch_numbering": _NUMBERING,
+                               "epochs_run": len(state.history),
                                "stopped_early": state.finished and len(state.history) < c.epochs,
                                "label_names": state.run["label_names"], "history": state.history}  # fmt: skip
     for split, present in ((c.val_split, has_val), (c.test_split, has_test)):
@@ -845,7 +851,7 @@ def _final_metrics(state: _RunState, model: ResNet, weights: np.ndarray, *, has_
         plot_confusion(np.asarray(shown["confusion"]), state.run["label_names"], out / "confusion.png",
                        title=f"{shown['split']} split: accuracy {shown['accuracy']:.3f}")  # fmt: skip
     if state.history:
-        plot_curves(state.history, out / "curves.png")
+        plot_curves(state.history, out / "curves.png", best_epoch=state.best_epoch + 1 if state.best_epoch >= 0 else None)
     return metrics
 
 
@@ -895,16 +901,8 @@ def plot_confusion(confusion: np.ndarray, names: list[str], path: str | os.PathL
     return _save_figure(figure, user_path(path, what="output"))
 
 
-def plot_curves(history: list[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
-    """Loss and accuracy per epoch (training and validation) as a PNG with two panels.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> h = [{"epoch": 0, "train_loss": 1.0, "train_accuracy": 0.5}, {"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8}]
-    >>> plot_curves(h, os.path.join(tempfile.mkdtemp(), "curves.png")).name
-    'curves.png'
-    """
+def curves_figure(history: list[dict[str, Any]], *, best_epoch: int | None = None) -> Any:
+    """The figure :func:`plot_curves` saves (a matplotlib ``Figure``), the best epoch marked on both panels."""
     from matplotlib.figure import Figure
 
     epochs = [r["epoch"] + 1 for r in history]
@@ -914,6 +912,8 @@ def plot_curves(history: list[dict[str, Any]], path: str | os.PathLike[str]) -> 
         ax.plot(epochs, [r[f"train_{what}"] for r in history], "o-", label="train (augmented)")
         if all(f"val_{what}" in r for r in history):
             ax.plot(epochs, [r[f"val_{what}"] for r in history], "s-", label="validation")
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="tab:green", linestyle="--", label=f"best epoch {best_epoch}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(what)
         if what == "loss":
@@ -921,4 +921,21 @@ def plot_curves(history: list[dict[str, Any]], path: str | os.PathLike[str]) -> 
         ax.grid(alpha=0.3)
         ax.legend()
     figure.tight_layout()
-    return _save_figure(figure, user_path(path, what="output"))
+    return figure
+
+
+def plot_curves(history: list[dict[str, Any]], path: str | os.PathLike[str], *, best_epoch: int | None = None
+                ) -> Path:  # fmt: skip
+    """Loss and accuracy per epoch (training and validation) as a PNG with two panels.
+
+    Epochs are counted from 1 on the x axis; ``best_epoch`` (counted from 1, as in
+    ``metrics.json``) is marked by a dashed line labelled "best epoch N".
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> h = [{"epoch": 0, "train_loss": 1.0, "train_accuracy": 0.5}, {"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8}]
+    >>> plot_curves(h, os.path.join(tempfile.mkdtemp(), "curves.png"), best_epoch=2).name
+    'curves.png'
+    """
+    return _save_figure(curves_figure(history, best_epoch=best_epoch), user_path(path, what="output"))

@@ -44,6 +44,7 @@ import numpy as np
 
 from hipsml._files import file_mode, user_path
 from hipsml.dataset._dataset import Dataset
+from hipsml.dataset._pictures import channel_names, select_channels
 from hipsml.errors import InvalidInputError, OutputError
 from hipsml.train.som._layout import plot_centres
 from hipsml.train.som._outliers import ranked_positions
@@ -136,14 +137,11 @@ def _check_mapping(som: SOM, dataset: Dataset, mapping: SOMMapping) -> None:
                                 f"v{dataset.version}: it maps another dataset; map this one")
 
 
-def _channels(chosen: Sequence[int] | None, count: int) -> tuple[int, ...]:
-    """The channels of the thumbnails: one (grey) or three (RGB); default RGB of 0,1,2 or channel 0."""
+def _channels(chosen: str | Sequence[str | int] | None, names: Sequence[str]) -> tuple[int, ...]:
+    """The channels of the thumbnails: one (grey) or three (RGB), by name or index; default RGB of 0,1,2 or channel 0."""
     if chosen is None:
-        return (0, 1, 2) if count >= 3 else (0,)
-    picked = tuple(int(c) for c in chosen)
-    if len(picked) not in (1, 3) or any(not 0 <= c < count for c in picked):
-        raise InvalidInputError(f"channels must be one or three channel indices within 0..{count - 1}, got {list(picked)}")
-    return picked
+        return (0, 1, 2) if len(names) >= 3 else (0,)
+    return select_channels(chosen, names).indices
 
 
 def _thumbnail(image: np.ndarray, channels: tuple[int, ...], path: Path,
@@ -238,7 +236,7 @@ def write_explorer(
     split: str | None = None,
     k: int = 12,
     top: int = 50,
-    channels: Sequence[int] | None = None,
+    channels: str | Sequence[str | int] | None = None,
     title: str | None = None,
     progress: bool = False,
 ) -> Path:
@@ -266,9 +264,10 @@ def write_explorer(
         Cutouts shown per prototype.
     top : int
         Outliers listed.
-    channels : sequence of int, optional
-        Thumbnail channels: one index (grey) or three (RGB); default 0,1,2 when the dataset
-        has three or more channels, else 0.
+    channels : str or sequence of str or int, optional
+        Thumbnail channels: one name or index (grey) or three (RGB), e.g. ``"r"`` or ``"2,1,0"``
+        (:func:`hipsml.dataset._pictures.select_channels`); default 0,1,2 when the dataset has
+        three or more channels, else 0.
     title : str, optional
         The page's title (default: names the SOM and the dataset).
     progress : bool
@@ -297,7 +296,7 @@ def write_explorer(
     if not isinstance(dataset, Dataset):
         raise InvalidInputError(f"write_explorer needs a Dataset (hipsml.open_dataset), got {type(dataset).__name__}")
     _positive(k, "k"), _positive(top, "top")
-    picked = _channels(channels, int(dataset.images.shape[1]))
+    picked = _channels(channels, channel_names(dataset.channels, int(dataset.images.shape[1])))
     target = check_explorer_folder(folder)
     _check_dataset(som, dataset)
     if mapping is None:

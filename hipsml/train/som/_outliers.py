@@ -7,8 +7,8 @@ with its rank, id and distance.
 
 from __future__ import annotations
 
-import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from hipsml.dataset._dataset import Dataset
 from hipsml.errors import InvalidInputError
 from hipsml.train.som._som import SOMMapping
 
-__all__ = ["som_outliers", "plot_outliers"]
+__all__ = ["plot_outliers", "som_outliers"]
 
 
 def _check_top(top: int) -> int:
@@ -75,11 +75,12 @@ def plot_outliers(
     columns: int = 5,
     ids: np.ndarray | None = None,
     bands: list[str] | None = None,
+    channels: str | Sequence[str | int] | None = None,
 ) -> Path:
     """Draw the ``top`` outliers of ``mapping`` as a PNG grid; return its path.
 
-    Each cell shows one cutout's bands side by side (asinh-stretched per cutout, north up),
-    its rank, id and distance to its best-matching prototype.
+    Each cell shows one cutout's ``channels`` (asinh-stretched per cutout and channel, north up),
+    captioned with their names, and its rank, id and distance to its best-matching prototype.
 
     Parameters
     ----------
@@ -94,7 +95,10 @@ def plot_outliers(
     ids : ndarray, optional
         Names of the images (default: the dataset's ``id`` column, or the array index).
     bands : list of str, optional
-        Band names (default: the dataset's channels, or ``c0, c1, ...``).
+        Channel names (default: the dataset's channels, or ``c0, c1, ...``).
+    channels : str or sequence, optional
+        One channel name or index (grey) or three (RGB), e.g. ``"r"`` or ``"2,1,0"``; default:
+        every channel side by side (up to four). See :func:`hipsml.dataset._pictures.select_channels`.
 
     Examples
     --------
@@ -107,7 +111,8 @@ def plot_outliers(
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    from hipsml.dataset._preview import draw_mosaic
+    from hipsml.dataset._pictures import channel_names, select_channels
+    from hipsml.dataset._preview import draw_mosaic, png_bytes
 
     top = _check_top(top)
     columns = _check_top(columns)
@@ -131,23 +136,23 @@ def plot_outliers(
             raise InvalidInputError(f"images {array.shape} do not match a mapping of {len(mapping.distance)} images")
         images = array[positions].astype(np.float32)
         names = positions if ids is None else np.asarray(ids)[positions]
-    bands = list(bands or [f"c{b}" for b in range(images.shape[1])])
+    view = select_channels(channels, channel_names(bands, images.shape[1]))
     distance = np.asarray(mapping.distance)[positions]
     font = ImageFont.load_default()
-    cells = [draw_mosaic(images[k : k + 1], {f"#{k + 1}": [0]}, bands, per_row=1) for k in range(len(positions))]
+    cells = [draw_mosaic(images[k : k + 1], {f"#{k + 1}": [0]}, view, per_row=1) for k in range(len(positions))]
     caption = 14
     cell_w = max(c.width for c in cells) + 8
     cell_h = max(c.height for c in cells) + caption
     grid_rows = -(-len(cells) // columns)
-    canvas = Image.new("RGB", (cell_w * min(columns, len(cells)), 24 + cell_h * grid_rows), (24, 24, 24))
+    title = f"top {len(cells)} outliers by distance to the best-matching prototype; channels {view.label}"
+    canvas = Image.new("RGB", (max(cell_w * min(columns, len(cells)), 12 + 6 * len(title)), 24 + cell_h * grid_rows),
+                       (24, 24, 24))
     draw = ImageDraw.Draw(canvas)
-    draw.text((6, 6), f"top {len(cells)} outliers by distance to the best-matching prototype", fill=(230, 230, 230),
-              font=font)
+    draw.text((6, 6), title, fill=(230, 230, 230), font=font)
     for k, cell in enumerate(cells):
         x, y = (k % columns) * cell_w, 24 + (k // columns) * cell_h
         canvas.paste(cell, (x, y))
         draw.text((x + 4, y + cell.height - 4), f"id {names[k]}  d={float(distance[k]):.4g}"[:40], fill=(255, 210, 120),
                   font=font)
-    buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG")
-    return atomic_write_bytes(dest, buffer.getvalue())
+    canvas.info["channels"] = view.label
+    return atomic_write_bytes(dest, png_bytes(canvas))

@@ -11,22 +11,26 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
-from matplotlib.patches import RegularPolygon, Rectangle
+from matplotlib.patches import Rectangle, RegularPolygon
 
 from hipsml._files import atomic_write_bytes
+from hipsml.dataset._pictures import channel_names, select_channels
 from hipsml.errors import InvalidInputError
+from hipsml.train.loaders._normalise import asinh_stretch
 from hipsml.train.som._config import SOMConfig
 from hipsml.train.som._layout import neighbour_mask, plot_centres
-from hipsml.train.loaders._normalise import asinh_stretch
 from hipsml.train.som._som import SOM, SOMMapping
 
-__all__ = ["plot_prototypes", "plot_hit_counts", "plot_umatrix", "plot_errors", "umatrix"]
+__all__ = ["plot_errors", "plot_hit_counts", "plot_prototypes", "plot_umatrix", "prototype_figure", "som_channel_names",
+           "umatrix"]
 
 _HEX_RADIUS = 1.0 / math.sqrt(3.0)  # pointy-top hexagon of unit width
 
@@ -38,18 +42,22 @@ def _save(figure: Figure, path: str | os.PathLike[str]) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def _map_figure(config: SOMConfig) -> tuple[Figure, object]:
+def _map_figure(config: SOMConfig, panels: int = 1) -> tuple[Figure, list[Any]]:
+    """A figure of ``panels`` map axes side by side (equal aspect, no frame)."""
     centres = plot_centres(config)
     span_x = np.ptp(centres[:, 0]) + 1.0
     span_y = np.ptp(centres[:, 1]) + 1.0
-    scale = min(12.0 / max(span_x, span_y), 0.9)
-    figure = Figure(figsize=(max(span_x * scale, 3.0) + 1.2, max(span_y * scale, 3.0)), dpi=100)
-    ax = figure.add_subplot(1, 1, 1)
-    ax.set_aspect("equal")
-    ax.set_xlim(centres[:, 0].min() - 0.6, centres[:, 0].max() + 0.6)
-    ax.set_ylim(centres[:, 1].min() - 0.6, centres[:, 1].max() + 0.6)
-    ax.set_axis_off()
-    return figure, ax
+    scale = min(12.0 / max(span_x, span_y), 0.9) / (1.0 if panels == 1 else math.sqrt(panels))
+    figure = Figure(figsize=(panels * max(span_x * scale, 3.0) + 1.2, max(span_y * scale, 3.0) + 0.4), dpi=100)
+    axes = []
+    for k in range(panels):
+        ax = figure.add_subplot(1, panels, k + 1)
+        ax.set_aspect("equal")
+        ax.set_xlim(centres[:, 0].min() - 0.6, centres[:, 0].max() + 0.6)
+        ax.set_ylim(centres[:, 1].min() - 0.6, centres[:, 1].max() + 0.6)
+        ax.set_axis_off()
+        axes.append(ax)
+    return figure, axes
 
 
 def _cell(config: SOMConfig, x: float, y: float) -> RegularPolygon | Rectangle:
@@ -62,7 +70,7 @@ def _value_map(config: SOMConfig, values: np.ndarray, path: str | os.PathLike[st
                cmap: str) -> Path:
     if values.shape != (config.neuron_count,):
         raise InvalidInputError(f"need one value per neuron ({config.neuron_count}), got {values.shape}")
-    figure, ax = _map_figure(config)
+    figure, (ax,) = _map_figure(config)
     centres = plot_centres(config)
     cells = PatchCollection([_cell(config, x, y) for x, y in centres], cmap=cmap, edgecolor="white", linewidth=0.5)
     cells.set_array(np.asarray(values, dtype=np.float64))
@@ -72,11 +80,55 @@ def _value_map(config: SOMConfig, values: np.ndarray, path: str | os.PathLike[st
     return _save(figure, path)
 
 
-def plot_prototypes(som: SOM, path: str | os.PathLike[str], *, channel: int = 0, cmap: str = "viridis",
-                    stretch: str = "asinh") -> Path:
-    """Draw every prototype (one channel) at its place on the map; return the PNG's path.
+def som_channel_names(som: SOM) -> list[str]:
+    """The names of the SOM's channels: those of the dataset it was trained on, else ``c0, c1, ...``."""
+    return channel_names((som.training or {}).get("channels"), int(som.weights.shape[1]))
 
-    All prototypes share one scale: the channel's minimum to maximum over the whole map, shown
+
+def _scaled(images: np.ndarray, stretch: str) -> np.ndarray:
+    """One channel's prototypes ``(n, S, S)`` on one scale for the whole map: min-max, then ``stretch``."""
+    if stretch == "asinh":  # one min-max over the whole map (a single "cutout"), then the stretch
+        return asinh_stretch(images.reshape(1, 1, -1, images.shape[-1])).reshape(images.shape)
+    low, high = float(np.min(images)), float(np.max(images))
+    return (images - low) / (high - low) if high > low else np.zeros_like(images)
+
+
+def prototype_figure(som: SOM, *, channels: str | Sequence[str | int] | None = None, cmap: str = "viridis",
+                     stretch: str = "asinh", names: Sequence[str] | None = None) -> Figure:
+    """The figure :func:`plot_prototypes` saves: one map per panel of the channel choice, titled with its channels."""
+    if stretch not in ("asinh", "linear"):
+        raise InvalidInputError(f"stretch must be 'asinh' or 'linear', got {stretch!r}")
+    count = int(som.weights.shape[1])
+    view = select_channels(channels, channel_names(names, count) if names is not None else som_channel_names(som))
+    config = som.config
+    figure, axes = _map_figure(config, len(view.panels))
+    half = 0.5 if config.layout == "cartesian" else _HEX_RADIUS
+    for ax, (picked, caption) in zip(axes, view.panels):
+        scaled = np.stack([_scaled(np.asarray(som.weights[:, c], np.float32), stretch) for c in picked], axis=-1)
+        rgb = len(picked) == 3
+        for (x, y), image in zip(plot_centres(config), scaled):
+            shown = ax.imshow(np.clip(image, 0.0, 1.0) if rgb else image[..., 0], origin="lower",
+                              cmap=None if rgb else cmap, vmin=0.0, vmax=1.0,
+                              extent=(x - half, x + half, y - half, y + half), interpolation="nearest")
+            if config.layout == "hexagonal":
+                clip = _cell(config, x, y)
+                clip.set_transform(ax.transData)
+                shown.set_clip_path(clip)
+        ax.set_title(caption)
+    figure.suptitle(f"SOM prototypes ({config.layout} {config.width}x{config.height}), channels {view.label}")
+    return figure
+
+
+def plot_prototypes(som: SOM, path: str | os.PathLike[str], *, channels: str | Sequence[str | int] | None = None,
+                    cmap: str = "viridis", stretch: str = "asinh", names: Sequence[str] | None = None) -> Path:
+    """Draw every prototype at its place on the map; return the PNG's path.
+
+    ``channels`` picks what is drawn (:func:`hipsml.dataset._pictures.select_channels`): one
+    channel name or index (a grey map in ``cmap``), three (an RGB map), or by default one map
+    per channel side by side (up to four). Each map is titled with its channel names: those of
+    the dataset the SOM was trained on, or ``names``, else ``c0, c1, ...``.
+
+    All prototypes share one scale per channel: its minimum to maximum over the whole map, shown
     ``linear`` or with an ``asinh`` stretch (astropy's ``AsinhStretch(0.1)``, which lifts the faint
     structure around compact sources).
 
@@ -88,26 +140,7 @@ def plot_prototypes(som: SOM, path: str | os.PathLike[str], *, channel: int = 0,
     >>> plot_prototypes(som, tempfile.mkdtemp() + "/prototypes.png").suffix
     '.png'
     """
-    if not 0 <= channel < som.weights.shape[1]:
-        raise InvalidInputError(f"channel {channel} out of range: the SOM has {som.weights.shape[1]} channels")
-    if stretch not in ("asinh", "linear"):
-        raise InvalidInputError(f"stretch must be 'asinh' or 'linear', got {stretch!r}")
-    config = som.config
-    figure, ax = _map_figure(config)
-    images = np.asarray(som.weights[:, channel], dtype=np.float32)
-    if stretch == "asinh":  # one min-max over the whole map (a single "cutout"), then the stretch
-        images = asinh_stretch(images.reshape(1, 1, -1, images.shape[-1])).reshape(images.shape)
-    low, high = float(np.min(images)), float(np.max(images))
-    half = 0.5 if config.layout == "cartesian" else _HEX_RADIUS
-    for (x, y), image in zip(plot_centres(config), images):
-        shown = ax.imshow(image, origin="lower", cmap=cmap, vmin=low, vmax=high,
-                          extent=(x - half, x + half, y - half, y + half), interpolation="nearest")
-        if config.layout == "hexagonal":
-            clip = _cell(config, x, y)
-            clip.set_transform(ax.transData)
-            shown.set_clip_path(clip)
-    ax.set_title(f"SOM prototypes ({config.layout} {config.width}x{config.height})")
-    return _save(figure, path)
+    return _save(prototype_figure(som, channels=channels, cmap=cmap, stretch=stretch, names=names), path)
 
 
 def plot_hit_counts(som: SOM, mapping: SOMMapping | np.ndarray, path: str | os.PathLike[str]) -> Path:

@@ -236,6 +236,21 @@ def test_bad_options_are_one_line_errors(shapes, tmp_path):
         train_cnn(shapes, {**TINY, "batch_size": 1000}, workdir=tmp_path / "big")
 
 
+def test_metrics_count_epochs_from_one_and_the_curves_mark_the_best(pretrained):
+    from hipsml.train.cnn._train import curves_figure
+
+    metrics = json.loads((pretrained.workdir / "metrics.json").read_text())
+    losses = [r["val_loss"] for r in metrics["history"]]
+    best = int(np.argmin(losses)) + 1
+    assert metrics["best_epoch"] == best and "from 1" in metrics["epoch_numbering"]
+    figure = curves_figure(metrics["history"], best_epoch=best)
+    for ax in figure.axes:
+        marks = [line for line in ax.get_lines() if line.get_label() == f"best epoch {best}"]
+        assert len(marks) == 1 and list(marks[0].get_xdata()) == [best, best]
+        trained = next(line for line in ax.get_lines() if line.get_label() == "validation")
+        assert list(trained.get_xdata()) == list(range(1, len(losses) + 1))  # the same count on the x axis
+
+
 def test_cli_trains_and_predicts(shapes, pretrained, tmp_path, capsys):
     config = tmp_path / "cnn.yaml"
     config.write_text("cnn:\n  epochs: 1\n  stem_channels: 8\n  stem_stride: 2\n  widths: [8, 16]\n  batch_size: 32\n")
@@ -244,9 +259,22 @@ def test_cli_trains_and_predicts(shapes, pretrained, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "epoch 1/1: loss" in text and "images/s" in text and "test accuracy" in text
     assert (out / "confusion.png").is_file() and (out / "curves.png").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert f"best epoch {metrics['best_epoch']} of 1" in text and metrics["best_epoch"] == 1  # counted alike
     assert main(["predict", str(out), "--dataset", str(shapes.path)]) == 0
     text = capsys.readouterr().out
     assert f"class probabilities of {len(shapes)} cutouts" in text
+    folder = shapes.path / "derived" / "v1" / "cnn" / "clirun"
+    assert f"probabilities: {folder / 'probabilities'}" in text
+    # accuracy per split, by hand from the stored arrays (the classes are in the dataset's order)
+    stored = zarr.open_group(folder)
+    predicted, rows = stored["predicted"][:], stored["rows"][:]
+    right = predicted == shapes.column("label")[rows]
+    parts = []
+    for s, name in enumerate(["train", "val", "test"]):
+        here = shapes.column("split")[rows] == s
+        parts.append(f"{name} {right[here].mean():.4f} ({int(right[here].sum())}/{int(here.sum())})")
+    assert "accuracy by split: " + ", ".join(parts) in text
     probs = zarr.open_group(shapes.path / "derived" / "v1" / "cnn" / "clirun")["probabilities"][:]
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert main(["predict", str(out), str(pretrained.workdir), "--dataset", str(shapes.path), "--split", "val"]) == 0

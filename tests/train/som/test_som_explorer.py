@@ -143,7 +143,7 @@ def test_a_rerun_replaces_the_explorer_whole_and_other_folders_are_refused(datas
     one_band = SOM(SOMConfig(width=3, height=3, neuron_dim=16), weights[:, :1])
     with pytest.raises(InvalidInputError, match="has 2 channels, the SOM 1"):
         write_explorer(one_band, dataset, tmp_path / "x")
-    with pytest.raises(InvalidInputError, match="channels must be one or three"):
+    with pytest.raises(InvalidInputError, match=r"channels must be one channel \(grey\) or three"):
         write_explorer(hex_som, dataset, tmp_path / "x", mapping=mapping, channels=[0, 1])
     assert not (tmp_path / "x").exists()
 
