@@ -82,6 +82,6 @@ def add_dataset_commands(sub: argparse._SubParsersAction) -> None:
     pre = sub.add_parser("preview", help="draw a PNG grid of a dataset's cutouts by split and label")
     pre.add_argument("path", help="dataset folder, optionally PATH@vN")
     pre.add_argument("--out", required=True, metavar="FILE", help="output PNG")
-    pre.add_argument("--per-group", type=positive_int, default=4, help="cutouts per split and label (default 4)")
-    pre.add_argument("--seed", type=int, default=0, help="which random cutouts (default 0)")
+    pre.add_argument("--per-group", type=positive_int, default=4, help="cutouts per split and label")
+    pre.add_argument("--seed", type=int, default=0, help="which random cutouts (a seed)")
     pre.set_defaults(func=_cmd_preview)

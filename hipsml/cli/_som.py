@@ -238,7 +238,7 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
         "and error curves there. --resume continues a partial training from its last saved epoch.",
     )
     train.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
-    train.add_argument("--split", default="train", help="split to train on (default train; 'all': every cutout)")
+    train.add_argument("--split", default="train", help="split to train on ('all': every cutout)")
     train.add_argument("--config", metavar="YAML", help="SOM options (SOMConfig names: width, numrot, sigma, ...)")
     for flag, (name, kind) in _OVERRIDES.items():
         train.add_argument(flag, dest=name, type=positive_int if kind is int and name != "seed" else kind,
@@ -267,7 +267,7 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
     )
     out.add_argument("som", metavar="SOMDIR", help="a SOM folder")
     out.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
-    out.add_argument("--top", type=positive_int, default=100, help="how many outliers (default 100)")
+    out.add_argument("--top", type=positive_int, default=100, help="how many outliers")
     out.add_argument("--out", required=True, metavar="PNG", help="output PNG")
     out.add_argument("--name", help="stored mapping to use (default: the SOM folder's name)")
     out.add_argument("--split", help="rank only this split (default: every cutout)")
@@ -283,12 +283,12 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("som", metavar="SOMDIR", help="a SOM folder")
     ex.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
     ex.add_argument("--out", required=True, metavar="FOLDER", help="the explorer folder (replaced when it holds one)")
-    ex.add_argument("--k", type=positive_int, default=12, help="cutouts shown per prototype (default 12)")
-    ex.add_argument("--top", type=positive_int, default=50, help="outliers listed (default 50)")
+    ex.add_argument("--k", type=positive_int, default=12, help="cutouts shown per prototype")
+    ex.add_argument("--top", type=positive_int, default=50, help="outliers listed")
     ex.add_argument("--name", help="stored mapping to use; it must exist (default: the SOM folder's name, if stored)")
     ex.add_argument("--split", help="explore only this split (default: every cutout)")
     ex.add_argument("--channels", type=_channel_list, metavar="C[,C,C]",
                     help="thumbnail channels: one (grey) or three (RGB) indices (default 0,1,2 or 0)")
     ex.add_argument("--serve", action="store_true", help="then serve the folder on 127.0.0.1 until Ctrl-C")
-    ex.add_argument("--port", type=_port, default=8000, help="port for --serve (default 8000; 0: any free port)")
+    ex.add_argument("--port", type=_port, default=8000, help="port for --serve (0: any free port)")
     ex.set_defaults(func=_cmd_explore)
