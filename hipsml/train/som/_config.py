@@ -8,13 +8,13 @@ schedules, ``init="samples"``) are documented where they are declared.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from hipsml._suggest import did_you_mean
 from hipsml.errors import InvalidInputError
 
 __all__ = ["SOMConfig", "default_neuron_dim", "default_distance_dim"]
@@ -200,8 +200,7 @@ class SOMConfig:
         for name, choices in _CHOICES.items():
             value = getattr(self, name)
             if value not in choices:
-                hint = difflib.get_close_matches(str(value), choices, n=1)
-                extra = f"; did you mean {hint[0]!r}?" if hint else ""
+                extra = did_you_mean(str(value), choices)
                 raise InvalidInputError(f"SOM option {name}={value!r} is not one of {', '.join(choices)}{extra}")
         for name in ("width", "height", "numrot", "epochs", "batch_size"):
             value = getattr(self, name)
@@ -258,8 +257,7 @@ class SOMConfig:
         names = option_names()
         for key in options:
             if key not in names:
-                hint = difflib.get_close_matches(str(key), sorted(names), n=1)
-                extra = f"; did you mean {hint[0]!r}?" if hint else f"; the options are {', '.join(sorted(names))}"
+                extra = did_you_mean(str(key), sorted(names), otherwise="; the options are {names}")
                 raise InvalidInputError(f"unknown SOM option {key!r}{extra}")
         return dataclasses.replace(base if base is not None else cls(), **dict(options))
 
