@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from hipsml._files import user_path
     from hipsml.dataset import open_dataset
     from hipsml.errors import OutputError
-    from hipsml.train import SOMConfig, load_som, train_som
+    from hipsml.train import SOMConfig, load_som, train_som, training_summary
 
     out = user_path(args.out, what="--out")
     options = _options(args)
@@ -97,7 +98,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"resuming {out} at epoch {done + 1} of {target}")
     total = SOMConfig.from_mapping(options, base=base).epochs
     first = len(previous.history) if previous is not None else 0
-    som = train_som(ds, base, split=_split(args.split), progress=False, checkpoint=out, resume=previous,
+    # what is about to happen, and a progress bar through every epoch (stderr; -q: no bars)
+    print(training_summary(ds, base, split=_split(args.split), **options), file=sys.stderr, flush=True)
+    som = train_som(ds, base, split=_split(args.split), progress=not args.quiet, checkpoint=out, resume=previous,
                     on_epoch=lambda record: _print_epoch(record, total, record.epoch == first), **options)
     mapping = som.map(ds, split=_split(args.split))
     pictures = draw_pictures(som, mapping, out)
@@ -235,7 +238,9 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
         "train", help="train a SOM on a dataset split",
         description="Train a rotation- and flip-invariant SOM on a dataset split (cutouts min-max normalised "
         "by default), saving it to --out after every epoch; then draw its prototypes, hit counts, U-matrix "
-        "and error curves there. --resume continues a partial training from its last saved epoch.",
+        "and error curves there. --resume continues a partial training from its last saved epoch. It prints "
+        "the effective options first (SOMConfig's defaults: a 10x10 cartesian map, numrot 360, one epoch, "
+        "from zero) and a progress bar through every epoch.",
     )
     train.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
     train.add_argument("--split", default="train", help="split to train on ('all': every cutout)")

@@ -304,6 +304,25 @@ class SOMConfig:
             )
         return dataclasses.replace(self, neuron_dim=neuron_dim, distance_dim=distance_dim)
 
+    def describe(self) -> str:
+        """The options that shape a training, in one line (printed when ``hipsml som train`` starts).
+
+        Examples
+        --------
+        >>> SOMConfig(width=4, height=3, numrot=8, neuron_dim=8).describe()
+        'layout cartesian, width 4, height 3, numrot 8 (16 transforms with flips), neuron_dim 8, epochs 1, from zero, online mode, sigma 1.1, damping 0.2, normalise auto, seed 1234'
+        """
+        flips = "with flips" if self.flip else "no flips"
+        start = f"from {self.init}" + (f" {self.init_file}" if self.init == "file_init" and self.init_file else "")
+        mode = "online mode" if self.mode == "online" else f"batch mode (batch_size {self.batch_size})"
+        sigma = f"sigma {self.sigma:g}" + (f"->{self.sigma_end:g}" if self.sigma_end is not None else "")
+        damping = f"damping {self.damping:g}" + (f"->{self.damping_end:g}" if self.damping_end is not None else "")
+        schedule = f" ({self.schedule} schedule)" if self.schedule != "constant" else ""
+        return (f"layout {self.layout}, width {self.width}, height {self.height}, numrot {self.numrot} "
+                f"({self.transform_count} transforms {flips}), neuron_dim {self.neuron_dim or 'auto'}, "
+                f"epochs {self.epochs}, {start}, {mode}, {sigma}, {damping}{schedule}, normalise {self.normalise}, "
+                f"seed {self.seed}")  # fmt: skip
+
     def to_dict(self) -> dict[str, Any]:
         """The options as a plain dict (JSON- and YAML-ready)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_")}
