@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-__all__ = ["CommandParser", "DefaultsHelpFormatter", "positive_int", "non_negative_int", "read_config_file"]
+__all__ = ["CommandParser", "DefaultsHelpFormatter", "non_negative_int", "positive_int", "read_config_file"]
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

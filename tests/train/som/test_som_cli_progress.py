@@ -27,16 +27,16 @@ def test_the_configuration_line_then_a_bar_through_every_epoch(dataset, tmp_path
     assert code == 0, captured.err
     lines = captured.err.replace("\r", "\n").splitlines()
     config = [line for line in lines if line.startswith("training a SOM: ")]
-    assert config == [
+    assert config == [(
         "training a SOM: layout cartesian, width 3, height 2, numrot 4 (8 transforms with flips), neuron_dim 16, "
         "epochs 2, from random, online mode, sigma 1.1, damping 0.2, normalise minmax, seed 7, "
         f"on {n} images of 2×16×16 ({dataset.path}@v1 split all)"
-    ]
+    )]
     assert lines.index(config[0]) < min(i for i, line in enumerate(lines) if "SOM epoch" in line)  # first
     for epoch in (1, 2):
         bar = [line for line in lines if line.startswith(f"SOM epoch {epoch}/2")]
         counts = [int(m.group(1)) for line in bar if (m := re.search(rf"\| (\d+)/{n} ", line))]
-        assert 0 < 64 in counts and counts[-1] == n, (epoch, counts)  # it moves within the epoch
+        assert 64 in counts and counts[-1] == n, (epoch, counts)  # it moves within the epoch
     assert "epoch 2/2: " in captured.out  # the per-epoch summary is still on stdout
 
 
