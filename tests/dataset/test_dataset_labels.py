@@ -68,3 +68,18 @@ def test_to_fits_headers_carry_target_label_row_and_dataset(ds: hipsml.Dataset, 
         assert header["CTYPE1"].startswith("RA---")  # the cutout's own cards are still there
     with pytest.raises(IndexOutOfRangeError, match=f"cutout index {n} is out of range for {n} cutouts"):
         ds.fits_cards(n)
+
+
+def test_integer_labels_are_their_own_names(tmp_path: Path, ds: hipsml.Dataset) -> None:
+    sky = Path(ds.recipe["targets"]["file"]).parent
+    data = recipe_data(sky, tmp_path / "int")
+    data["targets"]["columns"]["label"] = "id"  # integer labels: no class names
+    hipsml.extract_dataset(write_recipe(tmp_path / "int.yaml", data))
+    ints = hipsml.open_dataset(tmp_path / "int")
+    assert ints.label_names is None
+    table = ints.table
+    assert table["label"].tolist() == table["label_code"].tolist() == table["id"].tolist()
+    assert ints.to_xarray()["label"].values.tolist() == table["id"].tolist()
+    (path,) = ints.to_fits([5], tmp_path / "fits")
+    header = fits.getheader(path)
+    assert header["LABEL"] == str(table["id"][5]) and header["LABELCOD"] == table["id"][5]
