@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["CommandParser", "DefaultsHelpFormatter", "non_negative_int", "positive_int", "read_config_file"]
+
+
+_ActionT = TypeVar("_ActionT", bound=argparse.Action)
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -33,7 +36,7 @@ class CommandParser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
         super().__init__(*args, **kwargs)
 
-    def _add_action(self, action: argparse.Action) -> argparse.Action:
+    def _add_action(self, action: _ActionT) -> _ActionT:
         if not action.help and action.nargs != 0 and action.default not in (None, argparse.SUPPRESS):
             action.help = "default: %(default)s"
         return super()._add_action(action)
