@@ -38,6 +38,11 @@ def __getattr__(name: str) -> object:
         return getattr(train, "predict_cnn" if name == "predict" else name)
     raise AttributeError(f"module 'hipsml' has no attribute {name!r}")
 
+
+def __dir__() -> list[str]:
+    """The module's names and the training names (listed without importing them, so without JAX)."""
+    return sorted(set(globals()) | set(_TRAIN_NAMES))
+
 __all__ = [
     "CutoutResult",
     "CutoutSpec",

@@ -19,6 +19,7 @@ __all__ = [
     "FetchError",
     "InputFileError",
     "InvalidInputError",
+    "IndexOutOfRangeError",
     "OutputError",
     "RecipeError",
     "TargetsError",
@@ -61,6 +62,10 @@ class InputFileError(HipsmlError, OSError):
 
 class InvalidInputError(HipsmlError, ValueError):
     """An argument to a hipsml function is out of range or of the wrong shape."""
+
+
+class IndexOutOfRangeError(InvalidInputError, IndexError):
+    """An index (of a cutout, a row) is outside the sequence it indexes; also an ``IndexError``."""
 
 
 class OutputError(HipsmlError, OSError):

@@ -1,11 +1,45 @@
-"""What the ``hipsml`` subcommands share: argument types and reading a YAML options file."""
+"""What the ``hipsml`` subcommands share: the parser class, argument types and reading a YAML options file."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["positive_int", "non_negative_int", "read_config_file"]
+__all__ = ["CommandParser", "DefaultsHelpFormatter", "non_negative_int", "positive_int", "read_config_file"]
+
+
+_ActionT = TypeVar("_ActionT", bound=argparse.Action)
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` text that ends each option's help with ``(default: X)``.
+
+    Options whose default is ``None`` (nothing is passed on) and on/off flags (``store_true``:
+    off unless given) show no default.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.nargs == 0 or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of ``hipsml`` and of every subcommand: its ``--help`` shows each option's default.
+
+    ``add_subparsers`` makes subparsers of the parent's class, so every command added with
+    ``sub.add_parser(...)``, at any depth, gets :class:`DefaultsHelpFormatter`. An option with a
+    default but no help text gets ``default: X`` as its help, so no default goes unseen.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def _add_action(self, action: _ActionT) -> _ActionT:
+        if not action.help and action.nargs != 0 and action.default not in (None, argparse.SUPPRESS):
+            action.help = "default: %(default)s"
+        return super()._add_action(action)
 
 
 def _integer(text: str, minimum: int, expected: str) -> int:

@@ -112,8 +112,8 @@ def add_dataset_commands(sub: argparse._SubParsersAction) -> None:
     pre = sub.add_parser("preview", help="draw a PNG grid of a dataset's cutouts by split and label")
     pre.add_argument("path", help="dataset folder, optionally PATH@vN")
     pre.add_argument("--out", required=True, metavar="FILE", help="output PNG")
-    pre.add_argument("--per-group", type=positive_int, default=4, help="cutouts per split and label (default 4)")
-    pre.add_argument("--seed", type=int, default=0, help="which random cutouts (default 0)")
+    pre.add_argument("--per-group", type=positive_int, default=4, help="cutouts per split and label")
+    pre.add_argument("--seed", type=int, default=0, help="which random cutouts (a seed)")
     pre.add_argument("--channels", metavar="C[,C,C]",
                      help="channels to draw: one name or index (grey) or three (RGB), e.g. r, 2,1,0 or radio,i,g "
                      "(default: every channel side by side, up to 4)")

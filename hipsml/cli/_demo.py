@@ -22,7 +22,7 @@ def add_demo_commands(sub: argparse._SubParsersAction) -> None:
         "SOM explorer. A second run reuses the sky, the dataset version and the SOM and CNN made with the same "
         "options from it.",
     )  # fmt: skip
-    demo.add_argument("directory", nargs="?", default="demo-output", help="output folder (default: demo-output)")
+    demo.add_argument("directory", nargs="?", default="demo-output", help="output folder")
     demo.add_argument("--no-train", action="store_true", help="stop after the dataset and its preview")
     demo.set_defaults(func=_cmd_demo)
 

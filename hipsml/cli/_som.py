@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from hipsml._files import user_path
     from hipsml.dataset import open_dataset
     from hipsml.errors import OutputError
-    from hipsml.train import SOMConfig, load_som, train_som
+    from hipsml.train import SOMConfig, load_som, train_som, training_summary
 
     out = user_path(args.out, what="--out")
     options = _options(args)
@@ -109,7 +110,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"resuming {out} at epoch {done + 1} of {target}")
     total = SOMConfig.from_mapping(options, base=base).epochs
     first = len(previous.history) if previous is not None else 0
-    som = train_som(ds, base, split=_split(args.split), progress=False, checkpoint=out, resume=previous,
+    # what is about to happen, and a progress bar through every epoch (stderr; -q: no bars)
+    print(training_summary(ds, base, split=_split(args.split), **options), file=sys.stderr, flush=True)
+    som = train_som(ds, base, split=_split(args.split), progress=not args.quiet, checkpoint=out, resume=previous,
                     on_epoch=lambda record: _print_epoch(record, total, record.epoch == first), **options)
     mapping = som.map(ds, split=_split(args.split))
     pictures = draw_pictures(som, mapping, out, channels=args.channels)
@@ -238,10 +241,12 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
         "train", help="train a SOM on a dataset split",
         description="Train a rotation- and flip-invariant SOM on a dataset split (cutouts min-max normalised "
         "by default), saving it to --out after every epoch; then draw its prototypes, hit counts, U-matrix "
-        "and error curves there. --resume continues a partial training from its last saved epoch.",
+        "and error curves there. --resume continues a partial training from its last saved epoch. It prints "
+        "the effective options first (SOMConfig's defaults: a 10x10 cartesian map, numrot 360, one epoch, "
+        "from zero) and a progress bar through every epoch.",
     )
     train.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
-    train.add_argument("--split", default="train", help="split to train on (default train; 'all': every cutout)")
+    train.add_argument("--split", default="train", help="split to train on ('all': every cutout)")
     train.add_argument("--config", metavar="YAML", help="SOM options (SOMConfig names: width, numrot, sigma, ...)")
     for flag, (name, kind) in _OVERRIDES.items():
         train.add_argument(flag, dest=name, type=positive_int if kind is int and name != "seed" else kind,
@@ -271,7 +276,7 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
     )
     out.add_argument("som", metavar="SOMDIR", help="a SOM folder")
     out.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
-    out.add_argument("--top", type=positive_int, default=100, help="how many outliers (default 100)")
+    out.add_argument("--top", type=positive_int, default=100, help="how many outliers")
     out.add_argument("--out", required=True, metavar="PNG", help="output PNG")
     out.add_argument("--name", help="stored mapping to use (default: the SOM folder's name)")
     out.add_argument("--split", help="rank only this split (default: every cutout)")
@@ -288,13 +293,13 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("som", metavar="SOMDIR", help="a SOM folder")
     ex.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
     ex.add_argument("--out", required=True, metavar="FOLDER", help="the explorer folder (replaced when it holds one)")
-    ex.add_argument("--k", type=positive_int, default=12, help="cutouts shown per prototype (default 12)")
-    ex.add_argument("--top", type=positive_int, default=50, help="outliers listed (default 50)")
+    ex.add_argument("--k", type=positive_int, default=12, help="cutouts shown per prototype")
+    ex.add_argument("--top", type=positive_int, default=50, help="outliers listed")
     ex.add_argument("--name", help="stored mapping to use; it must exist (default: the SOM folder's name, if stored)")
     ex.add_argument("--split", help="explore only this split (default: every cutout)")
     ex.add_argument("--channels", metavar="C[,C,C]",
                     help="thumbnail channels: one name or index (grey) or three (RGB), e.g. r or 2,1,0 "
                     "(default 0,1,2 or 0)")
     ex.add_argument("--serve", action="store_true", help="then serve the folder on 127.0.0.1 until Ctrl-C")
-    ex.add_argument("--port", type=_port, default=8000, help="port for --serve (default 8000; 0: any free port)")
+    ex.add_argument("--port", type=_port, default=8000, help="port for --serve (0: any free port)")
     ex.set_defaults(func=_cmd_explore)

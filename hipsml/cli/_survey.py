@@ -104,22 +104,22 @@ def add_survey_commands(sub: argparse._SubParsersAction) -> None:
                      help="survey: local directory, file:// or http(s):// URL (repeat for more surveys)")
     cut.add_argument("--ra", type=float, required=True, help="ICRS right ascension of the centre, deg")
     cut.add_argument("--dec", type=float, required=True, help="ICRS declination of the centre, deg")
-    cut.add_argument("--size", type=int, default=64, help="width and height in pixels (default 64)")
+    cut.add_argument("--size", type=int, default=64, help="width and height in pixels")
     scale = cut.add_mutually_exclusive_group()
     scale.add_argument("--scale", type=float, metavar="ARCSEC",
                        help="pixel scale, arcsec/pixel (default: the first survey's finest cell size)")
     scale.add_argument("--fov", type=float, metavar="ARCSEC", help="field of view, arcsec (scale = fov / size)")
     cut.add_argument("--projection", default="TAN", type=str.upper, choices=["TAN", "SIN"],
-                     help="TAN (gnomonic, default) or SIN (orthographic)")
-    cut.add_argument("--rotation", type=float, default=0.0, help="rotation of the image, deg (default 0)")
+                     help="TAN (gnomonic) or SIN (orthographic)")
+    cut.add_argument("--rotation", type=float, default=0.0, help="rotation of the image, deg")
     cut.add_argument("--interpolation", default="bilinear", choices=["bilinear", "nearest", "bicubic"],
-                     help="bilinear (default), nearest HEALPix cell, or bicubic (Catmull-Rom)")
+                     help="bilinear, nearest HEALPix cell, or bicubic (Catmull-Rom)")
     cut.add_argument("--order", type=_order_arg, default="auto", metavar="auto|K",
-                     help="HiPS order to read (default auto: the coarsest with cells no larger than a pixel)")
+                     help="HiPS order to read (auto: the coarsest with cells no larger than a pixel)")
     cut.add_argument("--out", required=True, metavar="FILE", help="output file: .fits, .png or .npy")
     cut.add_argument("--stretch", default="auto", choices=["auto", "asinh", "linear"],
                      help="PNG levels: asinh stretch, or linear 0..255 for surveys whose tiles are "
-                          "already PNG/JPEG display images (default auto picks by the survey formats)")
+                          "already PNG/JPEG display images (auto picks by the survey formats)")
     cut.set_defaults(func=_cmd_cutout)
 
     survey = sub.add_parser("survey", help="inspect a HiPS survey")

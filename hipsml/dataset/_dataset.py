@@ -12,7 +12,7 @@ import numpy as np
 
 from hipsml._files import user_path
 from hipsml.dataset._store import resolve_version
-from hipsml.errors import DatasetNotFoundError, InvalidInputError
+from hipsml.errors import DatasetNotFoundError, IndexOutOfRangeError, InvalidInputError
 
 __all__ = ["Dataset", "open_dataset", "parse_dataset_path"]
 
@@ -107,15 +107,38 @@ class Dataset:
             raise InvalidInputError(f"{self.location} has no column {name!r} (it has {have})")
         return np.asarray(self.group[name][:])
 
+    def label_values(self, codes: Any) -> np.ndarray:
+        """The class names of label ``codes`` (the codes themselves when the labels are integers).
+
+        Examples
+        --------
+        >>> ds.label_values(ds.column("label")[:3])  # doctest: +SKIP
+        array(['double', 'point', 'point'], dtype='<U6')
+        """
+        codes = np.asarray(codes)
+        names = self.label_names
+        return np.asarray(names, dtype=str)[codes] if names else codes
+
     @cached_property
     def table(self) -> Any:
-        """The 1-D columns as an astropy Table (one row per cutout, in dataset order)."""
+        """The 1-D columns as an astropy Table (one row per cutout, in dataset order).
+
+        ``label`` holds the class names (the integers themselves when the targets' labels were
+        integers) and ``label_code`` the stored codes (``ds.label_names[code]`` is the name);
+        ``split`` holds codes into :attr:`split_names`.
+        """
         from astropy.table import Table
 
         names = [k for k in _CORE_COLUMNS if k in self.group] + sorted(
             k for k in self.group.array_keys() if k not in _CORE_COLUMNS and k != "images" and self.group[k].ndim == 1
         )
-        table = Table({k: self.column(k) for k in names})
+        columns: dict[str, np.ndarray] = {}
+        for k in names:
+            columns[k] = self.column(k)
+            if k == "label":
+                columns["label_code"] = columns["label"]
+                columns["label"] = self.label_values(columns["label_code"])
+        table = Table(columns)
         table.meta["hipsml"] = {"dataset": os.fspath(self.path), "version": self.version, "hash": self.hash}
         if self.label_names:
             table.meta["label_names"] = self.label_names
@@ -134,11 +157,23 @@ class Dataset:
         return np.flatnonzero(self.column("split") == names.index(name))
 
     def to_xarray(self) -> Any:
-        """The version as an ``xarray.Dataset`` (lazy, dask-backed; dims cutout, channel, y, x)."""
+        """The version as an ``xarray.Dataset`` (lazy, dask-backed; dims cutout, channel, y, x).
+
+        ``id``, ``ra``, ``dec`` and ``label`` (the class names, as in :attr:`table`) are
+        coordinates on ``cutout`` (in memory), ``channel`` names the channels; the label codes are the
+        variable ``label_code``. Select a class with ``xds.where(xds.label == "double", drop=True)``.
+        """
         import xarray as xr
 
         ds = xr.open_zarr(self.location, zarr_format=3, consolidated=False)
-        return ds.assign_coords(channel=("channel", self.channels))
+        coords: dict[str, Any] = {"channel": ("channel", self.channels)}
+        if "label" in ds:
+            ds = ds.rename_vars({"label": "label_code"})
+            coords["label"] = ("cutout", self.label_values(self.column("label")))
+        for name in ("id", "ra", "dec"):  # 1-D and small: read now, so that .item() and plots work
+            if name in ds.data_vars:
+                coords[name] = ("cutout", self.column(name))
+        return ds.drop_vars([k for k in ("id", "ra", "dec") if k in ds.data_vars]).assign_coords(coords)
 
     def wcs(self, index: int) -> Any:
         """The exact astropy WCS of cutout ``index`` (as :func:`hipsml.cutout_wcs` made it)."""
@@ -157,8 +192,36 @@ class Dataset:
             pixel_scale=float(g["pixel_scale_arcsec"]), projection=g["projection"], rotation=float(rotation),
         )  # fmt: skip
 
+    def fits_cards(self, index: int) -> list[tuple[str, Any, str]]:
+        """The FITS cards that tie cutout ``index`` to this dataset (written by :meth:`to_fits`).
+
+        ``OBJECT`` (target id), ``LABEL`` (class name) and ``LABELCOD`` (its code) when the
+        dataset is labelled, ``DSROW`` (row in the version), ``DSNAME``, ``DSVER`` and ``DSHASH``
+        (the version's content hash).
+        """
+        n = len(self)
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= int(index) < n:
+            raise IndexOutOfRangeError(f"cutout index {index!r} is out of range for {n} cutouts")
+        i = int(index) % n
+        cards: list[tuple[str, Any, str]] = [("OBJECT", str(self.group["id"][i]), "target id")]
+        if "label" in self.group:
+            code = int(self.group["label"][i])
+            cards += [("LABEL", str(self.label_values(code)), "class label"), ("LABELCOD", code, "class label code")]
+        cards += [
+            ("DSROW", i, "row in the dataset version"),
+            ("DSNAME", str(self.attrs.get("name", "")), "hipsml dataset name"),
+            ("DSVER", self.version, "hipsml dataset version"),
+            ("DSHASH", self.hash, ""),  # 64 hex digits: no room left for a comment on the card
+        ]
+        return cards
+
     def to_fits(self, indices: Any, folder: str | os.PathLike[str]) -> list[Path]:
-        """Write cutouts ``indices`` as FITS files (exact WCS, provenance) named by id; return the paths."""
+        """Write cutouts ``indices`` as FITS files named by id; return the paths.
+
+        Each header holds the exact WCS and provenance of :func:`hipsml.extract.cutout_header`
+        and the cards of :meth:`fits_cards`: target id, label, row, and the dataset's name,
+        version and content hash.
+        """
         from hipsml.extract import CutoutResult, write_cutout_fits
 
         idx = np.atleast_1d(np.asarray(indices))
@@ -185,7 +248,8 @@ class Dataset:
         paths = []
         for j in range(idx.size):
             name = re.sub(r"[^A-Za-z0-9._+-]", "_", str(ids[j]))[:100] or f"row{idx[j]}"
-            paths.append(write_cutout_fits(out / f"{self.attrs.get('name', 'cutout')}-{name}.fits", result, j))
+            dest = out / f"{self.attrs.get('name', 'cutout')}-{name}.fits"
+            paths.append(write_cutout_fits(dest, result, j, cards=self.fits_cards(int(idx[j]))))
         return paths
 
 

@@ -9,7 +9,6 @@ relative to the recipe's folder.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -21,27 +20,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hipsml._files import user_path
+from hipsml._suggest import did_you_mean
 from hipsml.errors import RecipeError
 
 __all__ = ["Recipe", "load_recipe", "parse_recipe", "did_you_mean"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def did_you_mean(word: str, choices: Any) -> str:
-    """``"; did you mean 'x'?"`` for the closest of ``choices``, or ``""``.
-
-    Examples
-    --------
-    >>> did_you_mean("RAJ2000x", ["RAJ2000", "DEJ2000"])
-    "; did you mean 'RAJ2000'?"
-    """
-    names = [str(c) for c in choices]
-    close = difflib.get_close_matches(str(word), names, n=1, cutoff=0.6)
-    if not close:
-        lowered = {n.lower(): n for n in names}
-        close = [lowered[str(word).lower()]] if str(word).lower() in lowered else []
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 class _Section(BaseModel):

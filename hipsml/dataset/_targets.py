@@ -20,8 +20,9 @@ import healpy as hp
 import numpy as np
 
 from hipsml._files import atomic_write_bytes
+from hipsml._suggest import did_you_mean, name_list
 from hipsml.dataset._limits import check_grid_cells, grid_cell_count
-from hipsml.dataset._recipe import GridTargets, Recipe, TapQuery, Targets, VizierQuery, did_you_mean
+from hipsml.dataset._recipe import GridTargets, Recipe, TapQuery, Targets, VizierQuery
 from hipsml.errors import HipsmlError, TargetsError
 
 __all__ = ["TargetTable", "load_targets", "TABLE_FORMATS", "query_file_name"]
@@ -180,7 +181,8 @@ def _read_parquet(path: Path) -> Any:
 
 def _column(table: Any, name: str, field_name: str, shown: str) -> Any:
     if name not in table.colnames:
-        raise TargetsError(f"{field_name}: column {name!r} not in {shown}{did_you_mean(name, table.colnames)}")
+        raise TargetsError(f"{field_name}: column {name!r} not in {shown} (its columns: {name_list(table.colnames)})"
+                           f"{did_you_mean(name, table.colnames)}")
     return table[name]
 
 

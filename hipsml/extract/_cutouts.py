@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -28,7 +28,7 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
 
-from hipsml.errors import InvalidInputError
+from hipsml.errors import IndexOutOfRangeError, InvalidInputError
 from hipsml.extract._geometry import (
     PROJECTIONS,
     check_field_of_view,
@@ -107,7 +107,17 @@ class CutoutResult:
         call's tiles fit in ``memory_limit``).
 
     Unpacks as ``images, mask = result`` (so it is not a sequence of cutouts: use
-    ``len(result.images)`` for their number).
+    ``len(result.images)`` for their number). Indexing picks cutouts along the first axis, as
+    numpy does: ``result[i]`` is the ``(image, mask)`` pair of cutout ``i``, each ``(C, size,
+    size)`` (negative ``i`` counts from the end); ``result[a:b]`` is a ``CutoutResult`` of those
+    cutouts (which unpacks the same way). An index out of range raises
+    :class:`~hipsml.errors.IndexOutOfRangeError` (an ``IndexError``).
+
+    Examples
+    --------
+    >>> image, mask = result[0]  # doctest: +SKIP
+    >>> result[-2:].images.shape  # doctest: +SKIP
+    (2, 1, 64, 64)
     """
 
     images: np.ndarray
@@ -131,6 +141,15 @@ class CutoutResult:
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter((self.images, self.mask))
 
+    def __getitem__(self, index: int | slice) -> tuple[np.ndarray, np.ndarray] | CutoutResult:
+        """Cutout ``index`` as ``(image, mask)``, or a slice of cutouts as a ``CutoutResult``."""
+        if isinstance(index, slice):
+            rows = np.arange(self.images.shape[0])[index]
+            return replace(self, images=self.images[rows], ra=self.ra[rows], dec=self.dec[rows],
+                           rotation=self.rotation[rows])  # fmt: skip
+        i = _check_index(index, self.images.shape[0])
+        return self.images[i], self.mask[i]
+
     def wcs(self, index: int) -> WCS:
         """The astropy WCS of cutout ``index`` (see :func:`hipsml.cutout_wcs`)."""
         index = _check_index(index, self.images.shape[0])
@@ -148,10 +167,10 @@ class CutoutResult:
 def _check_index(index: Any, n: int) -> int:
     """``index`` as a Python int in ``[0, n)`` (negative counts from the end)."""
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-        raise InvalidInputError(f"cutout index must be an integer, got {index!r}")
+        raise InvalidInputError(f"cutout index must be an integer or a slice, got {index!r}")
     i = int(index)
     if not -n <= i < n:
-        raise InvalidInputError(f"cutout index {i} is out of range for {n} cutouts")
+        raise IndexOutOfRangeError(f"cutout index {i} is out of range for {n} cutouts")
     return i % n
 
 

@@ -395,7 +395,9 @@ def cutout_header(result: CutoutResult, index: int = 0) -> fits.Header:
     return header
 
 
-def write_cutout_fits(path: str | os.PathLike[str], result: CutoutResult, index: int = 0) -> Path:
+def write_cutout_fits(
+    path: str | os.PathLike[str], result: CutoutResult, index: int = 0, *, cards: Sequence[tuple[str, Any, str]] = ()
+) -> Path:
     """Write cutout ``index`` of ``result`` as a FITS file with its WCS and provenance.
 
     The primary HDU holds the float32 image, ``(C, size, size)`` or ``(size, size)`` when
@@ -411,6 +413,9 @@ def write_cutout_fits(path: str | os.PathLike[str], result: CutoutResult, index:
         The output of :func:`hipsml.extract.cutouts`.
     index : int
         Which cutout of ``result``.
+    cards : sequence of (keyword, value, comment)
+        More header cards, after the provenance (e.g. the dataset's, from
+        :meth:`hipsml.Dataset.fits_cards`).
 
     Returns
     -------
@@ -427,7 +432,10 @@ def write_cutout_fits(path: str | os.PathLike[str], result: CutoutResult, index:
     data = np.ascontiguousarray(result.images[i], dtype=np.float32)
     if data.shape[0] == 1:
         data = data[0]
-    hdu = fits.PrimaryHDU(data=data, header=cutout_header(result, i))
+    header = cutout_header(result, i)
+    for keyword, value, comment in cards:
+        header[keyword] = (value, comment)
+    hdu = fits.PrimaryHDU(data=data, header=header)
     buf = io.BytesIO()
     hdu.writeto(buf)
     return atomic_write_bytes(dest, buf.getvalue())

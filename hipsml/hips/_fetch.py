@@ -18,10 +18,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+from pathlib import Path
 from typing import Callable, TypeVar
 from urllib.parse import unquote, urlparse
 
 from hipsml._files import read_regular_file, user_path
+from hipsml._suggest import closest_name, name_list
 from hipsml.errors import InvalidLocationError, SurveyNotFoundError
 from hipsml.hips._store import (
     HTTP_OPTIONS,
@@ -52,6 +54,21 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def _near_folders(path: Path) -> str:
+    """A hint for a survey folder that does not exist: the nearest name beside it, or what is there."""
+    parent = path.parent
+    try:
+        folders = sorted(p.name for p in parent.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return f" (nor a folder {parent})" if not parent.is_dir() else ""
+    close = closest_name(path.name, folders)
+    if close is not None:
+        return f"; did you mean {parent / close}?"
+    if folders:
+        return f" ({parent} holds the folders {name_list(folders, limit=10)})"
+    return f" ({parent} holds no folders)"
+
+
 class LocalTileStore:
     """A HiPS in a local directory (a mirror on a shared file system, or ``file://``)."""
 
@@ -59,7 +76,7 @@ class LocalTileStore:
         self.root = user_path(root, what="survey location").resolve()
         self.location = str(self.root)
         if not self.root.is_dir():
-            raise SurveyNotFoundError(f"no HiPS directory at {self.location}")
+            raise SurveyNotFoundError(f"no HiPS directory at {self.location}{_near_folders(self.root)}")
 
     def url_for(self, relpath: str) -> str:
         return str(self.root / check_relpath(relpath))

@@ -33,7 +33,6 @@ over HTTP must not call the original archive (which, offline, costs retries on e
 
 from __future__ import annotations
 
-import difflib
 import logging
 import numbers
 import os
@@ -46,6 +45,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from hipsml._suggest import did_you_mean
 from hipsml.errors import FetchError, HipsmlError, InvalidInputError, InvalidLocationError, SurveyNotFoundError
 from hipsml.hips._decode import decode_tile, split_allsky
 from hipsml.hips._fetch import HTTP_OPTIONS, LocalTileStore, TileStore, check_http_options, open_store
@@ -675,8 +675,7 @@ def _check_options(http_options: dict[str, Any], location: object) -> None:
     for key in http_options:
         if key not in HTTP_OPTIONS:
             known = ("memory_cache_bytes", "moc_any_host", *HTTP_OPTIONS)
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; the options are {', '.join(known)}"
+            hint = did_you_mean(key, known, otherwise="; the options are {names}")
             raise InvalidInputError(f"open_survey() got an unknown option {key!r} for {location!r}{hint}")
 
 

@@ -23,7 +23,6 @@ JSON that names it, so a crash leaves the previous epoch's checkpoint readable a
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import io
 import json
@@ -43,6 +42,7 @@ import numpy as np
 import optax
 
 from hipsml._files import atomic_write, atomic_write_bytes, user_path
+from hipsml._suggest import did_you_mean as _did_you_mean
 from hipsml.errors import InvalidInputError, OutputError
 from hipsml.train.cnn._model import ModelSpec, ResNet, augment, build_model, parameter_count, predict_logits, stage_count, stage_parts
 from hipsml.train.loaders._zarr import _open, zarr_batches
@@ -60,8 +60,7 @@ _SOURCES = ("dataset", "sky")
 
 
 def did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; known options: {', '.join(choices)}"
+    return _did_you_mean(word, choices, otherwise="; known options: {names}")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ name            what it does (per cutout and channel)
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -32,6 +31,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from hipsml._suggest import did_you_mean
 from hipsml.errors import InvalidInputError
 
 __all__ = [
@@ -59,8 +59,7 @@ _ALIASES = {"standardize": "standardise", "min-max": "minmax", "min_max": "minma
 
 
 def _did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; choose one of {', '.join(choices)}"
+    return did_you_mean(word, choices, otherwise="; choose one of {names}")
 
 
 def _check_batch(x: Any, name: str = "batch") -> np.ndarray:

@@ -19,7 +19,7 @@ from hipsml.train.som._pink import (
     write_pink_som,
 )
 from hipsml.train.som._plots import plot_errors, plot_hit_counts, plot_prototypes, plot_umatrix, umatrix
-from hipsml.train.som._som import SOM, EpochRecord, SOMMapping, load_som, train_som
+from hipsml.train.som._som import SOM, EpochRecord, SOMMapping, load_som, train_som, training_summary
 from hipsml.train.som._store import read_som_mapping, som_mapping_names, write_som_mapping
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "SOMMapping",
     "EpochRecord",
     "train_som",
+    "training_summary",
     "load_som",
     "default_neuron_dim",
     "default_distance_dim",

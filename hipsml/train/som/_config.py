@@ -8,13 +8,13 @@ schedules, ``init="samples"``) are documented where they are declared.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from hipsml._suggest import did_you_mean
 from hipsml.errors import InvalidInputError
 
 __all__ = ["SOMConfig", "default_neuron_dim", "default_distance_dim"]
@@ -200,8 +200,7 @@ class SOMConfig:
         for name, choices in _CHOICES.items():
             value = getattr(self, name)
             if value not in choices:
-                hint = difflib.get_close_matches(str(value), choices, n=1)
-                extra = f"; did you mean {hint[0]!r}?" if hint else ""
+                extra = did_you_mean(str(value), choices)
                 raise InvalidInputError(f"SOM option {name}={value!r} is not one of {', '.join(choices)}{extra}")
         for name in ("width", "height", "numrot", "epochs", "batch_size"):
             value = getattr(self, name)
@@ -258,8 +257,7 @@ class SOMConfig:
         names = option_names()
         for key in options:
             if key not in names:
-                hint = difflib.get_close_matches(str(key), sorted(names), n=1)
-                extra = f"; did you mean {hint[0]!r}?" if hint else f"; the options are {', '.join(sorted(names))}"
+                extra = did_you_mean(str(key), sorted(names), otherwise="; the options are {names}")
                 raise InvalidInputError(f"unknown SOM option {key!r}{extra}")
         return dataclasses.replace(base if base is not None else cls(), **dict(options))
 
@@ -305,6 +303,25 @@ class SOMConfig:
                 f"distance_dim {distance_dim} is larger than neuron_dim {neuron_dim}; give distance_dim <= neuron_dim"
             )
         return dataclasses.replace(self, neuron_dim=neuron_dim, distance_dim=distance_dim)
+
+    def describe(self) -> str:
+        """The options that shape a training, in one line (printed when ``hipsml som train`` starts).
+
+        Examples
+        --------
+        >>> SOMConfig(width=4, height=3, numrot=8, neuron_dim=8).describe()
+        'layout cartesian, width 4, height 3, numrot 8 (16 transforms with flips), neuron_dim 8, epochs 1, from zero, online mode, sigma 1.1, damping 0.2, normalise auto, seed 1234'
+        """
+        flips = "with flips" if self.flip else "no flips"
+        start = f"from {self.init}" + (f" {self.init_file}" if self.init == "file_init" and self.init_file else "")
+        mode = "online mode" if self.mode == "online" else f"batch mode (batch_size {self.batch_size})"
+        sigma = f"sigma {self.sigma:g}" + (f"->{self.sigma_end:g}" if self.sigma_end is not None else "")
+        damping = f"damping {self.damping:g}" + (f"->{self.damping_end:g}" if self.damping_end is not None else "")
+        schedule = f" ({self.schedule} schedule)" if self.schedule != "constant" else ""
+        return (f"layout {self.layout}, width {self.width}, height {self.height}, numrot {self.numrot} "
+                f"({self.transform_count} transforms {flips}), neuron_dim {self.neuron_dim or 'auto'}, "
+                f"epochs {self.epochs}, {start}, {mode}, {sigma}, {damping}{schedule}, normalise {self.normalise}, "
+                f"seed {self.seed}")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """The options as a plain dict (JSON- and YAML-ready)."""

@@ -455,6 +455,34 @@ def _crop_or_pad(images: np.ndarray, side: int) -> np.ndarray:
     return out
 
 
+def training_summary(data: Any, config: SOMConfig | None = None, *, split: str | None = "train",
+                     **options: Any) -> str:
+    """What ``train_som(data, config, split=split, **options)`` will do, in one line; reads no images.
+
+    ``"training a SOM: layout ..., width ..., numrot ..., epochs ..., from <init>, ..., on N images of
+    C×H×W (PATH@vN split S)"``, with ``neuron_dim`` and ``normalise`` as training resolves them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> line = training_summary(np.zeros((16, 8, 8)), width=2, height=2, numrot=4, neuron_dim=8)
+    >>> line.split(" (")[0], line.split(", on ")[1]
+    ('training a SOM: layout cartesian, width 2, height 2, numrot 4', '16 images of 1×8×8')
+    """
+    from hipsml.dataset import Dataset
+    from hipsml.train.som._data import dataset_rows, resolve_normalise
+
+    config = SOMConfig.from_mapping(options, base=config)
+    if isinstance(data, Dataset):
+        count, shape = int(dataset_rows(data, split).size), tuple(data.images.shape[1:])
+        where = f" ({data.path}@v{data.version} split {split if split is not None else 'all'})"
+    else:
+        array = np.asarray(data)
+        count, shape, where = array.shape[0], (array.shape[1:] if array.ndim == 4 else (1, *array.shape[1:])), ""
+    config = dataclasses.replace(config, normalise=resolve_normalise(config.normalise, data)).resolved(shape[-1])
+    return f"training a SOM: {config.describe()}, on {count} images of {'×'.join(map(str, shape))}{where}"
+
+
 def train_som(
     data: Any,
     config: SOMConfig | None = None,
