@@ -1,9 +1,10 @@
-"""The one home for file-system helpers: user paths, atomic writes, file modes.
+"""File-system helpers shared by every package: user paths, atomic writes, staged folders, file modes.
 
-Every module that writes a file a user will read goes through :func:`atomic_write` (a
-temporary file beside the destination, renamed over it only when complete), and every
-path a user types goes through :func:`user_path` (``~`` expanded, ``~unknownuser`` and NUL
-bytes refused with a one-line error).
+Files a user reads are written through :func:`atomic_write` / :func:`atomic_write_bytes` (a
+temporary file beside the destination, renamed over it only when complete), folders through
+:func:`staged_folder` / :func:`replace_folder`, and every path a user types goes through
+:func:`user_path` (``~`` expanded, ``~unknownuser`` and NUL bytes refused with a one-line error).
+Format-specific writers (Zarr chunks, HiPS tiles) live with their formats and use these.
 """
 
 from __future__ import annotations

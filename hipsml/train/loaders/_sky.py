@@ -352,11 +352,14 @@ def sky_batches(
 
     Examples
     --------
-    >>> ds = hipsml.open_dataset("demo-output/datasets/demo")  # doctest: +SKIP
-    >>> source = sky_batches(ds, split="train", batch_size=128, normalise="minmax")  # doctest: +SKIP
-    >>> for epoch in range(10):  # doctest: +SKIP
-    ...     for images, labels, rows in source.for_epoch(epoch):
-    ...         loss = train_step(images, labels)
+    >>> import hipsml
+    >>> ds = hipsml.open_dataset("demo-output/datasets/demo")
+    >>> source = sky_batches(ds, split="train", batch_size=32, normalise="minmax")
+    >>> seen = []
+    >>> for images, labels, rows in source.for_epoch(0):  # every training target, cut afresh at a random angle
+    ...     seen.extend(rows.tolist())
+    >>> sorted(seen) == ds.split("train").tolist(), images.shape[1:]
+    (True, (4, 64, 64))
     """
     from hipsml.dataset import Dataset
 
