@@ -32,6 +32,7 @@ import healpy as hp
 import numpy as np
 
 from hipsml._files import atomic_write, atomic_write_bytes, user_path
+from hipsml.dataset._integrity import write_manifest
 from hipsml.dataset._recipe import Recipe, load_recipe, parse_recipe
 from hipsml.dataset._runner import run_tasks
 from hipsml.dataset._splits import assign_splits, split_keys
@@ -542,8 +543,10 @@ def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> Build
         report.notes.append(f"{report.float16_overflow:,} pixel values exceed float16's range and are stored as inf")
     _finish_staging(staging, recipe, targets, coverage, inputs.spec, inputs.surveys, inputs.channels,
                     list(recipe.splits.fractions), inputs.digest, inputs.lineage, version, parent, report)  # fmt: skip
+    manifest = staging / "manifest.json"
+    write_manifest(staging / _GROUP_DIR, manifest)  # every file of the version, hard links to the parent's included
     report.seconds = time.perf_counter() - t_start
-    publish_version(root, staging / _GROUP_DIR, recipe.name, _read_attrs(staging / _GROUP_DIR))
+    publish_version(root, staging / _GROUP_DIR, recipe.name, _read_attrs(staging / _GROUP_DIR), manifest=manifest)
     shutil.rmtree(staging)
     logger.info("%s", report.summary())
     return report
