@@ -81,9 +81,19 @@ class VerifyReport:
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """The sha256 of a file's bytes, read in blocks (hashlib releases the GIL: threads scale)."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+    """The sha256 of a file's bytes, read in 1 MiB blocks (hashlib releases the GIL: threads scale)."""
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _in_batches(items: list[Any], threads: int) -> list[list[Any]]:
+    """``items`` in about ``8 * threads`` batches: one pool task per batch, not per file (10,000 tiny
+    tasks cost more than hashing their files)."""
+    size = max(1, -(-len(items) // (8 * threads)))
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def manifest_path(folder: str | os.PathLike[str]) -> Path:
@@ -93,14 +103,21 @@ def manifest_path(folder: str | os.PathLike[str]) -> Path:
 
 
 def _list_files(folder: Path) -> list[str]:
-    """Relative POSIX paths of every non-folder entry under ``folder`` (symlinks included, not followed), sorted."""
-    out = []
-    for dirpath, dirs, files in os.walk(folder):
-        rel = os.path.relpath(dirpath, folder)
-        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
-        links = [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]  # a symlinked folder is an entry
-        dirs[:] = [d for d in dirs if d not in links]
-        out += [prefix + f for f in files + links]
+    """Relative POSIX paths of every non-folder entry under ``folder`` (symlinks included, not followed), sorted.
+
+    One ``scandir`` per folder and no ``stat`` calls (the entry types come with the listing):
+    about three times faster than ``os.walk`` on a version's thousands of one-chunk folders.
+    """
+    out: list[str] = []
+    stack = [(os.fspath(folder), "")]
+    while stack:
+        path, prefix = stack.pop()
+        with os.scandir(path) as entries:
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append((e.path, f"{prefix}{e.name}/"))
+                else:  # a file, a symlink (to a file or a folder), or anything else
+                    out.append(prefix + e.name)
     return sorted(out)
 
 
@@ -112,8 +129,10 @@ def build_manifest(folder: str | os.PathLike[str], *, threads: int | None = None
     """The manifest of ``folder``: every file with its size and sha256 (hashed on ``threads`` threads)."""
     folder = Path(folder)
     rels = _list_files(folder)
-    with ThreadPoolExecutor(_threads(threads)) as pool:
-        digests = list(pool.map(lambda r: file_sha256(folder / r), rels))
+    n = _threads(threads)
+    with ThreadPoolExecutor(n) as pool:
+        parts = pool.map(lambda batch: [file_sha256(folder / r) for r in batch], _in_batches(rels, n))
+        digests = [d for part in parts for d in part]
     files = {r: {"size": os.lstat(folder / r).st_size, "sha256": d} for r, d in zip(rels, digests)}
     return {"format": MANIFEST_FORMAT, "algorithm": "sha256", "files": files}
 
@@ -236,28 +255,30 @@ def verify_version(folder: Path, files: dict[str, dict[str, Any]] | None, *, ver
                            "there is nothing to verify it against")  # fmt: skip
     t0 = time.perf_counter()
     base = os.fspath(folder)
-    problems = [(rel, "not in the manifest") for rel in _list_files(folder) if rel not in files]
-    todo = []
-    for rel, rec in files.items():
-        why = _stat_problem(os.path.join(base, rel), rec["size"])
-        if why is None:
-            todo.append(rel)
-        else:
-            problems.append((rel, why))
 
-    def digest(rel: str) -> str | None:
-        try:
-            return file_sha256(os.path.join(base, rel))
-        except OSError:
-            return None
+    def check(batch: list[str]) -> list[tuple[str, str]]:
+        out = []
+        for rel in batch:
+            path = os.path.join(base, rel)
+            why = _stat_problem(path, files[rel]["size"])
+            if why is None:
+                try:
+                    why = None if file_sha256(path) == files[rel]["sha256"] else "sha256 differs"
+                except OSError as exc:
+                    why = f"unreadable: {exc.strerror or exc}"
+            if why is not None:
+                out.append((rel, why))
+        return out
 
-    with ThreadPoolExecutor(_threads(threads)) as pool:
-        digests = list(pool.map(digest, todo))
-    problems += [(rel, "sha256 differs") for rel, d in zip(todo, digests) if d != files[rel]["sha256"]]
+    n = _threads(threads)
+    with ThreadPoolExecutor(n + 1) as pool:
+        listing = pool.submit(_list_files, folder)  # runs beside the hashing
+        problems = [p for part in pool.map(check, _in_batches(list(files), n)) for p in part]
+        problems += [(rel, "not in the manifest") for rel in listing.result() if rel not in files]
     if problems:
         problems.sort()
         raise DatasetError(f"{where}: {_describe(problems)}; restore the version from a good copy")
-    nbytes = sum(int(files[rel]["size"]) for rel in todo)
+    nbytes = sum(int(rec["size"]) for rec in files.values())
     return VerifyReport(base, version, len(files), nbytes, time.perf_counter() - t0)
 
 
