@@ -6,7 +6,8 @@ The public API a notebook user calls:
 - :func:`cutouts` turns HiPS tiles into exact, seamless cutouts around many targets.
 - :func:`cutout_wcs` is the astropy WCS of one such cutout.
 - :func:`extract_dataset` builds a versioned Zarr training set from a recipe (on Dask);
-  :func:`open_dataset` opens one; :func:`load_recipe` validates a recipe file.
+  :func:`open_dataset` opens one (checking it), :func:`verify_dataset` hashes it against its
+  manifest; :func:`load_recipe` validates a recipe file.
 - :func:`train_som` trains a rotation- and flip-invariant SOM (PINK's algorithm, JAX);
   :func:`load_som` and :func:`read_pink` read SOMs back; :func:`train_cnn` trains a CNN
   classifier and :func:`predict` writes its class probabilities beside a dataset version
@@ -17,7 +18,7 @@ Subpackages: :mod:`hipsml.hips` (tile layer), :mod:`hipsml.extract` (cutout engi
 """
 
 from hipsml import errors
-from hipsml.dataset import Dataset, extract_dataset, load_recipe, open_dataset
+from hipsml.dataset import Dataset, extract_dataset, load_recipe, open_dataset, verify_dataset
 from hipsml.errors import HipsmlError
 from hipsml.extract import CutoutResult, CutoutSpec, cutout_wcs, cutouts
 from hipsml.hips import HipsSurvey, open_survey
@@ -56,6 +57,7 @@ __all__ = [
     "load_recipe",
     "open_dataset",
     "open_survey",
+    "verify_dataset",
     *_TRAIN_NAMES,
     "__version__",
 ]

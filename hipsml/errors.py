@@ -24,6 +24,7 @@ __all__ = [
     "RecipeError",
     "TargetsError",
     "DatasetNotFoundError",
+    "DatasetError",
 ]
 
 
@@ -82,3 +83,9 @@ class TargetsError(HipsmlError, ValueError):
 
 class DatasetNotFoundError(HipsmlError, FileNotFoundError):
     """No hipsml dataset (or no such version of one) at the given path."""
+
+
+class DatasetError(HipsmlError, ValueError):
+    """A dataset on disk is damaged or contradicts itself: a malformed ``versions.json``, a chunk that
+    is missing, resized, replaced or undecodable, or metadata at odds with the index; the message
+    names the file, array, chunk or entry."""

@@ -1,4 +1,4 @@
-"""The dataset commands of ``hipsml``: ``extract``, ``datasets``, ``preview`` (thin: parse, call, print)."""
+"""The dataset commands of ``hipsml``: ``extract``, ``datasets``, ``preview``, ``verify`` (thin: parse, call, print)."""
 
 from __future__ import annotations
 
@@ -52,15 +52,21 @@ def _size(n: int) -> str:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from hipsml.dataset import read_versions
     from hipsml.dataset._dataset import parse_dataset_path
-    from hipsml.dataset._store import resolve_version
+    from hipsml.dataset._store import VERSIONS_FILE, dataset_versions, version_problem
+    from hipsml.errors import DatasetError
 
     root, _ = parse_dataset_path(args.path)
-    resolve_version(root, "latest")  # a one-line error when there is no dataset
+    versions = dataset_versions(root)  # a one-line error when there is no dataset
     print(f"{root}")
     print(f"  {'version':<8} {'cutouts':>10} {'size':>10}  {'created (UTC)':<20} {'parent':<7} hash")
-    for v in read_versions(root):
+    missing = []
+    for v in versions:
+        problem = version_problem(root, v)
+        if problem is not None:
+            missing.append(f"v{v['version']} ({problem})")
+            print(f"  v{v['version']:<7} MISSING: {problem}")
+            continue
         created = v.get("created", "")
         try:
             created = _dt.datetime.fromisoformat(created).strftime("%Y-%m-%d %H:%M:%S")
@@ -68,6 +74,9 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
             pass
         parent = f"v{v['parent']}" if v.get("parent") else "-"
         print(f"  v{v['version']:<7} {v['count']:>10,} {_size(int(v.get('bytes', 0))):>10}  {created:<20} {parent:<7} {v['hash'][:16]}")
+    if missing:
+        raise DatasetError(f"{root / VERSIONS_FILE} lists versions that are not there: {'; '.join(missing)}; "
+                           "restore them or remove their entries")  # fmt: skip
     return 0
 
 
@@ -83,8 +92,15 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from hipsml.dataset import verify_dataset
+
+    print(verify_dataset(args.path, threads=args.threads).summary())
+    return 0
+
+
 def add_dataset_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``extract``, ``datasets`` and ``preview`` on the ``hipsml`` parser."""
+    """Register ``extract``, ``datasets``, ``preview`` and ``verify`` on the ``hipsml`` parser."""
     ext = sub.add_parser(
         "extract",
         help="build a versioned Zarr training set from a recipe",
@@ -118,3 +134,14 @@ def add_dataset_commands(sub: argparse._SubParsersAction) -> None:
                      help="channels to draw: one name or index (grey) or three (RGB), e.g. r, 2,1,0 or radio,i,g "
                      "(default: every channel side by side, up to 4)")
     pre.set_defaults(func=_cmd_preview)
+
+    ver = sub.add_parser(
+        "verify",
+        help="hash every file of a dataset version against its manifest",
+        description="Check every file of DATASET's version against the manifest written when it was published "
+        "(size and sha256) and name every file that is missing, changed, a symlink or not in the manifest. "
+        "Exits 2 when anything differs.",
+    )
+    ver.add_argument("path", help="dataset folder, optionally PATH@vN")
+    ver.add_argument("--threads", type=positive_int, help="hashing threads (default: the CPU count, at most 16)")
+    ver.set_defaults(func=_cmd_verify)

@@ -1,13 +1,15 @@
 """Versioned Zarr training sets from recipes: extract on Dask, reproducible splits, full provenance.
 
 - :func:`extract_dataset` builds (or finds) the version a recipe describes;
-- :func:`open_dataset` opens a published version (:class:`Dataset`);
+- :func:`open_dataset` opens a published version (:class:`Dataset`), checking it cheaply;
+- :func:`verify_dataset` hashes every file of a version against its manifest;
 - :func:`load_recipe` validates a YAML recipe into a :class:`Recipe`;
 - :func:`assign_splits` is the split function, reusable on any keys.
 """
 
 from hipsml.dataset._build import BuildReport, extract_dataset
-from hipsml.dataset._dataset import Dataset, open_dataset, parse_dataset_path
+from hipsml.dataset._dataset import Dataset, open_dataset, parse_dataset_path, verify_dataset
+from hipsml.dataset._integrity import VerifyReport
 from hipsml.dataset._preview import preview_dataset
 from hipsml.dataset._recipe import Recipe, load_recipe, parse_recipe
 from hipsml.dataset._splits import assign_splits, split_keys
@@ -19,6 +21,7 @@ __all__ = [
     "Dataset",
     "Recipe",
     "TargetTable",
+    "VerifyReport",
     "assign_splits",
     "extract_dataset",
     "load_recipe",
@@ -29,4 +32,5 @@ __all__ = [
     "preview_dataset",
     "read_versions",
     "split_keys",
+    "verify_dataset",
 ]

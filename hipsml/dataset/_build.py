@@ -40,6 +40,7 @@ from hipsml.dataset._coverage import (
     probe_unit,
 )
 from hipsml.dataset._identity import check_same_recipe, lineage_change
+from hipsml.dataset._integrity import write_manifest
 from hipsml.dataset._limits import check_memory, estimate_build_memory
 from hipsml.dataset._recipe import Recipe, load_recipe, parse_recipe
 from hipsml.dataset._runner import run_tasks
@@ -744,8 +745,10 @@ def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> Build
         report.notes.append(f"{report.float16_overflow:,} pixel values exceed float16's range and are stored as inf")
     _finish_staging(staging, recipe, targets, coverage, per_channel, inputs.spec, inputs.surveys, inputs.channels,
                     list(recipe.splits.fractions), inputs.digest, inputs.lineage, version, parent, report)  # fmt: skip
+    manifest = staging / "manifest.json"
+    write_manifest(staging / _GROUP_DIR, manifest)  # every file of the version, hard links to the parent's included
     report.seconds = time.perf_counter() - t_start
-    publish_version(root, staging / _GROUP_DIR, recipe.name, _read_attrs(staging / _GROUP_DIR))
+    publish_version(root, staging / _GROUP_DIR, recipe.name, _read_attrs(staging / _GROUP_DIR), manifest=manifest)
     shutil.rmtree(staging)
     (root / f".coverage-{inputs.digest[:16]}.npz").unlink(missing_ok=True)
     logger.info("%s", report.summary())

@@ -11,10 +11,18 @@ from typing import Any
 import numpy as np
 
 from hipsml._files import user_path
+from hipsml.dataset._integrity import (
+    VerifyReport,
+    check_files,
+    check_image_chunks,
+    check_metadata,
+    load_manifest,
+    verify_version,
+)
 from hipsml.dataset._store import resolve_version
-from hipsml.errors import DatasetNotFoundError, IndexOutOfRangeError, InvalidInputError
+from hipsml.errors import DatasetError, DatasetNotFoundError, IndexOutOfRangeError, InvalidInputError
 
-__all__ = ["Dataset", "open_dataset", "parse_dataset_path"]
+__all__ = ["Dataset", "open_dataset", "parse_dataset_path", "verify_dataset"]
 
 _CORE_COLUMNS = ("id", "ra", "dec", "label", "split", "healpix", "coverage", "source_row", "rotation")
 
@@ -29,7 +37,7 @@ def parse_dataset_path(text: str | os.PathLike[str]) -> tuple[Path, str]:
     >>> parse_dataset_path("datasets/demo")
     (PosixPath('datasets/demo'), 'latest')
     """
-    s = os.fspath(text)
+    s = os.fspath(user_path(text, what="dataset"))
     m = re.fullmatch(r"(.+)@(v?\d+|latest)", s)
     if m:
         return user_path(m.group(1), what="dataset"), m.group(2)
@@ -52,21 +60,92 @@ class Dataset:
         The group's ``hipsml`` attributes: recipe, surveys' properties, geometry, software.
     report : BuildReport or None
         What :func:`hipsml.extract_dataset` did, when it returned this object.
+
+    Opening checks the version cheaply (see :func:`open_dataset`); :meth:`verify` hashes it.
     """
 
-    def __init__(self, path: Path, entry: dict[str, Any]) -> None:
+    def __init__(self, path: Path, entry: dict[str, Any], *, verify: bool = False) -> None:
         import zarr
 
         self.path = path
         self.version = int(entry["version"])
         self.hash: str = entry["hash"]
         self.location = path / entry["path"]
+        self._entry = dict(entry)
+        where = self._where
+        files = load_manifest(self.location, entry.get("manifest"), where=where)
+        if verify:
+            verify_version(self.location, files, version=self.version, where=where)
+        elif files is not None:
+            check_files(self.location, files, where=where)
         try:
             self.group = zarr.open_group(self.location, mode="r")
         except (FileNotFoundError, ValueError) as exc:
             raise DatasetNotFoundError(f"{self.location}: not a readable Zarr group ({exc})") from None
         self.attrs: dict[str, Any] = dict(self.group.attrs.get("hipsml", {}))
+        check_metadata(self.group, self.attrs, int(entry["count"]), where=where)  # shapes first: bounded work below
+        if files is None:
+            check_image_chunks(self.location, self.group["images"], where=where)
         self.report: Any = None
+
+    @property
+    def _where(self) -> str:
+        return f"{self.path} v{self.version}"
+
+    def verify(self, *, threads: int | None = None) -> VerifyReport:
+        """Hash every file of this version against its manifest (on ``threads`` threads).
+
+        Returns
+        -------
+        VerifyReport
+            Files and bytes checked, and the time taken.
+
+        Raises
+        ------
+        DatasetError
+            A file is missing, a symlink, of another size or content, or not in the manifest (every
+            one is named), or the version was published without a manifest.
+
+        Examples
+        --------
+        >>> hipsml.open_dataset("demo-output/datasets/demo").verify().files  # doctest: +SKIP
+        31
+        """
+        files = load_manifest(self.location, self._entry.get("manifest"), where=self._where)
+        return verify_version(self.location, files, version=self.version, where=self._where, threads=threads)
+
+    def read_images(self, indices: Any) -> np.ndarray:
+        """The images of rows ``indices`` (any order, repeats allowed), as stored (float32 or float16).
+
+        Unlike ``ds.images[...]``, a chunk that cannot be decoded is a :class:`~hipsml.errors.DatasetError`
+        naming the array, the chunk and the version.
+        """
+        idx = np.atleast_1d(np.asarray(indices))
+        n = len(self)
+        if idx.dtype.kind not in "iu" or idx.ndim != 1:
+            raise InvalidInputError("indices must be a 1-D array of integer row indices")
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise InvalidInputError(f"indices must be within 0..{n - 1}")
+        idx = np.mod(idx, n) if idx.size else idx.astype(np.int64)
+        rows, inverse = np.unique(idx, return_inverse=True)  # read in storage order, once each
+        try:
+            block = np.asarray(self.images.get_orthogonal_selection((rows,)))
+        except Exception as exc:
+            raise self._chunk_error("images", rows, exc) from exc
+        return block[inverse.reshape(-1)]
+
+    def _chunk_error(self, name: str, rows: np.ndarray, exc: BaseException) -> DatasetError:
+        """The error naming the first chunk of array ``name`` among ``rows`` that fails to decode."""
+        arr = self.group[name]
+        chunk, n = int(arr.chunks[0]), int(arr.shape[0])
+        for k in np.unique(np.asarray(rows) // chunk).tolist():
+            lo, hi = k * chunk, min((k + 1) * chunk, n)
+            try:
+                arr[lo:hi]
+            except Exception as inner:  # this chunk is a bad one
+                return DatasetError(f"{self._where}: array {name!r} chunk {k} (rows {lo}..{hi - 1}) cannot be "
+                                    f"read ({type(inner).__name__}: {inner}); restore the version from a good copy")  # fmt: skip
+        return DatasetError(f"{self._where}: array {name!r} cannot be read ({type(exc).__name__}: {exc})")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -234,9 +313,7 @@ class Dataset:
         out = user_path(folder, what="folder")
         g = self.attrs["geometry"]
         rot = self.column("rotation")[idx] if isinstance(g["rotation"], str) else np.full(idx.size, float(g["rotation"]))
-        order = np.argsort(idx)  # read the rows in storage order
-        images = np.empty((idx.size, *self.images.shape[1:]), dtype=np.float32)
-        images[order] = self.images.get_orthogonal_selection((idx[order],)).astype(np.float32)
+        images = self.read_images(idx).astype(np.float32)
         surveys = self.attrs.get("surveys", [])
         result = CutoutResult(
             images=images, ra=self.column("ra")[idx], dec=self.column("dec")[idx], rotation=rot, size=int(g["size"]),
@@ -253,14 +330,28 @@ class Dataset:
         return paths
 
 
-def open_dataset(path: str | os.PathLike[str], version: int | str = "latest") -> Dataset:
-    """Open a published version of a hipsml dataset.
+def open_dataset(path: str | os.PathLike[str], version: int | str = "latest", *, verify: bool = False) -> Dataset:
+    """Open a published version of a hipsml dataset, checking it.
+
+    Every open checks cheaply (about 0.1 s for 10,000 chunks) that every file the version's
+    manifest lists is a regular file of its recorded size, that its ``zarr.json`` documents are
+    unchanged, that every array has the version's row count and that label and split codes
+    lie within their names. ``verify=True`` hashes every file as well (:meth:`Dataset.verify`).
 
     Parameters
     ----------
     path : path
         The dataset folder (``output.path`` of its recipe); ``PATH@vN`` picks a version too.
     version : "latest", int or "vN"
+    verify : bool
+        Hash every file against the manifest before opening.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        No dataset, or no such version, at ``path``.
+    DatasetError
+        The version is damaged or contradicts itself (the message names the file, array or entry).
 
     Examples
     --------
@@ -270,8 +361,60 @@ def open_dataset(path: str | os.PathLike[str], version: int | str = "latest") ->
     ((120, 4, 64, 64), ['train', 'val', 'test'])
     """
     root, at = parse_dataset_path(path)
+    version = _check_version_arg(version)
     if at != "latest":
         if version != "latest":
             raise InvalidInputError(f"give the version in the path ({path}) or as version=, not both")
         version = at
-    return Dataset(root, resolve_version(root, version))
+    if not isinstance(verify, bool):
+        raise InvalidInputError(f"verify must be True or False, got {verify!r}")
+    return Dataset(root, resolve_version(root, version), verify=verify)
+
+
+def _check_version_arg(version: Any) -> int | str:
+    if isinstance(version, bool) or not isinstance(version, (int, np.integer, str)):
+        raise InvalidInputError(f"version must be 'latest', N or 'vN', got {version!r}")
+    return int(version) if isinstance(version, np.integer) else version
+
+
+def verify_dataset(path: str | os.PathLike[str], version: int | str = "latest", *, threads: int | None = None) -> VerifyReport:
+    """Hash every file of a published version against its manifest; name every file that differs.
+
+    Unlike :func:`open_dataset` this does not open the Zarr group first, so even a damaged
+    ``zarr.json`` is named rather than failing the open.
+
+    Parameters
+    ----------
+    path : path
+        The dataset folder; ``PATH@vN`` picks a version.
+    version : "latest", int or "vN"
+    threads : int, optional
+        Hashing threads (default: the CPU count, at most 16).
+
+    Returns
+    -------
+    VerifyReport
+        ``files``, ``bytes``, ``seconds`` and ``rate`` (bytes/s) of the check.
+
+    Raises
+    ------
+    DatasetError
+        A file is missing, a symlink, of another size or content, or not in the manifest; the
+        version has no manifest (published before hipsml wrote them); or the index is damaged.
+
+    Examples
+    --------
+    >>> hipsml.verify_dataset("demo-output/datasets/demo@v1").summary()  # doctest: +SKIP
+    'demo-output/datasets/demo/v1: v1 verified: 31 files, 5.3 MB match manifest.json (900 MB/s)'
+    """
+    root, at = parse_dataset_path(path)
+    version = _check_version_arg(version)
+    if at != "latest":
+        if version != "latest":
+            raise InvalidInputError(f"give the version in the path ({path}) or as version=, not both")
+        version = at
+    entry = resolve_version(root, version)
+    where = f"{root} v{entry['version']}"
+    location = root / entry["path"]
+    files = load_manifest(location, entry.get("manifest"), where=where)
+    return verify_version(location, files, version=int(entry["version"]), where=where, threads=threads)

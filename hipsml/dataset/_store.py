@@ -5,6 +5,8 @@
     DATASET/
       versions.json          index of the published versions (written atomically)
       v1/ v2/ ...            each an ordinary Zarr v3 group (images, id, ra, dec, split, ...)
+      v1.manifest.json ...   every file of v1/ with its size and sha256 (the manifest's own
+                             sha256 is in the version's entry of versions.json)
       queries/               saved results of online target queries (VizieR, TAP)
       .staging-<hash>/       a version being built: group/ (published by rename), units/ (done-markers)
       .lock                  held while a build runs
@@ -29,18 +31,23 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hipsml._files import atomic_write_bytes, check_name_lengths
-from hipsml.errors import DatasetNotFoundError, OutputError
+from hipsml.errors import DatasetError, DatasetNotFoundError, OutputError
 
 __all__ = [
     "VERSIONS_FILE",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "read_versions",
+    "parse_versions",
+    "dataset_versions",
+    "resolve_version",
+    "version_problem",
     "write_versions",
     "check_output_root",
     "dataset_lock",
@@ -68,32 +75,107 @@ def _version_attrs(folder: Path) -> dict[str, Any] | None:
     return attrs if isinstance(attrs, dict) and attrs.get("complete") else None
 
 
+class _VersionEntry(BaseModel):
+    """One entry of ``versions.json``, as hipsml writes it (unknown keys are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: int = Field(ge=1)
+    path: str = Field(pattern=r"^v[0-9]+$")  # a folder inside the dataset: never ../x or /abs
+    hash: str = Field(min_length=1)
+    count: int = Field(ge=0)
+    created: str = ""
+    bytes: int = Field(default=0, ge=0)
+    parent: int | None = None
+    hipsml: str = ""
+    manifest: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+class _VersionIndex(BaseModel):
+    """``versions.json``: the entries are validated one by one, to name the bad one."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: Literal["hipsml-dataset"]
+    format_version: int
+    name: str = ""
+    versions: list[Any]
+
+
+def _validation_text(exc: ValidationError, prefix: str) -> str:
+    err = exc.errors()[0]
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+    return f"{prefix}{loc}: {err['msg']}"
+
+
+def parse_versions(data: Any, *, source: str) -> list[dict[str, Any]]:
+    """The validated entries of a ``versions.json`` document (``source`` names it in errors).
+
+    Raises
+    ------
+    DatasetError
+        The document, or one of its entries, is not what hipsml writes; the message names the entry.
+    """
+    try:
+        index = _VersionIndex.model_validate(data)
+    except ValidationError as exc:
+        raise DatasetError(f"{source}: {_validation_text(exc, 'index')}; repair or remove it") from None
+    entries: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for i, raw in enumerate(index.versions):
+        try:
+            entry = _VersionEntry.model_validate(raw).model_dump()
+        except ValidationError as exc:
+            raise DatasetError(f"{source}: {_validation_text(exc, f'versions[{i}]')}; repair or remove it") from None
+        if entry["version"] in seen:
+            raise DatasetError(f"{source}: versions[{i}]: version {entry['version']} is listed twice; repair or remove it")
+        seen.add(entry["version"])
+        entries.append(entry)
+    return entries
+
+
 def read_versions(root: Path) -> list[dict[str, Any]]:
     """The published versions of the dataset at ``root``, oldest first ([] when there are none).
 
     Versions renamed into place but missing from ``versions.json`` (a crash between
     the two steps of :func:`publish_version`) are included.
+
+    Raises
+    ------
+    DatasetError
+        ``versions.json`` is unreadable or not what hipsml writes (the message names the entry).
     """
     index = root / VERSIONS_FILE
     versions: list[dict[str, Any]] = []
     if index.is_file():
         try:
             data = json.loads(index.read_text(encoding="utf-8"))
-            versions = list(data["versions"])
-            if data.get("format") != FORMAT_NAME:
-                raise ValueError("not a hipsml dataset index")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise OutputError(f"{index}: unreadable dataset index ({exc}); repair or remove it") from None
-    known = {v.get("path") for v in versions}
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{index}: unreadable dataset index ({exc}); repair or remove it") from None
+        versions = parse_versions(data, source=os.fspath(index))
+    known = {v["path"] for v in versions}
+    numbers = {v["version"] for v in versions}
     for folder in sorted(root.glob("v*")) if root.is_dir() else []:
         if _VERSION_DIR.match(folder.name) and folder.name not in known:
             attrs = _version_attrs(folder)
-            if attrs is not None:
+            if attrs is not None and int(attrs["version"]) not in numbers:
                 versions.append(_entry(folder, attrs))
     return sorted(versions, key=lambda v: int(v["version"]))
 
 
+def version_problem(root: Path, entry: dict[str, Any]) -> str | None:
+    """Why the folder of index entry ``entry`` cannot hold its version (missing, a symlink), or None."""
+    folder = root / entry["path"]
+    if folder.is_symlink():
+        return f"{folder} is a symlink; versions live inside the dataset folder"
+    if not folder.is_dir():
+        return f"its folder {folder} is missing"
+    return None
+
+
 def _entry(folder: Path, attrs: dict[str, Any]) -> dict[str, Any]:
+    from hipsml.dataset._integrity import manifest_digest
+
     return {
         "version": int(attrs["version"]),
         "path": folder.name,
@@ -103,6 +185,7 @@ def _entry(folder: Path, attrs: dict[str, Any]) -> dict[str, Any]:
         "bytes": folder_bytes(folder),
         "parent": attrs.get("parent", {}).get("version") if isinstance(attrs.get("parent"), dict) else None,
         "hipsml": attrs.get("software", {}).get("hipsml", ""),
+        "manifest": manifest_digest(folder),
     }
 
 
@@ -122,7 +205,7 @@ def check_output_root(root: Path) -> None:
     if root.is_dir() and not (root / VERSIONS_FILE).exists():
         building = (".staging-", ".coverage-")  # an interrupted build's staging folder or coverage pass
         entries = [p.name for p in root.iterdir() if p.name not in (".lock",) and not p.name.startswith(building)]
-        if entries and not all(_VERSION_DIR.match(e) or e == "queries" for e in entries):
+        if entries and not all(_VERSION_DIR.match(e.removesuffix(".manifest.json")) or e == "queries" for e in entries):
             raise OutputError(
                 f"output.path {root} exists and is not a hipsml dataset (no {VERSIONS_FILE}); "
                 "choose a new or empty folder"
@@ -172,13 +255,22 @@ def link_or_copy(src: Path, dst: Path) -> bool:
         return False
 
 
-def publish_version(root: Path, staging: Path, name: str, attrs: dict[str, Any]) -> dict[str, Any]:
-    """Rename the finished ``staging`` folder to ``root/vN`` and index it; return its entry."""
+def publish_version(root: Path, staging: Path, name: str, attrs: dict[str, Any], *,
+                    manifest: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """Rename the finished ``staging`` folder to ``root/vN`` and index it; return its entry.
+
+    ``manifest`` (the staged manifest of the folder) is renamed to ``root/vN.manifest.json``
+    first, so a published folder never lacks its manifest.
+    """
+    from hipsml.dataset._integrity import manifest_path
+
     version = int(attrs["version"])
     target = root / f"v{version}"
     if target.exists():
         raise OutputError(f"{target} already exists; the dataset index and its folders disagree")
     try:
+        if manifest is not None:
+            os.replace(manifest, manifest_path(target))
         os.rename(staging, target)
     except OSError as exc:
         raise OutputError(f"cannot publish {target}: {exc.strerror or exc}") from None
@@ -190,8 +282,8 @@ def publish_version(root: Path, staging: Path, name: str, attrs: dict[str, Any])
     return entry
 
 
-def resolve_version(root: Path, version: int | str) -> dict[str, Any]:
-    """The index entry of ``version`` (``"latest"``, ``N`` or ``"vN"``) of the dataset at ``root``."""
+def dataset_versions(root: Path) -> list[dict[str, Any]]:
+    """The published versions of the dataset at ``root``; a one-line error when there is no dataset."""
     if not root.is_dir():
         raise DatasetNotFoundError(f"no dataset at {root}")
     if not (root / VERSIONS_FILE).is_file() and not any(_VERSION_DIR.match(p.name) for p in root.iterdir()):
@@ -199,17 +291,37 @@ def resolve_version(root: Path, version: int | str) -> dict[str, Any]:
     versions = read_versions(root)
     if not versions:
         raise DatasetNotFoundError(f"{root} has no published version yet")
+    return versions
+
+
+def resolve_version(root: Path, version: int | str) -> dict[str, Any]:
+    """The index entry of ``version`` (``"latest"``, ``N`` or ``"vN"``) of the dataset at ``root``.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        No dataset at ``root``, or no such version.
+    DatasetError
+        The index lists the version but its folder is missing (or a symlink).
+    """
+    versions = dataset_versions(root)
+    entry = None
     if version == "latest":
-        return versions[-1]
-    text = str(version)
-    m = re.fullmatch(r"v?(\d+)", text)
-    if m is None:
-        raise DatasetNotFoundError(f"version must be 'latest', N or vN, got {version!r}")
-    for v in versions:
-        if int(v["version"]) == int(m.group(1)):
-            return v
-    have = ", ".join(f"v{v['version']}" for v in versions)
-    raise DatasetNotFoundError(f"{root} has no version {text} (it has {have})")
+        entry = versions[-1]
+    else:
+        text = str(version)
+        m = re.fullmatch(r"v?(\d+)", text)
+        if m is None:
+            raise DatasetNotFoundError(f"version must be 'latest', N or vN, got {version!r}")
+        entry = next((v for v in versions if int(v["version"]) == int(m.group(1))), None)
+        if entry is None:
+            have = ", ".join(f"v{v['version']}" for v in versions)
+            raise DatasetNotFoundError(f"{root} has no version {text} (it has {have})")
+    problem = version_problem(root, entry)
+    if problem is not None:
+        raise DatasetError(f"{root / VERSIONS_FILE}: v{entry['version']} is listed but {problem}; "
+                           "restore it or remove its entry")  # fmt: skip
+    return entry
 
 
 def now_iso() -> str:

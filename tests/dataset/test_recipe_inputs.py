@@ -64,7 +64,7 @@ def test_a_dataset_folder_refuses_another_recipe(tmp_path, sky, capsys):
     _fails(capsys, write_recipe(tmp_path / "c.yaml", fewer), "with surveys '2 entries', this recipe has '1 entries'")
     bigger = {**data, "cutout": {**data["cutout"], "size": 48}}
     _fails(capsys, write_recipe(tmp_path / "d.yaml", bigger), "with cutout.size 32, this recipe has 48; give this recipe another output.path")
-    assert sorted(p.name for p in (tmp_path / "ds").iterdir() if not p.name.startswith(".")) == ["v1", "versions.json"]
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir() if not p.name.startswith(".")) == ["v1", "v1.manifest.json", "versions.json"]
 
 
 def test_an_output_name_longer_than_the_file_system_allows_is_one_line(tmp_path, sky, capsys):

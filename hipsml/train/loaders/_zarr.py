@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from hipsml.errors import InputFileError, InvalidInputError
+from hipsml.errors import DatasetError, InvalidInputError
 from hipsml.train.loaders._normalise import Normalisation, parse_normalisation, prepare_batch
 
 __all__ = [
@@ -525,9 +525,10 @@ class ZarrBatches:
             hi = min(lo + chunk, images.shape[0])
             try:
                 data = read(k, lo, hi)
-            except Exception as exc:  # a corrupt or unreadable chunk: name it
-                where = getattr(self.dataset, "location", "the dataset")
-                raise InputFileError(f"cannot read chunk {k} (rows {lo}..{hi - 1}) of {where}/images: {exc}") from exc
+            except Exception as exc:  # a corrupt or unreadable chunk: name the array, the chunk and the version
+                where = f"{getattr(self.dataset, 'path', 'the dataset')} v{getattr(self.dataset, 'version', '?')}"
+                raise DatasetError(f"{where}: array 'images' chunk {k} (rows {lo}..{hi - 1}) cannot be read "
+                                   f"({type(exc).__name__}: {exc}); restore the version from a good copy") from exc
             local = rows[plan.blocks[k]] - lo
             if local.size != data.shape[0]:
                 data = data[local]

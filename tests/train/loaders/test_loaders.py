@@ -186,7 +186,7 @@ def test_errors_in_the_reader_threads_reach_the_consumer(ds, tmp_path):
     shutil.copytree(ds.path, copy)
     broken = hipsml.open_dataset(copy)
     (broken.location / "images" / "c" / "3" / "0" / "0" / "0").write_bytes(b"not a blosc chunk")
-    with pytest.raises(hipsml.errors.InputFileError, match=r"cannot read chunk 3 \(rows 18\.\.23\) of .*images"):
+    with pytest.raises(hipsml.errors.DatasetError, match=r"v1: array 'images' chunk 3 \(rows 18\.\.23\) cannot be read"):
         list(zarr_batches(broken, None, batch_size=8))
     assert _loader_threads() == []
 
