@@ -23,6 +23,7 @@ __all__ = [
     "RecipeError",
     "TargetsError",
     "DatasetNotFoundError",
+    "ResourceLimitError",
 ]
 
 
@@ -77,3 +78,8 @@ class TargetsError(HipsmlError, ValueError):
 
 class DatasetNotFoundError(HipsmlError, FileNotFoundError):
     """No hipsml dataset (or no such version of one) at the given path."""
+
+
+class ResourceLimitError(HipsmlError, MemoryError):
+    """A job would need more memory than its budget: the message gives the estimate and the budget,
+    and names the parameter to shrink (or ``HIPSML_MEMORY_BUDGET`` to raise the budget)."""
