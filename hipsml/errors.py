@@ -24,6 +24,7 @@ __all__ = [
     "TargetsError",
     "DatasetNotFoundError",
     "ResourceLimitError",
+    "TrainingDivergedError",
 ]
 
 
@@ -83,3 +84,7 @@ class DatasetNotFoundError(HipsmlError, FileNotFoundError):
 class ResourceLimitError(HipsmlError, MemoryError):
     """A job would need more memory than its budget: the message gives the estimate and the budget,
     and names the parameter to shrink (or ``HIPSML_MEMORY_BUDGET`` to raise the budget)."""
+
+
+class TrainingDivergedError(HipsmlError, FloatingPointError):
+    """Training produced a non-finite loss or weight: the message names the epoch and the likely cause."""
