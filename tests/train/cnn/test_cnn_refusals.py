@@ -1,8 +1,9 @@
 """Issue 13: the CNN refuses what it cannot do, in one line, before a run folder is created.
 
-Each test builds its hostile input itself: a tiny labelled Zarr dataset of 8x8 shapes (generated
-here), options that cannot work or would not fit memory, a diverging learning rate, damaged run
-folders, and datasets of another cutout size or other channels for ``predict_cnn``.
+Each test builds its hostile input itself: a tiny labelled Zarr dataset of 8x8 shapes
+(``dataset_helpers.generated_dataset``), options that cannot work or would not fit memory, a
+diverging learning rate, damaged run folders, and datasets of another cutout size or other
+channels for ``predict_cnn``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-import zarr
+from dataset_helpers import generated_dataset
 
-import hipsml
 from hipsml._memory import ENV_VAR
 from hipsml.cli import main
 from hipsml.errors import InvalidInputError, ResourceLimitError, TrainingDivergedError
@@ -25,29 +24,9 @@ TINY = {"stem_channels": 4, "stem_stride": 2, "widths": [4], "groups": 2, "batch
         "warmup_epochs": 0, "normalise": "none"}  # fmt: skip
 
 
-def labelled(root: Path, *, n: int = 32, size: int = 8, classes=("dot", "blob"), labels=None,
-             channels=("g", "r"), seed: int = 0) -> hipsml.Dataset:
-    """A published one-version dataset: a dot or a blob per cutout under noise; splits 3:1 train/test."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % len(classes) if labels is None else np.asarray(labels)
-    r2 = np.sum((np.mgrid[0:size, 0:size] - (size - 1) / 2) ** 2, axis=0)
-    shapes = np.stack([np.exp(-r2 / 2), np.exp(-r2 / 8)])
-    images = rng.normal(0, 0.1, (n, len(channels), size, size)).astype(np.float32)
-    images += shapes[labels % 2][:, None].astype(np.float32)
-    group = zarr.open_group(root / "v1", mode="w", zarr_format=3)
-    group.create_array("images", data=images, chunks=(n, len(channels), size, size))
-    group.create_array("label", data=labels.astype(np.int64), chunks=(n,)).attrs["names"] = list(classes)
-    split = (np.arange(n) % 4 == 3).astype(np.int8)  # every 4th cutout is test
-    group.create_array("split", data=split, chunks=(n,)).attrs["names"] = ["train", "test"]
-    group.create_array("id", data=np.arange(n, dtype=np.int64), chunks=(n,))
-    group.attrs["hipsml"] = {"complete": True, "version": 1, "hash": f"gen-{root.name}-{size}-{seed}", "count": n,
-                             "channels": list(channels), "name": root.name}  # fmt: skip
-    return hipsml.open_dataset(root)
-
-
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    return labelled(tmp_path_factory.mktemp("ds") / "small")
+    return generated_dataset(tmp_path_factory.mktemp("ds") / "small")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +55,7 @@ def test_impossible_runs_are_refused_before_the_folder_exists(small, tmp_path, m
 
 
 def test_one_class_is_not_a_classification_task(tmp_path):
-    ds = labelled(tmp_path / "one", labels=[0] * 32)
+    ds = generated_dataset(tmp_path / "one", labels=[0] * 32)
     with pytest.raises(InvalidInputError, match="split 'train' of .* holds only class dot: a classifier needs at least 2"):
         train_cnn(ds, TINY, workdir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
@@ -149,13 +128,13 @@ def test_damaged_run_folders_are_refused_on_resume(small, trained, tmp_path, dam
 # -- models and data that do not match -------------------------------------------------------------
 
 def test_predict_refuses_another_cutout_size(trained, tmp_path):
-    bigger = labelled(tmp_path / "big", size=16)
+    bigger = generated_dataset(tmp_path / "big", size=16)
     with pytest.raises(InvalidInputError, match=r"trained on 8-pixel images; .*big.* has 16-pixel images"):
         predict_cnn(trained, bigger)
     assert not (tmp_path / "big" / "derived").exists()
 
 
 def test_predict_refuses_other_channel_names(trained, tmp_path):
-    swapped = labelled(tmp_path / "swapped", channels=("r", "g"))
+    swapped = generated_dataset(tmp_path / "swapped", channels=("r", "g"))
     with pytest.raises(InvalidInputError, match="trained on channels g, r; .* has r, g"):
         predict_cnn(trained, swapped)

@@ -14,8 +14,10 @@ import zipfile
 
 import numpy as np
 import pytest
+from dataset_helpers import generated_dataset
 
 from hipsml._memory import ENV_VAR
+from hipsml.cli import main
 from hipsml.errors import InvalidInputError, ResourceLimitError, TrainingDivergedError
 from hipsml.train import (
     SOM,
@@ -24,6 +26,7 @@ from hipsml.train import (
     read_pink_data,
     read_pink_som,
     train_som,
+    write_som_mapping,
 )
 from hipsml.train._checks import check_model_matches
 from hipsml.train.som._limits import som_memory_estimate
@@ -197,3 +200,33 @@ def test_pink_som_with_negative_dimension_is_refused(tmp_path):
     path.write_bytes(struct.pack("<11i", 2, 1, 0, 0, 2, -2, 3, 0, 2, 2, 2) + b"\0" * 64)
     with pytest.raises(InvalidInputError, match=r"SOM layout \(dimensions \[-2, 3\]"):
         read_pink_som(path)
+
+
+# -- the same through datasets and the command line --------------------------------------------------
+
+def test_som_trained_on_a_dataset_refuses_other_channel_names(tmp_path):
+    ds = generated_dataset(tmp_path / "gr", n=8)
+    som = train_som(ds, split=None, width=2, height=1, numrot=4, neuron_dim=8, progress=False)
+    assert som.images == {"size": 8, "channels": 2, "channel_names": ["g", "r"]}
+    swapped = generated_dataset(tmp_path / "rg", n=8, channels=("r", "g"))
+    with pytest.raises(InvalidInputError, match="trained on channels g, r; .*rg v1 has r, g"):
+        write_som_mapping(som, swapped, name="m")
+    assert not (tmp_path / "rg" / "derived").exists()
+
+
+def test_cli_som_map_of_another_size_and_a_huge_map_exit_2(tmp_path, capsys):
+    big = generated_dataset(tmp_path / "big", n=8, size=16)
+    small = generated_dataset(tmp_path / "small", n=8, size=8)
+    somdir = tmp_path / "som"
+    train_som(big, split=None, width=2, height=1, numrot=4, neuron_dim=16, progress=False).save(somdir)
+    capsys.readouterr()
+    code = main(["som", "map", str(somdir), "--dataset", str(small.path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "trained on 16-pixel images" in err[0] and "8-pixel" in err[0]
+
+    out = tmp_path / "huge"
+    code = main(["som", "train", "--dataset", str(small.path), "--width", "10000", "--height", "10000",
+                 "--numrot", "4", "--neuron-dim", "8", "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "memory budget" in err[0] and "10000x10000" in err[0]
+    assert not (out / "som.json").exists()
