@@ -23,9 +23,12 @@ def som_memory_estimate(config: SOMConfig, channels: int, image_side: int, *, ch
     """Bytes a SOM of ``config`` on ``channels x image_side^2`` images needs at its peak, roughly.
 
     The sum of its largest arrays: the neurons (three copies: host, device, update), the grid
-    distance and neighbourhood tables (``n^2``, float64 while built), the transform tables and, per
-    chunk of ``chunk`` images, every transformed image and every neuron's distance to each. A
-    float, so that products of huge options never overflow.
+    distance and neighbourhood tables (``n^2``, float64 while built), the transform tables (the 8
+    exact turns and flips are index permutations; the ``numrot/4`` interpolated angles have 4
+    bilinear taps per pixel) and, per chunk of ``chunk`` images, each image resampled at every
+    interpolated angle and every neuron's distance in every transform. A float, so that products of
+    huge options never overflow. For PINK's Radio Galaxy Zoo setup (331 neurons of 176 x 176,
+    360 rotations and flips) it gives about 1 GiB, against 0.6-0.8 GiB measured.
 
     Examples
     --------
@@ -40,11 +43,11 @@ def som_memory_estimate(config: SOMConfig, channels: int, image_side: int, *, ch
     nd = float(config.neuron_dim if config.neuron_dim is not None else default_neuron_dim(image_side, config.numrot))
     pixels = float(channels) * nd * nd  # one neuron
     transforms = float(config.transform_count)
-    interpolated = float(config.rotations_per_quarter) * (2.0 if config.flip else 1.0)
+    angles = float(config.rotations_per_quarter)
     neurons = 3 * n * pixels * 4
     grid = n * n * (5 * 8 + 4 + 1)
-    tables = 3 * transforms * pixels * 4 + interpolated * nd * nd * 4 * 8
-    search = float(chunk) * (transforms * pixels + n * transforms) * 4
+    tables = 3 * 8 * pixels * 4 + angles * nd * nd * 4 * 8
+    search = float(chunk) * (angles * pixels + n * transforms) * 4
     images = float(chunk) * channels * float(image_side) ** 2 * 4
     return neurons + grid + tables + search + images
 
