@@ -673,9 +673,9 @@ def _prepare_run(out: Path, ds: Any, config: CNNConfig, *, resume: bool, init: A
     if out.is_dir() and any(out.iterdir()):
         raise OutputError(f"{out} is not empty and holds no CNN run; choose a new or empty folder")
     codes, names = _labels_of(ds)
-    check_training_split(ds, config, codes, names)
     if config.source == "sky":
         dataset_surveys(ds)  # the surveys are reachable, before anything is written
+    check_training_split(ds, config, codes, names)
     in_channels = int(ds.images.shape[1]) + (1 if config.mask_channel else 0)
     side, where = int(ds.images.shape[-1]), f"{ds.path} v{ds.version}"
     key = jax.random.PRNGKey(config.seed)
