@@ -25,6 +25,8 @@ __all__ = [
     "TargetsError",
     "DatasetNotFoundError",
     "DatasetError",
+    "ResourceLimitError",
+    "TrainingDivergedError",
 ]
 
 
@@ -89,3 +91,12 @@ class DatasetError(HipsmlError, ValueError):
     """A dataset on disk is damaged or contradicts itself: a malformed ``versions.json``, a chunk that
     is missing, resized, replaced or undecodable, or metadata at odds with the index; the message
     names the file, array, chunk or entry."""
+
+
+class ResourceLimitError(HipsmlError, MemoryError):
+    """A job would need more memory than its budget: the message gives the estimate and the budget,
+    and names the parameter to shrink (or ``HIPSML_MEMORY_BUDGET`` to raise the budget)."""
+
+
+class TrainingDivergedError(HipsmlError, FloatingPointError):
+    """Training produced a non-finite loss or weight: the message names the epoch and the likely cause."""

@@ -56,3 +56,32 @@ def write_recipe(path: Path, data: dict[str, Any]) -> Path:
 def copy_sky(src: Path, dest: Path) -> Path:
     shutil.copytree(src, dest)
     return dest
+
+
+def generated_dataset(root: Path, *, n: int = 32, size: int = 8, classes=("dot", "blob"), labels=None,
+                      channels=("g", "r"), seed: int = 0):
+    """A published one-version Zarr dataset written directly (no sky, no extraction): fast for training tests.
+
+    Each cutout is a dot (odd label) or a blob (even label) under noise in every channel; every
+    4th cutout is in split ``test``, the rest in ``train``.
+    """
+    import numpy as np
+    import zarr
+
+    import hipsml
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % len(classes) if labels is None else np.asarray(labels)
+    r2 = np.sum((np.mgrid[0:size, 0:size] - (size - 1) / 2) ** 2, axis=0)
+    shapes = np.stack([np.exp(-r2 / 2), np.exp(-r2 / 8)])
+    images = rng.normal(0, 0.1, (n, len(channels), size, size)).astype(np.float32)
+    images += shapes[labels % 2][:, None].astype(np.float32)
+    group = zarr.open_group(root / "v1", mode="w", zarr_format=3)
+    group.create_array("images", data=images, chunks=(n, len(channels), size, size))
+    group.create_array("label", data=labels.astype(np.int64), chunks=(n,)).attrs["names"] = list(classes)
+    split = (np.arange(n) % 4 == 3).astype(np.int8)
+    group.create_array("split", data=split, chunks=(n,)).attrs["names"] = ["train", "test"]
+    group.create_array("id", data=np.arange(n, dtype=np.int64), chunks=(n,))
+    group.attrs["hipsml"] = {"complete": True, "version": 1, "hash": f"gen-{root.name}-{size}-{seed}", "count": n,
+                             "channels": list(channels), "name": root.name}  # fmt: skip
+    return hipsml.open_dataset(root)

@@ -82,6 +82,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from hipsml.dataset import open_dataset
     from hipsml.errors import OutputError
     from hipsml.train import SOMConfig, load_som, train_som, training_summary
+    from hipsml.train.som._limits import check_som_memory
 
     out = user_path(args.out, what="--out")
     options = _options(args)
@@ -108,7 +109,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
             print(f"{out}: already trained {done} of {target} epochs; nothing to do")
             return 0
         print(f"resuming {out} at epoch {done + 1} of {target}")
-    total = SOMConfig.from_mapping(options, base=base).epochs
+    config = SOMConfig.from_mapping(options, base=base)
+    side = ds.images.shape[-1]
+    check_som_memory(config.resolved(side), ds.images.shape[1], side)  # refused before anything is said or done
+    total = config.epochs
     first = len(previous.history) if previous is not None else 0
     # what is about to happen, and a progress bar through every epoch (stderr; -q: no bars)
     print(training_summary(ds, base, split=_split(args.split), **options), file=sys.stderr, flush=True)

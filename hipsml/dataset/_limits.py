@@ -5,19 +5,16 @@ adds up a build's peak memory (the target table, and per worker slot one chunk o
 the decoded tiles); :func:`check_memory` compares an estimate with the budget and refuses with
 one line that gives both figures.
 
-``check_memory``, ``memory_budget`` and ``format_bytes`` are local stand-ins with the
-signatures of the shared ``hipsml/_memory.py`` helpers (same ``HIPSML_MEMORY_BUDGET`` variable,
-same default of half the physical memory): swap those in when both are merged.
+The budget and the refusal are :mod:`hipsml._memory`'s, shared with the SOM and the CNN.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import re
 from typing import Any
 
-from hipsml.errors import InvalidInputError, RecipeError
+from hipsml._memory import check_memory, format_bytes, memory_budget
+from hipsml.errors import RecipeError
 
 __all__ = ["GRID_MAX_CELLS", "grid_cell_count", "estimate_build_memory", "check_memory", "memory_budget", "format_bytes"]
 
@@ -27,52 +24,6 @@ GRID_MAX_CELLS = 50_000_000
 TABLE_BYTES_PER_TARGET = 256
 #: what a survey process keeps of decoded tiles at most (``open_survey``'s ``memory_cache_bytes``)
 SURVEY_CACHE_BYTES = 512 * 2**20
-
-_ENV = "HIPSML_MEMORY_BUDGET"
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
-
-
-def format_bytes(n: float) -> str:
-    """``n`` bytes in binary units with one decimal (``"1.5 GiB"``)."""
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
-
-
-def memory_budget() -> int:
-    """Bytes one job may plan to use: ``HIPSML_MEMORY_BUDGET`` (``8GiB``, ``512MB``, ``1e9``), else half
-    of the machine's physical memory."""
-    text = os.environ.get(_ENV, "").strip()
-    if text:
-        m = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)", text)
-        if m is None or m.group(2).lower() not in _UNITS or float(m.group(1)) < 1:
-            raise InvalidInputError(f"{_ENV} must be a size such as 8GiB or 512MB, not {text!r}")
-        return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES")) // 2
-    except (AttributeError, OSError, ValueError):  # pragma: no cover - non-POSIX
-        return 4 * 2**30
-
-
-def check_memory(estimate_bytes: float, *, what: str, shrink: str = "") -> int:
-    """Refuse a job whose estimated memory exceeds :func:`memory_budget`; return the budget.
-
-    Raises
-    ------
-    RecipeError
-        One line with both figures, what to make smaller and how to raise the budget.
-    """
-    limit = memory_budget()
-    if not estimate_bytes <= limit:
-        hint = f"make {shrink} smaller, or " if shrink else ""
-        raise RecipeError(
-            f"{what} needs about {format_bytes(estimate_bytes)} of memory, more than the budget of "
-            f"{format_bytes(limit)}; {hint}raise the budget with {_ENV} (e.g. {_ENV}=64GiB)"
-        )
-    return limit
-
 
 def grid_cell_count(order: int, *, radius: float | None = None, ranges: Any = None) -> int:
     """Cells of a HEALPix grid at ``order``, counted without listing them.

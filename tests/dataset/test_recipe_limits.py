@@ -76,7 +76,7 @@ def test_a_build_over_the_memory_budget_is_refused_with_both_figures(tmp_path, s
     recipe = write_recipe(tmp_path / "big.yaml", data)
     monkeypatch.setenv("HIPSML_MEMORY_BUDGET", "100MiB")
     err = _fails(capsys, recipe, "recipe 'test-set' (120 cutouts of 2 x 2048 x 2048 pixels, 2 worker threads) needs about",
-                 "more than the budget of 100.0 MiB; make cutout.size, output.chunk_mb or compute.workers smaller")
+                 "more than the memory budget of 100.0 MiB; make cutout.size, output.chunk_mb or compute.workers smaller")
     assert "HIPSML_MEMORY_BUDGET" in err
     assert not (tmp_path / "big").exists()  # refused before any array was made
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from hipsml._files import staged_folder
 from hipsml.errors import DatasetNotFoundError, InvalidInputError, OutputError
+from hipsml.train._checks import check_model_matches
 from hipsml.train.cnn._train import batch_probabilities, load_cnn, run_folder
 from hipsml.train.loaders._zarr import _open, zarr_batches
 from hipsml.train.loaders._normalise import parse_normalisation
@@ -140,6 +141,9 @@ def _member(folder: Path, ds: Any) -> tuple[Any, dict[str, Any]]:
         raise InvalidInputError(f"the model in {folder} takes {model.spec.in_channels} channels "
                                 f"({', '.join(run.get('channels', []))}{' + mask' if mask else ''}); {ds.path} v{ds.version} "
                                 f"has {int(ds.images.shape[1])}")  # fmt: skip
+    trained = {"size": run["dataset"].get("size"), "channel_names": run.get("channels")}
+    check_model_matches(trained, {"size": int(ds.images.shape[-1]), "channel_names": list(ds.channels)},
+                        model=f"the model in {folder}", data=f"{ds.path} v{ds.version}")  # fmt: skip
     return model, run
 
 

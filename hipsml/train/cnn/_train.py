@@ -44,6 +44,8 @@ import optax
 from hipsml._files import atomic_write, atomic_write_bytes, user_path
 from hipsml._suggest import did_you_mean as _did_you_mean
 from hipsml.errors import InvalidInputError, OutputError
+from hipsml.train._checks import check_class_count, check_finite_loss, check_finite_weights
+from hipsml.train.cnn._limits import check_cnn_memory, check_record, check_stem_fits
 from hipsml.train.cnn._model import ModelSpec, ResNet, augment, build_model, parameter_count, predict_logits, stage_count, stage_parts
 from hipsml.train.loaders._zarr import _open, zarr_batches
 from hipsml.train.loaders._normalise import ChannelStats, Normalisation, parse_normalisation
@@ -401,6 +403,29 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         raise InvalidInputError(f"{path}: unreadable {what} ({exc})") from None
 
 
+_RUN_KEYS = ("kind", "model", "label_names", "channels", "normalisation", "config", "dataset")
+_DATASET_KEYS = ("path", "version", "hash")
+_CHECKPOINT_KEYS = ("file", "sha256", "epoch", "step", "history", "best", "best_epoch", "stale")
+
+
+def read_run(folder: Path) -> dict[str, Any]:
+    """``folder/run.json``, checked: an object with every field a run needs, its model readable.
+
+    Raises
+    ------
+    InvalidInputError
+        Missing, unreadable or damaged (not an object, a field missing), naming the file.
+    """
+    path = folder / "run.json"
+    run = check_record(_read_json(path, "CNN run"), path, "CNN run", _RUN_KEYS)
+    check_record(run["dataset"], path, "CNN run dataset", _DATASET_KEYS)
+    try:
+        ModelSpec.from_dict(run["model"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise InvalidInputError(f"{path}: unreadable model ({exc}); the run folder is damaged") from None
+    return run
+
+
 def _normalisation_dict(norm: Normalisation | None) -> dict[str, Any] | None:
     if norm is None:
         return None
@@ -426,7 +451,7 @@ def load_cnn(path: str | os.PathLike[str]) -> tuple[ResNet, dict[str, Any]]:
     ['star', 'elliptical', 'disk', 'radio_double']
     """
     folder = run_folder(path)
-    run = _read_json(folder / "run.json", "CNN run")
+    run = read_run(folder)
     spec = ModelSpec.from_dict(run["model"])
     skeleton = build_model(spec, key=jax.random.PRNGKey(0))
     return _load_tree(folder / "model.eqx", skeleton), run
@@ -649,10 +674,13 @@ def _prepare_run(out: Path, ds: Any, config: CNNConfig, *, resume: bool, init: A
     codes, names = _labels_of(ds)
     if config.source == "sky":
         dataset_surveys(ds)  # the surveys are reachable, before anything is written
+    check_training_split(ds, config, codes, names)
     in_channels = int(ds.images.shape[1]) + (1 if config.mask_channel else 0)
+    side, where = int(ds.images.shape[-1]), f"{ds.path} v{ds.version}"
     key = jax.random.PRNGKey(config.seed)
     frozen = None
     transfer: dict[str, Any] | None = None
+    norm = parse_normalisation(config.normalise, dataset=ds)
     if init is not None:
         source, source_run = load_cnn(init)
         base = source.spec
@@ -661,6 +689,8 @@ def _prepare_run(out: Path, ds: Any, config: CNNConfig, *, resume: bool, init: A
         if freeze > stage_count(spec):
             raise InvalidInputError(f"freeze={freeze}: the model has {stage_count(spec)} stages (stem and "
                                     f"{len(spec.widths)} residual stages)")  # fmt: skip
+        check_stem_fits(spec, side, where=where)
+        check_cnn_memory(spec, side, config.batch_size)
         model, rebuilt = transfer_model(source, spec, key=key)
         frozen = frozen_mask(model, freeze, keep_stem=rebuilt) if freeze else None
         config = replace(config, **{k: getattr(base, k) for k in _MODEL_KEYS})
@@ -670,8 +700,10 @@ def _prepare_run(out: Path, ds: Any, config: CNNConfig, *, resume: bool, init: A
         logger.info("fine-tuning from %s: new head for %d classes%s, %d stages frozen", init, len(names),
                     ", new stem" if rebuilt else "", freeze)
     else:
-        model = build_model(config.model_spec(in_channels, len(names)), key=key)
-    norm = parse_normalisation(config.normalise, dataset=ds)
+        spec = config.model_spec(in_channels, len(names))
+        check_stem_fits(spec, side, where=where)
+        check_cnn_memory(spec, side, config.batch_size)
+        model = build_model(spec, key=key)
     run = {"kind": "hipsml-cnn", "source": config.source, "model": model.spec.to_dict(), "label_names": names,
            "channels": ds.channels, "mask_channel": config.mask_channel, "normalisation": _normalisation_dict(norm),
            "config": config.to_dict(), "dataset": _dataset_identity(ds), "transfer": transfer,
@@ -682,7 +714,7 @@ def _prepare_run(out: Path, ds: Any, config: CNNConfig, *, resume: bool, init: A
 
 
 def _resume(out: Path, ds: Any, config: CNNConfig, given: set[str]) -> _RunState:
-    run = _read_json(out / "run.json", "CNN run")
+    run = read_run(out)
     saved = CNNConfig.from_mapping(run["config"])
     now, before = config.to_dict(), saved.to_dict()
     changed = sorted(k for k in given if k not in ("epochs", "patience") and now[k] != before[k])
@@ -704,8 +736,12 @@ def _resume(out: Path, ds: Any, config: CNNConfig, given: set[str]) -> _RunState
         model = _load_tree(out / "checkpoints" / "start.eqx", model)
     state = _RunState(out, ds, config, run, norm, model, frozen)
     if (out / "checkpoint.json").is_file():
-        ck = _read_json(out / "checkpoint.json", "checkpoint")
-        path = out / ck["file"]
+        ck = check_record(_read_json(out / "checkpoint.json", "checkpoint"), out / "checkpoint.json", "checkpoint",
+                          _CHECKPOINT_KEYS)  # fmt: skip
+        path = out / str(ck["file"])
+        if not path.is_file():
+            raise InvalidInputError(f"{path}, the checkpoint named by checkpoint.json, is missing; the run folder is "
+                                    "damaged (train again in a new folder)")  # fmt: skip
         if _digest(path) != ck["sha256"]:
             raise InvalidInputError(f"{path} does not match checkpoint.json (sha256); the run folder is damaged")
         state.opt_state = _init_opt(state)
@@ -737,12 +773,7 @@ def _init_opt(state: _RunState) -> Any:
 def _run(state: _RunState, on_epoch: Callable[[dict[str, Any]], None] | None) -> CNNResult:
     c, ds, out = state.config, state.ds, state.out
     codes, names = _labels_of(ds)
-    train_rows = ds.split(c.train_split)
-    if train_rows.size < 1:
-        raise InvalidInputError(f"split {c.train_split!r} of {ds.location} is empty")
-    if c.batch_size > train_rows.size:
-        raise InvalidInputError(f"batch_size {c.batch_size} is larger than the training split ({train_rows.size} "
-                                f"cutouts); choose batch_size <= {train_rows.size}")  # fmt: skip
+    train_rows = check_training_split(ds, c, codes, names)
     weights = _class_weights(c, codes[train_rows], len(names))
     weights_dev = jnp.asarray(weights)
     has_val = c.val_split in ds.split_names and ds.split(c.val_split).size > 0
@@ -777,6 +808,9 @@ def _run(state: _RunState, on_epoch: Callable[[dict[str, Any]], None] | None) ->
             state.step += 1
         steps = max(1, len(train_loader))
         train_loss, train_acc = float(loss_sum) / steps, int(correct) / max(seen, 1)
+        cause = f"learning_rate {c.learning_rate:g} is too large (try one ten times smaller)"
+        check_finite_loss(train_loss, epoch=epoch, model="CNN", cause=cause)  # before anything of it is saved
+        check_finite_weights(_all_finite(model), epoch=epoch, model="CNN", cause=cause)
         seconds = time.perf_counter() - t0
         record: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
                                   "images_per_second": seen / seconds if seconds > 0 else float("nan"),
@@ -808,6 +842,29 @@ def _run(state: _RunState, on_epoch: Callable[[dict[str, Any]], None] | None) ->
         _save_tree(out / "model.eqx", best_model)
     metrics = _final_metrics(state, best_model, weights, has_val=has_val, has_test=has_test, dtype=dtype)
     return CNNResult(best_model, state.history, metrics, out / "model.eqx", out, c, names)
+
+
+def _all_finite(model: ResNet) -> bool:
+    leaves = jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))
+    return all(bool(jnp.isfinite(leaf).all()) for leaf in leaves)
+
+
+def check_training_split(ds: Any, config: CNNConfig, codes: np.ndarray, names: list[str]) -> np.ndarray:
+    """The rows of the training split, refused when empty, smaller than a batch or holding fewer than 2 classes.
+
+    Raises
+    ------
+    InvalidInputError
+        One line naming the split, the dataset and what to change.
+    """
+    train_rows = ds.split(config.train_split)
+    if train_rows.size < 1:
+        raise InvalidInputError(f"split {config.train_split!r} of {ds.location} is empty")
+    if config.batch_size > train_rows.size:
+        raise InvalidInputError(f"batch_size {config.batch_size} is larger than the training split ({train_rows.size} "
+                                f"cutouts); choose batch_size <= {train_rows.size}")  # fmt: skip
+    check_class_count(codes[train_rows], names, split=config.train_split, where=f"{ds.path} v{ds.version}")
+    return train_rows
 
 
 def _checkpoint(state: _RunState, model: ResNet, opt_state: Any, *, stopped: bool) -> None:

@@ -8,6 +8,7 @@ from hipsml.train.som._outliers import plot_outliers, som_outliers
 from hipsml.train.som._pink import (
     PinkMapping,
     PinkRotFlip,
+    pink_options,
     read_pink,
     read_pink_data,
     read_pink_mapping,
@@ -33,6 +34,7 @@ __all__ = [
     "default_neuron_dim",
     "default_distance_dim",
     "read_pink",
+    "pink_options",
     "read_pink_data",
     "read_pink_som",
     "read_pink_mapping",

@@ -92,7 +92,13 @@ class SOMConfig:
         their neurons are stored row by row as PINK does, and grid distance is the axial
         (hex-step) distance.
     width, height : int
-        Grid size (PINK ``--som-width``, ``--som-height``). A hexagonal map of side ``d`` has
+        Grid size: a cartesian map has ``height`` rows of ``width`` neurons, stored row by row
+        (neuron ``p`` at row ``p // width``, column ``p % width``). PINK names the row length
+        ``--som-height`` and the number of rows ``--som-width`` (its ``CartesianLayout`` stores rows
+        of length ``--som-height``), so ``width`` here is PINK's ``--som-height`` and ``height`` is
+        PINK's ``--som-width``: :func:`~hipsml.train.pink_options` gives the PINK options of a config,
+        and the PINK files hipsml reads and writes translate, so a map moves between the two
+        unchanged. A hexagonal map of side ``d`` (square, so the two conventions agree) has
         ``d*d - r*(r+1)`` neurons with ``r = (d-1)/2`` (331 for 21).
     neuron_dim : int or None
         Side of each square neuron (PINK ``--neuron-dimension``). ``None``: PINK's rule from the
@@ -226,12 +232,13 @@ class SOMConfig:
             )
         for name in ("sigma", "damping"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-                raise InvalidInputError(f"SOM option {name} must be a positive number, got {value!r}")
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
+                raise InvalidInputError(f"SOM option {name} must be a positive finite number, got {value!r}")
         for name in ("sigma_end", "damping_end"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
-                raise InvalidInputError(f"SOM option {name} must be a positive number or None, got {value!r}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0 < value < math.inf):
+                raise InvalidInputError(f"SOM option {name} must be a positive finite number or None, got {value!r}")
         if self.init == "file_init" and not self.init_file:
             raise InvalidInputError("init='file_init' needs init_file (a PINK SOM file or a saved hipsml SOM)")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:

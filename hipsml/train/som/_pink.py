@@ -29,10 +29,11 @@ from hipsml._files import atomic_write, user_path
 from hipsml.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from hipsml.train.som._config import SOMConfig
     from hipsml.train.som._som import SOM
 
 __all__ = [
-    "PinkMapping", "PinkRotFlip", "read_pink", "read_pink_data", "read_pink_som", "read_pink_mapping",
+    "PinkMapping", "PinkRotFlip", "pink_options", "read_pink", "read_pink_data", "read_pink_som", "read_pink_mapping",
     "read_pink_rot_flip", "write_pink_data", "write_pink_som", "write_pink_mapping", "write_pink_rot_flip",
 ]
 
@@ -109,7 +110,17 @@ class _Reader:
         code, ndim = self.ints(2, what)
         if code not in (0, 1) or not 1 <= ndim <= 3:
             raise InvalidInputError(f"{self.path}: bad {what} (layout {code}, {ndim} dimensions)")
-        return code, self.ints(ndim, what)
+        dims = self.ints(ndim, what)
+        if min(dims) < 1:
+            raise InvalidInputError(f"{self.path}: bad {what} (dimensions {dims}; each must be >= 1); the file is damaged")
+        return code, dims
+
+    def count(self, what: str) -> int:
+        """A non-negative count (``what``: its name in the error)."""
+        (value,) = self.ints(1, what)
+        if value < 0:
+            raise InvalidInputError(f"{self.path}: negative {what} ({value}); the file is damaged")
+        return value
 
     def rest(self, dtype: np.dtype, count: int, what: str) -> np.ndarray:
         raw = self.fh.read()
@@ -166,7 +177,7 @@ def _float32(reader: _Reader) -> None:
 
 def _read_data(reader: _Reader) -> np.ndarray:
     _float32(reader)
-    (count,) = reader.ints(1, "number of entries")
+    count = reader.count("number of entries")
     code, dims = reader.layout("data layout")
     if code != 0 or len(dims) not in (2, 3):
         raise InvalidInputError(f"{reader.path}: data layout {code} {dims}: hipsml reads 2-D or 3-D cartesian images")
@@ -240,7 +251,7 @@ def read_pink_som(path: str | os.PathLike[str], **options: object) -> SOM:
 
 def _read_mapping(reader: _Reader) -> PinkMapping:
     _float32(reader)
-    (count,) = reader.ints(1, "number of entries")
+    count = reader.count("number of entries")
     code, dims = reader.layout("SOM layout")
     values = np.frombuffer(reader.fh.read(), dtype="<f4")
     layout, width, height, neurons = _neuron_count(code, dims, values.size, count)
@@ -259,7 +270,7 @@ def read_pink_mapping(path: str | os.PathLike[str]) -> PinkMapping:
 
 
 def _read_rot_flip(reader: _Reader) -> PinkRotFlip:
-    (count,) = reader.ints(1, "number of entries")
+    count = reader.count("number of entries")
     code, dims = reader.layout("SOM layout")
     raw = reader.fh.read()
     if len(raw) % _ROT_FLIP_DTYPE.itemsize:
@@ -307,6 +318,42 @@ def _header_bytes(header: str | None) -> bytes:
         return b""
     lines = [line if line.startswith("#") else f"# {line}" for line in header.splitlines()]
     return ("\n".join(lines) + "\n# END OF HEADER\n").encode()
+
+
+def pink_options(config: SOMConfig) -> list[str]:
+    """The PINK 2.5 command-line options that train the same map as ``config``.
+
+    PINK's ``CartesianLayout`` stores rows of length ``--som-height``; a hipsml cartesian map
+    stores rows of length ``width``. So ``--som-width`` is ``config.height`` (the number of rows)
+    and ``--som-height`` is ``config.width``, and the neurons are then in the same order in both.
+    Options PINK lacks (``mode``, ``schedule``, ``precision``, ``pbc``, ``init='samples'``,
+    ``normalise``) are not translated; ``neuron_dim`` must be resolved (not None) to be included.
+
+    Examples
+    --------
+    >>> from hipsml.train.som._config import SOMConfig
+    >>> " ".join(pink_options(SOMConfig(width=3, height=2, numrot=4, neuron_dim=8))[:4])
+    '--som-width 2 --som-height 3'
+    """
+    options = ["--som-width", str(config.height), "--som-height", str(config.width),
+               "--layout", config.layout, "--numrot", str(config.numrot),
+               "--interpolation", config.interpolation, "--dist-func", config.neighbourhood,
+               str(config.sigma), str(config.damping), "--max-update-distance", str(config.max_update_distance),
+               "--num-iter", str(config.epochs), "--seed", str(config.seed),
+               "--euclidean-distance-shape", config.distance_shape]  # fmt: skip
+    if config.neuron_dim is not None:
+        options += ["--neuron-dimension", str(config.neuron_dim)]
+    if config.distance_dim is not None:
+        options += ["--euclidean-distance-dimension", str(config.distance_dim)]
+    if config.init in ("zero", "random", "random_with_preferred_direction"):
+        options += ["--init", config.init]
+    elif config.init == "file_init":
+        options += ["--init", str(config.init_file)]
+    if not config.flip:
+        options.append("--flip-off")
+    if not config.shuffle:
+        options.append("--input-shuffle-off")
+    return options
 
 
 def _pack(*values: int) -> bytes:

@@ -27,9 +27,11 @@ from tqdm.auto import tqdm
 
 from hipsml._files import atomic_write, atomic_write_bytes, user_path
 from hipsml.errors import InvalidInputError
+from hipsml.train._checks import check_finite_loss, check_finite_weights, check_model_matches
 from hipsml.train.som import _kernels
 from hipsml.train.som._config import SOMConfig
 from hipsml.train.som._layout import grid_distances, neighbour_mask
+from hipsml.train.som._limits import check_som_memory, read_npz_array
 from hipsml.train.som._transforms import transform_angles
 
 __all__ = ["SOM", "SOMMapping", "EpochRecord", "train_som", "load_som", "neighbourhood_factors", "schedule_value"]
@@ -136,6 +138,10 @@ class SOM:
         ``dataset`` (folder), ``version``, ``hash``, ``split``, ``count``, ``channels``.
     training_rows : ndarray of int64 or None
         The dataset rows it trained on (saved with the weights).
+    images : dict or None
+        The training images: ``size`` (side in pixels), ``channels`` (count) and ``channel_names``
+        (a dataset's channels, None for an array). :meth:`map` refuses images that differ.
+        None for a SOM read from a PINK file or saved before hipsml recorded it.
 
     Examples
     --------
@@ -151,6 +157,7 @@ class SOM:
     history: tuple[EpochRecord, ...] = field(default=())
     training: dict[str, Any] | None = None
     training_rows: np.ndarray | None = field(default=None, compare=False)
+    images: dict[str, Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.weights.ndim != 4 or self.weights.shape[0] != self.config.neuron_count:
@@ -209,9 +216,13 @@ class SOM:
         else:
             images = as_images(training_data(data, self.config.normalise, split=split).images)
             blocks, total, channels, side = iter([images]), len(images), images.shape[1], images.shape[2]
-        if channels != self.weights.shape[1]:
-            raise InvalidInputError(f"the SOM has {self.weights.shape[1]} channels, the images {channels}")
+        trained = {"channels": int(self.weights.shape[1]), **(self.images or {})}
+        given = {"size": side, "channels": channels,
+                 "channel_names": list(data.channels) if isinstance(data, Dataset) else None}
+        where = f"{data.path} v{data.version}" if isinstance(data, Dataset) else "the array"
+        check_model_matches(trained, given, model="the SOM", data=where)
         config = self.config.resolved(side)
+        check_som_memory(config, channels, side, chunk=batch_size or min(config.batch_size, 64))
         engine = _Engine(config, channels, side, neighbourhood_factors(config, config.sigma, config.damping))
         chunk = min(batch_size or min(config.batch_size, 64), 1 << max(total - 1, 0).bit_length())  # few compiles
         weights = jnp.asarray(self.weights.reshape(self.neuron_count, -1))
@@ -259,7 +270,7 @@ class SOM:
         meta = {
             "format": _FORMAT, "format_version": _FORMAT_VERSION, "config": self.config.to_dict(),
             "weights_shape": list(self.weights.shape), "history": [dataclasses.asdict(r) for r in self.history],
-            "training": self.training,
+            "training": self.training, "images": self.images,
         }
         arrays = {"weights": self.weights.astype(np.float32), "meta": np.array(json.dumps(meta))}
         if self.training_rows is not None:
@@ -295,26 +306,54 @@ def load_som(path: str | os.PathLike[str]) -> SOM:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as exc:
         raise InvalidInputError(f"cannot read {meta_path}: {exc}") from None
-    if meta.get("format") != _FORMAT:
-        raise InvalidInputError(f"{meta_path} is not a hipsml SOM (format {meta.get('format')!r})")
-    rows = None
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise InvalidInputError(f"{meta_path} is not a hipsml SOM (format {found!r})")
+    npz = folder / "weights.npz"
+    if not npz.is_file():
+        raise InvalidInputError(f"{folder} holds no weights.npz; the SOM folder is damaged (train or save it again)")
+    weights = read_npz_array(npz, "weights").astype(np.float32, copy=False)
+    rows = read_npz_array(npz, "training_rows").astype(np.int64) if _npz_has(npz, "training_rows") else None
+    if _npz_has(npz, "meta"):
+        try:
+            saved = json.loads(str(read_npz_array(npz, "meta")))
+        except ValueError as exc:
+            raise InvalidInputError(f"cannot read {npz}: its copy of som.json is not JSON ({exc})") from None
+        if json.dumps(saved, sort_keys=True) != json.dumps(meta, sort_keys=True):  # crashed between the writes
+            logger.warning("%s: som.json is older than weights.npz; using the archive's copy", folder)
+            meta = saved
+    return _som_from_meta(meta, weights, rows, meta_path)
+
+
+def _npz_has(path: Path, name: str) -> bool:
+    import zipfile
+
     try:
-        with np.load(folder / "weights.npz") as archive:
-            weights = np.asarray(archive["weights"], dtype=np.float32)
-            if "training_rows" in archive:
-                rows = np.asarray(archive["training_rows"], dtype=np.int64)
-            if "meta" in archive:
-                saved = json.loads(str(archive["meta"]))
-                if json.dumps(saved, sort_keys=True) != json.dumps(meta, sort_keys=True):  # crashed between the writes
-                    logger.warning("%s: som.json is older than weights.npz; using the archive's copy", folder)
-                    meta = saved
-    except (OSError, KeyError, ValueError) as exc:
-        raise InvalidInputError(f"cannot read {folder / 'weights.npz'}: {exc}") from None
+        with zipfile.ZipFile(path) as archive:
+            return f"{name}.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False  # read_npz_array has refused a damaged archive already
+
+
+def _som_from_meta(meta: Any, weights: np.ndarray, rows: np.ndarray | None, meta_path: Path) -> SOM:
+    """The SOM described by ``meta`` (som.json's content), each field checked."""
+    if not isinstance(meta, dict):
+        raise InvalidInputError(f"{meta_path} is not a hipsml SOM (a {type(meta).__name__}, not an object)")
+    for key, kind in (("config", dict), ("weights_shape", list), ("history", list)):
+        if not isinstance(meta.get(key, [] if key == "history" else None), kind):
+            raise InvalidInputError(f"{meta_path}: field {key!r} is missing or not a {kind.__name__}; the SOM folder is damaged")
     config = SOMConfig.from_mapping(meta["config"])
     if list(weights.shape) != list(meta["weights_shape"]):
-        raise InvalidInputError(f"{folder}: weights.npz holds {weights.shape}, som.json says {meta['weights_shape']}")
-    history = tuple(EpochRecord(**record) for record in meta.get("history", []))
-    return SOM(config, weights, history, meta.get("training"), rows)
+        raise InvalidInputError(f"{meta_path.parent}: weights.npz holds {weights.shape}, som.json says {meta['weights_shape']}")
+    try:
+        history = tuple(EpochRecord(**record) for record in meta.get("history", []))
+    except TypeError as exc:
+        raise InvalidInputError(f"{meta_path}: bad history record ({exc}); the SOM folder is damaged") from None
+    training, images = meta.get("training"), meta.get("images")
+    for key, value in (("training", training), ("images", images)):
+        if value is not None and not isinstance(value, dict):
+            raise InvalidInputError(f"{meta_path}: field {key!r} is not an object; the SOM folder is damaged")
+    return SOM(config, weights, history, training, rows, images)
 
 
 def as_images(data: Any) -> np.ndarray:
@@ -537,6 +576,12 @@ def train_som(
     ------
     InvalidInputError
         Bad images or options (misspelled options get a "did you mean").
+    ResourceLimitError
+        The map, neurons or rotations would need more memory than the budget
+        (:func:`hipsml._memory.memory_budget`); refused before the neurons are allocated.
+    TrainingDivergedError
+        An epoch ended with a non-finite quantisation error or non-finite neurons (too large a
+        ``damping`` for the mexican hat, or images with huge values).
 
     Examples
     --------
@@ -563,6 +608,8 @@ def train_som(
     images = as_images(source.images)
     count, channels, side = images.shape[0], images.shape[1], images.shape[2]
     config = dataclasses.replace(config, normalise=source.normalise).resolved(side)
+    chunk = min(count, config.batch_size if config.mode == "batch" else 64)
+    check_som_memory(config, channels, side, chunk=chunk)
     history: list[EpochRecord] = []
     if resume is not None:
         _check_resume(resume, config, source.provenance)
@@ -572,7 +619,6 @@ def train_som(
     else:
         weights_np = initial_weights(config, images)
     engine = _Engine(config, channels, side, neighbourhood_factors(config, config.sigma, config.damping))
-    chunk = min(count, config.batch_size if config.mode == "batch" else 64)
     flat = images.reshape(count, channels, side * side)
     weights = jnp.asarray(weights_np.reshape(config.neuron_count, -1))
     logger.info("training a %s %dx%d SOM (%d neurons of %d px, %d transforms) on %d images, %s mode",
@@ -597,6 +643,10 @@ def train_som(
                 bar.update(real)
                 bar.set_postfix(qe=f"{quantisation / min(start + chunk, count):.4g}")
         seconds = time.perf_counter() - started
+        cause = (f"sigma {sigma:g} and damping {damping:g} of the {config.neighbourhood} neighbourhood move the "
+                 "neurons too far; lower damping (or normalise the images)")
+        check_finite_loss(quantisation / count, epoch=epoch, model="SOM", cause=cause)
+        check_finite_weights(bool(jnp.isfinite(weights).all()), epoch=epoch, model="SOM", cause=cause)
         record = EpochRecord(epoch=epoch, quantisation_error=quantisation / count,
                              topographic_error=topographic / count, images_per_second=count / seconds,
                              seconds=seconds, sigma=sigma, damping=damping)
@@ -614,7 +664,9 @@ def train_som(
 def _som_so_far(config: SOMConfig, weights: jax.Array, channels: int, history: list[EpochRecord], source: Any) -> SOM:
     assert config.neuron_dim is not None
     final = np.asarray(weights).reshape(config.neuron_count, channels, config.neuron_dim, config.neuron_dim)
-    return SOM(config, final.astype(np.float32), tuple(history), source.provenance, source.rows)
+    images = {"size": int(np.shape(source.images)[-1]),
+              "channels": channels, "channel_names": (source.provenance or {}).get("channels")}
+    return SOM(config, final.astype(np.float32), tuple(history), source.provenance, source.rows, images)
 
 
 def _check_resume(previous: SOM, config: SOMConfig, provenance: dict[str, Any] | None) -> None:
