@@ -40,7 +40,7 @@ def _check_cutout_args(args: argparse.Namespace) -> None:
     from hipsml._files import user_path
     from hipsml.extract._geometry import check_field_of_view, check_rotation, check_sky_position
     from hipsml._files import check_writable_file
-    from hipsml.extract._output import output_format
+    from hipsml.extract import output_format
 
     user_path(args.out, what="--out")  # None-like, NUL, ~nouser
     output_format(args.out)  # an unknown extension
@@ -58,7 +58,7 @@ def _check_cutout_args(args: argparse.Namespace) -> None:
 def _cmd_cutout(args: argparse.Namespace) -> int:
     from hipsml import open_survey
     from hipsml.extract import cutouts
-    from hipsml.extract._output import output_format, write_cutout
+    from hipsml.extract import output_format, write_cutout
 
     _check_cutout_args(args)
     surveys = [open_survey(_survey_location(location)) for location in args.hips]

@@ -155,6 +155,6 @@ def display_stretch(image: np.ndarray, *, percentiles: tuple[float, float] = (0.
     >>> display_stretch(img)[0].tolist()
     [[0, 26], [128, 255]]
     """
-    from hipsml.extract._output import asinh_stretch
+    from hipsml.extract import asinh_levels
 
-    return asinh_stretch(np.asarray(image, np.float32), percentiles=percentiles, softening=softening)
+    return asinh_levels(np.asarray(image, np.float32), percentiles=percentiles, softening=softening)

@@ -19,7 +19,15 @@ from hipsml.extract._cutouts import (
     plan_work_units,
 )
 from hipsml.extract._geometry import cutout_wcs
-from hipsml.extract._output import paint_missing, write_cutout, write_cutout_fits, write_cutout_npy, write_cutout_png
+from hipsml.extract._output import (
+    asinh_levels,
+    output_format,
+    paint_missing,
+    write_cutout,
+    write_cutout_fits,
+    write_cutout_npy,
+    write_cutout_png,
+)
 from hipsml.extract._surveys import SurveyRef, open_cached
 
 __all__ = [
@@ -36,6 +44,8 @@ __all__ = [
     "open_cached",
     "paint_missing",
     "plan_work_units",
+    "asinh_levels",
+    "output_format",
     "write_cutout",
     "write_cutout_fits",
     "write_cutout_npy",

@@ -46,7 +46,7 @@ __all__ = [
     "OUTPUT_FORMATS",
     "output_format",
     "write_npy",
-    "asinh_stretch",
+    "asinh_levels",
     "paint_missing",
     "MISSING_COLOUR",
     "cutout_header",
@@ -138,7 +138,7 @@ def _check_softening(softening: Any) -> float:
 # ------------------------------------------------------------------------------------ PNG
 
 
-def asinh_stretch(
+def asinh_levels(
     image: np.ndarray,
     *,
     limits: Sequence[tuple[float, float]] | None = None,
@@ -171,13 +171,13 @@ def asinh_stretch(
     Examples
     --------
     >>> img = np.linspace(0.0, 1.0, 16, dtype=np.float32).reshape(1, 4, 4)
-    >>> out = asinh_stretch(img, limits=[(0.0, 1.0)])
+    >>> out = asinh_levels(img, limits=[(0.0, 1.0)])
     >>> int(out[0, 0, 0]), int(out[0, -1, -1])
     (0, 255)
     """
     data = np.asarray(image, dtype=np.float64)
     if data.ndim != 3:
-        raise InvalidInputError(f"asinh_stretch expects a (C, H, W) image, got shape {data.shape}")
+        raise InvalidInputError(f"asinh_levels expects a (C, H, W) image, got shape {data.shape}")
     if limits is not None and len(limits) != data.shape[0]:
         raise InvalidInputError(f"limits gives {len(limits)} pairs for {data.shape[0]} channels")
     softening = _check_softening(softening)
@@ -253,7 +253,7 @@ def write_cutout_png(
     """Write cutout ``index`` of ``result`` as an 8-bit display PNG, north up.
 
     One channel gives a greyscale image, three give RGB (channels in order R, G, B).
-    With ``stretch="asinh"`` each channel is stretched on its own by :func:`asinh_stretch`;
+    With ``stretch="asinh"`` each channel is stretched on its own by :func:`asinh_levels`;
     ``stretch="linear"`` keeps values as they are, clipped to 0..255, which suits cutouts
     of PNG/JPEG surveys whose tiles are already display images. The image is flipped
     vertically, since array row 0 is the south edge while PNG row 0 is the top, so north
@@ -272,7 +272,7 @@ def write_cutout_png(
     stretch : {"asinh", "linear"}
         How values become 8-bit levels.
     percentiles, softening
-        Passed to :func:`asinh_stretch`.
+        Passed to :func:`asinh_levels`.
 
     Returns
     -------
@@ -303,7 +303,7 @@ def write_cutout_png(
             f"({', '.join(result.channels)}); write .fits or .npy, or cut from 1 or 3 surveys"
         )
     if stretch == "asinh":
-        pixels = asinh_stretch(image, percentiles=percentiles, softening=softening)[:, ::-1, :]
+        pixels = asinh_levels(image, percentiles=percentiles, softening=softening)[:, ::-1, :]
     elif stretch == "linear":
         levels = np.clip(np.nan_to_num(image, nan=0.0), 0.0, 255.0)
         pixels = np.rint(levels).astype(np.uint8)[:, ::-1, :]

@@ -24,7 +24,7 @@ import hipsml
 from hipsml.cli import main
 from hipsml.errors import InvalidInputError
 from hipsml.extract import cutout_wcs, cutouts
-from hipsml.extract._output import asinh_stretch, output_format, write_cutout
+from hipsml.extract import asinh_levels, output_format, write_cutout
 from hipsml.sky import render_function_hips
 
 RA, DEC = 150.0, 2.0
@@ -186,14 +186,14 @@ def test_cutout_png_rgb_and_transparent_where_uncovered(surveys, tmp_path, capsy
 def test_asinh_stretch_is_monotonic_and_robust():
     img = np.linspace(-1.0, 100.0, 400).reshape(1, 20, 20)
     img[0, 0, 0] = np.nan
-    out = asinh_stretch(img)
+    out = asinh_levels(img)
     flat = out.ravel()[1:]
     assert out.dtype == np.uint8 and out[0, 0, 0] == 0
     assert np.all(np.diff(flat.astype(int)) >= 0) and flat[0] == 0 and flat[-1] == 255
     # asinh lifts the faint end: with limits (0, 100), 50 -> asinh(5)/asinh(10) = 0.771 -> 197
-    fixed = asinh_stretch(np.array([[[0.0, 10.0, 50.0, 100.0, 200.0, -5.0]]]), limits=[(0.0, 100.0)])
+    fixed = asinh_levels(np.array([[[0.0, 10.0, 50.0, 100.0, 200.0, -5.0]]]), limits=[(0.0, 100.0)])
     assert fixed.ravel().tolist() == [0, 75, 197, 255, 255, 0]
-    assert not asinh_stretch(np.full((1, 4, 4), 3.0)).any()
+    assert not asinh_levels(np.full((1, 4, 4), 3.0)).any()
 
 
 # ------------------------------------------------------------------------------- NPY

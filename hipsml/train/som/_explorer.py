@@ -16,7 +16,7 @@ of :func:`hipsml.train.plot_prototypes`), toggles a hit-count heat map, shows fo
 prototype the ``k`` cutouts with that best-matching neuron (smallest distance first: id, ra,
 dec, label, distance, best angle and flip, FITS link), and lists the ``top`` outliers (largest
 distance first, as :func:`hipsml.train.som_outliers`). Thumbnails are asinh-stretched
-(:func:`hipsml.extract._output.asinh_stretch`), north up: one channel in grey or three in RGB;
+(:func:`hipsml.extract.asinh_levels`), north up: one channel in grey or three in RGB;
 a prototype's thumbnail is its central square of the cutouts' side, with limits shared by all
 prototypes.
 
@@ -150,10 +150,10 @@ def _thumbnail(image: np.ndarray, channels: tuple[int, ...], path: Path,
     without data (NaN in a channel shown) in magenta."""
     from PIL import Image
 
-    from hipsml.extract._output import asinh_stretch, paint_missing
+    from hipsml.extract import asinh_levels, paint_missing
 
     shown = np.asarray(image, np.float32)[list(channels)]
-    stretched = asinh_stretch(shown, limits=limits)[:, ::-1]
+    stretched = asinh_levels(shown, limits=limits)[:, ::-1]
     missing = ~np.all(np.isfinite(shown), axis=0)[::-1]
     if missing.any():
         pixels = stretched[0] if len(channels) == 1 else np.moveaxis(stretched, 0, -1)
