@@ -52,6 +52,7 @@ from hipsml.dataset._store import (
     dataset_lock,
     link_or_copy,
     now_iso,
+    zarr_compressors,
     publish_version,
     read_versions,
     write_image_rows,
@@ -384,14 +385,6 @@ def _chunk_rows(recipe: Recipe, channels: int, size: int) -> int:
     return max(1, int(recipe.output.chunk_mb * 2**20 // per))
 
 
-def _compressors(name: str, itemsize: int) -> Any:
-    from zarr.codecs import BloscCodec
-
-    if name == "none":
-        return None
-    return BloscCodec(cname=name, clevel=1, shuffle="shuffle", typesize=itemsize)
-
-
 # ----------------------------------------------------------------------------- writing
 
 
@@ -403,7 +396,7 @@ def _create_arrays(
     dtype = recipe.output.dtype
     group.create_array(
         "images", shape=shape, chunks=(chunk, *shape[1:]), dtype=dtype, fill_value=np.nan,
-        compressors=_compressors(recipe.output.compressor, np.dtype(dtype).itemsize),
+        compressors=zarr_compressors(recipe.output.compressor, np.dtype(dtype).itemsize),
         dimension_names=["cutout", "channel", "y", "x"],
     )  # fmt: skip
     vec_chunk = max(1, min(n, 1 << 18))

@@ -52,6 +52,7 @@ __all__ = [
     "check_output_root",
     "dataset_lock",
     "publish_version",
+    "zarr_compressors",
     "folder_bytes",
     "link_or_copy",
     "write_image_rows",
@@ -328,13 +329,26 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
+#: the images' compression: blosc at this level with byte shuffle, codec lz4 or zstd (``output.compressor``)
+BLOSC_LEVEL = 1
+
+
+def zarr_compressors(compressor: str, itemsize: int) -> Any:
+    """The zarr codec of the images for ``output.compressor`` (``none``: no compression)."""
+    if compressor == "none":
+        return None
+    from zarr.codecs import BloscCodec
+
+    return BloscCodec(cname=compressor, clevel=BLOSC_LEVEL, shuffle="shuffle", typesize=itemsize)
+
+
 def _chunk_codec(compressor: str, itemsize: int) -> Any:
-    """The numcodecs codec that encodes chunks exactly as the array's zarr codecs do."""
+    """The numcodecs codec that encodes chunks byte for byte as :func:`zarr_compressors`' codec does."""
     if compressor == "none":
         return None
     from numcodecs import Blosc
 
-    return Blosc(cname=compressor, clevel=1, shuffle=Blosc.SHUFFLE, blocksize=0, typesize=itemsize)
+    return Blosc(cname=compressor, clevel=BLOSC_LEVEL, shuffle=Blosc.SHUFFLE, blocksize=0, typesize=itemsize)
 
 
 def write_image_rows(images_dir: str | os.PathLike[str], start: int, block: np.ndarray, *, chunk_rows: int,
