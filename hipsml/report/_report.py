@@ -228,7 +228,8 @@ def _cnn_train_command(run: Path, ds: Any) -> str:
     try:
         config = json.loads((run / "run.json").read_text(encoding="utf-8"))["config"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InvalidInputError(f"{run}: no readable run.json ({exc}); give a finished 'hipsml train cnn' run") from None
+        raise InvalidInputError(f"{run}: no readable run.json ({exc}); give a finished 'hipsml train cnn' run") \
+            from None
     options = {name: config[name] for _flag, (name, _type) in _OVERRIDES.items() if config.get(name) is not None}
     words = ["hipsml", "train", "cnn", "--dataset", f"{ds.path}@v{ds.version}"]
     return cli_command(words, options, _OVERRIDES) + f" --out {_again(run)}"
