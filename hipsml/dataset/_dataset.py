@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from functools import cached_property
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from hipsml._files import user_path
+from hipsml._files import atomic_write_bytes, check_writable_file, user_path
 from hipsml.dataset._integrity import (
     VerifyReport,
     check_files,
@@ -23,6 +24,8 @@ from hipsml.dataset._store import resolve_version
 from hipsml.errors import DatasetError, DatasetNotFoundError, IndexOutOfRangeError, InvalidInputError
 
 __all__ = ["Dataset", "open_dataset", "parse_dataset_path", "verify_dataset"]
+
+logger = logging.getLogger(__name__)
 
 _CORE_COLUMNS = ("id", "ra", "dec", "label", "split", "healpix", "coverage", "source_row", "rotation")
 
@@ -254,15 +257,33 @@ class Dataset:
                 coords[name] = ("cutout", self.column(name))
         return ds.drop_vars([k for k in ("id", "ra", "dec") if k in ds.data_vars]).assign_coords(coords)
 
+    def _geometry(self) -> dict[str, Any] | None:
+        """The cutout geometry of the version's attributes (size, pixel scale, projection, ...); None without one."""
+        g = self.attrs.get("geometry")
+        return g if isinstance(g, dict) else None
+
     def wcs(self, index: int) -> Any:
-        """The exact astropy WCS of cutout ``index`` (as :func:`hipsml.cutout_wcs` made it)."""
+        """The exact astropy WCS of cutout ``index`` (as :func:`hipsml.cutout_wcs` made it).
+
+        Raises
+        ------
+        IndexOutOfRangeError
+            ``index`` is not a cutout of this version (an ``IndexError`` too).
+        InvalidInputError
+            The version records no cutout geometry (it was not written by ``hipsml extract``).
+        """
         from hipsml.extract import cutout_wcs
 
         n = len(self)
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= int(index) < n:
-            raise InvalidInputError(f"cutout index {index!r} is out of range for {n} cutouts")
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise InvalidInputError(f"cutout index must be an integer, got {index!r}")
+        if not -n <= int(index) < n:
+            raise IndexOutOfRangeError(f"cutout index {index!r} is out of range for {n} cutouts")
         i = int(index) % n
-        g = self.attrs["geometry"]
+        g = self._geometry()
+        if g is None:
+            raise InvalidInputError(f"{self.location} records no cutout geometry (attribute 'geometry'), so its "
+                                    "cutouts have no WCS; write it with hipsml extract to have one")
         rotation = g["rotation"]
         if isinstance(rotation, str):
             rotation = float(self.group["rotation"][i])
@@ -299,7 +320,8 @@ class Dataset:
 
         Each header holds the exact WCS and provenance of :func:`hipsml.extract.cutout_header`
         and the cards of :meth:`fits_cards`: target id, label, row, and the dataset's name,
-        version and content hash.
+        version and content hash. A version that records no cutout geometry (not written by
+        ``hipsml extract``) gets its pixels written without a WCS, with a ``COMMENT`` card saying so.
         """
         from hipsml.extract import CutoutResult, write_cutout_fits
 
@@ -311,7 +333,9 @@ class Dataset:
             raise InvalidInputError(f"indices must be within 0..{n - 1}")
         idx = np.mod(idx, n)
         out = user_path(folder, what="folder")
-        g = self.attrs["geometry"]
+        g = self._geometry()
+        if g is None:
+            return self._to_fits_without_wcs(idx, out)
         rot = self.column("rotation")[idx] if isinstance(g["rotation"], str) else np.full(idx.size, float(g["rotation"]))
         images = self.read_images(idx).astype(np.float32)
         surveys = self.attrs.get("surveys", [])
@@ -324,9 +348,40 @@ class Dataset:
         ids = self.column("id")[idx]
         paths = []
         for j in range(idx.size):
-            name = re.sub(r"[^A-Za-z0-9._+-]", "_", str(ids[j]))[:100] or f"row{idx[j]}"
-            dest = out / f"{self.attrs.get('name', 'cutout')}-{name}.fits"
+            dest = self._fits_path(out, int(idx[j]), ids[j])
             paths.append(write_cutout_fits(dest, result, j, cards=self.fits_cards(int(idx[j]))))
+        return paths
+
+    def _fits_path(self, folder: Path, row: int, target: Any) -> Path:
+        """``folder/NAME-ID.fits``, the id made safe for a file name (the row when nothing of it is left)."""
+        name = re.sub(r"[^A-Za-z0-9._+-]", "_", str(target))[:100] or f"row{row}"
+        return folder / f"{self.attrs.get('name', 'cutout')}-{name}.fits"
+
+    def _to_fits_without_wcs(self, idx: np.ndarray, out: Path) -> list[Path]:
+        """:meth:`to_fits` for a version without cutout geometry: the pixels, channel names and dataset cards."""
+        import io
+
+        from astropy.io import fits
+
+
+        logger.info("%s records no cutout geometry: writing FITS cutouts without a WCS", self.location)
+        ids = self.column("id")[idx]
+        paths = []
+        for j, row in enumerate(idx.tolist()):
+            data = np.asarray(self.images[row], dtype=np.float32)
+            header = fits.Header()
+            header["COMMENT"] = "no WCS: the dataset records no cutout geometry (not written by hipsml extract)"
+            header["NCHAN"] = (int(data.shape[0]), "number of channels (image planes)")
+            for k, channel in enumerate(self.channels, start=1):
+                header[f"CHANNEL{k}"] = ("".join(c if 32 <= ord(c) < 127 else " " for c in str(channel)),
+                                         f"name of channel {k}")
+            for keyword, value, comment in self.fits_cards(row):
+                header[keyword] = (value, comment)
+            hdu = fits.PrimaryHDU(data=data[0] if data.shape[0] == 1 else data, header=header)
+            buf = io.BytesIO()
+            hdu.writeto(buf)
+            dest = check_writable_file(self._fits_path(out, row, ids[j]))
+            paths.append(atomic_write_bytes(dest, buf.getvalue()))
         return paths
 
 

@@ -4,8 +4,9 @@
 :func:`hipsml.sky.make_sky`, writes the demo recipe beside it (the same recipe as
 ``recipes/demo.yaml``, with paths relative to the demo folder), runs
 :func:`hipsml.extract_dataset` on it and draws a preview of the dataset; then it trains a SOM
-and a CNN briefly (:mod:`hipsml.demo._steps`) and writes ``report/index.html``
-(:mod:`hipsml.demo._report`). It is a command-line job, so it prints what it does.
+and a CNN briefly (:mod:`hipsml.demo._steps`) and writes ``report/index.html`` with
+:func:`hipsml.report.write_report` (the page of ``hipsml report``, with the demo's sky and
+timings ahead of it, :mod:`hipsml.demo._report`). It is a command-line job, so it prints what it does.
 """
 
 from __future__ import annotations
@@ -151,8 +152,8 @@ def _demo_files(out: Path) -> dict[str, Path]:
 
 def _check_outputs(out: Path, files: dict[str, Path], *, train: bool) -> None:
     """Before any work: every output can be created (the folder is not a file, names fit, the parent is writable)."""
-    from hipsml.demo._report import check_report_folder
     from hipsml.demo._steps import check_step_folder
+    from hipsml.report._report import check_report_folder
 
     for name in ("recipe", "preview"):
         check_writable_file(files[name], what="demo directory", probe=True)
@@ -253,22 +254,33 @@ def run_demo(
     if train:
         result.update(_train_and_report(out, str(directory), files, ds, sky, result, progress=progress, say=say,
                                         som_options=som_options, cnn_options=cnn_options))
-    say("next:\n" + next_commands(files["dataset"]))
+    say("next:\n" + next_commands(files["dataset"], som=files["som"] if train else None,
+                                   cnn=files["cnn"] if train else None, report=files["report"]))
     return result
 
 
-def next_commands(dataset: Path) -> str:
-    """The demo's closing hint: shell lines that open and list ``dataset``, quoted for any folder name."""
+def next_commands(dataset: Path, *, som: Path | None = None, cnn: Path | None = None,
+                  report: Path | None = None) -> str:
+    """The demo's closing hint: shell lines that open and list ``dataset``, quoted for any folder name.
+
+    With ``som`` and ``cnn`` (the demo trained them) a third line writes their report page again
+    into ``report`` with ``hipsml report``.
+    """
     code = f"import hipsml; ds = hipsml.open_dataset({str(dataset)!r}); print(ds.table[:5])"
-    return f"  python -c {shlex.quote(code)}\n  hipsml datasets {shlex.quote(str(dataset))}"
+    lines = f"  python -c {shlex.quote(code)}\n  hipsml datasets {shlex.quote(str(dataset))}"
+    if som is not None and cnn is not None and report is not None:
+        lines += "\n  " + shlex.join(["hipsml", "report", str(dataset), "--som", str(som), "--cnn", str(cnn),
+                                      "--out", str(report)])
+    return lines
 
 
 def _train_and_report(out: Path, shown: str, files: dict[str, Path], ds: Dataset, sky: SyntheticSky,
                       done: dict[str, Any], *, progress: bool, say: Callable[[str], None],
                       som_options: Mapping[str, Any] | None, cnn_options: Mapping[str, Any] | None) -> dict[str, Any]:
     """The SOM, the CNN and the report of the demo (see :func:`run_demo`)."""
-    from hipsml.demo._report import DemoFacts, write_report
+    from hipsml.demo._report import demo_intro
     from hipsml.demo._steps import DEMO_CNN, DEMO_SOM, cnn_step, som_step
+    from hipsml.report import write_report
 
     arg = f"datasets/demo@v{ds.version}"
     t0 = time.perf_counter()
@@ -282,13 +294,14 @@ def _train_and_report(out: Path, shown: str, files: dict[str, Path], ds: Dataset
     test = cnn.metrics.get("test") or cnn.metrics.get("val") or {}
     say(f"CNN: {cnn.folder}: {test.get('split', 'no test')} accuracy {test.get('accuracy', float('nan')):.3f} "
         f"on {test.get('count', 0)} cutouts")
-    timings = {
-        "sky": (done["sky_seconds"], "reused" if done["sky_reused"] else "rendered"),
-        "dataset": (done["extract_seconds"], "extracted, or found unchanged, and previewed"),
-        "SOM": (t_som, f"reused (trained in {som.seconds:.1f} s)" if som.reused else "trained, mapped, drawn"),
-        "CNN": (t_cnn, f"reused (trained in {cnn.seconds:.1f} s)" if cnn.reused else "trained, evaluated, drawn"),
-    }
-    facts = DemoFacts(out, shown, ds, sky, files["preview"], som, cnn, timings)
-    index = write_report(facts, files["report"])
+    timings = [
+        ("sky", done["sky_seconds"], "reused" if done["sky_reused"] else "rendered"),
+        ("dataset", done["extract_seconds"], "extracted, or found unchanged, and previewed"),
+        ("SOM", t_som, f"reused (trained in {som.seconds:.1f} s)" if som.reused else "trained, mapped, drawn"),
+        ("CNN", t_cnn, f"reused (trained in {cnn.seconds:.1f} s)" if cnn.reused else "trained, evaluated, drawn"),
+    ]
+    intro = demo_intro(shown, str(files["recipe"]), ds, sky, som, cnn, sum(t for _, t, _ in timings))
+    index = write_report(ds, files["report"], som=files["som"], cnn=[files["cnn"]], title="hipsml demo report",
+                         intro=[intro], timings=timings)
     say(f"report: {index} (open {index.resolve().as_uri()})")
     return {"som": som, "cnn": cnn, "index": index}

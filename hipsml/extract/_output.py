@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hipsml._files import atomic_write, atomic_write_bytes, check_writable_file, user_path
-from hipsml.errors import InvalidInputError, OutputError
+from hipsml.errors import IndexOutOfRangeError, InvalidInputError, OutputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from astropy.io import fits
@@ -108,8 +108,10 @@ def _check_index(result: CutoutResult, index: int) -> int:
             f"expected the CutoutResult returned by hipsml.cutouts, got {type(result).__name__}"
         )
     n = images.shape[0]
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= index < n:
-        raise InvalidInputError(f"cutout index {index!r} is out of range for a result of {n} cutouts")
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise InvalidInputError(f"cutout index must be an integer, got {index!r}")
+    if not -n <= index < n:
+        raise IndexOutOfRangeError(f"cutout index {index!r} is out of range for a result of {n} cutouts")
     return int(index) % n
 
 

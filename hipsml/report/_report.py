@@ -12,21 +12,24 @@ in a staging folder and published by rename. Pure parts (:func:`coverage_per_cha
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import logging
 import os
 import shlex
+import shutil
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hipsml._files import atomic_write_bytes, staged_folder, user_path
-from hipsml.errors import InvalidInputError, OutputError
+from hipsml.errors import InputFileError, InvalidInputError, OutputError
 from hipsml.report._html import Figure, Section, render_html
 
-__all__ = ["confident_mistakes", "coverage_per_channel", "purity_per_neuron", "write_report"]
+__all__ = ["check_report_folder", "confident_mistakes", "coverage_per_channel", "purity_per_neuron", "write_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +100,8 @@ def _q(path: Any) -> str:
     return shlex.quote(str(path))
 
 
-def _check_folder(folder: Path) -> None:
+def check_report_folder(folder: Path) -> None:
+    """Refuse a ``folder`` that is a file, or a non-empty folder holding no hipsml report (no ``report.json``)."""
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{folder} is a file; give a folder for the report")
     try:
@@ -135,7 +139,7 @@ def _dataset_section(ds: Any, arg: str, staging: Path, channels: Any) -> Section
     table = ("coverage", ["channel", "coverage (finite pixels)"],
              [[name, f"{value:.4f}"] for name, value in zip(names, coverage.tolist())])
     intro = [summary + ".", f"Coverage per channel: the share of finite (not blank) pixels, over {sampled}."]
-    return Section("dataset", "1. The dataset", intro, [grid], commands=[f"hipsml datasets {_q(ds.path)}"],
+    return Section("dataset", "The dataset", intro, [grid], commands=[f"hipsml datasets {_q(ds.path)}"],
                    tables=[table])
 
 
@@ -166,7 +170,7 @@ def _som_section(ds: Any, arg: str, som_path: Path, staging: Path, channels: Any
     plot_hit_counts(som, mapping, figs / "som-hits.png")
     plot_umatrix(som, figs / "som-umatrix.png")
     option = f" --channels {_q(channels)}" if channels is not None else ""
-    train_cmd = f"hipsml som train --dataset {arg} --out {_q(som_path)}{option}"
+    train_cmd = _som_train_command(som, ds, som_path) + option
     figures = [
         Figure("som-prototypes.png", figs / "som-prototypes.png", "SOM prototypes",
                [(f"The prototypes of a {cfg.layout} {cfg.width} x {cfg.height} SOM ({som.neuron_count} neurons of "
@@ -194,9 +198,41 @@ def _som_section(ds: Any, arg: str, som_path: Path, staging: Path, channels: Any
                      f"weighted by hits, {mean:.3f}.")
         tables.append(("purity", ["neuron", "hits", "most common label", "purity"],
                        [[str(n), str(h), ds.label_names[k], f"{p:.3f}"] for n, h, k, p in purity]))
-    return Section("som", "2. The SOM", intro, figures, links=[("Open the SOM explorer", "explorer/index.html")],
+    return Section("som", "The SOM", intro, figures, links=[("Open the SOM explorer", "explorer/index.html")],
                    commands=[f"hipsml som explore {_q(som_path)} --dataset {arg} --out explorer{option}"],
                    tables=tables)
+
+
+def _again(path: Path) -> str:
+    """Where a printed training command writes: beside ``path``, as ``NAME-again`` (the original is kept)."""
+    return _q(path.with_name(f"{path.name}-again"))
+
+
+def _som_train_command(som: Any, ds: Any, som_path: Path) -> str:
+    """``hipsml som train`` with the SOM's saved options as flags and its training split."""
+    from hipsml.cli._som import _OVERRIDES
+    from hipsml.demo._steps import cli_command
+
+    options = {name: getattr(som.config, name) for _flag, (name, _type) in _OVERRIDES.items()
+               if getattr(som.config, name, None) is not None}
+    split = (som.training or {}).get("split")
+    words = ["hipsml", "som", "train", "--dataset", f"{ds.path}@v{ds.version}", "--split", split or "all"]
+    return cli_command(words, options, _OVERRIDES) + f" --out {_again(som_path)}"
+
+
+def _cnn_train_command(run: Path, ds: Any) -> str:
+    """``hipsml train cnn`` with the run's saved options (those with a flag) from ``run.json``."""
+    from hipsml.cli._cnn import _OVERRIDES
+    from hipsml.demo._steps import cli_command
+
+    try:
+        config = json.loads((run / "run.json").read_text(encoding="utf-8"))["config"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInputError(f"{run}: no readable run.json ({exc}); give a finished 'hipsml train cnn' run") \
+            from None
+    options = {name: config[name] for _flag, (name, _type) in _OVERRIDES.items() if config.get(name) is not None}
+    words = ["hipsml", "train", "cnn", "--dataset", f"{ds.path}@v{ds.version}"]
+    return cli_command(words, options, _OVERRIDES) + f" --out {_again(run)}"
 
 
 def _predictions(run: Path, ds: Any) -> tuple[dict[str, Any], str]:
@@ -254,7 +290,7 @@ def _cnn_section(ds: Any, arg: str, run: Path, number: int, staging: Path, chann
     predictions, how = _predictions(run, ds)
     classes = list(predictions["label_names"])
     best = int(metrics["best_epoch"])
-    train_cmd = f"hipsml train cnn --dataset {arg} --out {_q(run)}"
+    train_cmd = _cnn_train_command(run, ds)
     predict_cmd = f"hipsml predict {_q(run)} --dataset {arg}"
     plot_curves(metrics["history"], figs / f"{key}-curves.png", best_epoch=best)
     figures = [Figure(f"{key}-curves.png", figs / f"{key}-curves.png", "CNN loss and accuracy",
@@ -294,8 +330,23 @@ def _cnn_section(ds: Any, arg: str, run: Path, number: int, staging: Path, chann
                      f" wrong), most confident first:")
     else:
         intro.append("The dataset has no labels: no accuracy, confusion matrix or mistakes.")
-    return Section(key, f"{2 + number}. CNN run {run.name}", intro, figures, commands=[predict_cmd], tables=tables,
+    return Section(key, f"CNN run {run.name}", intro, figures, commands=[predict_cmd], tables=tables,
                    gallery=gallery, gallery_id=f"{key}-mistakes")
+
+
+def _copy_figures(sections: Sequence[Section], figures: Path) -> None:
+    """Copy each figure drawn elsewhere (the ``intro`` sections') into ``figures``; refuse two of one name."""
+    seen: set[str] = set()
+    for fig in (f for s in sections for f in s.figures):
+        if fig.name in seen:
+            raise InvalidInputError(f"two figures of the report are named {fig.name!r}; give each its own name")
+        seen.add(fig.name)
+        target = figures / fig.name
+        if Path(fig.source).resolve() != target.resolve():
+            try:
+                shutil.copyfile(fig.source, target)
+            except OSError as exc:
+                raise InputFileError(f"cannot copy the figure {fig.source}: {exc.strerror or exc}") from None
 
 
 def write_report(
@@ -306,6 +357,8 @@ def write_report(
     cnn: Sequence[str | os.PathLike[str]] = (),
     channels: str | Sequence[str | int] | None = None,
     title: str | None = None,
+    intro: Sequence[Section] = (),
+    timings: Sequence[tuple[str, float, str]] = (),
 ) -> Path:
     """Write a report folder for a dataset (and a SOM, and CNN runs); return its ``index.html``.
 
@@ -324,6 +377,13 @@ def write_report(
         The channels of the pictures (:func:`hipsml.dataset._pictures.select_channels`).
     title : str, optional
         The page title (default: ``"hipsml report: NAME vN"``).
+    intro : sequence of Section
+        Sections shown before the report's own (``hipsml demo`` puts its synthetic sky here);
+        their figures are copied from ``Figure.source`` into ``figures/``. Every section is
+        numbered in order.
+    timings : sequence of (step, seconds, note)
+        A table of how long each step took, at the top of the page and in ``report.json``
+        (``hipsml demo`` gives its steps').
 
     Raises
     ------
@@ -337,29 +397,37 @@ def write_report(
     >>> write_report("datasets/mine@v2", "report", som="soms/mine", cnn=["runs/a"])  # doctest: +SKIP
     PosixPath('report/index.html')
     """
+    from hipsml import __version__
     from hipsml.dataset import open_dataset
     from hipsml.dataset._dataset import Dataset
 
+    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     folder = user_path(out, what="out")
-    _check_folder(folder)
+    check_report_folder(folder)
     ds = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
     arg = _q(f"{ds.path}@v{ds.version}")
     runs = [user_path(r, what="cnn") for r in cnn]
     som_path = None if som is None else user_path(som, what="som")
     with staged_folder(folder) as staging:
         (staging / "figures").mkdir()
-        sections = [_dataset_section(ds, arg, staging, channels)]
+        sections = list(intro) + [_dataset_section(ds, arg, staging, channels)]
         if som_path is not None:
             sections.append(_som_section(ds, arg, som_path, staging, channels))
         sections += [_cnn_section(ds, arg, run, k + 1, staging, channels) for k, run in enumerate(runs)]
+        _copy_figures(sections, staging / "figures")
+        sections = [replace(s, title=f"{k}. {s.title}") for k, s in enumerate(sections, start=1)]
         name = title or f"hipsml report: {ds.attrs.get('name') or ds.path.name} v{ds.version}"
         command = (f"hipsml report {arg}" + (f" --som {_q(som_path)}" if som_path else "")
                    + "".join(f" --cnn {_q(r)}" for r in runs) + f" --out {_q(folder)}"
                    + (f" --channels {_q(channels)}" if channels is not None else ""))
-        page = render_html(name, [f"The whole page is made again by: {command}"], [], sections)
+        header = [f"Made by hipsml {__version__} on {now}. Every command below runs in {_q(Path.cwd())}, the folder "
+                  f"this page was made in; the report (every section from the dataset on) is made again by: {command}"]
+        rows = [(step, f"{seconds:.1f}", note) for step, seconds, note in timings]
+        page = render_html(name, header, rows, sections)
         figures = [f"figures/{f.name}" for s in sections for f in s.figures]
         marker = {"kind": _KIND, "dataset": {"path": str(ds.path.resolve()), "version": ds.version, "hash": ds.hash},
-                  "som": str(som_path) if som_path else None, "cnn": [str(r) for r in runs], "figures": figures}
+                  "som": str(som_path) if som_path else None, "cnn": [str(r) for r in runs], "figures": figures,
+                  "timings": {step: seconds for step, seconds, _ in timings}}
         atomic_write_bytes(staging / _MARKER, json.dumps(marker, indent=2).encode("utf-8"))
         atomic_write_bytes(staging / "index.html", page.encode("utf-8"))
     return folder / "index.html"
