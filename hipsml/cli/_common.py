@@ -75,6 +75,7 @@ def read_config_file(path: str, *, section: str, example: str) -> dict[str, Any]
     import yaml
 
     from hipsml._files import read_regular_file, user_path
+    from hipsml._yaml import load_yaml
     from hipsml.errors import InputFileError, InvalidInputError
 
     source = user_path(path, what="--config")
@@ -84,7 +85,7 @@ def read_config_file(path: str, *, section: str, example: str) -> dict[str, Any]
     except (FileNotFoundError, NotADirectoryError):
         raise InputFileError(f"no {what} file {source}") from None
     try:
-        data = yaml.safe_load(text) or {}
+        data = load_yaml(text) or {}
     except yaml.YAMLError as exc:
         raise InvalidInputError(f"{source} is not valid YAML: {' '.join(str(exc).split())}") from None
     if isinstance(data, dict) and set(data) == {section}:

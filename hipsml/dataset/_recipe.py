@@ -1,6 +1,6 @@
 """Recipes: the declarative description of a training set, validated at field level.
 
-A recipe is YAML (read with ``yaml.safe_load``: it never runs code), validated by pydantic
+A recipe is YAML (read safely by :func:`hipsml._yaml.load_yaml`: it never runs code; ``1e-3`` is a number), validated by pydantic
 models whose unknown keys are errors with a "did you mean". Every error is one line that
 names the recipe file and the field: ``demo.yaml: cutout.sizee: unknown key; did you mean
 'size'?``. Relative paths in a recipe (targets file, local surveys, output, MOC) are
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hipsml._files import user_path
 from hipsml._suggest import did_you_mean
+from hipsml._yaml import load_yaml
 from hipsml.errors import RecipeError
 
 __all__ = ["Recipe", "load_recipe", "parse_recipe", "did_you_mean"]
@@ -356,7 +357,7 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
     except OSError as exc:
         raise RecipeError(f"{os.fspath(p)}: cannot read it ({exc.strerror or exc})") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
