@@ -21,7 +21,17 @@ from typing import IO
 
 from hipsml.errors import HipsmlError, InputFileError, InvalidInputError, OutputError
 
-__all__ = ["check_name_lengths", "replace_folder", "staged_folder", "user_path", "atomic_write", "atomic_write_bytes", "file_mode", "check_writable_file", "read_regular_file"]
+__all__ = [
+    "check_name_lengths",
+    "replace_folder",
+    "staged_folder",
+    "user_path",
+    "atomic_write",
+    "atomic_write_bytes",
+    "file_mode",
+    "check_writable_file",
+    "read_regular_file",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,15 @@ import re
 
 from hipsml.errors import InvalidInputError, ResourceLimitError
 
-__all__ = ["DEFAULT_FRACTION", "ENV_VAR", "check_memory", "format_bytes", "memory_budget", "parse_bytes", "physical_memory"]
+__all__ = [
+    "DEFAULT_FRACTION",
+    "ENV_VAR",
+    "check_memory",
+    "format_bytes",
+    "memory_budget",
+    "parse_bytes",
+    "physical_memory",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -52,8 +52,13 @@ def hips_server() -> Iterator[Callable[..., HipsServer]]:
 import os  # noqa: E402
 import shutil  # noqa: E402
 
-CHROMIUM = [os.environ.get("HIPSML_CHROMIUM", ""), "/usr/bin/chromium", "/usr/bin/chromium-browser",
-            shutil.which("chromium") or "", shutil.which("google-chrome") or ""]
+CHROMIUM = [
+    os.environ.get("HIPSML_CHROMIUM", ""),
+    "/usr/bin/chromium",
+    "/usr/bin/chromium-browser",
+    shutil.which("chromium") or "",
+    shutil.which("google-chrome") or "",
+]
 DRIVER = [os.environ.get("HIPSML_CHROMEDRIVER", ""), "/usr/bin/chromedriver", shutil.which("chromedriver") or ""]
 
 

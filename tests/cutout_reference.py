@@ -88,7 +88,13 @@ class TileReader:
 
 
 def reference_nearest(
-    reader: TileReader, frame: str, ra: float, dec: float, size: int, scale_arcsec: float, rotation: float = 0.0,
+    reader: TileReader,
+    frame: str,
+    ra: float,
+    dec: float,
+    size: int,
+    scale_arcsec: float,
+    rotation: float = 0.0,
     proj: str = "TAN",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest-cell cutout and the NESTED cell of each pixel, the slow way."""

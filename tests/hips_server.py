@@ -157,13 +157,13 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     timeout = 30  # idle keep-alive connections end after this many seconds
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: object) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
 
     def handle(self) -> None:
         try:
             super().handle()
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout, ssl.SSLError):
+        except (TimeoutError, BrokenPipeError, ConnectionResetError, ConnectionAbortedError, ssl.SSLError):
             pass  # the client gave up (as it should after a slow reply): nothing to report
 
     def do_HEAD(self) -> None:
@@ -182,9 +182,16 @@ class _Handler(BaseHTTPRequestHandler):
         status = 200 if body is not None else 404
         if fault is not None and fault.kind == "status":
             status = fault.code
-        owner._record(RequestRecord(
-            received, self.command, relpath, kind, None if kind == "reset" else status, self.headers.get("User-Agent")
-        ))
+        owner._record(
+            RequestRecord(
+                received,
+                self.command,
+                relpath,
+                kind,
+                None if kind == "reset" else status,
+                self.headers.get("User-Agent"),
+            )
+        )
         if fault is not None and fault.kind == "slow":
             if owner._stopping.wait(fault.delay):
                 return
@@ -301,8 +308,9 @@ class HipsServer:
             self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
             scheme = "https"
         self.url = f"{scheme}://{host}:{port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"hips-server-{port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"hips-server-{port}", daemon=True
+        )
         self._thread.start()
 
     # -- fault plan --------------------------------------------------------------------

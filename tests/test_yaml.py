@@ -49,6 +49,8 @@ def test_a_recipe_file_takes_an_exponent_pixel_scale(tmp_path):
     from hipsml.dataset import load_recipe
 
     recipe_file = tmp_path / "r.yaml"
-    recipe_file.write_text("name: r\nsurveys: [{location: sky}]\ntargets: {file: t.csv}\n"
-                           "cutout: {size: 8, pixel_scale: 2e0}\noutput: {path: out}\n")
+    recipe_file.write_text(
+        "name: r\nsurveys: [{location: sky}]\ntargets: {file: t.csv}\n"
+        "cutout: {size: 8, pixel_scale: 2e0}\noutput: {path: out}\n"
+    )
     assert load_recipe(recipe_file).cutout.pixel_scale == 2.0

@@ -73,7 +73,10 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
         except ValueError:
             pass
         parent = f"v{v['parent']}" if v.get("parent") else "-"
-        print(f"  v{v['version']:<7} {v['count']:>10,} {_size(int(v.get('bytes', 0))):>10}  {created:<20} {parent:<7} {v['hash'][:16]}")
+        print(
+            f"  v{v['version']:<7} {v['count']:>10,} {_size(int(v.get('bytes', 0))):>10}  {created:<20} "
+            f"{parent:<7} {v['hash'][:16]}"
+        )
     if missing:
         raise DatasetError(f"{root / VERSIONS_FILE} lists versions that are not there: {'; '.join(missing)}; "
                            "restore them or remove their entries")  # fmt: skip
@@ -87,8 +90,9 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     ds = open_dataset(args.path)
     view = select_channels(args.channels, channel_names(ds.channels, int(ds.images.shape[1])))
     dest = preview_dataset(ds, args.out, per_group=args.per_group, seed=args.seed, channels=args.channels)
-    print(f"wrote {dest}: {args.per_group} cutouts per split and label of {ds.path} v{ds.version}, "
-          f"channels {view.label}")
+    print(
+        f"wrote {dest}: {args.per_group} cutouts per split and label of {ds.path} v{ds.version}, channels {view.label}"
+    )
     return 0
 
 
@@ -111,13 +115,20 @@ def add_dataset_commands(sub: argparse._SubParsersAction) -> None:
     )
     ext.add_argument("recipe", help="recipe file (YAML); see recipes/demo.yaml")
     again = ext.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true",
-                       help="continue an interrupted build of the same recipe from its finished units (the default)")
-    again.add_argument("--fresh", action="store_true",
-                       help="discard an interrupted build of the same recipe and start it again")
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted build of the same recipe from its finished units (the default)",
+    )
+    again.add_argument(
+        "--fresh", action="store_true", help="discard an interrupted build of the same recipe and start it again"
+    )
     ext.add_argument("--workers", type=positive_int, help="override compute.workers")
-    ext.add_argument("--scheduler", metavar="S",
-                     help="override compute.scheduler: threads, processes, tcp://host:8786, sciserver, slurm")
+    ext.add_argument(
+        "--scheduler",
+        metavar="S",
+        help="override compute.scheduler: threads, processes, tcp://host:8786, sciserver, slurm",
+    )
     ext.add_argument("--output", metavar="PATH", help="override output.path")
     ext.set_defaults(func=_cmd_extract)
 
@@ -130,9 +141,12 @@ def add_dataset_commands(sub: argparse._SubParsersAction) -> None:
     pre.add_argument("--out", required=True, metavar="FILE", help="output PNG")
     pre.add_argument("--per-group", type=positive_int, default=4, help="cutouts per split and label")
     pre.add_argument("--seed", type=int, default=0, help="which random cutouts (a seed)")
-    pre.add_argument("--channels", metavar="C[,C,C]",
-                     help="channels to draw: one name or index (grey) or three (RGB), e.g. r, 2,1,0 or radio,i,g "
-                     "(default: every channel side by side, up to 4)")
+    pre.add_argument(
+        "--channels",
+        metavar="C[,C,C]",
+        help="channels to draw: one name or index (grey) or three (RGB), e.g. r, 2,1,0 or radio,i,g "
+        "(default: every channel side by side, up to 4)",
+    )
     pre.set_defaults(func=_cmd_preview)
 
     ver = sub.add_parser(

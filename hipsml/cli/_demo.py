@@ -25,4 +25,3 @@ def add_demo_commands(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("directory", nargs="?", default="demo-output", help="output folder")
     demo.add_argument("--no-train", action="store_true", help="stop after the dataset and its preview")
     demo.set_defaults(func=_cmd_demo)
-

@@ -34,8 +34,12 @@ def add_sky_commands(sub: argparse._SubParsersAction) -> None:
     make.add_argument("--seed", type=int, default=0, help="random seed")
     make.add_argument("--order", type=int, default=8, help="HiPS max order")
     make.add_argument("--tile-width", type=int, default=256, help="tile width, a power of two")
-    make.add_argument("--frame", default="icrs", choices=["icrs", "equatorial", "galactic", "ecliptic"],
-                      help="coordinate frame of the surveys")
+    make.add_argument(
+        "--frame",
+        default="icrs",
+        choices=["icrs", "equatorial", "galactic", "ecliptic"],
+        help="coordinate frame of the surveys",
+    )
     make.add_argument("--ra", type=float, default=150.0, help="region centre RA, deg")
     make.add_argument("--dec", type=float, default=2.0, help="region centre Dec, deg")
     make.add_argument("--radius", type=float, default=0.5, help="region radius, deg")

@@ -37,10 +37,9 @@ def _survey_location(text: str) -> str:
 
 def _check_cutout_args(args: argparse.Namespace) -> None:
     """Refuse bad positions, fields and output paths before any survey is opened."""
-    from hipsml._files import user_path
-    from hipsml.extract._geometry import check_field_of_view, check_rotation, check_sky_position
-    from hipsml._files import check_writable_file
+    from hipsml._files import check_writable_file, user_path
     from hipsml.extract import output_format
+    from hipsml.extract._geometry import check_field_of_view, check_rotation, check_sky_position
 
     user_path(args.out, what="--out")  # None-like, NUL, ~nouser
     output_format(args.out)  # an unknown extension
@@ -57,8 +56,7 @@ def _check_cutout_args(args: argparse.Namespace) -> None:
 
 def _cmd_cutout(args: argparse.Namespace) -> int:
     from hipsml import open_survey
-    from hipsml.extract import cutouts
-    from hipsml.extract import output_format, write_cutout
+    from hipsml.extract import cutouts, output_format, write_cutout
 
     _check_cutout_args(args)
     surveys = [open_survey(_survey_location(location)) for location in args.hips]
@@ -100,26 +98,53 @@ def add_survey_commands(sub: argparse._SubParsersAction) -> None:
         "are stacked) and write it as FITS (with WCS and provenance), PNG (display, north up) or NPY, "
         "chosen by the extension of --out.",
     )
-    cut.add_argument("--hips", action="append", required=True, metavar="LOC",
-                     help="survey: local directory, file:// or http(s):// URL (repeat for more surveys)")
+    cut.add_argument(
+        "--hips",
+        action="append",
+        required=True,
+        metavar="LOC",
+        help="survey: local directory, file:// or http(s):// URL (repeat for more surveys)",
+    )
     cut.add_argument("--ra", type=float, required=True, help="ICRS right ascension of the centre, deg")
     cut.add_argument("--dec", type=float, required=True, help="ICRS declination of the centre, deg")
     cut.add_argument("--size", type=int, default=64, help="width and height in pixels")
     scale = cut.add_mutually_exclusive_group()
-    scale.add_argument("--scale", type=float, metavar="ARCSEC",
-                       help="pixel scale, arcsec/pixel (default: the first survey's finest cell size)")
+    scale.add_argument(
+        "--scale",
+        type=float,
+        metavar="ARCSEC",
+        help="pixel scale, arcsec/pixel (default: the first survey's finest cell size)",
+    )
     scale.add_argument("--fov", type=float, metavar="ARCSEC", help="field of view, arcsec (scale = fov / size)")
-    cut.add_argument("--projection", default="TAN", type=str.upper, choices=["TAN", "SIN"],
-                     help="TAN (gnomonic) or SIN (orthographic)")
+    cut.add_argument(
+        "--projection",
+        default="TAN",
+        type=str.upper,
+        choices=["TAN", "SIN"],
+        help="TAN (gnomonic) or SIN (orthographic)",
+    )
     cut.add_argument("--rotation", type=float, default=0.0, help="rotation of the image, deg")
-    cut.add_argument("--interpolation", default="bilinear", choices=["bilinear", "nearest", "bicubic"],
-                     help="bilinear, nearest HEALPix cell, or bicubic (Catmull-Rom)")
-    cut.add_argument("--order", type=_order_arg, default="auto", metavar="auto|K",
-                     help="HiPS order to read (auto: the coarsest with cells no larger than a pixel)")
+    cut.add_argument(
+        "--interpolation",
+        default="bilinear",
+        choices=["bilinear", "nearest", "bicubic"],
+        help="bilinear, nearest HEALPix cell, or bicubic (Catmull-Rom)",
+    )
+    cut.add_argument(
+        "--order",
+        type=_order_arg,
+        default="auto",
+        metavar="auto|K",
+        help="HiPS order to read (auto: the coarsest with cells no larger than a pixel)",
+    )
     cut.add_argument("--out", required=True, metavar="FILE", help="output file: .fits, .png or .npy")
-    cut.add_argument("--stretch", default="auto", choices=["auto", "asinh", "linear"],
-                     help="PNG levels: asinh stretch, or linear 0..255 for surveys whose tiles are "
-                          "already PNG/JPEG display images (auto picks by the survey formats)")
+    cut.add_argument(
+        "--stretch",
+        default="auto",
+        choices=["auto", "asinh", "linear"],
+        help="PNG levels: asinh stretch, or linear 0..255 for surveys whose tiles are "
+        "already PNG/JPEG display images (auto picks by the survey formats)",
+    )
     cut.set_defaults(func=_cmd_cutout)
 
     survey = sub.add_parser("survey", help="inspect a HiPS survey")
@@ -127,4 +152,3 @@ def add_survey_commands(sub: argparse._SubParsersAction) -> None:
     info = survey_sub.add_parser("info", help="print a survey's properties and tile layout")
     info.add_argument("location", help="local directory, file:// or http(s):// URL of a HiPS")
     info.set_defaults(func=_cmd_survey_info)
-

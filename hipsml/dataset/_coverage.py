@@ -56,9 +56,7 @@ def channel_coverage(block: np.ndarray) -> np.ndarray:
     return (finite / (block.shape[2] * block.shape[3])).astype(np.float32)
 
 
-def centre_covered(
-    surveys: list[Any], orders: tuple[int, ...], ra: np.ndarray, dec: np.ndarray
-) -> np.ndarray | None:
+def centre_covered(surveys: list[Any], orders: tuple[int, ...], ra: np.ndarray, dec: np.ndarray) -> np.ndarray | None:
     """True where a target's centre lies in a tile holding data in at least one survey.
 
     A survey's tiles holding data are those inside its ``Moc.fits``, else (a local survey) the
@@ -69,7 +67,7 @@ def centre_covered(
 
     covered = np.zeros(ra.size, dtype=bool)
     vec = hp.ang2vec(ra, dec, lonlat=True)
-    for sv, k in zip(surveys, orders):
+    for sv, k in zip(surveys, orders, strict=True):
         v = vec @ icrs_to_frame(sv.frame).T
         npix = hp.vec2pix(1 << k, v[:, 0], v[:, 1], v[:, 2], nest=True)
         if sv.moc is not None:
@@ -140,9 +138,7 @@ class CoverageDrops:
     by_channel: dict[str, int]
 
 
-def coverage_drops(
-    cc: np.ndarray, thresholds: np.ndarray, channels: list[str], *, drop_empty: bool
-) -> CoverageDrops:
+def coverage_drops(cc: np.ndarray, thresholds: np.ndarray, channels: list[str], *, drop_empty: bool) -> CoverageDrops:
     """Targets to keep given their channel coverage ``cc`` (N, C): none below a channel's threshold and,
     with ``drop_empty``, none without data in every channel. A target without any data counts as
     ``no_data`` when ``drop_empty``, else under ``min_coverage``; ``by_channel`` counts each channel below
@@ -158,11 +154,7 @@ def coverage_drops(
     empty = (cc <= 0.0).all(axis=1) if drop_empty else np.zeros(cc.shape[0], dtype=bool)
     below = cc < thresholds[None, :].astype(np.float32)
     low = below.any(axis=1) & ~empty
-    by_channel = {
-        name: int(below[low, i].sum())
-        for i, name in enumerate(channels)
-        if below[low, i].any()
-    }
+    by_channel = {name: int(below[low, i].sum()) for i, name in enumerate(channels) if below[low, i].any()}
     return CoverageDrops(~(empty | low), int(empty.sum()), int(low.sum()), by_channel)
 
 

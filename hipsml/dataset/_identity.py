@@ -43,7 +43,7 @@ def first_difference(old: Any, new: Any, path: str = "") -> tuple[str, Any, Any]
     if isinstance(old, list) and isinstance(new, list):
         if len(old) != len(new):
             return path, f"{len(old)} entries", f"{len(new)} entries"
-        for i, (a, b) in enumerate(zip(old, new)):
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
             found = first_difference(a, b, f"{path}[{i}]")
             if found is not None:
                 return found

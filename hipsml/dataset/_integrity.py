@@ -133,7 +133,7 @@ def build_manifest(folder: str | os.PathLike[str], *, threads: int | None = None
     with ThreadPoolExecutor(n) as pool:
         parts = pool.map(lambda batch: [file_sha256(folder / r) for r in batch], _in_batches(rels, n))
         digests = [d for part in parts for d in part]
-    files = {r: {"size": os.lstat(folder / r).st_size, "sha256": d} for r, d in zip(rels, digests)}
+    files = {r: {"size": os.lstat(folder / r).st_size, "sha256": d} for r, d in zip(rels, digests, strict=True)}
     return {"format": MANIFEST_FORMAT, "algorithm": "sha256", "files": files}
 
 
@@ -160,7 +160,9 @@ def load_manifest(folder: Path, digest: str | None, *, where: str) -> dict[str, 
                                "the index was rewritten: restore it from a good copy")  # fmt: skip
         return None
     if not path.is_file() or path.is_symlink():
-        raise DatasetError(f"{where}: {path} is missing (versions.json records one); restore the version from a good copy")
+        raise DatasetError(
+            f"{where}: {path} is missing (versions.json records one); restore the version from a good copy"
+        )
     raw = path.read_bytes()
     if hashlib.sha256(raw).hexdigest() != digest:
         raise DatasetError(f"{where}: {path} does not match the sha256 versions.json records for it; "
@@ -295,11 +297,17 @@ def check_metadata(group: Any, attrs: dict[str, Any], count: int, *, where: str)
         raise DatasetError(f"{where}: the version has no images array")
     for name, arr in sorted(arrays.items()):
         if arr.ndim == 0 or int(arr.shape[0]) != count:
-            raise DatasetError(f"{where}: array {name!r} has shape {tuple(arr.shape)} but the version holds {count} cutouts")
+            raise DatasetError(
+                f"{where}: array {name!r} has shape {tuple(arr.shape)} but the version holds {count} cutouts"
+            )
     images = arrays["images"]
     channels = attrs.get("channels")
     size = (attrs.get("geometry") or {}).get("size")
-    if images.ndim != 4 or (channels and images.shape[1] != len(channels)) or (size and images.shape[2:] != (size, size)):
+    if (
+        images.ndim != 4
+        or (channels and images.shape[1] != len(channels))
+        or (size and images.shape[2:] != (size, size))
+    ):
         raise DatasetError(f"{where}: array 'images' has shape {tuple(images.shape)}, not "
                            f"({count}, {len(channels or [])}, {size}, {size}) as the version records")  # fmt: skip
     recorded = {"label": (attrs.get("labels") or {}).get("names"), "split": (attrs.get("splits") or {}).get("names")}
@@ -310,7 +318,9 @@ def check_metadata(group: Any, attrs: dict[str, Any], count: int, *, where: str)
         if names is None:
             continue
         if recorded[name] is not None and list(names) != list(recorded[name]):
-            raise DatasetError(f"{where}: array {name!r} names {list(names)} but the version records {list(recorded[name])}")
+            raise DatasetError(
+                f"{where}: array {name!r} names {list(names)} but the version records {list(recorded[name])}"
+            )
         codes = np.asarray(arrays[name][:])
         if codes.size and codes.dtype.kind in "iu" and (codes.min() < 0 or codes.max() >= len(names)):
             bad = int(np.flatnonzero((codes < 0) | (codes >= len(names)))[0])

@@ -16,7 +16,14 @@ from typing import Any
 from hipsml._memory import check_memory, format_bytes, memory_budget
 from hipsml.errors import RecipeError
 
-__all__ = ["GRID_MAX_CELLS", "grid_cell_count", "estimate_build_memory", "check_memory", "memory_budget", "format_bytes"]
+__all__ = [
+    "GRID_MAX_CELLS",
+    "grid_cell_count",
+    "estimate_build_memory",
+    "check_memory",
+    "memory_budget",
+    "format_bytes",
+]
 
 #: the most cells a ``targets.grid`` may hold
 GRID_MAX_CELLS = 50_000_000
@@ -24,6 +31,7 @@ GRID_MAX_CELLS = 50_000_000
 TABLE_BYTES_PER_TARGET = 256
 #: what a survey process keeps of decoded tiles at most (``open_survey``'s ``memory_cache_bytes``)
 SURVEY_CACHE_BYTES = 512 * 2**20
+
 
 def grid_cell_count(order: int, *, radius: float | None = None, ranges: Any = None) -> int:
     """Cells of a HEALPix grid at ``order``, counted without listing them.
@@ -42,7 +50,7 @@ def grid_cell_count(order: int, *, radius: float | None = None, ranges: Any = No
     ncells = 12 * 4**order
     if ranges is not None:
         shift = 2 * (29 - order)
-        return sum(max(0, (int(b) >> shift) - (-(-int(a) >> shift))) for a, b in zip(*ranges))
+        return sum(max(0, (int(b) >> shift) - (-(-int(a) >> shift))) for a, b in zip(*ranges, strict=True))
     assert radius is not None
     return math.ceil(ncells * (1.0 - math.cos(math.radians(radius))) / 2.0)
 
@@ -73,7 +81,7 @@ def estimate_build_memory(
     fov = spec.size * spec.pixel_scale / 3600.0
     cache = 0.0
     groups: dict[tuple[Any, int, int], list[float]] = {}  # surveys sharing frame, order, width share a slab
-    for sv, k in zip(surveys, spec.orders):
+    for sv, k in zip(surveys, spec.orders, strict=True):
         tile_deg = math.degrees(math.sqrt(4 * math.pi / (12 * 4.0**k)))
         per_cutout = (math.ceil(fov / tile_deg) + 1) ** 2
         tile_bytes = float(sv.tile_width) ** 2 * sv.channels * 4

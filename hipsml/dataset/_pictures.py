@@ -56,13 +56,13 @@ class ChannelView:
         """
         if self.mode == "rgb":
             return [(self.indices, self.label)]
-        return [((i,), name) for i, name in zip(self.indices, self.names)]
+        return [((i,), name) for i, name in zip(self.indices, self.names, strict=True)]
 
     @property
     def label(self) -> str:
         """The channels in words, for a title: ``"R=i G=r B=g"``, ``"r"`` or ``"g | r | i"``."""
         if self.mode == "rgb":
-            return " ".join(f"{c}={n}" for c, n in zip("RGB", self.names))
+            return " ".join(f"{c}={n}" for c, n in zip("RGB", self.names, strict=True))
         return " | ".join(self.names)
 
 
@@ -85,11 +85,13 @@ def _one(token: str | int, names: Sequence[str]) -> int:
         except ValueError:
             close = difflib.get_close_matches(text, list(names), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise InvalidInputError(f"unknown channel {text!r}{hint}: the channels are {', '.join(names)} "
-                                    f"(or indices 0..{len(names) - 1})") from None
+            raise InvalidInputError(
+                f"unknown channel {text!r}{hint}: the channels are {', '.join(names)} (or indices 0..{len(names) - 1})"
+            ) from None
     if not 0 <= index < len(names):
-        raise InvalidInputError(f"channel {index} out of range: the channels are {', '.join(names)} "
-                                f"(indices 0..{len(names) - 1})")
+        raise InvalidInputError(
+            f"channel {index} out of range: the channels are {', '.join(names)} (indices 0..{len(names) - 1})"
+        )
     return index
 
 
@@ -133,13 +135,16 @@ def select_channels(spec: str | Sequence[str | int] | None, names: Sequence[str]
         raise InvalidInputError(f"channels {spec!r} has an empty entry: give names or indices separated by commas")
     picked = tuple(_one(t, names) for t in tokens)
     if len(picked) not in (1, 3):
-        raise InvalidInputError(f"channels must be one channel (grey) or three (R,G,B), got {len(picked)} in "
-                                f"{spec!r}: the channels are {', '.join(names)}")
+        raise InvalidInputError(
+            f"channels must be one channel (grey) or three (R,G,B), got {len(picked)} in "
+            f"{spec!r}: the channels are {', '.join(names)}"
+        )
     return ChannelView(picked, tuple(names[i] for i in picked), "grey" if len(picked) == 1 else "rgb")
 
 
-def display_stretch(image: np.ndarray, *, percentiles: tuple[float, float] = (0.5, 100.0),
-                    softening: float = 0.005) -> np.ndarray:
+def display_stretch(
+    image: np.ndarray, *, percentiles: tuple[float, float] = (0.5, 100.0), softening: float = 0.005
+) -> np.ndarray:
     """8-bit display pixels of one cutout ``(C, S, S)``: a per-channel percentile asinh stretch.
 
     Each channel is scaled on its own, from its ``percentiles`` (finite pixels) to ``[0, 1]``,

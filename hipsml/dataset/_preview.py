@@ -22,9 +22,7 @@ from hipsml.errors import InvalidInputError
 __all__ = ["draw_mosaic", "preview_dataset"]
 
 
-def draw_mosaic(
-    images: np.ndarray, groups: dict[str, list[int]], view: ChannelView, *, per_row: int
-) -> Any:
+def draw_mosaic(images: np.ndarray, groups: dict[str, list[int]], view: ChannelView, *, per_row: int) -> Any:
     """A labelled PIL image: one row per group, up to ``per_row`` examples, one panel per ``view`` panel.
 
     Each panel (a grey channel, or three channels as RGB) is captioned with its channel names
@@ -53,8 +51,12 @@ def draw_mosaic(
     draw = ImageDraw.Draw(canvas)
     for e in range(per_row):
         for b, (_, caption) in enumerate(panels):
-            draw.text((left + e * (group_w + group_gap) + b * (size_px + gap) + 2, 8), caption[: max(12, size_px // 6)],
-                      fill=(220, 220, 220), font=font)
+            draw.text(
+                (left + e * (group_w + group_gap) + b * (size_px + gap) + 2, 8),
+                caption[: max(12, size_px // 6)],
+                fill=(220, 220, 220),
+                font=font,
+            )
     for r, (name, rows) in enumerate(groups.items()):
         y = top + r * (size_px + group_gap)
         draw.text((6, y + size_px // 2 - 6), name, fill=(220, 220, 220), font=font)
@@ -84,8 +86,14 @@ def png_bytes(canvas: Any) -> bytes:
     return buffer.getvalue()
 
 
-def preview_dataset(dataset: Any, out: str | os.PathLike[str], *, per_group: int = 4, seed: int = 0,
-                    channels: str | Sequence[str | int] | None = None) -> Path:
+def preview_dataset(
+    dataset: Any,
+    out: str | os.PathLike[str],
+    *,
+    per_group: int = 4,
+    seed: int = 0,
+    channels: str | Sequence[str | int] | None = None,
+) -> Path:
     """Write a PNG grid of ``dataset``: a row per (split, label), ``per_group`` random cutouts each.
 
     ``channels`` picks what each cutout shows (:func:`hipsml.dataset._pictures.select_channels`):
@@ -110,11 +118,17 @@ def preview_dataset(dataset: Any, out: str | os.PathLike[str], *, per_group: int
     groups: dict[str, list[int]] = {}
     for s, sname in enumerate(dataset.split_names):
         in_split = split == s
-        keys = [(None, "")] if labels is None else [(v, f" / {label_names[v] if label_names else v}") for v in np.unique(labels)]
+        keys = (
+            [(None, "")]
+            if labels is None
+            else [(v, f" / {label_names[v] if label_names else v}") for v in np.unique(labels)]
+        )
         for value, text in keys:
             rows = np.flatnonzero(in_split if value is None else in_split & (labels == value))
             if rows.size:
-                groups[f"{sname}{text}"] = sorted(rng.choice(rows, size=min(per_group, rows.size), replace=False).tolist())
+                groups[f"{sname}{text}"] = sorted(
+                    rng.choice(rows, size=min(per_group, rows.size), replace=False).tolist()
+                )
     chosen = sorted({i for rows in groups.values() for i in rows})
     if not chosen:
         raise InvalidInputError(f"{dataset.path}: the dataset is empty")

@@ -1,6 +1,7 @@
 """Recipes: the declarative description of a training set, validated at field level.
 
-A recipe is YAML (read safely by :func:`hipsml._yaml.load_yaml`: it never runs code; ``1e-3`` is a number), validated by pydantic
+A recipe is YAML (read safely by :func:`hipsml._yaml.load_yaml`: it never runs code; ``1e-3`` is a
+number), validated by pydantic
 models whose unknown keys are errors with a "did you mean". Every error is one line that
 names the recipe file and the field: ``demo.yaml: cutout.sizee: unknown key; did you mean
 'size'?``. Relative paths in a recipe (targets file, local surveys, output, MOC) are
@@ -238,7 +239,9 @@ class Recipe(_Section):
     @classmethod
     def _name_is_a_word(cls, v: str) -> str:
         if not _NAME.match(v):
-            raise ValueError("name must be letters, digits, '.', '_' or '-' (at most 128), starting with a letter or digit")
+            raise ValueError(
+                "name must be letters, digits, '.', '_' or '-' (at most 128), starting with a letter or digit"
+            )
         return v
 
     def resolve(self, path: str) -> str:
@@ -324,7 +327,9 @@ def parse_recipe(data: Any, *, source: str = "recipe", base_dir: str | os.PathLi
         One line naming ``source`` and the first bad field (and how many more there are).
     """
     if not isinstance(data, dict):
-        raise RecipeError(f"{source}: a recipe is a mapping of keys (name, surveys, targets, ...), got {type(data).__name__}")
+        raise RecipeError(
+            f"{source}: a recipe is a mapping of keys (name, surveys, targets, ...), got {type(data).__name__}"
+        )
     if "base_dir" in data:
         raise RecipeError(f"{source}: base_dir: unknown key")
     try:

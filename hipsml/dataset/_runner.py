@@ -59,7 +59,9 @@ def cluster_client(scheduler: str, *, workers: int, threads_per_worker: int, slu
         try:
             from dask_jobqueue import SLURMCluster  # type: ignore[import-not-found]
         except ImportError:
-            raise InvalidInputError("compute.scheduler: slurm needs dask-jobqueue (pip install dask-jobqueue)") from None
+            raise InvalidInputError(
+                "compute.scheduler: slurm needs dask-jobqueue (pip install dask-jobqueue)"
+            ) from None
         try:
             cluster = SLURMCluster(**slurm)
         except TypeError as exc:
@@ -78,7 +80,9 @@ def cluster_client(scheduler: str, *, workers: int, threads_per_worker: int, slu
             client.close()
 
 
-def _run_threads(fn: Callable[[Any], Any], items: Sequence[Any], threads: int, done: Callable[[Any], None]) -> list[Any]:
+def _run_threads(
+    fn: Callable[[Any], Any], items: Sequence[Any], threads: int, done: Callable[[Any], None]
+) -> list[Any]:
     import dask
     from dask.callbacks import Callback
 

@@ -49,9 +49,7 @@ def _text_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 
 
-def split_keys(
-    scheme: str, *, ids: np.ndarray, ra: np.ndarray, dec: np.ndarray, order: int = 8
-) -> np.ndarray:
+def split_keys(scheme: str, *, ids: np.ndarray, ra: np.ndarray, dec: np.ndarray, order: int = 8) -> np.ndarray:
     """The uint64 split key of each target (see the module docstring)."""
     if scheme == "healpix":
         cells = hp.ang2pix(1 << int(order), np.asarray(ra, float), np.asarray(dec, float), nest=True, lonlat=True)

@@ -129,7 +129,9 @@ def parse_versions(data: Any, *, source: str) -> list[dict[str, Any]]:
         except ValidationError as exc:
             raise DatasetError(f"{source}: {_validation_text(exc, f'versions[{i}]')}; repair or remove it") from None
         if entry["version"] in seen:
-            raise DatasetError(f"{source}: versions[{i}]: version {entry['version']} is listed twice; repair or remove it")
+            raise DatasetError(
+                f"{source}: versions[{i}]: version {entry['version']} is listed twice; repair or remove it"
+            )
         seen.add(entry["version"])
         entries.append(entry)
     return entries
@@ -326,7 +328,7 @@ def resolve_version(root: Path, version: int | str) -> dict[str, Any]:
 
 
 def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
 
 #: the images' compression: blosc at this level with byte shuffle, codec lz4 or zstd (``output.compressor``)

@@ -181,8 +181,10 @@ def _read_parquet(path: Path) -> Any:
 
 def _column(table: Any, name: str, field_name: str, shown: str) -> Any:
     if name not in table.colnames:
-        raise TargetsError(f"{field_name}: column {name!r} not in {shown} (its columns: {name_list(table.colnames)})"
-                           f"{did_you_mean(name, table.colnames)}")
+        raise TargetsError(
+            f"{field_name}: column {name!r} not in {shown} (its columns: {name_list(table.colnames)})"
+            f"{did_you_mean(name, table.colnames)}"
+        )
     return table[name]
 
 
@@ -268,7 +270,9 @@ def _labels(col: np.ndarray, name: str, shown: str) -> tuple[np.ndarray, tuple[s
         return codes.astype(np.int64), tuple(str(n) for n in names)
     if col.dtype.kind == "f" and np.all(np.isfinite(col)) and np.all(col == np.round(col)):
         return col.astype(np.int64), None
-    raise TargetsError(f"targets.columns.label: column {name!r} of {shown} holds {col.dtype} values; labels must be integers or text")
+    raise TargetsError(
+        f"targets.columns.label: column {name!r} of {shown} holds {col.dtype} values; labels must be integers or text"
+    )
 
 
 def _from_table(table: Any, spec: Targets, recipe: Recipe, shown: str) -> TargetTable:
@@ -278,7 +282,10 @@ def _from_table(table: Any, spec: Targets, recipe: Recipe, shown: str) -> Target
     if cols.id is not None:
         ids = _plain(_column(table, cols.id, "targets.columns.id", shown), "targets.columns.id", cols.id, shown)
         if ids.dtype.kind not in "iuU":
-            raise TargetsError(f"targets.columns.id: column {cols.id!r} of {shown} holds {ids.dtype} values; ids must be integers or text")
+            raise TargetsError(
+                f"targets.columns.id: column {cols.id!r} of {shown} holds {ids.dtype} values; "
+                "ids must be integers or text"
+            )
         ids = ids.astype(np.int64) if ids.dtype.kind in "iu" else ids
     else:
         ids = np.arange(len(table), dtype=np.int64)
@@ -286,7 +293,9 @@ def _from_table(table: Any, spec: Targets, recipe: Recipe, shown: str) -> Target
     _check_unique(ids, "targets.columns.id", shown)
     labels, label_names = None, None
     if cols.label is not None:
-        raw = _plain(_column(table, cols.label, "targets.columns.label", shown), "targets.columns.label", cols.label, shown)
+        raw = _plain(
+            _column(table, cols.label, "targets.columns.label", shown), "targets.columns.label", cols.label, shown
+        )
         labels, label_names = _labels(raw, cols.label, shown)
     rotation = None
     if isinstance(recipe.cutout.rotation, str):
@@ -294,9 +303,23 @@ def _from_table(table: Any, spec: Targets, recipe: Recipe, shown: str) -> Target
         bad = ~(np.isfinite(rotation) & (np.abs(rotation) <= 1e6))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise TargetsError(f"cutout.rotation: column {recipe.cutout.rotation!r} of {shown} is not finite in data row {i + 1}")
+            raise TargetsError(
+                f"cutout.rotation: column {recipe.cutout.rotation!r} of {shown} is not finite in data row {i + 1}"
+            )
     carry = {}
-    reserved = {"images", "id", "ra", "dec", "label", "split", "healpix", "coverage", "channel_coverage", "source_row", "rotation"}
+    reserved = {
+        "images",
+        "id",
+        "ra",
+        "dec",
+        "label",
+        "split",
+        "healpix",
+        "coverage",
+        "channel_coverage",
+        "source_row",
+        "rotation",
+    }
     for name in spec.carry:
         if name in reserved:
             raise TargetsError(f"targets.carry: {name!r} is a dataset array name; rename the column")
@@ -325,16 +348,22 @@ def _grid(grid: GridTargets, spec: Targets, recipe: Recipe) -> TargetTable:
             moc = Moc.from_fits(path.read_bytes(), source=os.fspath(path))
         except OSError as exc:
             raise TargetsError(f"targets.grid.moc: cannot read {path} ({exc.strerror or exc})") from None
-        check_grid_cells(grid_cell_count(grid.order, ranges=(moc.starts, moc.ends)), f"order {grid.order} in {path.name}")
+        check_grid_cells(
+            grid_cell_count(grid.order, ranges=(moc.starts, moc.ends)), f"order {grid.order} in {path.name}"
+        )
         shift = 2 * (29 - grid.order)
         # cells wholly inside the MOC: [c << shift, (c + 1) << shift) within one [start, end)
         lo = -(-moc.starts // (1 << shift))
         hi = moc.ends >> shift
-        cells = np.concatenate([np.arange(a, b) for a, b in zip(lo.tolist(), hi.tolist()) if b > a] or [np.zeros(0, np.int64)])
+        cells = np.concatenate(
+            [np.arange(a, b) for a, b in zip(lo.tolist(), hi.tolist(), strict=True) if b > a] or [np.zeros(0, np.int64)]
+        )
         cells = np.unique(cells.astype(np.int64))
     else:
         assert grid.center is not None and grid.radius is not None
-        check_grid_cells(grid_cell_count(grid.order, radius=grid.radius), f"order {grid.order} over a {grid.radius:g}° disc")
+        check_grid_cells(
+            grid_cell_count(grid.order, radius=grid.radius), f"order {grid.order} over a {grid.radius:g}° disc"
+        )
         ra0, dec0 = _to_icrs(np.array([grid.center[0]]), np.array([grid.center[1]]), spec.frame)
         vec = hp.ang2vec(float(ra0[0]), float(dec0[0]), lonlat=True)
         cells = np.sort(hp.query_disc(nside, vec, np.radians(grid.radius), nest=True)).astype(np.int64)
@@ -361,10 +390,12 @@ def _run_query(query: VizierQuery | TapQuery) -> Any:
         return TapPlus(url=query.url, verbose=False).launch_job_async(query.query, verbose=False).get_results()
     except HipsmlError:
         raise
-    except Exception as exc:  # noqa: BLE001 - network and service errors of many kinds
+    except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         kind = "vizier" if isinstance(query, VizierQuery) else "tap"
-        raise TargetsError(f"targets.{kind}: the query failed ({first}); it needs the internet the first time") from None
+        raise TargetsError(
+            f"targets.{kind}: the query failed ({first}); it needs the internet the first time"
+        ) from None
 
 
 def _query_table(query: VizierQuery | TapQuery, dataset_root: Path) -> tuple[Any, str]:

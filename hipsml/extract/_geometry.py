@@ -129,7 +129,7 @@ def check_field_of_view(size: Any, pixel_scale: Any, projection: str = "TAN") ->
     >>> check_field_of_view(64, 1e7)
     Traceback (most recent call last):
     ...
-    hipsml.errors.InvalidInputError: the field of view (177778 deg: 64 pixels of 1e+07 arcsec) must be smaller than 180 deg; reduce size or pixel_scale
+    hipsml.errors.InvalidInputError: the field of view (177778 deg: 64 pixels of 1e+07 arcsec) must be ...
     """
     n = check_size(size)
     scale = check_pixel_scale(pixel_scale)

@@ -179,15 +179,35 @@ def _xyf(vx: float, vy: float, vz: float, nside: float, inv_nside: float) -> tup
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def _row_geometry(
     b: np.ndarray,
-    gx: np.ndarray, gy: np.ndarray, gz: np.ndarray, start: int, count: int, nside: float,
-    half: float, lo: float, hi: float, s: int, korder: int, m_lo: int, m_hi: int,
-    fo: np.ndarray, io: np.ndarray, jo: np.ndarray, fxo: np.ndarray, fyo: np.ndarray,
-    ko: np.ndarray, lo_off: np.ndarray, fast: np.ndarray,
-    vxo: np.ndarray, vyo: np.ndarray, vzo: np.ndarray,
+    gx: np.ndarray,
+    gy: np.ndarray,
+    gz: np.ndarray,
+    start: int,
+    count: int,
+    nside: float,
+    half: float,
+    lo: float,
+    hi: float,
+    s: int,
+    korder: int,
+    m_lo: int,
+    m_hi: int,
+    fo: np.ndarray,
+    io: np.ndarray,
+    jo: np.ndarray,
+    fxo: np.ndarray,
+    fyo: np.ndarray,
+    ko: np.ndarray,
+    lo_off: np.ndarray,
+    fast: np.ndarray,
+    vxo: np.ndarray,
+    vyo: np.ndarray,
+    vzo: np.ndarray,
 ) -> None:
     """Geometry of ``count`` rotated grid vectors, branch-free so the loop vectorises.
 
-    ``vxo, vyo, vzo`` are scratch. Outputs per pixel: face, stencil origin ``floor(x - half), floor(y - half)`` clamped to
+    ``vxo, vyo, vzo`` are scratch. Outputs per pixel: face, stencil origin
+    ``floor(x - half), floor(y - half)`` clamped to
     ``[lo, hi]``, its fractions, the key of the origin's tile, the origin's flat offset in
     that tile, and whether the stencil (cells ``origin - m_lo .. origin + m_hi`` in x and y)
     lies inside that one tile.
@@ -254,8 +274,14 @@ def _row_geometry(
         jo[k] = j0
         ko[k] = (fi << (2 * korder)) | ((i0 >> s) << korder) | (j0 >> s)
         lo_off[k] = (w1 - (i0 & w1)) * (w1 + 1) + (j0 & w1)
-        fast[k] = (i0 >= 0) & (j0 >= 0) & ((i0 & w1) >= m_lo) & ((i0 & w1) <= w1 - m_hi) \
-            & ((j0 & w1) >= m_lo) & ((j0 & w1) <= w1 - m_hi)
+        fast[k] = (
+            (i0 >= 0)
+            & (j0 >= 0)
+            & ((i0 & w1) >= m_lo)
+            & ((i0 & w1) <= w1 - m_hi)
+            & ((j0 & w1) >= m_lo)
+            & ((j0 & w1) <= w1 - m_hi)
+        )
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -480,8 +506,31 @@ def cutout_kernel(
         bad = False
         for r in range(size):
             _row_geometry(
-                b, gx, gy, gz, r * size, size, fnside, half, lo, hi, s, korder, m_lo, m_hi,
-                fo, io, jo, fxo, fyo, ko, loff, fast, vxo, vyo, vzo,
+                b,
+                gx,
+                gy,
+                gz,
+                r * size,
+                size,
+                fnside,
+                half,
+                lo,
+                hi,
+                s,
+                korder,
+                m_lo,
+                m_hi,
+                fo,
+                io,
+                jo,
+                fxo,
+                fyo,
+                ko,
+                loff,
+                fast,
+                vxo,
+                vyo,
+                vzo,
             )
             # resolve tiles: most rows lie in one tile, so first assume the key of the
             # middle column for every column (a vectorisable pass), then fix the rest
@@ -545,8 +594,12 @@ def cutout_kernel(
                                     if val != val:
                                         # a blank cell in this channel's 4x4: its inner 2x2, bilinear
                                         val = _bilinear(
-                                            flat[cub_off[5] + c], flat[cub_off[6] + c], flat[cub_off[9] + c],
-                                            flat[cub_off[10] + c], fxo[col], fyo[col],
+                                            flat[cub_off[5] + c],
+                                            flat[cub_off[6] + c],
+                                            flat[cub_off[9] + c],
+                                            flat[cub_off[10] + c],
+                                            fxo[col],
+                                            fyo[col],
                                         )
                                     cub_val[ncub, c] = val
                                 cub_col[ncub] = col
@@ -584,8 +637,12 @@ def cutout_kernel(
                                 fx = min(max(fxo[col] + (io[col] - i0), 0.0), 1.0)
                                 fy = min(max(fyo[col] + (jo[col] - j0), 0.0), 1.0)
                             if ww[2] < 0.0:  # no stencil holds it (cannot happen in practice)
-                                ww = ((1.0 - fxo[col]) * (1.0 - fyo[col]), fxo[col] * (1.0 - fyo[col]),
-                                      (1.0 - fxo[col]) * fyo[col], fxo[col] * fyo[col])
+                                ww = (
+                                    (1.0 - fxo[col]) * (1.0 - fyo[col]),
+                                    fxo[col] * (1.0 - fyo[col]),
+                                    (1.0 - fxo[col]) * fyo[col],
+                                    fxo[col] * fyo[col],
+                                )
                                 i0 = io[col]
                                 j0 = jo[col]
                         else:
@@ -641,8 +698,12 @@ def cutout_kernel(
                         for dj in range(4):
                             wy = ay0 if dj == 0 else (ay1 if dj == 1 else (ay2 if dj == 2 else ay3))
                             base = qc + (dj - 1) * nch + row_stride  # x = i0 - 1 is one tile row down
-                            acc += wy * (ax0 * flat[base] + ax1 * flat[base - row_stride]
-                                         + ax2 * flat[base - 2 * row_stride] + ax3 * flat[base - 3 * row_stride])
+                            acc += wy * (
+                                ax0 * flat[base]
+                                + ax1 * flat[base - row_stride]
+                                + ax2 * flat[base - 2 * row_stride]
+                                + ax3 * flat[base - 3 * row_stride]
+                            )
                         val = np.float32(acc)
                         if val != val:
                             val = _bilinear(
@@ -756,8 +817,12 @@ def _geometric_weights(
         s, t = _inverse_bilinear(px, py, fx, fy)
         # outside the quadrilateral: report how to move the stencil, weights unused
         if s < -1e-9 or s > 1.0 + 1e-9 or t < -1e-9 or t > 1.0 + 1e-9:
-            return -1.0 if s < -1e-9 else (1.0 if s > 1.0 + 1e-9 else 0.0), \
-                -1.0 if t < -1e-9 else (1.0 if t > 1.0 + 1e-9 else 0.0), -1.0, -1.0
+            return (
+                -1.0 if s < -1e-9 else (1.0 if s > 1.0 + 1e-9 else 0.0),
+                -1.0 if t < -1e-9 else (1.0 if t > 1.0 + 1e-9 else 0.0),
+                -1.0,
+                -1.0,
+            )
         s = min(max(s, 0.0), 1.0)
         t = min(max(t, 0.0), 1.0)
         w[0] = (1.0 - s) * (1.0 - t)
@@ -789,8 +854,12 @@ def _geometric_weights(
         s = gamma * (ia & 1) + alpha * (ib & 1) + beta * (ic & 1)
         t = gamma * (ia >> 1) + alpha * (ib >> 1) + beta * (ic >> 1)
         if s < -1e-9 or s > 1.0 + 1e-9 or t < -1e-9 or t > 1.0 + 1e-9:
-            return -1.0 if s < -1e-9 else (1.0 if s > 1.0 + 1e-9 else 0.0), \
-                -1.0 if t < -1e-9 else (1.0 if t > 1.0 + 1e-9 else 0.0), -1.0, -1.0
+            return (
+                -1.0 if s < -1e-9 else (1.0 if s > 1.0 + 1e-9 else 0.0),
+                -1.0 if t < -1e-9 else (1.0 if t > 1.0 + 1e-9 else 0.0),
+                -1.0,
+                -1.0,
+            )
         alpha = max(alpha, 0.0)
         beta = max(beta, 0.0)
         gamma = max(gamma, 0.0)
@@ -807,9 +876,7 @@ def _geometric_weights(
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _weighted(
-    v0: Real, v1: Real, v2: Real, v3: Real, w0: Real, w1: Real, w2: Real, w3: Real
-) -> np.float32:
+def _weighted(v0: Real, v1: Real, v2: Real, v3: Real, w0: Real, w1: Real, w2: Real, w3: Real) -> np.float32:
     """Weighted stencil value, blank-aware like :func:`_bilinear` (the heaviest cell decides coverage)."""
     vn = v0
     wn = w0

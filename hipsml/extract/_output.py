@@ -27,7 +27,6 @@ import io
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hipsml._files import atomic_write, atomic_write_bytes, check_writable_file, user_path
-from hipsml.errors import IndexOutOfRangeError, InvalidInputError, OutputError
+from hipsml.errors import IndexOutOfRangeError, InvalidInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from astropy.io import fits
@@ -104,9 +103,7 @@ def write_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
 def _check_index(result: CutoutResult, index: int) -> int:
     images = getattr(result, "images", None)
     if not isinstance(images, np.ndarray) or images.ndim != 4:
-        raise InvalidInputError(
-            f"expected the CutoutResult returned by hipsml.cutouts, got {type(result).__name__}"
-        )
+        raise InvalidInputError(f"expected the CutoutResult returned by hipsml.cutouts, got {type(result).__name__}")
     n = images.shape[0]
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
         raise InvalidInputError(f"cutout index must be an integer, got {index!r}")
@@ -380,9 +377,9 @@ def cutout_header(result: CutoutResult, index: int = 0) -> fits.Header:
             header[key] = (wcs_cards[key], wcs_cards.comments[key])
     header["ORIGIN"] = ("hipsml", "cutout from HiPS tiles")
     header["HIPSMLV"] = (hipsml.__version__, "hipsml version")
-    header["DATE"] = (_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"), "UTC date of writing")
+    header["DATE"] = (_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"), "UTC date of writing")
     header["NSURVEY"] = (len(result.surveys), "number of HiPS surveys")
-    for k, (location, order) in enumerate(zip(result.surveys, result.orders), start=1):
+    for k, (location, order) in enumerate(zip(result.surveys, result.orders, strict=True), start=1):
         text = _ascii(str(location))
         # a long location continues over CONTINUE cards, where a comment would be cut
         header[f"HIPS{k}"] = (text, f"location of HiPS survey {k}") if len(text) <= 40 else text
@@ -460,9 +457,7 @@ _WRITERS = {"fits": write_cutout_fits, "png": write_cutout_png, "npy": write_cut
 _OPTIONS = {"fits": (), "png": ("stretch", "percentiles", "softening"), "npy": ()}
 
 
-def write_cutout(
-    path: str | os.PathLike[str], result: CutoutResult, index: int = 0, **options: object
-) -> Path:
+def write_cutout(path: str | os.PathLike[str], result: CutoutResult, index: int = 0, **options: object) -> Path:
     """Write cutout ``index`` of ``result`` in the format named by the suffix of ``path``.
 
     ``.fits``/``.fit`` -> :func:`write_cutout_fits`, ``.png`` -> :func:`write_cutout_png`,

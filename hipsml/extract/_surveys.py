@@ -39,7 +39,8 @@ class SurveyRef:
     Examples
     --------
     >>> ref = SurveyRef("sky/r", {"memory_cache_bytes": 2**28})
-    >>> ref == SurveyRef("sky/r", {"memory_cache_bytes": 2**28}), hash(ref) == hash(SurveyRef("sky/r", {"memory_cache_bytes": 2**28}))
+    >>> same = SurveyRef("sky/r", {"memory_cache_bytes": 2**28})
+    >>> ref == same, hash(ref) == hash(same)
     (True, True)
     """
 

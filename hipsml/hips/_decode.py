@@ -60,7 +60,14 @@ logger = logging.getLogger(__name__)
 
 _CARD = 80
 _BLOCK = 2880
-_DTYPES: dict[int, np.dtype[Any]] = {8: np.dtype("u1"), 16: np.dtype(">i2"), 32: np.dtype(">i4"), 64: np.dtype(">i8"), -32: np.dtype(">f4"), -64: np.dtype(">f8")}
+_DTYPES: dict[int, np.dtype[Any]] = {
+    8: np.dtype("u1"),
+    16: np.dtype(">i2"),
+    32: np.dtype(">i4"),
+    64: np.dtype(">i8"),
+    -32: np.dtype(">f4"),
+    -64: np.dtype(">f8"),
+}
 _WANTED = frozenset(
     {
         "SIMPLE",
@@ -90,6 +97,7 @@ class _Unsupported(Exception):
 
 #: largest tile hipsml will build from a trimmed FITS tile (guards against absurd ONAXISn)
 _MAX_TILE_PIXELS = 1 << 26
+
 
 def _card_value(text: str) -> str | float | bool:
     """Value of a FITS card's value field (columns 11..80): a string, number or logical."""
@@ -215,7 +223,8 @@ def _untrim(out: np.ndarray, header: dict[str, str | float | bool], source: str,
         raise TileDecodeError(f"{source}: trimmed FITS tile claims {fh}x{fw} pixels; refusing so large a tile")
     if t1 < 0 or t2 < 0 or t1 + w > fw or t2 + h > fh:
         raise TileDecodeError(
-            f"{source}: trimmed FITS box {h}x{w} at TRIM2={t2}, TRIM1={t1} does not fit in ONAXIS2 x ONAXIS1 = {fh}x{fw}"
+            f"{source}: trimmed FITS box {h}x{w} at TRIM2={t2}, TRIM1={t1} does not fit in "
+            f"ONAXIS2 x ONAXIS1 = {fh}x{fw}"
         )
     full = np.full((c, fh, fw), np.nan, dtype=np.float32)
     full[:, t2 : t2 + h, t1 : t1 + w] = out
@@ -255,7 +264,8 @@ def _decode_fits_fast(buf: bytes, source: str, width: int | None) -> np.ndarray:
             data_start = unpadded_start  # the header itself is not padded to 2880 bytes
         else:
             raise TileDecodeError(
-                f"{source}: FITS data truncated: expected {nbytes} bytes after the header, found {len(buf) - data_start}"
+                f"{source}: FITS data truncated: expected {nbytes} bytes after the header, "
+                f"found {len(buf) - data_start}"
             )
     raw = np.frombuffer(buf, dtype=dtype, count=count, offset=data_start).reshape(shape)
     bscale = _number(header, "BSCALE", source, 1.0)

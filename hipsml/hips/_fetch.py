@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 from urllib.parse import unquote, urlparse
 
 from hipsml._files import read_regular_file, user_path

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from astropy import units as u
@@ -45,7 +45,7 @@ def canonical_frame(name: object) -> str | None:
     return FRAME_ALIASES.get(name.strip().lower())
 
 
-@lru_cache(maxsize=None)
+@cache
 def icrs_to_frame(frame: str) -> np.ndarray:
     """3x3 rotation taking ICRS unit vectors into the HiPS ``frame``: ``v_frame = M @ v_icrs``.
 

@@ -70,10 +70,11 @@ import re
 import socket
 import threading
 import time
-from datetime import timezone
+from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
@@ -82,8 +83,8 @@ from requests.adapters import HTTPAdapter
 
 from hipsml._files import atomic_write, read_regular_file, user_path
 from hipsml.errors import FetchError, HipsmlError, InvalidLocationError, TileDecodeError
-from hipsml.hips._store import MAX_FILE_BYTES, check_http_options, check_relpath, max_file_bytes
 from hipsml.hips._formats import EXTENSION_FORMATS, FORMAT_EXTENSIONS
+from hipsml.hips._store import MAX_FILE_BYTES, check_http_options, check_relpath, max_file_bytes
 
 __all__ = ["HttpTileStore", "normalise_base_url", "cache_relpath", "parse_retry_after", "default_cache_dir"]
 
@@ -209,7 +210,7 @@ def cache_relpath(relpath: str) -> str | None:
     if m is not None:
         digits = m.group(1, 2, 3)
         order, dir_, npix = (int(d) for d in digits)
-        if any(str(v) != d for v, d in zip((order, dir_, npix), digits)):
+        if any(str(v) != d for v, d in zip((order, dir_, npix), digits, strict=True)):
             return None
         return f"Norder{order}/Dir{dir_}/Npix{npix}.{_TILE_EXTENSIONS[m.group(4)]}"
     m = _ALLSKY_RE.fullmatch(relpath)
@@ -254,7 +255,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if when is None:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     current = time.time() if now is None else now
     return max(0.0, when.timestamp() - current)
 
@@ -470,8 +471,14 @@ class HttpTileStore:
     ) -> None:
         self.location = normalise_base_url(base_url)
         options = check_http_options(
-            max_connections_per_host=max_connections_per_host, retries=retries, backoff=backoff,
-            max_backoff=max_backoff, timeout=timeout, deadline=deadline, max_total_time=max_total_time, verify=verify,
+            max_connections_per_host=max_connections_per_host,
+            retries=retries,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            timeout=timeout,
+            deadline=deadline,
+            max_total_time=max_total_time,
+            verify=verify,
         )
         self.max_connections_per_host: int = options["max_connections_per_host"]
         self.retries: int = options["retries"]
@@ -773,8 +780,12 @@ class HttpTileStore:
             raise FetchError(f"TLS error for {url}: {exc}; check the certificate or pass verify=<CA bundle>") from exc
         except requests.exceptions.TooManyRedirects as exc:
             raise FetchError(f"too many redirects for {url}") from exc
-        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-                requests.exceptions.InvalidSchema, ValueError) as exc:
+        except (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+            ValueError,
+        ) as exc:
             # also a malformed redirect Location (http://[::1/x is a ValueError in urllib.parse)
             raise FetchError(
                 f"invalid URL while fetching {url} (a bad redirect Location?): {exc}; not retrying"

@@ -91,7 +91,8 @@ class Moc:
 
         Examples
         --------
-        >>> Moc.from_tiles(1, np.array([5])).contains_tile(2, 21), Moc.from_tiles(1, np.array([5])).sky_fraction == 1 / 48
+        >>> moc = Moc.from_tiles(1, np.array([5]))
+        >>> moc.contains_tile(2, 21), moc.sky_fraction == 1 / 48
         (True, True)
         """
         order = int(order)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numbers
 import os
-from typing import Any, Callable, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from hipsml._files import user_path
 from hipsml.errors import InvalidInputError, InvalidLocationError
@@ -42,8 +43,6 @@ HTTP_OPTIONS: tuple[str, ...] = (
 MAX_FILE_BYTES = 1 << 30
 #: Largest ``properties`` file read (real ones are a few kB).
 MAX_PROPERTIES_BYTES = 1 << 20
-
-
 
 
 def _number_option(name: str, value: Any, *, minimum: float, strict: bool = False, integer: bool = False) -> Any:
@@ -103,7 +102,6 @@ def check_http_options(**options: Any) -> dict[str, Any]:
 def max_file_bytes(relpath: str) -> int:
     """The most bytes a store accepts for ``relpath``: 1 MiB for ``properties``, else 1 GiB."""
     return MAX_PROPERTIES_BYTES if relpath == "properties" else MAX_FILE_BYTES
-
 
 
 class TileStore(Protocol):

@@ -234,7 +234,9 @@ class HipsSurvey:
         if not present:
             logger.warning(
                 "%s declares orders %d..%d but none of them holds tiles; every tile will read as None",
-                source, low, high,
+                source,
+                low,
+                high,
             )
             self.orders = ()
             return
@@ -244,13 +246,17 @@ class HipsSurvey:
         if present[-1] < high or self._typed.order_min_declared:
             logger.warning(
                 "%s declares orders %d..%d but only %s %s %s tiles; using %d..%d",
-                source, low, high, "order" if len(present) == 1 else "orders", ", ".join(map(str, present)),
-                "holds" if len(present) == 1 else "hold", present[0], present[-1],
+                source,
+                low,
+                high,
+                "order" if len(present) == 1 else "orders",
+                ", ".join(map(str, present)),
+                "holds" if len(present) == 1 else "hold",
+                present[0],
+                present[-1],
             )
         else:
-            logger.info(
-                "%s has no hips_order_min; the shallowest order holding tiles is %d", source, present[0]
-            )
+            logger.info("%s has no hips_order_min; the shallowest order holding tiles is %d", source, present[0])
         self.order_min, self.order = present[0], present[-1]
 
     def _probe_orders(self) -> None:
@@ -467,7 +473,7 @@ class HipsSurvey:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
             pool.shutdown()
-        for p, tile in zip(keys, results):
+        for p, tile in zip(keys, results, strict=True):
             for i in todo[p]:
                 out[i] = tile
         return out
@@ -653,7 +659,9 @@ def _load_moc(store: TileStore, props: dict[str, str], http_options: dict[str, A
             elif not (any_host or _same_origin(parent, store.location)):
                 logger.info(
                     "not following moc_access_url %s: it is not on the survey's host %s"
-                    " (pass moc_any_host=True to open_survey to allow it)", url, store.location,
+                    " (pass moc_any_host=True to open_survey to allow it)",
+                    url,
+                    store.location,
                 )
             else:
                 from hipsml.hips._http import HttpTileStore
@@ -749,7 +757,10 @@ def open_survey(
         moc = _load_moc(store, props, http_options, any_host=moc_any_host)
         local = isinstance(store, LocalTileStore)
         survey = HipsSurvey(
-            store, props, moc=moc, memory_cache_bytes=memory_cache_bytes,
+            store,
+            props,
+            moc=moc,
+            memory_cache_bytes=memory_cache_bytes,
             orders=store.tile_orders() if local else None,
         )
         if not local:

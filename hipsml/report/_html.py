@@ -55,7 +55,8 @@ main { max-width: 1180px; margin: 0 auto; padding: 18px 24px 40px; }
 h1 { margin: 0 0 4px; font-size: 26px; } h2 { margin: 28px 0 6px; font-size: 21px; border-bottom: 1px solid #d5d9e0; }
 .meta { color: #566070; font-size: 14px; margin: 0 0 10px; }
 table { border-collapse: collapse; font-size: 14px; margin: 6px 0; background: #fff; }
-th, td { border: 1px solid #d5d9e0; padding: 3px 9px; text-align: right; } th:first-child, td:first-child { text-align: left; }
+th, td { border: 1px solid #d5d9e0; padding: 3px 9px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
 .figures { display: flex; flex-wrap: wrap; gap: 14px; }
 figure { margin: 0; background: #fff; border: 1px solid #d5d9e0; border-radius: 6px; padding: 10px;
          flex: 1 1 480px; min-width: 0; box-sizing: border-box; }
@@ -85,7 +86,9 @@ def _commands(commands: list[str]) -> str:
 def _table(header: list[str], rows: list[list[str]], table_id: str | None) -> str:
     ident = f' id="{_e(table_id)}"' if table_id else ""
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + f"<th>{_e(r[0])}</th>" + "".join(f"<td>{_e(v)}</td>" for v in r[1:]) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + f"<th>{_e(r[0])}</th>" + "".join(f"<td>{_e(v)}</td>" for v in r[1:]) + "</tr>" for r in rows
+    )
     return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -123,9 +126,14 @@ def render_html(title: str, header: list[str], timings: list[tuple[str, str, str
         parts += [_table(header, rows, ident) for ident, header, rows in section.tables]
         if section.gallery:
             ident = f' id="{_e(section.gallery_id)}"' if section.gallery_id else ""
-            parts.append(f'<ol class="gallery"{ident}>' + "".join(
-                f'<li><img src="{_e(src)}" alt="{_e(text)}"><span>{_e(text)}</span></li>' for src, text in section.gallery)
-                + "</ol>")
+            parts.append(
+                f'<ol class="gallery"{ident}>'
+                + "".join(
+                    f'<li><img src="{_e(src)}" alt="{_e(text)}"><span>{_e(text)}</span></li>'
+                    for src, text in section.gallery
+                )
+                + "</ol>"
+            )
         wide = len(section.figures) == 1
         parts.append('<div class="figures">' + "".join(_figure(f, wide) for f in section.figures) + "</div></section>")
     parts.append("</main></body></html>\n")

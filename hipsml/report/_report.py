@@ -70,8 +70,9 @@ def purity_per_neuron(bmu: np.ndarray, labels: np.ndarray, neurons: int) -> list
     table = np.zeros((neurons, int(labels.max(initial=0)) + 1), np.int64)
     np.add.at(table, (bmu, labels), 1)
     hits = table.sum(axis=1)
-    return [(n, int(hits[n]), int(table[n].argmax()), float(table[n].max() / hits[n]))
-            for n in range(neurons) if hits[n]]
+    return [
+        (n, int(hits[n]), int(table[n].argmax()), float(table[n].max() / hits[n])) for n in range(neurons) if hits[n]
+    ]
 
 
 def confident_mistakes(probabilities: np.ndarray, truth: np.ndarray, top: int) -> np.ndarray:
@@ -122,25 +123,38 @@ def _dataset_section(ds: Any, arg: str, staging: Path, channels: Any) -> Section
     coverage = coverage_per_channel(np.asarray(ds.images.get_orthogonal_selection((rows,))))
     sampled = "every cutout" if rows.size == n else f"{_int(rows.size)} evenly spaced cutouts of {_int(n)}"
     counts = np.bincount(ds.column("split"), minlength=len(ds.split_names))
-    summary = (f"{_int(n)} cutouts of {c} x {h} x {w} {ds.images.dtype} in {ds.path.name} v{ds.version} (content "
-               f"hash {ds.hash[:12]}); channels: {', '.join(names)}; splits: "
-               + ", ".join(f"{s} {_int(int(k))}" for s, k in zip(ds.split_names, counts.tolist())))
+    summary = (
+        f"{_int(n)} cutouts of {c} x {h} x {w} {ds.images.dtype} in {ds.path.name} v{ds.version} (content "
+        f"hash {ds.hash[:12]}); channels: {', '.join(names)}; splits: "
+        + ", ".join(f"{s} {_int(int(k))}" for s, k in zip(ds.split_names, counts.tolist(), strict=True))
+    )
     if ds.label_names and "label" in ds.group:
         labels = ds.column("label")
-        summary += "; classes: " + ", ".join(f"{name} {_int(int(np.count_nonzero(labels == k)))}"
-                                             for k, name in enumerate(ds.label_names))
+        summary += "; classes: " + ", ".join(
+            f"{name} {_int(int(np.count_nonzero(labels == k)))}" for k, name in enumerate(ds.label_names)
+        )
     view = select_channels(channels, names)
     preview_dataset(ds, staging / "figures" / "preview.png", channels=channels)
     option = f" --channels {_q(channels)}" if channels is not None else ""
-    grid = Figure("preview.png", staging / "figures" / "preview.png", "The cutout grid",
-                  [(f"Four random cutouts per split and class (one row each), channels {view.label} "
-                   "(each cutout's channels stretched on their own, asinh, north up).")],
-                  [f"hipsml preview {arg} --out preview.png{option}"])
-    table = ("coverage", ["channel", "coverage (finite pixels)"],
-             [[name, f"{value:.4f}"] for name, value in zip(names, coverage.tolist())])
+    grid = Figure(
+        "preview.png",
+        staging / "figures" / "preview.png",
+        "The cutout grid",
+        [
+            (
+                f"Four random cutouts per split and class (one row each), channels {view.label} "
+                "(each cutout's channels stretched on their own, asinh, north up)."
+            )
+        ],
+        [f"hipsml preview {arg} --out preview.png{option}"],
+    )
+    table = (
+        "coverage",
+        ["channel", "coverage (finite pixels)"],
+        [[name, f"{value:.4f}"] for name, value in zip(names, coverage.tolist(), strict=True)],
+    )
     intro = [summary + ".", f"Coverage per channel: the share of finite (not blank) pixels, over {sampled}."]
-    return Section("dataset", "The dataset", intro, [grid], commands=[f"hipsml datasets {_q(ds.path)}"],
-                   tables=[table])
+    return Section("dataset", "The dataset", intro, [grid], commands=[f"hipsml datasets {_q(ds.path)}"], tables=[table])
 
 
 def _som_section(ds: Any, arg: str, som_path: Path, staging: Path, channels: Any) -> Section:
@@ -172,35 +186,77 @@ def _som_section(ds: Any, arg: str, som_path: Path, staging: Path, channels: Any
     option = f" --channels {_q(channels)}" if channels is not None else ""
     train_cmd = _som_train_command(som, ds, som_path) + option
     figures = [
-        Figure("som-prototypes.png", figs / "som-prototypes.png", "SOM prototypes",
-               [(f"The prototypes of a {cfg.layout} {cfg.width} x {cfg.height} SOM ({som.neuron_count} neurons of "
-                f"{cfg.neuron_dim} x {cfg.neuron_dim} pixels, {cfg.numrot} rotations"
-                f"{' and flips' if cfg.flip else ''}), {len(som.history)} epochs.")], [train_cmd]),
-        Figure("som-hits.png", figs / "som-hits.png", "SOM hit counts",
-               [f"Cutouts per neuron ({_int(mapping.bmu.size)} mapped, {how})."], [train_cmd]),
-        Figure("som-umatrix.png", figs / "som-umatrix.png", "SOM U-matrix",
-               ["Mean distance from each prototype to its grid neighbours (high: borders between groups)."],
-               [train_cmd]),
+        Figure(
+            "som-prototypes.png",
+            figs / "som-prototypes.png",
+            "SOM prototypes",
+            [
+                (
+                    f"The prototypes of a {cfg.layout} {cfg.width} x {cfg.height} SOM ({som.neuron_count} neurons of "
+                    f"{cfg.neuron_dim} x {cfg.neuron_dim} pixels, {cfg.numrot} rotations"
+                    f"{' and flips' if cfg.flip else ''}), {len(som.history)} epochs."
+                )
+            ],
+            [train_cmd],
+        ),
+        Figure(
+            "som-hits.png",
+            figs / "som-hits.png",
+            "SOM hit counts",
+            [f"Cutouts per neuron ({_int(mapping.bmu.size)} mapped, {how})."],
+            [train_cmd],
+        ),
+        Figure(
+            "som-umatrix.png",
+            figs / "som-umatrix.png",
+            "SOM U-matrix",
+            ["Mean distance from each prototype to its grid neighbours (high: borders between groups)."],
+            [train_cmd],
+        ),
     ]
     if som.history:
         plot_errors(som, figs / "som-errors.png")
-        figures.append(Figure("som-errors.png", figs / "som-errors.png", "SOM training errors",
-                              ["Quantisation and topographic error per epoch."], [train_cmd]))
+        figures.append(
+            Figure(
+                "som-errors.png",
+                figs / "som-errors.png",
+                "SOM training errors",
+                ["Quantisation and topographic error per epoch."],
+                [train_cmd],
+            )
+        )
     write_explorer(som, ds, staging / "explorer", mapping=mapping, channels=channels)
     tables = []
-    intro = [(f"The SOM in {som_path}: {how}; quantisation error {mapping.quantisation_error:.4g}, topographic "
-             f"error {mapping.topographic_error:.4f}.")]
+    intro = [
+        (
+            f"The SOM in {som_path}: {how}; quantisation error {mapping.quantisation_error:.4g}, topographic "
+            f"error {mapping.topographic_error:.4f}."
+        )
+    ]
     if ds.label_names and "label" in ds.group and mapping.rows is not None:
         labels = ds.column("label")[np.asarray(mapping.rows, np.int64)]
         purity = purity_per_neuron(mapping.bmu, labels, som.neuron_count)
         mean = sum(h * p for _, h, _, p in purity) / max(sum(h for _, h, _, _ in purity), 1)
-        intro.append(f"Label purity per neuron: the share of a neuron's cutouts with its most common label; "
-                     f"weighted by hits, {mean:.3f}.")
-        tables.append(("purity", ["neuron", "hits", "most common label", "purity"],
-                       [[str(n), str(h), ds.label_names[k], f"{p:.3f}"] for n, h, k, p in purity]))
-    return Section("som", "The SOM", intro, figures, links=[("Open the SOM explorer", "explorer/index.html")],
-                   commands=[f"hipsml som explore {_q(som_path)} --dataset {arg} --out explorer{option}"],
-                   tables=tables)
+        intro.append(
+            f"Label purity per neuron: the share of a neuron's cutouts with its most common label; "
+            f"weighted by hits, {mean:.3f}."
+        )
+        tables.append(
+            (
+                "purity",
+                ["neuron", "hits", "most common label", "purity"],
+                [[str(n), str(h), ds.label_names[k], f"{p:.3f}"] for n, h, k, p in purity],
+            )
+        )
+    return Section(
+        "som",
+        "The SOM",
+        intro,
+        figures,
+        links=[("Open the SOM explorer", "explorer/index.html")],
+        commands=[f"hipsml som explore {_q(som_path)} --dataset {arg} --out explorer{option}"],
+        tables=tables,
+    )
 
 
 def _again(path: Path) -> str:
@@ -213,8 +269,11 @@ def _som_train_command(som: Any, ds: Any, som_path: Path) -> str:
     from hipsml.cli._som import _OVERRIDES
     from hipsml.demo._steps import cli_command
 
-    options = {name: getattr(som.config, name) for _flag, (name, _type) in _OVERRIDES.items()
-               if getattr(som.config, name, None) is not None}
+    options = {
+        name: getattr(som.config, name)
+        for _flag, (name, _type) in _OVERRIDES.items()
+        if getattr(som.config, name, None) is not None
+    }
     split = (som.training or {}).get("split")
     words = ["hipsml", "som", "train", "--dataset", f"{ds.path}@v{ds.version}", "--split", split or "all"]
     return cli_command(words, options, _OVERRIDES) + f" --out {_again(som_path)}"
@@ -228,8 +287,9 @@ def _cnn_train_command(run: Path, ds: Any) -> str:
     try:
         config = json.loads((run / "run.json").read_text(encoding="utf-8"))["config"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InvalidInputError(f"{run}: no readable run.json ({exc}); give a finished 'hipsml train cnn' run") \
-            from None
+        raise InvalidInputError(
+            f"{run}: no readable run.json ({exc}); give a finished 'hipsml train cnn' run"
+        ) from None
     options = {name: config[name] for _flag, (name, _type) in _OVERRIDES.items() if config.get(name) is not None}
     words = ["hipsml", "train", "cnn", "--dataset", f"{ds.path}@v{ds.version}"]
     return cli_command(words, options, _OVERRIDES) + f" --out {_again(run)}"
@@ -246,8 +306,11 @@ def _predictions(run: Path, ds: Any) -> tuple[dict[str, Any], str]:
     weights = hashlib.sha256((run / "model.eqx").read_bytes()).hexdigest()
     try:
         stored = read_cnn_predictions(ds, name)
-        if stored["attrs"].get("model", {}).get("weights_sha256") == weights and stored["attrs"].get("split") is None \
-                and not stored["attrs"].get("ensemble"):
+        if (
+            stored["attrs"].get("model", {}).get("weights_sha256") == weights
+            and stored["attrs"].get("split") is None
+            and not stored["attrs"].get("ensemble")
+        ):
             return stored, f"the stored predictions {name!r}"
     except (DatasetNotFoundError, InvalidInputError):
         pass
@@ -270,8 +333,11 @@ def _mistake_pictures(ds: Any, rows: np.ndarray, folder: Path, channels: Any) ->
         images[order] = np.asarray(ds.images.get_orthogonal_selection((rows[order],)), np.float32)
     for k, image in enumerate(images):
         pixels = display_stretch(image[list(picked)])[:, ::-1]
-        tile = (Image.fromarray(np.ascontiguousarray(pixels[0]), mode="L") if len(picked) == 1
-                else Image.fromarray(np.ascontiguousarray(np.moveaxis(pixels, 0, -1)), mode="RGB"))
+        tile = (
+            Image.fromarray(np.ascontiguousarray(pixels[0]), mode="L")
+            if len(picked) == 1
+            else Image.fromarray(np.ascontiguousarray(np.moveaxis(pixels, 0, -1)), mode="RGB")
+        )
         path = folder / f"m{k:03d}.png"
         tile.resize((96, 96), Image.NEAREST).save(path, format="PNG")
         names.append(path.name)
@@ -285,7 +351,9 @@ def _cnn_section(ds: Any, arg: str, run: Path, number: int, staging: Path, chann
     try:
         metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"{run}: no readable metrics.json ({exc}); give a finished 'hipsml train cnn' run") from None
+        raise InvalidInputError(
+            f"{run}: no readable metrics.json ({exc}); give a finished 'hipsml train cnn' run"
+        ) from None
     key, figs = f"cnn{number}", staging / "figures"
     predictions, how = _predictions(run, ds)
     classes = list(predictions["label_names"])
@@ -293,17 +361,38 @@ def _cnn_section(ds: Any, arg: str, run: Path, number: int, staging: Path, chann
     train_cmd = _cnn_train_command(run, ds)
     predict_cmd = f"hipsml predict {_q(run)} --dataset {arg}"
     plot_curves(metrics["history"], figs / f"{key}-curves.png", best_epoch=best)
-    figures = [Figure(f"{key}-curves.png", figs / f"{key}-curves.png", "CNN loss and accuracy",
-                      [f"{metrics['epochs_run']} epochs run; the best (marked) is epoch {best}."], [train_cmd])]
+    figures = [
+        Figure(
+            f"{key}-curves.png",
+            figs / f"{key}-curves.png",
+            "CNN loss and accuracy",
+            [f"{metrics['epochs_run']} epochs run; the best (marked) is epoch {best}."],
+            [train_cmd],
+        )
+    ]
     intro = [f"The CNN run {run} ({how})."]
     tables: list[tuple[str, list[str], list[list[str]]]] = []
     gallery: list[tuple[str, str]] = []
     scores = prediction_scores(ds, predictions)
     if scores:
-        tables.append((f"{key}-accuracy", ["split", "cutouts", "accuracy", *classes],
-                       [[split, str(s["count"]), f"{s['accuracy']:.4f}",
-                         *[("n/a" if s["per_class"][c]["accuracy"] is None else f"{s['per_class'][c]['accuracy']:.4f}")
-                           for c in classes]] for split, s in scores.items()]))
+        tables.append(
+            (
+                f"{key}-accuracy",
+                ["split", "cutouts", "accuracy", *classes],
+                [
+                    [
+                        split,
+                        str(s["count"]),
+                        f"{s['accuracy']:.4f}",
+                        *[
+                            ("n/a" if s["per_class"][c]["accuracy"] is None else f"{s['per_class'][c]['accuracy']:.4f}")
+                            for c in classes
+                        ],
+                    ]
+                    for split, s in scores.items()
+                ],
+            )
+        )
         rows = np.asarray(predictions["rows"], np.int64)
         truth_names = [ds.label_names[k] for k in ds.column("label")[rows]]
         truth = np.array([classes.index(n) if n in classes else -1 for n in truth_names], np.int64)
@@ -312,26 +401,57 @@ def _cnn_section(ds: Any, arg: str, run: Path, number: int, staging: Path, chann
         confusion = np.zeros((len(classes), len(classes)), np.int64)
         known = here & (truth >= 0)
         np.add.at(confusion, (truth[known], np.asarray(predictions["predicted"], np.int64)[known]), 1)
-        plot_confusion(confusion, classes, figs / f"{key}-confusion.png",
-                       title=f"{shown} split: accuracy {scores[shown]['accuracy']:.3f}")
-        figures.append(Figure(f"{key}-confusion.png", figs / f"{key}-confusion.png", "CNN confusion matrix",
-                              [(f"The {shown} split ({_int(scores[shown]['count'])} cutouts), rows true, columns "
-                               "predicted. Accuracy per split and per class in the table above.")], [predict_cmd]))
+        plot_confusion(
+            confusion,
+            classes,
+            figs / f"{key}-confusion.png",
+            title=f"{shown} split: accuracy {scores[shown]['accuracy']:.3f}",
+        )
+        figures.append(
+            Figure(
+                f"{key}-confusion.png",
+                figs / f"{key}-confusion.png",
+                "CNN confusion matrix",
+                [
+                    (
+                        f"The {shown} split ({_int(scores[shown]['count'])} cutouts), rows true, columns "
+                        "predicted. Accuracy per split and per class in the table above."
+                    )
+                ],
+                [predict_cmd],
+            )
+        )
         positions = confident_mistakes(predictions["probabilities"], truth, _MISTAKES)
         ids = ds.column("id")
         pictures = _mistake_pictures(ds, rows[positions], staging / "mistakes" / key, channels)
         probabilities = np.asarray(predictions["probabilities"])
-        for p, picture in zip(positions.tolist(), pictures):
+        for p, picture in zip(positions.tolist(), pictures, strict=True):
             guess = int(probabilities[p].argmax())
-            gallery.append((f"mistakes/{key}/{picture}",
-                            (f"id {ids[rows[p]]}: {truth_names[p]} taken for {classes[guess]} "
-                            f"(p={float(probabilities[p, guess]):.3f})")))
-        intro.append(f"The most confident mistakes ({len(gallery)} of {int(np.count_nonzero(np.asarray(predictions['predicted']) != truth))}"
-                     f" wrong), most confident first:")
+            gallery.append(
+                (
+                    f"mistakes/{key}/{picture}",
+                    (
+                        f"id {ids[rows[p]]}: {truth_names[p]} taken for {classes[guess]} "
+                        f"(p={float(probabilities[p, guess]):.3f})"
+                    ),
+                )
+            )
+        intro.append(
+            f"The most confident mistakes ({len(gallery)} of "
+            f"{int(np.count_nonzero(np.asarray(predictions['predicted']) != truth))} wrong), most confident first:"
+        )
     else:
         intro.append("The dataset has no labels: no accuracy, confusion matrix or mistakes.")
-    return Section(key, f"CNN run {run.name}", intro, figures, commands=[predict_cmd], tables=tables,
-                   gallery=gallery, gallery_id=f"{key}-mistakes")
+    return Section(
+        key,
+        f"CNN run {run.name}",
+        intro,
+        figures,
+        commands=[predict_cmd],
+        tables=tables,
+        gallery=gallery,
+        gallery_id=f"{key}-mistakes",
+    )
 
 
 def _copy_figures(sections: Sequence[Section], figures: Path) -> None:
@@ -401,7 +521,7 @@ def write_report(
     from hipsml.dataset import open_dataset
     from hipsml.dataset._dataset import Dataset
 
-    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    now = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
     folder = user_path(out, what="out")
     check_report_folder(folder)
     ds = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)
@@ -417,17 +537,28 @@ def write_report(
         _copy_figures(sections, staging / "figures")
         sections = [replace(s, title=f"{k}. {s.title}") for k, s in enumerate(sections, start=1)]
         name = title or f"hipsml report: {ds.attrs.get('name') or ds.path.name} v{ds.version}"
-        command = (f"hipsml report {arg}" + (f" --som {_q(som_path)}" if som_path else "")
-                   + "".join(f" --cnn {_q(r)}" for r in runs) + f" --out {_q(folder)}"
-                   + (f" --channels {_q(channels)}" if channels is not None else ""))
-        header = [f"Made by hipsml {__version__} on {now}. Every command below runs in {_q(Path.cwd())}, the folder "
-                  f"this page was made in; the report (every section from the dataset on) is made again by: {command}"]
+        command = (
+            f"hipsml report {arg}"
+            + (f" --som {_q(som_path)}" if som_path else "")
+            + "".join(f" --cnn {_q(r)}" for r in runs)
+            + f" --out {_q(folder)}"
+            + (f" --channels {_q(channels)}" if channels is not None else "")
+        )
+        header = [
+            f"Made by hipsml {__version__} on {now}. Every command below runs in {_q(Path.cwd())}, the folder "
+            f"this page was made in; the report (every section from the dataset on) is made again by: {command}"
+        ]
         rows = [(step, f"{seconds:.1f}", note) for step, seconds, note in timings]
         page = render_html(name, header, rows, sections)
         figures = [f"figures/{f.name}" for s in sections for f in s.figures]
-        marker = {"kind": _KIND, "dataset": {"path": str(ds.path.resolve()), "version": ds.version, "hash": ds.hash},
-                  "som": str(som_path) if som_path else None, "cnn": [str(r) for r in runs], "figures": figures,
-                  "timings": {step: seconds for step, seconds, _ in timings}}
+        marker = {
+            "kind": _KIND,
+            "dataset": {"path": str(ds.path.resolve()), "version": ds.version, "hash": ds.hash},
+            "som": str(som_path) if som_path else None,
+            "cnn": [str(r) for r in runs],
+            "figures": figures,
+            "timings": {step: seconds for step, seconds, _ in timings},
+        }
         atomic_write_bytes(staging / _MARKER, json.dumps(marker, indent=2).encode("utf-8"))
         atomic_write_bytes(staging / "index.html", page.encode("utf-8"))
     return folder / "index.html"

@@ -26,8 +26,8 @@ from hipsml.hips import deinterleave_bits, interleave_bits, tile_pixel_indices
 from hipsml.sky import _sources as src
 from hipsml.sky._render import _check_width, select_tiles, survey_properties
 from hipsml.sky._write import (
-    check_target,
     SurveyFrame,
+    check_target,
     directory_size,
     parse_formats,
     parse_frame,
@@ -351,7 +351,9 @@ def _components(cat: dict, cell_rad: float, band_names: Sequence[str]) -> _Compo
         lobe_vec = np.cos(half) * vec + sign * np.sin(half) * axis
         fl = {**{b: zero for b in optical}, "radio": lobe_total * share}
         part(rad, src.GAUSSIAN, lobe_vec, fl, sig_u, 0.6 * sig_u, np.ones(n), pa)
-    part(rad & core, src.MOFFAT, vec, {**radio_only, "radio": 0.1 * cat["flux_radio"]}, 0.0, _MOFFAT_BETA, np.ones(n), pa)
+    part(
+        rad & core, src.MOFFAT, vec, {**radio_only, "radio": 0.1 * cat["flux_radio"]}, 0.0, _MOFFAT_BETA, np.ones(n), pa
+    )
     return _Components(
         source=np.concatenate([p["source"] for p in parts]),
         vec=np.concatenate([p["vec"] for p in parts]).reshape(-1, 3),
@@ -666,7 +668,15 @@ def make_sky(
 
 
 def _write_catalogue(
-    dest: Path, cat: dict, band_names: Sequence[str], *, seed: int, order: int, width: int, frame: str, cell_arcsec: float
+    dest: Path,
+    cat: dict,
+    band_names: Sequence[str],
+    *,
+    seed: int,
+    order: int,
+    width: int,
+    frame: str,
+    cell_arcsec: float,
 ) -> None:
     from astropy import units as u
     from astropy.table import Table

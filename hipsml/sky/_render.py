@@ -18,8 +18,8 @@ import numpy as np
 from hipsml.errors import InvalidInputError
 from hipsml.hips import log2_width, tile_pixel_indices
 from hipsml.sky._write import (
-    check_target,
     SurveyFrame,
+    check_target,
     parse_formats,
     parse_frame,
     pixel_cut,
@@ -264,7 +264,9 @@ def render_function_hips(
             ra0, dec0, radius = (float(v) for v in region)
             initial = (ra0 % 360.0, dec0, min(180.0, 2.0 * radius))
         else:
-            ra_c, dec_c = cell_centres_icrs(order, plan[order][len(plan[order]) // 2 : len(plan[order]) // 2 + 1], survey_frame)
+            ra_c, dec_c = cell_centres_icrs(
+                order, plan[order][len(plan[order]) // 2 : len(plan[order]) // 2 + 1], survey_frame
+            )
             initial = (float(ra_c[0]), float(dec_c[0]), 180.0 if all_sky else 10.0)
         fields = survey_properties(
             frame=survey_frame,

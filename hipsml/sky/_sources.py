@@ -166,11 +166,21 @@ def _profile(kind, amp, p1, p2, p3, q, sinpa, cospa, soft, xi, eta):
     return amp * math.exp(-0.5 * (u * u / (p1 * p1) + w * w / (p2 * p2)))
 
 
-
 @nb.njit(cache=True, inline="always")
 def _tangent_cells(
-    tvec: np.ndarray, k: int, sx: float, sy: float, sz: float, ex: float, ey: float, ez: float,
-    nx: float, ny: float, nz: float, inv: float, r2max: float,
+    tvec: np.ndarray,
+    k: int,
+    sx: float,
+    sy: float,
+    sz: float,
+    ex: float,
+    ey: float,
+    ez: float,
+    nx: float,
+    ny: float,
+    nz: float,
+    inv: float,
+    r2max: float,
 ) -> tuple[bool, float, float]:
     """Gnomonic offsets (in cells) of cell ``k`` from a component, and whether it is in reach."""
     vx, vy, vz = tvec[k, 0], tvec[k, 1], tvec[k, 2]

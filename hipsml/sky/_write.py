@@ -202,7 +202,9 @@ def probe_folder(folder: Path, target: Path) -> None:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".hipsml-probe-", dir=folder))
     except OSError as exc:
-        raise OutputError(f"cannot write {target}: cannot create anything in {folder} ({exc.strerror or exc})") from None
+        raise OutputError(
+            f"cannot write {target}: cannot create anything in {folder} ({exc.strerror or exc})"
+        ) from None
 
 
 def _exists(path: Path) -> bool:
@@ -395,7 +397,7 @@ def write_moc(root: Path, order: int, cells: np.ndarray, *, coordsys: str = "C")
 
 def release_date() -> str:
     """Current UTC time in the HiPS ``hips_release_date`` form ``YYYY-mm-ddTHH:MMZ``."""
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 def directory_size(root: Path) -> tuple[int, int]:

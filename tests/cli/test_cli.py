@@ -7,7 +7,6 @@ a real subprocess.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import subprocess
 import sys
@@ -23,8 +22,7 @@ from PIL import Image
 import hipsml
 from hipsml.cli import main
 from hipsml.errors import InvalidInputError
-from hipsml.extract import cutout_wcs, cutouts
-from hipsml.extract import asinh_levels, output_format, write_cutout
+from hipsml.extract import asinh_levels, cutout_wcs, cutouts, output_format, write_cutout
 from hipsml.sky import render_function_hips
 
 RA, DEC = 150.0, 2.0
@@ -54,8 +52,9 @@ def surveys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "dec": render_function_hips(root / "dec", dec_ramp, order=4, tile_width=64, region=(RA, DEC, 1.0)),
         "ra": render_function_hips(root / "ra", ra_ramp, order=4, tile_width=64, region=(RA, DEC, 3.0)),
-        "wave": render_function_hips(root / "wave", wave, order=3, tile_width=64, frame="galactic",
-                                     region=(RA, DEC, 3.0)),  # fmt: skip
+        "wave": render_function_hips(
+            root / "wave", wave, order=3, tile_width=64, frame="galactic", region=(RA, DEC, 3.0)
+        ),  # fmt: skip
     }
 
 
@@ -117,8 +116,8 @@ def test_cutout_fits_has_exact_wcs_data_and_provenance(surveys, tmp_path, capsys
     assert header["INTERP"] == "nearest" and header["PROJ"] == "SIN"
     assert header["ROTATION"] == 20.0 and header["PIXSCALE"] == 90.0
     assert (header["CHANNEL1"], header["CHANNEL2"]) == ref.channels
-    written = dt.datetime.fromisoformat(header["DATE"]).replace(tzinfo=dt.timezone.utc)
-    assert abs((dt.datetime.now(dt.timezone.utc) - written).total_seconds()) < 600
+    written = dt.datetime.fromisoformat(header["DATE"]).replace(tzinfo=dt.UTC)
+    assert abs((dt.datetime.now(dt.UTC) - written).total_seconds()) < 600
 
 
 def test_cutout_fits_single_channel_is_2d_with_nan_where_uncovered(surveys, tmp_path, capsys):
@@ -229,8 +228,18 @@ def test_unknown_extension_fails_before_writing(surveys, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "case",
-    ["missing-survey", "bad-scheme", "unwritable", "size", "dec", "scale", "nan-ra", "order", "png-channels",
-     "rotation"],  # fmt: skip
+    [
+        "missing-survey",
+        "bad-scheme",
+        "unwritable",
+        "size",
+        "dec",
+        "scale",
+        "nan-ra",
+        "order",
+        "png-channels",
+        "rotation",
+    ],  # fmt: skip
 )
 def test_errors_are_one_line_with_exit_code_2(case, surveys, tmp_path, capsys):
     blocker = tmp_path / "a-file"
@@ -259,8 +268,21 @@ def test_argparse_errors_exit_2(surveys, capsys):
     for argv in (
         ["cutout", "--hips", str(surveys["ra"]), "--ra", "x", "--dec", "2", "--out", "c.fits"],
         ["cutout", "--hips", str(surveys["ra"]), "--ra", "1", "--dec", "2", "--order", "fine", "--out", "c.fits"],
-        ["cutout", "--hips", str(surveys["ra"]), "--ra", "1", "--dec", "2", "--scale", "1", "--fov", "9",
-         "--out", "c.fits"],  # fmt: skip
+        [
+            "cutout",
+            "--hips",
+            str(surveys["ra"]),
+            "--ra",
+            "1",
+            "--dec",
+            "2",
+            "--scale",
+            "1",
+            "--fov",
+            "9",
+            "--out",
+            "c.fits",
+        ],  # fmt: skip
         ["cutout", "--ra", "1", "--dec", "2", "--out", "c.fits"],
     ):
         with pytest.raises(SystemExit) as info:
@@ -339,15 +361,19 @@ def test_run_demo_tiny_sky(tmp_path, capsys):
 def test_demo_recipe_is_the_recipe_in_recipes_folder(tmp_path):
     import yaml
 
-    from hipsml.demo._run import DEMO_RECIPE
     from hipsml.dataset import load_recipe, parse_recipe
+    from hipsml.demo._run import DEMO_RECIPE
 
     repo = Path(__file__).resolve().parents[2]
     shipped = load_recipe(repo / "recipes" / "demo.yaml")
     packaged = parse_recipe(yaml.safe_load(DEMO_RECIPE), base_dir=repo / "demo-output")
     assert shipped.canonical() == packaged.canonical()
-    assert [shipped.resolve(s.location) for s in shipped.surveys] == [packaged.resolve(s.location) for s in packaged.surveys]
-    assert Path(shipped.resolve(shipped.output.path)).resolve() == Path(packaged.resolve(packaged.output.path)).resolve()
+    assert [shipped.resolve(s.location) for s in shipped.surveys] == [
+        packaged.resolve(s.location) for s in packaged.surveys
+    ]
+    assert (
+        Path(shipped.resolve(shipped.output.path)).resolve() == Path(packaged.resolve(packaged.output.path)).resolve()
+    )
 
 
 @pytest.mark.slow
@@ -399,7 +425,20 @@ def test_png_stretch_auto_keeps_display_levels_of_png_surveys(tmp_path):
     assert np.array_equal(png["auto"], png["linear"]) and not np.array_equal(png["auto"], png["asinh"])
     # a FITS survey's auto stretch is asinh
     fits_root = render_function_hips(tmp_path / "fits", dec_ramp, order=2, tile_width=16, region=(10.0, 10.0, 8.0))
-    fits_args = ["-q", "cutout", "--hips", str(fits_root), "--ra", "10", "--dec", "10", "--size", "16", "--scale", "600"]
+    fits_args = [
+        "-q",
+        "cutout",
+        "--hips",
+        str(fits_root),
+        "--ra",
+        "10",
+        "--dec",
+        "10",
+        "--size",
+        "16",
+        "--scale",
+        "600",
+    ]
     assert main(fits_args + ["--out", str(tmp_path / "fa.png")]) == 0
     assert main(fits_args + ["--stretch", "asinh", "--out", str(tmp_path / "fs.png")]) == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "fa.png")), np.asarray(Image.open(tmp_path / "fs.png")))

@@ -10,7 +10,9 @@ import pytest
 from hipsml.cli import build_parser
 
 
-def _parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+def _parsers(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
     """Every parser of the tree, with its command path (``("som", "train")``)."""
     yield path, parser
     for action in parser._actions:

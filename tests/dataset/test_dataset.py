@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -94,7 +93,17 @@ def test_wcs_fits_export_and_plain_zarr_xarray_reads(tmp_path, sky):
     assert xds["images"].dims == ("cutout", "channel", "y", "x")
     assert list(xds["channel"].values) == ["r", "radio"]
     assert np.array_equal(xds["images"][3].values, ds.images[3], equal_nan=True)
-    assert set(ds.table.colnames) >= {"id", "ra", "dec", "label", "split", "healpix", "coverage", "source_row", "flux_r"}
+    assert set(ds.table.colnames) >= {
+        "id",
+        "ra",
+        "dec",
+        "label",
+        "split",
+        "healpix",
+        "coverage",
+        "source_row",
+        "flux_r",
+    }
     train = ds.split("train")
     assert np.all(ds.column("split")[train] == 0) and train.size > 0
 
@@ -115,7 +124,10 @@ def test_same_hash_and_arrays_with_threads_processes_and_one_worker_over_http(tm
     server = hips_server(sky)
     data = recipe_data(server.url, tmp_path / "a", targets_file=str(sky / "catalogue.ecsv"))
     threads = hipsml.extract_dataset(write_recipe(tmp_path / "a.yaml", data))
-    one = hipsml.extract_dataset(write_recipe(tmp_path / "b.yaml", {**data, "output": {**data["output"], "path": str(tmp_path / "b")}}), workers=1)
+    one = hipsml.extract_dataset(
+        write_recipe(tmp_path / "b.yaml", {**data, "output": {**data["output"], "path": str(tmp_path / "b")}}),
+        workers=1,
+    )
     procs = hipsml.extract_dataset(
         write_recipe(tmp_path / "c.yaml", {**data, "output": {**data["output"], "path": str(tmp_path / "c")}}),
         scheduler="processes",
@@ -215,7 +227,7 @@ def test_cli_extract_datasets_preview(tmp_path, sky, capsys):
     from PIL import Image
 
     img = Image.open(tmp_path / "grid.png")
-    groups = {(s, c) for s, c in zip(ds.column("split"), ds.column("label"))}
+    groups = {(s, c) for s, c in zip(ds.column("split"), ds.column("label"), strict=True)}
     # one 64-pixel row (32-pixel cutouts drawn at 2x) per (split, label) group present
     assert img.size[1] == 30 + len(groups) * (64 + 10)
     assert main(["-q", "extract", str(recipe)]) == 0
@@ -237,7 +249,7 @@ def test_splits_follow_the_documented_function(tmp_path, sky):
     salt = int.from_bytes(hashlib.blake2b(b"t", digest_size=8).digest(), "little")
     cum = [0.6, 0.8, 1.0]
     expected = []
-    for ra, dec in zip(ds.column("ra"), ds.column("dec")):
+    for ra, dec in zip(ds.column("ra"), ds.column("dec"), strict=True):
         cell = int(hp.ang2pix(1 << 9, ra, dec, nest=True, lonlat=True))
         u = (splitmix(cell ^ salt) >> 11) * 2.0**-53
         expected.append(next(i for i, c in enumerate(cum) if u < c))
@@ -296,7 +308,9 @@ def test_uncovered_targets_are_kept_empty_or_dropped(tmp_path, sky):
     assert len(kept) == 45 and kept.report.empty == 5
     assert np.all(kept.column("coverage")[np.isin(kept.column("id"), far["id"])] == 0)
     dropped = _build(tmp_path, sky, name="dropped", targets_file=str(path), targets={"drop_uncovered": True})
-    assert len(dropped) == 40 and dropped.report.dropped == 5 and "5 uncovered targets dropped" in dropped.report.summary()
+    assert (
+        len(dropped) == 40 and dropped.report.dropped == 5 and "5 uncovered targets dropped" in dropped.report.summary()
+    )
 
 
 def test_vizier_targets_read_offline_from_the_saved_votable(tmp_path, sky):

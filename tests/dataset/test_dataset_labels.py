@@ -59,7 +59,7 @@ def test_to_fits_headers_carry_target_label_row_and_dataset(ds: hipsml.Dataset, 
     table = ds.table
     n = len(ds)
     paths = ds.to_fits([3, -1], tmp_path)
-    for path, row in zip(paths, (3, n - 1)):
+    for path, row in zip(paths, (3, n - 1), strict=True):
         header = fits.getheader(path)
         assert header["OBJECT"] == str(table["id"][row])
         assert header["LABEL"] == table["label"][row] and header["LABELCOD"] == table["label_code"][row]

@@ -29,8 +29,14 @@ def make_bare_dataset(root, *, n: int = 6, size: int = 4) -> hipsml.Dataset:
     group.create_array("id", data=np.arange(100, 100 + n, dtype=np.int64), chunks=(n,))
     group.create_array("ra", data=np.linspace(10.0, 11.0, n), chunks=(n,))
     group.create_array("dec", data=np.linspace(-5.0, -4.0, n), chunks=(n,))
-    group.attrs["hipsml"] = {"complete": True, "version": 1, "hash": "bare-1", "count": n, "channels": ["g", "r"],
-                             "name": "bare"}
+    group.attrs["hipsml"] = {
+        "complete": True,
+        "version": 1,
+        "hash": "bare-1",
+        "count": n,
+        "channels": ["g", "r"],
+        "name": "bare",
+    }
     return hipsml.open_dataset(root)
 
 
@@ -65,9 +71,19 @@ def test_an_index_past_the_end_is_an_index_out_of_range_error(tmp_path):
     with pytest.raises(InvalidInputError, match="must be an integer") as info:
         ds.wcs("1")
     assert not isinstance(info.value, IndexError)
-    result = CutoutResult(images=np.zeros((2, 1, 4, 4), np.float32), ra=np.array([1.0, 2.0]), dec=np.array([0.0, 0.0]),
-                          rotation=np.zeros(2), size=4, pixel_scale=1.0, projection="TAN", interpolation="nearest",
-                          orders=(3,), channels=("g",), surveys=("sky/g",))
+    result = CutoutResult(
+        images=np.zeros((2, 1, 4, 4), np.float32),
+        ra=np.array([1.0, 2.0]),
+        dec=np.array([0.0, 0.0]),
+        rotation=np.zeros(2),
+        size=4,
+        pixel_scale=1.0,
+        projection="TAN",
+        interpolation="nearest",
+        orders=(3,),
+        channels=("g",),
+        surveys=("sky/g",),
+    )
     assert cutout_header(result, -1)["CRVAL1"] == 2.0  # in range: fine
     with pytest.raises(IndexOutOfRangeError, match="out of range for a result of 2 cutouts"):
         cutout_header(result, 2)

@@ -102,7 +102,9 @@ def test_an_incremental_version_has_a_right_manifest_over_hard_linked_chunks(tmp
         fh.seek(40)
         fh.write(bytes([byte[0] ^ 0xFF]))
     for version in ("v1", "v2"):
-        with pytest.raises(DatasetError, match=r"1 file differs from the manifest: images/c/0/0/0/0 \(sha256 differs\)"):
+        with pytest.raises(
+            DatasetError, match=r"1 file differs from the manifest: images/c/0/0/0/0 \(sha256 differs\)"
+        ):
             verify_dataset(tmp_path / "grow", version)
 
 
@@ -301,7 +303,9 @@ def test_an_edited_zarr_json_is_caught_by_the_manifest_at_open(copy):
 def test_shapes_that_contradict_the_index_are_refused(copy, capsys):
     _drop_manifest(copy)
     _edit_json(copy / "v1/images/zarr.json", lambda d: d.update(shape=[10**12, 2, 32, 32]))
-    with pytest.raises(DatasetError, match=r"array 'images' has shape \(1000000000000, 2, 32, 32\) but the version holds 120"):
+    with pytest.raises(
+        DatasetError, match=r"array 'images' has shape \(1000000000000, 2, 32, 32\) but the version holds 120"
+    ):
         open_dataset(copy)
     assert "has shape (1000000000000" in _cli_error(["preview", str(copy), "--out", str(copy / "p.png")], capsys)
     _edit_json(copy / "v1/images/zarr.json", lambda d: d.update(shape=[120, 3, 32, 32]))

@@ -27,11 +27,7 @@ def test_paint_missing_marks_exactly_the_missing_pixels():
     missing = np.array([[True, False], [False, False]])
     out = paint_missing(grey, missing)
     assert out.shape == (2, 2, 3) and out.dtype == np.uint8
-    assert (
-        np.all(out[0, 0] == MAGENTA)
-        and out[0, 1].tolist() == [255, 255, 255]
-        and out[1, 1].tolist() == [0, 0, 0]
-    )
+    assert np.all(out[0, 0] == MAGENTA) and out[0, 1].tolist() == [255, 255, 255] and out[1, 1].tolist() == [0, 0, 0]
     # a covered RGB pixel that is exactly magenta is nudged off it
     rgb = np.zeros((1, 2, 3), dtype=np.uint8)
     rgb[0, 1] = MAGENTA
@@ -41,9 +37,7 @@ def test_paint_missing_marks_exactly_the_missing_pixels():
 
 def test_preview_mosaic_draws_the_uncovered_half_magenta():
     image = _half_covered()[None]  # one cutout, one band
-    canvas = np.asarray(
-        draw_mosaic(image, {"train": [0]}, select_channels(None, ["r"]), per_row=1).convert("RGB")
-    )
+    canvas = np.asarray(draw_mosaic(image, {"train": [0]}, select_channels(None, ["r"]), per_row=1).convert("RGB"))
     magenta = np.all(canvas == MAGENTA, axis=-1)
     # the panel is 64 px (16 scaled 4x); uncovered columns x < 8 -> 32 screen columns, all rows
     assert magenta.sum() == 64 * 32

@@ -33,14 +33,22 @@ def test_select_channels_takes_names_or_indices_and_says_what_it_shows():
     assert select_channels("10", ["10", "7"]).names == ("10",)  # a name first
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("IRAC 8 um", (r"unknown channel 'IRAC 8 um' \(did you mean 'IRAC 8um'\?\): the channels are DSS2 red, IRAC 8um, "
-                  r"Planck 143 \(or indices 0..2\)")),
-    ("xyz", r"unknown channel 'xyz': the channels are DSS2 red"),
-    ("3", r"channel 3 out of range: the channels are DSS2 red, IRAC 8um, Planck 143 \(indices 0..2\)"),
-    ("0,1", r"one channel \(grey\) or three \(R,G,B\), got 2 in '0,1'"),
-    ("0,,1", r"empty entry"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            "IRAC 8 um",
+            (
+                r"unknown channel 'IRAC 8 um' \(did you mean 'IRAC 8um'\?\): the channels are DSS2 red, IRAC 8um, "
+                r"Planck 143 \(or indices 0..2\)"
+            ),
+        ),
+        ("xyz", r"unknown channel 'xyz': the channels are DSS2 red"),
+        ("3", r"channel 3 out of range: the channels are DSS2 red, IRAC 8um, Planck 143 \(indices 0..2\)"),
+        ("0,1", r"one channel \(grey\) or three \(R,G,B\), got 2 in '0,1'"),
+        ("0,,1", r"empty entry"),
+    ],
+)
 def test_a_bad_channel_choice_is_one_line_naming_it_and_the_channels(spec, message):
     with pytest.raises(InvalidInputError, match=message) as caught:
         select_channels(spec, NAMES)
@@ -75,6 +83,7 @@ def _cartesian_centre(picture: np.ndarray, mask: np.ndarray) -> tuple[float, flo
 def test_plot_prototypes_draws_the_chosen_channel_and_names_it(tmp_path):
     config = SOMConfig(layout="cartesian", width=3, height=3, neuron_dim=6)
     som = SOM(config, _bright_at((9, 3, 6, 6), neuron=0, channel=2), training={"channels": NAMES})
+
     def yellow(picture_path) -> np.ndarray:  # viridis' top: the bright prototype pixels (the page is white)
         rgb = np.asarray(Image.open(picture_path).convert("RGB")).astype(int)
         return (rgb[..., 0] > 200) & (rgb[..., 1] > 200) & (rgb[..., 2] < 100)
@@ -91,6 +100,7 @@ def test_plot_prototypes_draws_the_chosen_channel_and_names_it(tmp_path):
     blue = np.asarray(Image.open(plot_prototypes(som, tmp_path / "bgr.png", channels="0,1,2")).convert("RGB"))
     bright = blue.max(axis=-1) > 200
     assert bright.any() and np.all(blue[bright][:, 2] > blue[bright][:, 0] + 100)
+
     # titles name the channels
     def texts(figure) -> list[str]:
         return [ax.get_title() for ax in figure.axes] + [t.get_text() for t in figure.texts]
@@ -123,8 +133,13 @@ def test_the_mosaic_shows_the_chosen_channel_and_records_the_names():
 def test_plot_outliers_draws_the_chosen_channels_and_names_them(tmp_path):
     images = np.full((4, 3, 8, 8), 0.1, np.float32)
     images[:, 1, 4, 4] = 3.0
-    mapping = SOMMapping(bmu=np.zeros(4, np.int64), distance=np.array([0.1, 0.9, 0.3, 0.2], np.float32),
-                         angle=np.zeros(4), flipped=np.zeros(4, bool), config=SOMConfig(width=1, height=1))
+    mapping = SOMMapping(
+        bmu=np.zeros(4, np.int64),
+        distance=np.array([0.1, 0.9, 0.3, 0.2], np.float32),
+        angle=np.zeros(4),
+        flipped=np.zeros(4, bool),
+        config=SOMConfig(width=1, height=1),
+    )
     png = plot_outliers(images, mapping, tmp_path / "o.png", top=2, bands=NAMES, channels="IRAC 8um")
     with Image.open(png) as picture:
         assert picture.text["channels"] == "IRAC 8um"

@@ -48,8 +48,12 @@ def test_parquet_targets_are_read_without_pandas(tmp_path, sky, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas fails, as where it is not installed
     with pytest.raises(ImportError):
         import pandas  # noqa: F401
-    pq = hipsml.extract_dataset(write_recipe(tmp_path / "p.yaml", recipe_data(sky, tmp_path / "p", targets_file=str(tmp_path / "t.parquet"))))
-    csv = hipsml.extract_dataset(write_recipe(tmp_path / "c.yaml", recipe_data(sky, tmp_path / "c", targets_file=str(tmp_path / "t.csv"))))
+    pq = hipsml.extract_dataset(
+        write_recipe(tmp_path / "p.yaml", recipe_data(sky, tmp_path / "p", targets_file=str(tmp_path / "t.parquet")))
+    )
+    csv = hipsml.extract_dataset(
+        write_recipe(tmp_path / "c.yaml", recipe_data(sky, tmp_path / "c", targets_file=str(tmp_path / "t.csv")))
+    )
     assert len(pq) == 25 and pq.attrs["targets"]["hash"] == csv.attrs["targets"]["hash"]
     assert pq.label_names == csv.label_names and np.array_equal(pq.column("flux_r"), csv.column("flux_r"))
 
@@ -58,13 +62,25 @@ def test_a_dataset_folder_refuses_another_recipe(tmp_path, sky, capsys):
     data = recipe_data(sky, tmp_path / "ds")
     hipsml.extract_dataset(write_recipe(tmp_path / "a.yaml", data))
     other = {**data, "name": "other-set"}
-    _fails(capsys, write_recipe(tmp_path / "b.yaml", other),
-           f"output.path {tmp_path / 'ds'} holds v1 of recipe 'test-set', not of 'other-set'", extra=("--resume",))
+    _fails(
+        capsys,
+        write_recipe(tmp_path / "b.yaml", other),
+        f"output.path {tmp_path / 'ds'} holds v1 of recipe 'test-set', not of 'other-set'",
+        extra=("--resume",),
+    )
     fewer = {**data, "surveys": data["surveys"][:1]}
     _fails(capsys, write_recipe(tmp_path / "c.yaml", fewer), "with surveys '2 entries', this recipe has '1 entries'")
     bigger = {**data, "cutout": {**data["cutout"], "size": 48}}
-    _fails(capsys, write_recipe(tmp_path / "d.yaml", bigger), "with cutout.size 32, this recipe has 48; give this recipe another output.path")
-    assert sorted(p.name for p in (tmp_path / "ds").iterdir() if not p.name.startswith(".")) == ["v1", "v1.manifest.json", "versions.json"]
+    _fails(
+        capsys,
+        write_recipe(tmp_path / "d.yaml", bigger),
+        "with cutout.size 32, this recipe has 48; give this recipe another output.path",
+    )
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir() if not p.name.startswith(".")) == [
+        "v1",
+        "v1.manifest.json",
+        "versions.json",
+    ]
 
 
 def test_an_output_name_longer_than_the_file_system_allows_is_one_line(tmp_path, sky, capsys):
@@ -76,10 +92,14 @@ def test_an_output_name_longer_than_the_file_system_allows_is_one_line(tmp_path,
 def test_the_demo_hint_pastes_into_a_shell_whatever_the_folder(tmp_path):
     from hipsml.demo._run import next_commands
 
-    folder = tmp_path / "it's \"odd\" $(x) `y`" / "datasets" / "demo"
+    folder = tmp_path / 'it\'s "odd" $(x) `y`' / "datasets" / "demo"
     python_line, list_line = next_commands(folder).splitlines()
     argv = shlex.split(python_line)
     assert argv[:2] == ["python", "-c"] and len(argv) == 3
-    call = next(n for n in ast.walk(ast.parse(argv[2])) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "open_dataset")
+    call = next(
+        n
+        for n in ast.walk(ast.parse(argv[2]))
+        if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "open_dataset"
+    )
     assert call.args[0].value == str(folder)
     assert shlex.split(list_line) == ["hipsml", "datasets", str(folder)]

@@ -75,8 +75,12 @@ def test_a_build_over_the_memory_budget_is_refused_with_both_figures(tmp_path, s
     data = recipe_data(sky, tmp_path / "big", cutout={"size": 2048, "pixel_scale": 0.5})
     recipe = write_recipe(tmp_path / "big.yaml", data)
     monkeypatch.setenv("HIPSML_MEMORY_BUDGET", "100MiB")
-    err = _fails(capsys, recipe, "recipe 'test-set' (120 cutouts of 2 x 2048 x 2048 pixels, 2 worker threads) needs about",
-                 "more than the memory budget of 100.0 MiB; make cutout.size, output.chunk_mb or compute.workers smaller")
+    err = _fails(
+        capsys,
+        recipe,
+        "recipe 'test-set' (120 cutouts of 2 x 2048 x 2048 pixels, 2 worker threads) needs about",
+        "more than the memory budget of 100.0 MiB; make cutout.size, output.chunk_mb or compute.workers smaller",
+    )
     assert "HIPSML_MEMORY_BUDGET" in err
     assert not (tmp_path / "big").exists()  # refused before any array was made
 
@@ -110,7 +114,9 @@ def test_a_unit_holds_one_chunk_of_cutouts_at_a_time(tmp_path, sky):
     refs = tuple(SurveyRef(str(sky / b)) for b in ("r", "radio"))
     surveys = [hipsml.open_survey(sky / b) for b in ("r", "radio")]
     spec = CutoutSpec.for_surveys(surveys, size=256, pixel_scale=1.0, memory_limit=4 * 2**20)  # 64 tiles: 8 MiB
-    cat = zarr.open_group(hipsml.extract_dataset(write_recipe(tmp_path / "r.yaml", recipe_data(sky, tmp_path / "ds"))).location)
+    cat = zarr.open_group(
+        hipsml.extract_dataset(write_recipe(tmp_path / "r.yaml", recipe_data(sky, tmp_path / "ds"))).location
+    )
     ra, dec = np.asarray(cat["ra"][:]), np.asarray(cat["dec"][:])
     (unit,) = plan_work_units(ra, dec, spec, surveys, target_per_unit=120, align=2, presorted=True)
     g = zarr.open_group(tmp_path / "g", mode="w", zarr_format=3)

@@ -39,8 +39,14 @@ def _nothing_published(out: Path) -> None:
     [
         ({"cutout": {"sizee": 32}}, ["r.yaml: cutout.sizee: unknown key; did you mean 'size'?"]),
         ({"splitz": {}}, ["splitz: unknown key; did you mean 'splits'?"]),
-        ({"cutout": {"interpolation": "bilinaer"}}, ["cutout.interpolation: 'bilinaer' is not one of", "did you mean 'bilinear'?"]),
-        ({"splits": {"fractions": {"train": 0.8, "test": 0.1}}}, ["splits.fractions: fractions must sum to 1, they sum to 0.9"]),
+        (
+            {"cutout": {"interpolation": "bilinaer"}},
+            ["cutout.interpolation: 'bilinaer' is not one of", "did you mean 'bilinear'?"],
+        ),
+        (
+            {"splits": {"fractions": {"train": 0.8, "test": 0.1}}},
+            ["splits.fractions: fractions must sum to 1, they sum to 0.9"],
+        ),
         ({"cutout": {"size": 0}}, ["cutout.size:"]),
         ({"cutout": {"pixel_scale": 1.0, "fov": 60.0}}, ["give pixel_scale or fov, not both"]),
         ({"compute": {"scheduler": "proceses"}}, ["compute.scheduler:", "did you mean 'processes'?"]),
@@ -51,7 +57,9 @@ def _nothing_published(out: Path) -> None:
 def test_recipe_field_errors(tmp_path, sky, capsys, change, needles):
     data = recipe_data(sky, tmp_path / "out")
     for key, value in change.items():
-        data[key] = {**data[key], **value} if isinstance(value, dict) and value and isinstance(data.get(key), dict) else value
+        data[key] = (
+            {**data[key], **value} if isinstance(value, dict) and value and isinstance(data.get(key), dict) else value
+        )
     _fails(capsys, write_recipe(tmp_path / "r.yaml", data), *needles)
     _nothing_published(tmp_path / "out")
 
@@ -62,7 +70,9 @@ def test_missing_and_extra_sections(tmp_path, sky, capsys):
     _fails(capsys, write_recipe(tmp_path / "r.yaml", data), "targets: required, missing")
     data = recipe_data(sky, tmp_path / "out")
     data["targets"]["grid"] = {"order": 5, "center": [150, 2], "radius": 1}
-    _fails(capsys, write_recipe(tmp_path / "r.yaml", data), "give exactly one of file, vizier, tap, grid (got file, grid)")
+    _fails(
+        capsys, write_recipe(tmp_path / "r.yaml", data), "give exactly one of file, vizier, tap, grid (got file, grid)"
+    )
 
 
 def test_not_yaml_not_a_mapping_no_file(tmp_path, capsys):
@@ -155,8 +165,9 @@ def test_parquet_fits_votable_targets_give_the_same_version(tmp_path, sky):
 
 
 def test_galactic_frame_targets_are_converted(tmp_path, sky):
-    import hipsml
     from astropy.coordinates import SkyCoord
+
+    import hipsml
 
     cat = Table.read(sky / "catalogue.ecsv")["id", "ra", "dec"][:10]
     gal = SkyCoord(ra=cat["ra"], dec=cat["dec"], unit="deg").galactic

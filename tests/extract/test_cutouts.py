@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
+from cutout_reference import ASTROPY_FRAMES, TileReader, pixel_centres_in_frame, reference_nearest, spec_wcs
 
 import hipsml
 from hipsml.errors import InvalidInputError
@@ -17,8 +18,6 @@ from hipsml.extract._geometry import frame_matrix, pixel_grid_vectors, target_ba
 from hipsml.extract._kernels import face_coordinates
 from hipsml.hips._healpix import interleave_bits
 from hipsml.sky import render_function_hips
-
-from cutout_reference import ASTROPY_FRAMES, TileReader, pixel_centres_in_frame, reference_nearest, spec_wcs
 
 
 def unit(ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -73,7 +72,14 @@ def test_cutout_wcs_matches_definition():
 @pytest.mark.parametrize("proj", ["TAN", "SIN"])
 @pytest.mark.parametrize(
     "ra,dec,rot",
-    [(150.0, 2.0, 0.0), (10.0, -89.9, 0.0), (300.0, 89.99, 45.0), (45.0, 41.81, -120.0), (30.0, 90.0, 10.0), (30.0, -90.0, 0.0)],
+    [
+        (150.0, 2.0, 0.0),
+        (10.0, -89.9, 0.0),
+        (300.0, 89.99, 45.0),
+        (45.0, 41.81, -120.0),
+        (30.0, 90.0, 10.0),
+        (30.0, -90.0, 0.0),
+    ],
 )
 def test_pixel_grid_matches_astropy_wcs(proj, ra, dec, rot):
     size, scale = 33, 20.0
@@ -123,7 +129,7 @@ def _targets_for(frame: str, korder: int, seed: int) -> list[tuple[float, float]
     places = [(0.0, 90.0), (123.0, -89.99), (45.0, 0.0), (0.0, 41.8103149), (90.0, -41.8103149), (180.0, 41.81)]
     corners = hp.boundaries(1 << korder, int(rng.integers(12 * 4**korder)), step=1, nest=True)
     lon, lat = hp.vec2ang(corners.T, lonlat=True)
-    places += list(zip(lon.tolist(), lat.tolist()))
+    places += list(zip(lon.tolist(), lat.tolist(), strict=True))
     return [to_icrs(lo, la, frame) for lo, la in places]
 
 
@@ -139,8 +145,9 @@ def test_nearest_matches_slow_reference(tmp_path, frame, korder, width, rot):
     targets = _targets_for(frame, korder, seed=korder)
     ra, dec = np.array(targets).T
     size = 24
-    res = cutouts(survey, (ra, dec), size=size, pixel_scale=0.7 * cell, rotation=rot, interpolation="nearest",
-                  order=korder)
+    res = cutouts(
+        survey, (ra, dec), size=size, pixel_scale=0.7 * cell, rotation=rot, interpolation="nearest", order=korder
+    )
     agree = []
     for n in range(len(ra)):
         ref, _ = reference_nearest(reader, frame, ra[n], dec[n], size, 0.7 * cell, rot)
@@ -164,8 +171,9 @@ def test_nearest_matches_reference_on_real_planck_tiles(samples_dir):
             ra.append(r)
             dec.append(d)
     cell = 3600 * np.degrees(np.sqrt(4 * np.pi / (12 * 4**11)))
-    res = cutouts(survey, (np.array(ra), np.array(dec)), size=48, pixel_scale=0.8 * cell, interpolation="nearest",
-                  rotation=20.0)
+    res = cutouts(
+        survey, (np.array(ra), np.array(dec)), size=48, pixel_scale=0.8 * cell, interpolation="nearest", rotation=20.0
+    )
     total = agree = 0
     for n in range(len(ra)):
         ref, _ = reference_nearest(reader, "galactic", ra[n], dec[n], 48, 0.8 * cell, 20.0)
@@ -241,7 +249,7 @@ def test_no_seams_across_tiles_and_faces(tmp_path):
     targets = [(45.0, 0.0), (0.0, 41.8103149), (90.0, -41.8103149), (0.0, 90.0), (270.0, -90.0), (90.0, 70.0)]
     for c in hp.boundaries(1 << korder, [100, 500, 700], step=1, nest=True):
         lon, lat = hp.vec2ang(c.T, lonlat=True)
-        targets += list(zip(lon.tolist(), lat.tolist()))
+        targets += list(zip(lon.tolist(), lat.tolist(), strict=True))
     ra, dec = np.array(targets).T
 
     def max_step(scale, interpolation):
@@ -404,8 +412,9 @@ def test_bicubic_is_more_accurate_away_from_face_edges(tmp_path):
 
 def test_bicubic_coverage_and_channels_match_bilinear(tmp_path):
     a = render_function_hips(tmp_path / "a", smooth, order=3, tile_width=64, region=(30.0, 10.0, 3.0))
-    b = render_function_hips(tmp_path / "b", lambda r, d: 2 * smooth(r, d), order=3, tile_width=64,
-                             region=(30.0, 10.0, 6.0))
+    b = render_function_hips(
+        tmp_path / "b", lambda r, d: 2 * smooth(r, d), order=3, tile_width=64, region=(30.0, 10.0, 6.0)
+    )
     sa, sb = hipsml.open_survey(a), hipsml.open_survey(b)
     lon_edge = 30.0 + 3.0 / np.cos(np.radians(10.0)) + 0.3
     target = ([lon_edge, 30.0], [10.0, 10.0])

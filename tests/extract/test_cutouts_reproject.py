@@ -41,11 +41,10 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS
+from cutout_reference import TileReader, reference_nearest
 
 import hipsml
 from hipsml.extract import cutouts
-
-from cutout_reference import TileReader, reference_nearest
 
 reproject = pytest.importorskip("reproject")
 reproject_hips = pytest.importorskip("reproject.hips")
@@ -113,8 +112,12 @@ def built(tmp_path_factory) -> dict[str, Path]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             reproject_hips.reproject_to_hips(
-                paths["image"], coord_system_out=frame, reproject_function=reproject.reproject_interp,
-                output_directory=paths[frame], level=LEVEL, tile_size=TILE,
+                paths["image"],
+                coord_system_out=frame,
+                reproject_function=reproject.reproject_interp,
+                output_directory=paths[frame],
+                level=LEVEL,
+                tile_size=TILE,
             )
     return paths
 
@@ -247,10 +250,11 @@ def test_nearest_takes_the_same_cells_as_reproject(built, frame):
     """Each HPX pixel is one HEALPix cell, so reproject's nearest-neighbor picks a cell."""
     survey = hipsml.open_survey(built[frame])
     ra, dec, rot = interior_targets(frame)
-    res = cutouts(survey, (ra, dec), size=SIZE, pixel_scale=SCALE, rotation=rot, order=LEVEL,
-                  interpolation="nearest")
-    same = [np.mean(res.images[n, 0] == reproject_from_hips(built[frame], res.wcs(n), "nearest-neighbor"))
-            for n in range(ra.size)]
+    res = cutouts(survey, (ra, dec), size=SIZE, pixel_scale=SCALE, rotation=rot, order=LEVEL, interpolation="nearest")
+    same = [
+        np.mean(res.images[n, 0] == reproject_from_hips(built[frame], res.wcs(n), "nearest-neighbor"))
+        for n in range(ra.size)
+    ]
     # only a pixel centre within rounding of a cell edge could differ; none does (measured 100%)
     assert min(same) == 1.0, same
 

@@ -224,7 +224,9 @@ def test_write_cutout_refuses_options_its_format_does_not_take(tmp_path: Path, r
 
 
 @pytest.mark.parametrize("suffix", [".fits", ".png", ".npy"])
-def test_write_cutout_overlong_name_is_an_output_error(tmp_path: Path, result: hipsml.CutoutResult, suffix: str) -> None:
+def test_write_cutout_overlong_name_is_an_output_error(
+    tmp_path: Path, result: hipsml.CutoutResult, suffix: str
+) -> None:
     with pytest.raises(OutputError, match="longer than|too long"):
         write_cutout(tmp_path / (LONG + suffix), result)
     assert listing(tmp_path) == []
@@ -250,7 +252,9 @@ def test_cli_cutout_checks_an_overlong_out_before_any_work(tmp_path: Path, capsy
 
 
 @pytest.mark.parametrize("where", ["--hips", "--out"])
-def test_cli_cutout_unknown_user(survey_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str) -> None:
+def test_cli_cutout_unknown_user(
+    survey_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
     user = unknown_user()
     paths = {"--hips": str(survey_root), "--out": str(tmp_path / "c.fits"), where: f"~{user}/x.fits"}
     msg = run_fails(["cutout", "--hips", paths["--hips"], "--ra", "10", "--dec", "10", "--out", paths["--out"]], capsys)
@@ -348,7 +352,11 @@ def test_cli_demo_bad_folders_fail_before_rendering(tmp_path: Path, capsys: pyte
     blocker = tmp_path / "file"
     blocker.write_text("x")
     user = unknown_user()
-    for folder, culprit in [(str(tmp_path / LONG), "x" * 40), (f"~{user}/demo", f"~{user}"), (str(blocker), "not a folder")]:
+    for folder, culprit in [
+        (str(tmp_path / LONG), "x" * 40),
+        (f"~{user}/demo", f"~{user}"),
+        (str(blocker), "not a folder"),
+    ]:
         t0 = time.perf_counter()
         msg = run_fails(["-q", "demo", folder], capsys)
         assert culprit in msg and time.perf_counter() - t0 < 3.0  # the demo sky takes far longer to render

@@ -60,7 +60,7 @@ def test_plan_covers_every_target_once_in_nested_order_and_tile_compact(survey_d
     assert checked >= 3
     # pure: same input, same plan
     again = plan_work_units(ra, dec, spec, [survey], target_per_unit=1000)
-    assert all(np.array_equal(a.rows, b.rows) for a, b in zip(units, again)) and len(units) == len(again)
+    assert all(np.array_equal(a.rows, b.rows) for a, b in zip(units, again, strict=True)) and len(units) == len(again)
 
 
 def test_aligned_presorted_plans_own_whole_chunks(survey_dir):
@@ -106,7 +106,7 @@ def test_unit_extractor_keeps_tiles_and_cuts_what_extract_unit_cuts(survey_dir):
             got = extractor.extract(spec, units[k], stats=stats)
             assert np.array_equal(got, extract_unit([survey], spec, units[k]), equal_nan=True)
             reads.append(stats["tiles_read"])
-    assert sum(reads[len(units):]) < sum(reads[: len(units)])  # tiles kept from unit to unit
+    assert sum(reads[len(units) :]) < sum(reads[: len(units)])  # tiles kept from unit to unit
     # another pixel scale (scale jitter) with the same orders: the same tiles, other cutouts
     jitter = CutoutSpec(size=16, pixel_scale=33.0, orders=spec.orders, memory_limit=spec.memory_limit)
     assert np.array_equal(extractor.extract(jitter, units[0]), extract_unit([survey], jitter, units[0]), equal_nan=True)
@@ -126,7 +126,9 @@ def test_spec_validation():
     with pytest.raises(InvalidInputError, match="orders"):
         CutoutSpec(size=64, pixel_scale=1.0, orders=(30,))
     spec = CutoutSpec(size=64, pixel_scale=1.8, orders=(9,))
-    assert pickle.loads(pickle.dumps(spec)) == spec and hash(spec) == hash(CutoutSpec(size=64, pixel_scale=1.8, orders=(9,)))
+    assert pickle.loads(pickle.dumps(spec)) == spec and hash(spec) == hash(
+        CutoutSpec(size=64, pixel_scale=1.8, orders=(9,))
+    )
 
 
 def test_cutouts_refuse_absurd_coordinates(survey_dir):

@@ -137,17 +137,28 @@ def test_corrupt_gzip_names_the_source(ramp):
 
 def test_unpadded_file(ramp):
     data = ramp.astype(np.float32) - 0.5
-    blob = raw_fits([("SIMPLE", True), ("BITPIX", -32), ("NAXIS", 2), ("NAXIS1", W), ("NAXIS2", W)],
-                    data.astype(">f4").tobytes(), pad=False)
+    blob = raw_fits(
+        [("SIMPLE", True), ("BITPIX", -32), ("NAXIS", 2), ("NAXIS1", W), ("NAXIS2", W)],
+        data.astype(">f4").tobytes(),
+        pad=False,
+    )
     assert len(blob) % 2880 != 0
     np.testing.assert_array_equal(decode_tile(blob, "fits", source="t.fits")[0], data)
 
 
 def test_unpadded_header_too(ramp):
     data = ramp.astype(">f4")
-    cards = "".join(c.ljust(80) for c in ["SIMPLE  =                    T", "BITPIX  =                  -32",
-                                          "NAXIS   =                    2", f"NAXIS1  = {W:20d}",
-                                          f"NAXIS2  = {W:20d}", "END"])
+    cards = "".join(
+        c.ljust(80)
+        for c in [
+            "SIMPLE  =                    T",
+            "BITPIX  =                  -32",
+            "NAXIS   =                    2",
+            f"NAXIS1  = {W:20d}",
+            f"NAXIS2  = {W:20d}",
+            "END",
+        ]
+    )
     blob = cards.encode() + data.tobytes()
     np.testing.assert_array_equal(decode_tile(blob, "fits", source="t.fits")[0], data.astype(np.float32))
 
@@ -162,8 +173,17 @@ def test_trimmed_tile_is_restored_at_its_offset(ramp):
     full = np.full((W, W), np.nan, dtype=np.float32)
     full[2:5, 1:7] = ramp[2:5, 1:7]
     box = full[2:5, 1:7].astype(">f4")
-    header = [("SIMPLE", True), ("BITPIX", -32), ("NAXIS", 2), ("NAXIS1", 6), ("NAXIS2", 3),
-              ("ONAXIS1", W), ("ONAXIS2", W), ("TRIM1", 1), ("TRIM2", 2)]
+    header = [
+        ("SIMPLE", True),
+        ("BITPIX", -32),
+        ("NAXIS", 2),
+        ("NAXIS1", 6),
+        ("NAXIS2", 3),
+        ("ONAXIS1", W),
+        ("ONAXIS2", W),
+        ("TRIM1", 1),
+        ("TRIM2", 2),
+    ]
     out = decode_tile(raw_fits(header, box.tobytes()), "fits", source="t.fits", width=W)
     assert out.shape == (1, W, W)
     np.testing.assert_array_equal(out[0], full)
@@ -171,17 +191,33 @@ def test_trimmed_tile_is_restored_at_its_offset(ramp):
 
 def test_trimmed_tile_without_onaxis_uses_the_width(ramp):
     box = ramp[:4, :5].astype(">f4")
-    header = [("SIMPLE", True), ("BITPIX", -32), ("NAXIS", 2), ("NAXIS1", 5), ("NAXIS2", 4),
-              ("TRIM1", W - 5), ("TRIM2", 0)]
+    header = [
+        ("SIMPLE", True),
+        ("BITPIX", -32),
+        ("NAXIS", 2),
+        ("NAXIS1", 5),
+        ("NAXIS2", 4),
+        ("TRIM1", W - 5),
+        ("TRIM2", 0),
+    ]
     out = decode_tile(raw_fits(header, box.tobytes()), "fits", source="t.fits", width=W)
-    np.testing.assert_array_equal(out[0, :4, W - 5:], box.astype(np.float32))
+    np.testing.assert_array_equal(out[0, :4, W - 5 :], box.astype(np.float32))
     assert np.isnan(out[0, 4:]).all() and np.isnan(out[0, :, : W - 5]).all()
 
 
 def test_trim_box_outside_the_tile_is_an_error(ramp):
     box = ramp[:4, :5].astype(">f4")
-    header = [("SIMPLE", True), ("BITPIX", -32), ("NAXIS", 2), ("NAXIS1", 5), ("NAXIS2", 4),
-              ("ONAXIS1", W), ("ONAXIS2", W), ("TRIM1", W - 2), ("TRIM2", 0)]
+    header = [
+        ("SIMPLE", True),
+        ("BITPIX", -32),
+        ("NAXIS", 2),
+        ("NAXIS1", 5),
+        ("NAXIS2", 4),
+        ("ONAXIS1", W),
+        ("ONAXIS2", W),
+        ("TRIM1", W - 2),
+        ("TRIM2", 0),
+    ]
     with pytest.raises(TileDecodeError, match="does not fit"):
         decode_tile(raw_fits(header, box.tobytes()), "fits", source="t.fits")
 
@@ -257,8 +293,8 @@ def test_png_colour_and_alpha(ramp):
     out = decode_tile(png_bytes(rgba, "RGBA"), "png", source="t.png")
     assert out.shape == (3, W, W)
     assert np.isnan(out[:, W - 1, 5]).all() and np.isnan(out).sum() == 3
-    np.testing.assert_array_equal(out[1, :W - 1], (ramp + 10)[::-1][:W - 1])
-    assert (out[2, :W - 1] == 200).all()
+    np.testing.assert_array_equal(out[1, : W - 1], (ramp + 10)[::-1][: W - 1])
+    assert (out[2, : W - 1] == 200).all()
 
 
 def test_grey_survey_stored_as_rgb_png_is_reduced_to_one_channel(ramp):
@@ -298,7 +334,7 @@ def test_split_allsky_layout(order):
     shown = np.zeros((nrow * w, ncol * w), dtype=np.uint8)
     for i in range(n):
         r, c = divmod(i, ncol)
-        shown[r * w:(r + 1) * w, c * w:(c + 1) * w] = np.flipud(tiles[i])
+        shown[r * w : (r + 1) * w, c * w : (c + 1) * w] = np.flipud(tiles[i])
     mosaic = decode_tile(png_bytes(shown), "png", source="Allsky.png")
     out = split_allsky(mosaic, order, source="Allsky.png")
     assert out.shape == (n, 1, w, w)
@@ -320,15 +356,37 @@ def _header_only(cards: list[str]) -> bytes:
     "cards",
     [
         ["SIMPLE  =                    T", "BITPIX  =                  -32", "NAXIS   =                  NAN"],
-        ["SIMPLE  =                    T", "BITPIX  =                  NAN", "NAXIS   =                    2",
-         "NAXIS1  =                    4", "NAXIS2  =                    4"],
-        ["SIMPLE  =                    T", "BITPIX  =                  -32", "NAXIS   =                    2",
-         "NAXIS1  =                  INF", "NAXIS2  =                    4"],
-        ["SIMPLE  =                    T", "BITPIX  =                  -32", "NAXIS   =                    1",
-         "NAXIS1  =                    4"],
-        ["SIMPLE  =                    T", "BITPIX  =                  -32", "NAXIS   =                    2",
-         "NAXIS1  =                    4", "NAXIS2  =                    4", "ONAXIS1 =               100000",
-         "ONAXIS2 =               100000", "TRIM1   =                    0", "TRIM2   =                    0"],
+        [
+            "SIMPLE  =                    T",
+            "BITPIX  =                  NAN",
+            "NAXIS   =                    2",
+            "NAXIS1  =                    4",
+            "NAXIS2  =                    4",
+        ],
+        [
+            "SIMPLE  =                    T",
+            "BITPIX  =                  -32",
+            "NAXIS   =                    2",
+            "NAXIS1  =                  INF",
+            "NAXIS2  =                    4",
+        ],
+        [
+            "SIMPLE  =                    T",
+            "BITPIX  =                  -32",
+            "NAXIS   =                    1",
+            "NAXIS1  =                    4",
+        ],
+        [
+            "SIMPLE  =                    T",
+            "BITPIX  =                  -32",
+            "NAXIS   =                    2",
+            "NAXIS1  =                    4",
+            "NAXIS2  =                    4",
+            "ONAXIS1 =               100000",
+            "ONAXIS2 =               100000",
+            "TRIM1   =                    0",
+            "TRIM2   =                    0",
+        ],
     ],
     ids=["naxis-nan", "bitpix-nan", "naxis1-inf", "one-axis", "huge-onaxis"],
 )

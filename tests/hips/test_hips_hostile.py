@@ -86,7 +86,7 @@ def finishes_within(seconds: float, fn: Callable[[], Any]) -> Any:
     def run() -> None:
         try:
             box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 (handed back to the test)
+        except BaseException as exc:
             box["value"] = exc
 
     thread = threading.Thread(target=run, daemon=True)
@@ -404,10 +404,29 @@ def make_self_signed(folder: Path, name: str) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, made with the openssl command."""
     cert, key = folder / f"{name}.crt", folder / f"{name}.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=30,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
     )
     return cert, key
 
@@ -446,8 +465,17 @@ def test_explicit_verify_bundle_wins_over_requests_ca_bundle(
         lambda s: s.read_tiles(3, 5),
         lambda s: s.read_allsky("x"),
     ],
-    ids=["order-text", "order-none", "npix-text", "npix-fraction", "format-int", "ragged", "npix-texts",
-         "not-a-sequence", "allsky-text"],
+    ids=[
+        "order-text",
+        "order-none",
+        "npix-text",
+        "npix-fraction",
+        "format-int",
+        "ragged",
+        "npix-texts",
+        "not-a-sequence",
+        "allsky-text",
+    ],
 )
 def test_bad_read_arguments_are_invalid_input_errors(survey: Path, call: Callable[[Any], Any]) -> None:
     s = open_survey(survey)
@@ -541,9 +569,7 @@ def test_akari_sample_orders_are_truthful() -> None:
     assert s.read_tile(3, 450) is not None
 
 
-def test_remote_survey_without_order_min_is_probed(
-    tmp_path: Path, hips_server: Callable[..., HipsServer]
-) -> None:
+def test_remote_survey_without_order_min_is_probed(tmp_path: Path, hips_server: Callable[..., HipsServer]) -> None:
     root = tmp_path / "remote"
     root.mkdir()
     (root / "properties").write_text(properties(5, order_min=None))
@@ -556,8 +582,12 @@ def test_remote_survey_without_order_min_is_probed(
     probed = {r.path for r in server.log if r.path.startswith("Norder")}
     # one tile per order: orders 0, 1, 2, 3 upward, then 5, 4 downward (3 is in memory)
     assert probed == {
-        "Norder0/Dir0/Npix0.fits", "Norder1/Dir0/Npix1.fits", "Norder2/Dir0/Npix4.fits", "Norder3/Dir0/Npix16.fits",
-        "Norder5/Dir0/Npix256.fits", "Norder4/Dir0/Npix64.fits",
+        "Norder0/Dir0/Npix0.fits",
+        "Norder1/Dir0/Npix1.fits",
+        "Norder2/Dir0/Npix4.fits",
+        "Norder3/Dir0/Npix16.fits",
+        "Norder5/Dir0/Npix256.fits",
+        "Norder4/Dir0/Npix64.fits",
     }
     assert server.count() == len(probed) + 2  # + properties and Moc.fits
     np.testing.assert_array_equal(s.read_tile(3, 16)[0], (np.arange(W * W).reshape(W, W) + 316) % 97)

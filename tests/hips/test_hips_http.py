@@ -177,7 +177,7 @@ def test_retries_from_a_thread_pool_give_identical_arrays(
     with HttpTileStore(server.url, cache_dir=tmp_path / "cache", max_connections_per_host=4, backoff=0.001) as store:
         with ThreadPoolExecutor(max_workers=16) as pool:
             results = list(pool.map(lambda p: store.fetch(p, decoder_for(p)), jobs))
-    assert all(same(got, expected[p]) for p, got in zip(jobs, results))
+    assert all(same(got, expected[p]) for p, got in zip(jobs, results, strict=True))
     assert not any(name.endswith(".part") for name in cache_files(tmp_path / "cache"))
 
 
@@ -188,7 +188,9 @@ def test_short_body_is_caught_by_length_even_without_urllib3_enforcement() -> No
     response.status_code = 200
     response.headers["Content-Length"] = "100"
     response.raw = urllib3.HTTPResponse(
-        body=io.BytesIO(b"x" * 60), headers={"Content-Length": "100"}, preload_content=False,
+        body=io.BytesIO(b"x" * 60),
+        headers={"Content-Length": "100"},
+        preload_content=False,
         enforce_content_length=False,
     )
     with HttpTileStore("http://127.0.0.1:9", cache_dir=False) as store:
@@ -322,7 +324,10 @@ def test_the_same_corrupt_body_twice_is_not_fetched_again(
 
 
 def test_cache_files_are_0644_whatever_the_umask_and_a_failed_cache_write_only_warns(
-    survey: Path, expected: dict[str, Any], hips_server: Callable[..., HipsServer], tmp_path: Path,
+    survey: Path,
+    expected: dict[str, Any],
+    hips_server: Callable[..., HipsServer],
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     server = hips_server(survey)
@@ -446,9 +451,7 @@ def test_cache_relpath(relpath: str, name: str | None) -> None:
     assert cache_relpath(relpath) == name
 
 
-def test_only_decoded_bodies_are_cached(
-    survey: Path, hips_server: Callable[..., HipsServer], tmp_path: Path
-) -> None:
+def test_only_decoded_bodies_are_cached(survey: Path, hips_server: Callable[..., HipsServer], tmp_path: Path) -> None:
     server = hips_server(survey, faults={"*": [Fault.corrupt()]})
     with HttpTileStore(server.url, cache_dir=tmp_path / "cache", backoff=0.001) as store:
         store.fetch(TILES[0], decode_fits)
@@ -497,7 +500,7 @@ def test_threads_and_processes_share_one_cache(
         counts = [job.get(timeout=60) for job in pending]
     store.close()
     assert counts == [len(FILES) * 4] * 2
-    assert all(same(got, expected[p]) for p, got in zip(FILES * 4, mine))
+    assert all(same(got, expected[p]) for p, got in zip(FILES * 4, mine, strict=True))
     root = store.cache_root
     assert root is not None
     assert cache_files(cache) == {f"{root.name}/{relpath}" for relpath in FILES}  # no temporary litter
@@ -604,6 +607,6 @@ def test_open_survey_over_a_faulty_server_matches_the_local_survey(
     again = hipsml.open_survey(server.url, cache_dir=tmp_path / "cache")
     tiles = again.read_tiles(ORDER, [*NPIXES, absent])
     assert tiles[-1] is None
-    for npix, got in zip(NPIXES, tiles):
+    for npix, got in zip(NPIXES, tiles, strict=True):
         assert got is not None and np.array_equal(got, local.read_tile(ORDER, npix), equal_nan=True)
     assert {path for path in server.counts() if path.startswith("Norder")} == {f"Norder{ORDER}/Dir0/Npix{absent}.fits"}

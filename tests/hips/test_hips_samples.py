@@ -58,7 +58,7 @@ def test_planck_fits_tiles_match_astropy(samples_dir: Path):
     npix = present_tiles(root, 3, "fits")
     assert len(npix) >= 20
     tiles = s.read_tiles(3, npix)
-    for p, tile in zip(npix, tiles):
+    for p, tile in zip(npix, tiles, strict=True):
         path = root / "Norder3" / "Dir0" / f"Npix{p}.fits"
         assert path.stat().st_size % 2880 != 0  # the archive quirk: not padded
         with warnings.catch_warnings():
@@ -100,7 +100,7 @@ def test_png_and_jpeg_samples_match_pillow(samples_dir: Path, name, order, ext, 
     assert s.channels == channels
     npix = present_tiles(root, order, ext)
     saw_blank = False
-    for p, tile in zip(npix, s.read_tiles(order, npix, format=fmt)):
+    for p, tile in zip(npix, s.read_tiles(order, npix, format=fmt), strict=True):
         ref = pillow_read(root / f"Norder{order}" / "Dir0" / f"Npix{p}.{ext}")
         assert tile.shape == (channels, 512, 512)
         rgb = ref[..., :3].astype(np.float32)
@@ -164,7 +164,11 @@ def test_planck_fits_seams_are_continuous(samples_dir: Path):
 
 @pytest.mark.parametrize(
     ("name", "order", "ext", "fmt", "max_ratio"),
-    [("FermiColor", 3, "jpg", "jpeg", 2.5), ("AKARI-FIS", 3, "png", "png", 1.6), ("Planck-HFI143", 3, "jpg", "jpeg", 1.6)],
+    [
+        ("FermiColor", 3, "jpg", "jpeg", 2.5),
+        ("AKARI-FIS", 3, "png", "png", 1.6),
+        ("Planck-HFI143", 3, "jpg", "jpeg", 1.6),
+    ],
 )
 def test_png_jpeg_seams_are_continuous(samples_dir: Path, name, order, ext, fmt, max_ratio):
     root = samples_dir / name

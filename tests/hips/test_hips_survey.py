@@ -72,7 +72,14 @@ def test_open_local_directory(survey_dir: Path):
     assert isinstance(s, HipsSurvey)
     assert s.location == str(survey_dir)
     assert s.name == "P/unit/survey"  # creator_did without the ivo:// authority
-    assert (s.order, s.order_min, s.tile_width, s.frame, s.formats, s.channels) == (3, 1, 8, "galactic", ("png", "fits"), 1)
+    assert (s.order, s.order_min, s.tile_width, s.frame, s.formats, s.channels) == (
+        3,
+        1,
+        8,
+        "galactic",
+        ("png", "fits"),
+        1,
+    )
     assert (s.bitpix, s.pixel_cut, s.moc) == (-32, (0.0, 255.0), None)
     assert s.properties["creator_did"] == "ivo://TEST/P/unit/survey"
     text = s.summary()
@@ -163,7 +170,7 @@ def test_read_tiles_keeps_input_order_and_reads_each_tile_once(survey_dir: Path)
     s = open_survey(survey_dir)
     out = s.read_tiles(3, [300, 5, 8, 300, 6])
     assert out[2] is None
-    for got, npix in zip([out[0], out[1], out[3], out[4]], [300, 5, 300, 6]):
+    for got, npix in zip([out[0], out[1], out[3], out[4]], [300, 5, 300, 6], strict=True):
         np.testing.assert_array_equal(got[0], tile_values(3, npix))
     assert out[0] is out[3]
     assert s.stats["tile_reads"] == 3
@@ -221,7 +228,7 @@ def test_read_allsky(survey_dir: Path):
     shown = np.zeros((-(-n // ncol) * w, ncol * w), np.uint8)
     for i in range(n):
         r, c = divmod(i, ncol)
-        shown[r * w:(r + 1) * w, c * w:(c + 1) * w] = np.flipud(tiles[i])
+        shown[r * w : (r + 1) * w, c * w : (c + 1) * w] = np.flipud(tiles[i])
     Image.fromarray(shown).save(survey_dir / "Norder1" / "Allsky.png")
     s = open_survey(survey_dir)
     allsky = s.read_allsky(1)
@@ -255,7 +262,9 @@ def test_colour_survey_png(tmp_path: Path):
 def test_grey_survey_with_rgba_png_tiles_gives_one_channel(tmp_path: Path):
     root = tmp_path / "grey"
     root.mkdir()
-    (root / "properties").write_text("hips_order = 2\nhips_frame = galactic\nhips_tile_width = 8\nhips_tile_format = png\n")
+    (root / "properties").write_text(
+        "hips_order = 2\nhips_frame = galactic\nhips_tile_width = 8\nhips_tile_format = png\n"
+    )
     grey = (np.arange(W * W) % 200).reshape(W, W).astype(np.uint8)
     rgba = np.stack([grey, grey, grey, np.full_like(grey, 255)], axis=2)
     rgba[0, 0, 3] = 0
@@ -267,7 +276,7 @@ def test_grey_survey_with_rgba_png_tiles_gives_one_channel(tmp_path: Path):
     tile = s.read_tile(2, 1)
     assert tile.shape == (1, W, W)
     assert np.isnan(tile[0, W - 1, 0])
-    np.testing.assert_array_equal(tile[0, :W - 1], grey[::-1][:W - 1])
+    np.testing.assert_array_equal(tile[0, : W - 1], grey[::-1][: W - 1])
 
 
 def test_http_survey_reads_concurrently_and_uses_the_moc(survey_dir: Path, hips_server, tmp_path: Path):
@@ -347,8 +356,9 @@ def test_remote_survey_uses_moc_access_url(tmp_path, hips_server):
 
     site = tmp_path / "site"
     site.mkdir()
-    root = render_function_hips(site / "survey", lambda ra, dec: ra * 0 + 1.0, order=3, tile_width=16,
-                                region=(40.0, 20.0, 5.0))
+    root = render_function_hips(
+        site / "survey", lambda ra, dec: ra * 0 + 1.0, order=3, tile_width=16, region=(40.0, 20.0, 5.0)
+    )
     (site / "mocs").mkdir()
     shutil.move(root / "Moc.fits", site / "mocs" / "Moc.fits")
     server = hips_server(site)

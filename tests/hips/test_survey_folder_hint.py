@@ -38,4 +38,7 @@ def test_nothing_near_lists_the_folders_or_the_missing_parent(sky: Path) -> None
 
 def test_the_cli_prints_the_hint_on_one_line(sky: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["survey", "info", str(sky / "radoi")]) == 2
-    assert capsys.readouterr().err == f"hipsml: error: no HiPS directory at {sky / 'radoi'}; did you mean {sky / 'radio'}?\n"
+    assert (
+        capsys.readouterr().err
+        == f"hipsml: error: no HiPS directory at {sky / 'radoi'}; did you mean {sky / 'radio'}?\n"
+    )

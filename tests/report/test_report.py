@@ -46,11 +46,22 @@ def make_dataset(root, *, n: int = 96, size: int = 8, seed: int = 0) -> hipsml.D
     group.create_array("id", data=np.arange(1000, 1000 + n, dtype=np.int64), chunks=(n,))
     group.create_array("ra", data=np.linspace(10.0, 11.0, n), chunks=(n,))
     group.create_array("dec", data=np.linspace(-5.0, -4.0, n), chunks=(n,))
-    group.attrs["hipsml"] = {"complete": True, "version": 1, "hash": f"generated-{seed}", "count": n,
-                             "channels": CHANNELS, "name": "mine",
-                             "surveys": [{"location": f"sky/{c}", "order": 8} for c in ("r", "radio")],
-                             "geometry": {"size": size, "pixel_scale_arcsec": 4.0, "projection": "TAN",
-                                          "interpolation": "bilinear", "rotation": 0.0}}
+    group.attrs["hipsml"] = {
+        "complete": True,
+        "version": 1,
+        "hash": f"generated-{seed}",
+        "count": n,
+        "channels": CHANNELS,
+        "name": "mine",
+        "surveys": [{"location": f"sky/{c}", "order": 8} for c in ("r", "radio")],
+        "geometry": {
+            "size": size,
+            "pixel_scale_arcsec": 4.0,
+            "projection": "TAN",
+            "interpolation": "bilinear",
+            "rotation": 0.0,
+        },
+    }
     return hipsml.open_dataset(root)
 
 
@@ -58,7 +69,10 @@ def test_the_pure_parts_by_hand():
     x = np.ones((4, 2, 2, 2), np.float32)
     x[0, 1] = np.nan
     assert coverage_per_channel(x).tolist() == [1.0, 0.75]
-    assert purity_per_neuron(np.array([1, 1, 1, 1, 3]), np.array([0, 1, 1, 1, 0]), 4) == [(1, 4, 1, 0.75), (3, 1, 0, 1.0)]
+    assert purity_per_neuron(np.array([1, 1, 1, 1, 3]), np.array([0, 1, 1, 1, 0]), 4) == [
+        (1, 4, 1, 0.75),
+        (3, 1, 0, 1.0),
+    ]
     p = np.array([[0.6, 0.4], [0.1, 0.9], [0.95, 0.05], [0.3, 0.7], [0.8, 0.2]])
     # wrong: 0 (0.6), 2 (0.95), 4 (0.8); right: 1, 3
     assert confident_mistakes(p, np.array([1, 1, 1, 1, 1]), 10).tolist() == [2, 4, 0]
@@ -81,8 +95,10 @@ def test_hipsml_report_writes_the_page_for_your_own_data(browser, made, capsys):
 
     base, ds = made
     out = base / "page"
-    assert main(["report", f"{ds.path}@v1", "--som", str(base / "som"), "--cnn", str(base / "run"),
-                 "--out", str(out)]) == 0
+    assert (
+        main(["report", f"{ds.path}@v1", "--som", str(base / "som"), "--cnn", str(base / "run"), "--out", str(out)])
+        == 0
+    )
     assert f"wrote {out}" in capsys.readouterr().out
     browser.get((out / "index.html").resolve().as_uri())
     assert browser.execute_script("return window.pwned") is None  # the class name did not run
@@ -92,8 +108,10 @@ def test_hipsml_report_writes_the_page_for_your_own_data(browser, made, capsys):
     assert len(widths) >= 8 and all(complete and width > 0 for complete, width in widths), widths
 
     def table(ident):
-        return [[c.text for c in row.find_elements(By.CSS_SELECTOR, "th, td")]
-                for row in browser.find_elements(By.CSS_SELECTOR, f"#{ident} tbody tr")]
+        return [
+            [c.text for c in row.find_elements(By.CSS_SELECTOR, "th, td")]
+            for row in browser.find_elements(By.CSS_SELECTOR, f"#{ident} tbody tr")
+        ]
 
     # coverage per channel: channel 1 lacks 4 of 64 pixels in a quarter of the cutouts
     assert table("coverage") == [["r<b>", "1.0000"], ["radio", f"{1 - 0.25 * 4 / 64:.4f}"]]
@@ -113,8 +131,10 @@ def test_hipsml_report_writes_the_page_for_your_own_data(browser, made, capsys):
     order = wrong[np.argsort(-confidence, kind="stable")][:24]
     captions = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#cnn1-mistakes li")]
     assert len(captions) == len(order) > 0
-    assert captions[0] == (f"id {1000 + rows[order[0]]}: {CLASSES[truth[order[0]]]} taken for "
-                           f"{CLASSES[predicted[order[0]]]} (p={probabilities[order[0]].max():.3f})")
+    assert captions[0] == (
+        f"id {1000 + rows[order[0]]}: {CLASSES[truth[order[0]]]} taken for "
+        f"{CLASSES[predicted[order[0]]]} (p={probabilities[order[0]].max():.3f})"
+    )
     shown = [float(c.rsplit("p=", 1)[1].rstrip(")")) for c in captions]
     assert shown == sorted(shown, reverse=True)
     # the SOM's purity per neuron, by hand from a fresh mapping
@@ -124,13 +144,19 @@ def test_hipsml_report_writes_the_page_for_your_own_data(browser, made, capsys):
     first = int(np.min(mapping.bmu))
     mine = labels[mapping.bmu == first]
     counts = np.bincount(mine, minlength=2)
-    assert table("purity")[0] == [str(first), str(mine.size), CLASSES[int(counts.argmax())],
-                                  f"{counts.max() / mine.size:.3f}"]
+    assert table("purity")[0] == [
+        str(first),
+        str(mine.size),
+        CLASSES[int(counts.argmax())],
+        f"{counts.max() / mine.size:.3f}",
+    ]
     # the best epoch as metrics.json says, and the commands
     metrics = json.loads((base / "run" / "metrics.json").read_text())
     assert f"the best (marked) is epoch {metrics['best_epoch']}" in body
     commands = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "pre.command")]
-    assert any(c.startswith("hipsml preview ") for c in commands) and any(c.startswith("hipsml predict ") for c in commands)
+    assert any(c.startswith("hipsml preview ") for c in commands) and any(
+        c.startswith("hipsml predict ") for c in commands
+    )
     browser.find_element(By.LINK_TEXT, "Open the SOM explorer").click()
     assert browser.current_url.endswith("/page/explorer/index.html")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#map .cell")) == 4
@@ -158,8 +184,24 @@ def test_preview_and_som_outliers_take_channels_and_name_them(made, tmp_path, ca
     assert "channels radio" in capsys.readouterr().out
     with Image.open(tmp_path / "p.png") as picture:
         assert picture.text["channels"] == "radio"
-    assert main(["som", "outliers", str(base / "som"), "--dataset", str(ds.path), "--top", "3",
-                 "--out", str(tmp_path / "o.png"), "--channels", "1,0,1"]) == 0
+    assert (
+        main(
+            [
+                "som",
+                "outliers",
+                str(base / "som"),
+                "--dataset",
+                str(ds.path),
+                "--top",
+                "3",
+                "--out",
+                str(tmp_path / "o.png"),
+                "--channels",
+                "1,0,1",
+            ]
+        )
+        == 0
+    )
     assert "channels R=radio G=r<b> B=radio" in capsys.readouterr().out
     with Image.open(tmp_path / "o.png") as picture:
         assert picture.text["channels"] == "R=radio G=r<b> B=radio"

@@ -63,7 +63,7 @@ def expected_values(frame: str, cell_order: int, cells: np.ndarray) -> np.ndarra
 
 def cell_map(root: Path, order: int, width: int) -> dict[int, float]:
     cells, values = read_cells(root, order, width)
-    return dict(zip(cells.tolist(), values.tolist()))
+    return dict(zip(cells.tolist(), values.tolist(), strict=True))
 
 
 # ------------------------------------------------------------------------------------------
@@ -215,7 +215,9 @@ def test_make_sky_layout_and_catalogue(sky) -> None:
     assert props["hips_hierarchy"] == "mean" and props["hips_frame"] == "equatorial"
     text = sky.summary()
     assert "radio_double" in text and "tiles written" in text and "bytes on disk" in text
-    assert sky.bytes_on_disk > 0 and sky.tiles_written == 4 * sum(len(tiles_on_disk(sky.band_paths["r"], k)) for k in range(ORDER + 1))
+    assert sky.bytes_on_disk > 0 and sky.tiles_written == 4 * sum(
+        len(tiles_on_disk(sky.band_paths["r"], k)) for k in range(ORDER + 1)
+    )
 
 
 def test_make_sky_moc_and_mean_hierarchy(sky) -> None:
@@ -234,7 +236,7 @@ def test_make_sky_moc_and_mean_hierarchy(sky) -> None:
     pcells = tile_pixel_indices(ORDER - 1, parent, WIDTH)
     pdata = fits.getdata(tile_file(root, ORDER - 1, parent)).astype(np.float64)
     checked = 0
-    for cell, value in zip(pcells.ravel().tolist(), pdata.ravel().tolist()):
+    for cell, value in zip(pcells.ravel().tolist(), pdata.ravel().tolist(), strict=True):
         kids = [children.get(4 * cell + j) for j in range(4)]
         kids = [v for v in kids if v is not None]
         if kids:
@@ -275,7 +277,9 @@ def test_noise_is_a_function_of_the_cell(tmp_path: Path) -> None:
 
 
 def _disc_cells(ra: float, dec: float, radius_cells: float) -> np.ndarray:
-    return hp.query_disc(1 << CELL_ORDER, hp.ang2vec(ra, dec, lonlat=True), radius_cells * math.radians(CELL_DEG), nest=True)
+    return hp.query_disc(
+        1 << CELL_ORDER, hp.ang2vec(ra, dec, lonlat=True), radius_cells * math.radians(CELL_DEG), nest=True
+    )
 
 
 def _isolated(cat: Table, i: int, ra: float, dec: float, min_cells: float) -> bool:
@@ -339,11 +343,11 @@ def test_continuity_across_tile_edges(tmp_path: Path) -> None:
     sky = make_sky(tmp_path / "bg", n_sources=0, seed=1, noise=False, bands=["r"], order=5, tile_width=64,
                    radius=1.5, workers=2)  # fmt: skip
     cells, values = read_cells(sky.band_paths["r"], 5, 64)
-    lookup = dict(zip(cells.tolist(), values.tolist()))
+    lookup = dict(zip(cells.tolist(), values.tolist(), strict=True))
     nbrs = hp.get_all_neighbours(1 << 11, cells, nest=True)[[0, 2, 4, 6]]  # edge neighbours (SW, NW, NE, SE)
     across, within = [], []
     for j in range(4):
-        for c, nb, v in zip(cells.tolist(), nbrs[j].tolist(), values.tolist()):
+        for c, nb, v in zip(cells.tolist(), nbrs[j].tolist(), values.tolist(), strict=True):
             if nb in lookup:
                 (across if (c >> 12) != (nb >> 12) else within).append(abs(v - lookup[nb]))
     across, within = np.array(across), np.array(within)
