@@ -158,7 +158,7 @@ def display_stretch(
     --------
     >>> img = np.array([[[0.0, 1.0], [10.0, 100.0]]])
     >>> display_stretch(img)[0].tolist()
-    [[0, 26], [128, 255]]
+    [[0, 61], [157, 255]]
     """
     from hipsml.extract import asinh_levels
 

@@ -108,7 +108,8 @@ def test_the_estimate_follows_the_chunk_not_the_targets_per_unit(sky):
 def test_a_unit_holds_one_chunk_of_cutouts_at_a_time(tmp_path, sky):
     import tracemalloc
 
-    from hipsml.dataset._build import _compressors, _UnitJob, run_unit
+    from hipsml.dataset._build import _UnitJob, run_unit
+    from hipsml.dataset._store import zarr_compressors
     from hipsml.extract import CutoutSpec, SurveyRef, plan_work_units
 
     refs = tuple(SurveyRef(str(sky / b)) for b in ("r", "radio"))
@@ -121,7 +122,7 @@ def test_a_unit_holds_one_chunk_of_cutouts_at_a_time(tmp_path, sky):
     (unit,) = plan_work_units(ra, dec, spec, surveys, target_per_unit=120, align=2, presorted=True)
     g = zarr.open_group(tmp_path / "g", mode="w", zarr_format=3)
     g.create_array("images", shape=(120, 2, 256, 256), chunks=(2, 2, 256, 256), dtype="float32", fill_value=np.nan,
-                   compressors=_compressors("lz4", 4))  # fmt: skip
+                   compressors=zarr_compressors("lz4", 4))  # fmt: skip
     job = _UnitJob(refs, spec, unit, str(tmp_path / "g" / "images"), str(tmp_path / "m.npz"), "float32", 2, "lz4")
     run_unit(job)  # warm up: open the surveys, compile
     (tmp_path / "m.npz").unlink()

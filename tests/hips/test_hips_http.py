@@ -607,6 +607,6 @@ def test_open_survey_over_a_faulty_server_matches_the_local_survey(
     again = hipsml.open_survey(server.url, cache_dir=tmp_path / "cache")
     tiles = again.read_tiles(ORDER, [*NPIXES, absent])
     assert tiles[-1] is None
-    for npix, got in zip(NPIXES, tiles, strict=True):
+    for npix, got in zip(NPIXES, tiles[:-1], strict=True):  # the last one is the absent tile
         assert got is not None and np.array_equal(got, local.read_tile(ORDER, npix), equal_nan=True)
     assert {path for path in server.counts() if path.startswith("Norder")} == {f"Norder{ORDER}/Dir0/Npix{absent}.fits"}
