@@ -97,7 +97,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"resuming {out} at epoch {done + 1} of {target}")
     total = SOMConfig.from_mapping(options, base=base).epochs
     first = len(previous.history) if previous is not None else 0
-    som = train_som(ds, base, split=_split(args.split), progress=False, checkpoint=out, resume=previous,
+    som = train_som(ds, base, split=_split(args.split), progress=False, workdir=out, resume=args.resume,
                     on_epoch=lambda record: _print_epoch(record, total, record.epoch == first), **options)
     mapping = som.map(ds, split=_split(args.split))
     pictures = draw_pictures(som, mapping, out)

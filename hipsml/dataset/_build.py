@@ -637,9 +637,9 @@ def _run_jobs(jobs: list[_UnitJob], recipe: Recipe, report: BuildReport, progres
             threads_per_worker=compute.threads_per_worker, slurm=compute.slurm, done=done,
         )  # fmt: skip
     except HipsmlError as exc:
-        if "--resume" in str(exc):
+        if "resume=True" in str(exc):
             raise
-        hint = "; the finished work units are kept: run again with --resume (resume=True) to continue"
+        hint = "; the finished work units are kept: run again with resume=True to continue"
         try:
             error = type(exc)(f"{exc}{hint}")
         except TypeError:  # an error class with another signature: keep it as it is

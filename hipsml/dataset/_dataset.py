@@ -14,7 +14,7 @@ from hipsml._files import user_path
 from hipsml.dataset._store import resolve_version
 from hipsml.errors import DatasetNotFoundError, InvalidInputError
 
-__all__ = ["Dataset", "open_dataset", "parse_dataset_path"]
+__all__ = ["Dataset", "as_dataset", "open_dataset", "parse_dataset_path"]
 
 _CORE_COLUMNS = ("id", "ra", "dec", "label", "split", "healpix", "coverage", "source_row", "rotation")
 
@@ -188,14 +188,17 @@ class Dataset:
         return paths
 
 
-def open_dataset(path: str | os.PathLike[str], version: int | str = "latest") -> Dataset:
+def open_dataset(path: str | os.PathLike[str], _version: int | str | None = None, /, *,
+                 version: int | str | None = None) -> Dataset:
     """Open a published version of a hipsml dataset.
 
     Parameters
     ----------
     path : path
         The dataset folder (``output.path`` of its recipe); ``PATH@vN`` picks a version too.
-    version : "latest", int or "vN"
+    version : int, "vN" or "latest", optional
+        Keyword only; default: the version named in ``path``, else the latest. (Giving it as the
+        second positional argument still works, with a ``DeprecationWarning``.)
 
     Examples
     --------
@@ -204,9 +207,48 @@ def open_dataset(path: str | os.PathLike[str], version: int | str = "latest") ->
     >>> ds.images.shape, ds.split_names
     ((120, 4, 64, 64), ['train', 'val', 'test'])
     """
+    if _version is not None:
+        import warnings
+
+        warnings.warn("open_dataset(path, VERSION) is deprecated; write open_dataset(path, version=VERSION) "
+                      "or open_dataset('PATH@vN')", DeprecationWarning, stacklevel=2)  # fmt: skip
+        if version is not None:
+            raise InvalidInputError("give the version once (version=), not also as the second argument")
+        version = _version
     root, at = parse_dataset_path(path)
     if at != "latest":
-        if version != "latest":
+        if version is not None and version != "latest":
             raise InvalidInputError(f"give the version in the path ({path}) or as version=, not both")
         version = at
-    return Dataset(root, resolve_version(root, version))
+    return Dataset(root, resolve_version(root, "latest" if version is None else version))
+
+
+def as_dataset(data: Any) -> Dataset:
+    """``data`` as a :class:`Dataset`: a Dataset is returned as it is, a ``"PATH[@vN]"`` (str or path) is opened.
+
+    The one place where every training and prediction entry point turns "a Dataset or a path"
+    into a Dataset.
+
+    Raises
+    ------
+    InvalidInputError
+        ``data`` is neither a Dataset nor a path.
+    DatasetNotFoundError
+        No dataset (or no such version) at the path.
+
+    Examples
+    --------
+    >>> import hipsml
+    >>> as_dataset("demo-output/datasets/demo@v1").version
+    1
+    """
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return open_dataset(data)
+    raise InvalidInputError(f"expected a hipsml Dataset or a dataset path 'PATH[@vN]', got {type(data).__name__}")
+
+
+def is_dataset_like(data: Any) -> bool:
+    """True for a :class:`Dataset`, a ``str`` or an ``os.PathLike`` (what :func:`as_dataset` accepts)."""
+    return isinstance(data, (Dataset, str, os.PathLike))

@@ -43,6 +43,9 @@ augmentation on the device, class weights, early stopping and a checkpoint every
 """
 
 from hipsml.train.cnn import (
+    CNN,
+    CNNPredictions,
+    cnn_prediction_names,
     CNNConfig,
     CNNResult,
     ModelSpec,
@@ -115,6 +118,9 @@ from hipsml.train.som import (
 )
 
 __all__ = [
+    "CNN",
+    "CNNPredictions",
+    "cnn_prediction_names",
     "CNNConfig",
     "CNNResult",
     "ModelSpec",

@@ -360,7 +360,7 @@ def test_a_survey_failing_mid_build_says_how_to_resume(tmp_path, sky, hips_serve
     server.inject("radio/Norder*/Dir*/*", then=Fault.status(500))  # every radio tile fails for good
     assert main(["-q", "extract", str(recipe)]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "run again with --resume" in err and "500" in err
+    assert len(err.splitlines()) == 1 and "run again with resume=True" in err and "500" in err
     assert not (tmp_path / "flaky" / "v1").exists() and list((tmp_path / "flaky").glob(".staging-*"))
     server.clear_faults()  # the server recovers
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)

@@ -376,9 +376,9 @@ def sky_batches(
     if targets is None:
         if not isinstance(source, (Dataset, str, os.PathLike)):
             raise InvalidInputError("sky_batches needs a dataset, or surveys and targets")
-        from hipsml.train.loaders._zarr import _open
+        from hipsml.dataset import as_dataset
 
-        ds = _open(source)
+        ds = as_dataset(source)
         parts = _dataset_source(ds, split)
         if not (isinstance(labels, (bool, str)) or labels is None):
             raise InvalidInputError("with a dataset, labels must be True, False or a column name")

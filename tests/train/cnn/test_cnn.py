@@ -143,21 +143,23 @@ def test_predictions_land_beside_the_version_which_stays_unchanged(shapes, pretr
     assert tree_digest(version) == before
     got = read_cnn_predictions(shapes, "shapes-test")
     rows = shapes.split("test")
-    assert got["rows"].tolist() == rows.tolist()
+    assert got.rows.tolist() == rows.tolist()
     # the same probabilities from the raw arrays: training statistics, NaN -> 0, the saved model
-    model, run = load_cnn(pretrained.workdir)
+    loaded = load_cnn(pretrained.workdir)
+    model, run = loaded.model, loaded.run
     images = parse_normalisation(run["normalisation"])(np.asarray(shapes.images[:])[rows])
     images = np.nan_to_num(images, nan=0.0)
     expected = np.asarray(jax.nn.softmax(jax.vmap(model)(jnp.asarray(images)), axis=1))
-    np.testing.assert_allclose(got["probabilities"], expected, atol=1e-5)
-    assert got["predicted"].tolist() == expected.argmax(axis=1).tolist()
+    np.testing.assert_allclose(got.probabilities, expected, atol=1e-5)
+    assert got.predicted.tolist() == expected.argmax(axis=1).tolist()
     assert zarr.open_group(folder)["predicted"].attrs["names"] == ["point", "blob", "ring"]
     with pytest.raises(OutputError, match="exists"):
         predict_cnn(pretrained.workdir, shapes, split="test", name="shapes-test")
 
 
 def _probabilities_by_hand(workdir: Path, ds: hipsml.Dataset, rows: np.ndarray) -> np.ndarray:
-    model, run = load_cnn(workdir)
+    loaded = load_cnn(workdir)
+    model, run = loaded.model, loaded.run
     images = np.nan_to_num(parse_normalisation(run["normalisation"])(np.asarray(ds.images[:])[rows]), nan=0.0)
     return np.asarray(jax.nn.softmax(jax.vmap(model)(jnp.asarray(images)), axis=1))
 
@@ -168,14 +170,14 @@ def test_an_ensemble_of_runs_averages_their_probabilities(shapes, pretrained, tm
     assert folder.name == "shapes-ensemble2"
     got = read_cnn_predictions(shapes, folder.name)
     rows = shapes.split("val")
-    assert got["rows"].tolist() == rows.tolist()
+    assert got.rows.tolist() == rows.tolist()
     # each member normalises the cutouts its own way; the ensemble is the plain mean
     expected = (_probabilities_by_hand(pretrained.workdir, shapes, rows) + _probabilities_by_hand(other.workdir, shapes, rows)) / 2
-    np.testing.assert_allclose(got["probabilities"], expected, atol=1e-5)
-    assert got["predicted"].tolist() == expected.argmax(axis=1).tolist()
-    members = got["attrs"]["ensemble"]
+    np.testing.assert_allclose(got.probabilities, expected, atol=1e-5)
+    assert got.predicted.tolist() == expected.argmax(axis=1).tolist()
+    members = got.attrs["ensemble"]
     assert [m["path"] for m in members] == [str(pretrained.workdir.resolve()), str((tmp_path / "other").resolve())]
-    assert got["attrs"]["model"] == members[0]
+    assert got.attrs["model"] == members[0]
 
 
 def test_an_ensemble_refuses_runs_with_other_classes(shapes, pretrained, tmp_path):
@@ -189,7 +191,7 @@ def test_an_ensemble_refuses_runs_with_other_classes(shapes, pretrained, tmp_pat
 
 
 def test_fine_tuning_freezes_what_it_says(pretrained, tmp_path):
-    source, _ = load_cnn(pretrained.workdir)
+    source = load_cnn(pretrained.workdir).model
     other = make_dataset(tmp_path / "other", n=96, channels=3, classes=("ring", "cross"), seed=5)
     tuned = train_cnn(other, TINY, workdir=tmp_path / "tuned", init=pretrained.workdir, freeze=2, epochs=1)
     model = tuned.model
@@ -252,7 +254,7 @@ def test_cli_trains_and_predicts(shapes, pretrained, tmp_path, capsys):
     assert main(["predict", str(out), str(pretrained.workdir), "--dataset", str(shapes.path), "--split", "val"]) == 0
     assert "class probabilities of" in capsys.readouterr().out
     both = read_cnn_predictions(shapes, "clirun-ensemble2")
-    assert len(both["attrs"]["ensemble"]) == 2 and both["rows"].tolist() == shapes.split("val").tolist()
+    assert len(both.attrs["ensemble"]) == 2 and both.rows.tolist() == shapes.split("val").tolist()
     bad = tmp_path / "bad.yaml"
     bad.write_text("epoch: 2\n")
     assert main(["train", "cnn", "--dataset", str(shapes.path), "--config", str(bad), "--out", str(tmp_path / "b")]) == 2
