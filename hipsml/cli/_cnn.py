@@ -55,9 +55,12 @@ def _print_epoch(record: dict[str, Any], total: int, first: bool) -> None:
 def _cmd_train_cnn(args: argparse.Namespace) -> int:
     from hipsml._files import user_path
     from hipsml.dataset import open_dataset
+    from hipsml.errors import OutputError
     from hipsml.train import train_cnn
 
     out = user_path(args.out, what="--out")
+    if (out / "run.json").is_file() and not args.resume:
+        raise OutputError(f"{out} holds a CNN run already; continue it with --resume or choose a new folder")
     options = _options(args)
     ds = open_dataset(args.dataset)
     seen: list[int] = []

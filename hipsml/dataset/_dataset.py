@@ -121,12 +121,14 @@ class Dataset:
         table.meta["split_names"] = self.split_names
         return table
 
-    def split(self, name: str) -> np.ndarray:
-        """Sorted row indices of the cutouts in split ``name``.
+    def split(self, name: str | None) -> np.ndarray:
+        """Sorted row indices of the cutouts in split ``name`` (None: every row, as ``split=None`` in the loaders).
 
         Read their images with ``ds.images.oindex[rows]``, or batch by batch, whole chunks at a
         time, with :func:`hipsml.train.zarr_batches`.
         """
+        if name is None:
+            return np.arange(len(self), dtype=np.int64)
         names = self.split_names
         if name not in names:
             raise InvalidInputError(f"no split {name!r} in this dataset (it has {', '.join(names)})")
