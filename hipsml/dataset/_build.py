@@ -32,6 +32,7 @@ import healpy as hp
 import numpy as np
 
 from hipsml._files import atomic_write, atomic_write_bytes, user_path
+from hipsml.dataset._dataset import Dataset
 from hipsml.dataset._recipe import Recipe, load_recipe, parse_recipe
 from hipsml.dataset._runner import run_tasks
 from hipsml.dataset._splits import assign_splits, split_keys
@@ -350,7 +351,7 @@ def extract_dataset(
     workers: int | None = None,
     output: str | os.PathLike[str] | None = None,
     progress: bool = False,
-) -> Any:
+) -> Dataset:
     """Build (or find) the dataset version a recipe describes; return it opened.
 
     Parameters

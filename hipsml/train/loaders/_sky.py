@@ -386,10 +386,7 @@ def sky_batches(
         label_arr = None if codes is None else codes[parts["rows"]]
         normalisation = parse_normalisation(normalise, dataset=ds)
     else:
-        from hipsml.hips import open_survey
-
-        items = list(source) if isinstance(source, (list, tuple)) else [source]
-        surveys = tuple(resolve_surveys([open_survey(s) if isinstance(s, (str, os.PathLike)) else s for s in items]))
+        surveys = tuple(resolve_surveys(source))
         ra, dec = normalise_coords(targets)
         spec = CutoutSpec.for_surveys(list(surveys), size=size, pixel_scale=pixel_scale, fov=fov,
                                       projection=projection, interpolation=interpolation, order=order)  # fmt: skip
