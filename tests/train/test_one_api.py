@@ -204,3 +204,20 @@ def test_cnn_train_sits_beside_som_train_and_train_cnn_stays(ds, tmp_path, comma
     assert "epoch 1/1: loss" in capsys.readouterr().out and (out / "model.eqx").is_file()
     assert main(args) == 2  # the folder holds a run: the CLI says so in one line
     assert "--resume" in capsys.readouterr().err
+
+
+def test_cutouts_take_survey_locations_as_sky_batches_do(tmp_path):
+    import typing
+
+    from hipsml.sky import render_function_hips
+
+    root = render_function_hips(tmp_path / "s", lambda ra, dec: ra + 10 * dec, order=3, tile_width=64,
+                                region=(40.0, 20.0, 4.0))
+    where = ([40.0, 41.0], [20.0, 19.5])
+    opened = hipsml.cutouts(hipsml.open_survey(root), where, size=8, pixel_scale=60.0)
+    for given in (str(root), root, [str(root), root]):
+        by_location = hipsml.cutouts(given, where, size=8, pixel_scale=60.0)
+        channels = 2 if isinstance(given, list) else 1
+        np.testing.assert_array_equal(by_location.images, np.concatenate([opened.images] * channels, axis=1))
+    assert typing.get_type_hints(hipsml.extract_dataset)["return"] is hipsml.Dataset
+    assert "pixel_scale" in typing.get_type_hints(hipsml.cutouts)
