@@ -139,7 +139,7 @@ def add_cnn_commands(sub: argparse._SubParsersAction) -> None:
         "untouched. Several run folders (the same classes) are an ensemble: their class probabilities are averaged.",
     )  # fmt: skip
     pred.add_argument("run", metavar="RUNDIR", nargs="+",
-                      help="a run folder (hipsml train cnn); several make an ensemble (mean class probabilities)")
+                      help="a run folder (hipsml cnn train); several make an ensemble (mean class probabilities)")
     pred.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
     pred.add_argument("--split", help="classify only this split (default: every cutout)")
     pred.add_argument("--name", help="name of the predictions (default: the run folder's name; FIRST-ensembleK for K runs)")

@@ -191,7 +191,7 @@ def test_the_printed_commands_remake_the_figures(demo, monkeypatch, capsys):
         assert (folder / "som-again" / name).read_bytes() == (folder / "som" / name).read_bytes(), name
     assert main(["-q", *command(page, "som", "map")]) == 0  # the stored mapping is this SOM's: kept
     assert main(["-q", *command(page, "extract")]) == 0 and "unchanged" in capsys.readouterr().out
-    argv = command(page, "train", "cnn")
+    argv = command(page, "cnn", "train")
     assert main(["-q", *argv]) == 0
     remade = json.loads((folder / "cnn-again" / "metrics.json").read_text())
     metrics = json.loads((folder / "cnn" / "metrics.json").read_text())
