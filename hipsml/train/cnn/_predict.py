@@ -28,7 +28,7 @@ import numpy as np
 from hipsml.dataset._dataset import Dataset
 from hipsml.dataset._derived import DERIVED_KINDS, derived_folder, derived_names, derived_provenance, open_derived, publish_derived
 from hipsml.errors import InvalidInputError, OutputError
-from hipsml.train.cnn._results import CNNPredictions
+from hipsml.train.cnn._results import CNNPredictions, check_channels
 from hipsml.train.cnn._train import batch_probabilities, load_cnn, run_folder
 from hipsml.dataset._dataset import as_dataset
 from hipsml.train.loaders._zarr import zarr_batches
@@ -138,14 +138,8 @@ def predict_cnn(
 def _member(folder: Path, ds: Any) -> tuple[Any, dict[str, Any]]:
     """The best model of a run folder and its ``run.json``, checked against the dataset's channels."""
     loaded = load_cnn(folder)
-    model, run = loaded.model, loaded.run
-    mask = bool(run.get("mask_channel", False))
-    have = int(ds.images.shape[1]) + (1 if mask else 0)
-    if have != model.spec.in_channels:
-        raise InvalidInputError(f"the model in {folder} takes {model.spec.in_channels} channels "
-                                f"({', '.join(run.get('channels', []))}{' + mask' if mask else ''}); {ds.path} v{ds.version} "
-                                f"has {int(ds.images.shape[1])}")  # fmt: skip
-    return model, run
+    check_channels(loaded, int(ds.images.shape[1]), f"{ds.path} v{ds.version} has")
+    return loaded.model, loaded.run
 
 
 def _member_probabilities(model: Any, run: dict[str, Any], ds: Any, split: str | None, batch_size: int

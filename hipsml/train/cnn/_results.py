@@ -139,7 +139,7 @@ class CNN:
         rows: np.ndarray | None = None
         if is_dataset_like(data):
             ds = as_dataset(data)
-            _check_channels(self, int(ds.images.shape[1]), f"{ds.path} v{ds.version}")
+            check_channels(self, int(ds.images.shape[1]), f"{ds.path} v{ds.version} has")
             rows, probabilities = _member_probabilities(self.model, self.run, ds, split, batch_size)
         else:
             if split is not None:
@@ -147,7 +147,7 @@ class CNN:
             images = np.asarray(data)
             if images.ndim != 4:
                 raise InvalidInputError(f"images must be (N, C, H, W), got shape {images.shape}")
-            _check_channels(self, int(images.shape[1]), "the images")
+            check_channels(self, int(images.shape[1]), "the images have")
             parts = []
             for start in range(0, len(images), batch_size):
                 block = prepare_batch(np.array(images[start : start + batch_size], dtype=np.float32),
@@ -166,10 +166,11 @@ class CNN:
         return iter((self.model, self.run))
 
 
-def _check_channels(cnn: CNN, channels: int, what: str) -> None:
+def check_channels(cnn: CNN, channels: int, what: str) -> None:
+    """Refuse data of ``channels`` channels that the model cannot take; ``what`` ends "has" or "have"."""
     have = channels + (1 if cnn.mask_channel else 0)
     if have != cnn.model.spec.in_channels:
         raise InvalidInputError(f"the model in {cnn.folder} takes {cnn.model.spec.in_channels} channels "
                                 f"({', '.join(cnn.channels)}{' + mask' if cnn.mask_channel else ''}); {what} "
-                                f"have {channels}")  # fmt: skip
+                                f"{channels}")  # fmt: skip
 
