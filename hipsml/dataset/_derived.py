@@ -26,8 +26,15 @@ from hipsml._files import staged_folder
 from hipsml.dataset._dataset import Dataset
 from hipsml.errors import DatasetNotFoundError, InvalidInputError
 
-__all__ = ["DERIVED_KINDS", "check_derived_name", "derived_folder", "derived_names", "derived_provenance",
-           "publish_derived", "open_derived"]
+__all__ = [
+    "DERIVED_KINDS",
+    "check_derived_name",
+    "derived_folder",
+    "derived_names",
+    "derived_provenance",
+    "open_derived",
+    "publish_derived",
+]
 
 #: the kinds of derived results, and the ``kind`` their provenance block records
 DERIVED_KINDS: dict[str, str] = {"som": "som-mapping", "cnn": "cnn-predictions"}
@@ -95,7 +102,7 @@ def derived_provenance(dataset: Dataset, kind: str, *, split: str | None, count:
         "dataset": {"path": str(dataset.path.resolve()), "version": dataset.version, "hash": dataset.hash},
         "split": split,
         "count": int(count),
-        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "created": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
         "software": {"hipsml": __version__},
     }
 

@@ -9,9 +9,9 @@ import json
 import jax
 import numpy as np
 import pytest
+from dataset_helpers import make_dataset
 
 import hipsml
-from dataset_helpers import make_dataset
 from hipsml.cli import main
 from hipsml.dataset import as_dataset, derived_names
 from hipsml.errors import InvalidInputError, OutputError
@@ -143,7 +143,7 @@ def test_on_epoch_gets_one_record_type_and_progress_is_on_by_default(ds, tmp_pat
         assert json.loads(json.dumps(r)) == dict(r)
     assert records[0].quantisation_error > 0 and 0 <= records[2].train_accuracy <= 1
     with pytest.raises(AttributeError, match="no 'train_loss'"):
-        records[0].train_loss
+        _ = records[0].train_loss
 
 
 def test_load_cnn_predicts_in_memory_what_predict_cnn_stores(ds, run):

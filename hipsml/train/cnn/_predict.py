@@ -18,23 +18,29 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
-from hipsml.dataset._dataset import Dataset
-from hipsml.dataset._derived import DERIVED_KINDS, derived_folder, derived_names, derived_provenance, open_derived, publish_derived
+from hipsml.dataset._dataset import Dataset, as_dataset
+from hipsml.dataset._derived import (
+    DERIVED_KINDS,
+    derived_folder,
+    derived_names,
+    derived_provenance,
+    open_derived,
+    publish_derived,
+)
 from hipsml.errors import InvalidInputError, OutputError
 from hipsml.train.cnn._results import CNNPredictions, check_channels
 from hipsml.train.cnn._train import batch_probabilities, load_cnn, run_folder
-from hipsml.dataset._dataset import as_dataset
-from hipsml.train.loaders._zarr import zarr_batches
 from hipsml.train.loaders._normalise import parse_normalisation
+from hipsml.train.loaders._zarr import zarr_batches
 
-__all__ = ["predict_cnn", "read_cnn_predictions", "prediction_folder", "cnn_prediction_names"]
+__all__ = ["cnn_prediction_names", "predict_cnn", "prediction_folder", "read_cnn_predictions"]
 
 logger = logging.getLogger(__name__)
 

@@ -32,14 +32,27 @@ from typing import Any
 import numpy as np
 
 from hipsml.dataset._dataset import Dataset, as_dataset
-from hipsml.dataset._derived import (DERIVED_KINDS, check_derived_name, derived_folder, derived_names,
-                                     derived_provenance, open_derived, publish_derived)
+from hipsml.dataset._derived import (
+    DERIVED_KINDS,
+    check_derived_name,
+    derived_folder,
+    derived_names,
+    derived_provenance,
+    open_derived,
+    publish_derived,
+)
 from hipsml.errors import InvalidInputError, OutputError
 from hipsml.train.som._config import SOMConfig
 from hipsml.train.som._som import SOM, SOMMapping
 
-__all__ = ["mapping_folder", "write_som_mapping", "read_som_mapping", "som_mapping_names", "same_mapping",
-           "weights_digest"]
+__all__ = [
+    "mapping_folder",
+    "read_som_mapping",
+    "same_mapping",
+    "som_mapping_names",
+    "weights_digest",
+    "write_som_mapping",
+]
 
 logger = logging.getLogger(__name__)
 
