@@ -188,6 +188,11 @@ def test_derived_results_are_listed_alike(ds, run):
     assert (ds.path / "derived" / "v1" / "cnn" / "c" / "zarr.json").is_file()
     with pytest.raises(hipsml.errors.DatasetNotFoundError, match="predictions there: .*c"):
         read_cnn_predictions(ds, "nosuch")
+    other = train_som(ds, {**SOM, "seed": 4}, progress=False)
+    for call in (lambda: write_som_mapping(other, ds, name="m"), lambda: predict_cnn(run.workdir, ds, name="c")):
+        with pytest.raises(OutputError, match="give another name or overwrite=True") as error:
+            call()
+        assert "--" not in str(error.value)  # a library message names no command-line flag
     with pytest.raises(InvalidInputError, match="CNN predictions name must be"):
         predict_cnn(run.workdir, ds, name="../x")
     assert as_dataset(ds) is ds and as_dataset(f"{ds.path}@v1").hash == ds.hash
