@@ -129,12 +129,12 @@ def main() -> None:
     if args.members > 1:
         folder = predict_cnn(runs, ds, split="test", name="bench-ensemble", overwrite=True)
         got = read_cnn_predictions(ds, folder.name)
-        truth = ds.column("label")[got["rows"]]
-        right = got["predicted"] == truth
+        truth = ds.column("label")[got.rows]
+        right = got.predicted == truth
         per_class = [float(right[truth == k].mean()) if np.any(truth == k) else None
-                     for k in range(len(got["label_names"]))]
+                     for k in range(len(got.label_names))]
         print(f"ensemble of {args.members} (mean class probabilities, hipsml predict RUN1 RUN2 ...): test accuracy "
-              f"{right.mean():.4f} on {right.size} cutouts ({per_class_text(got['label_names'], per_class)})")
+              f"{right.mean():.4f} on {right.size} cutouts ({per_class_text(got.label_names, per_class)})")
     print(f"training wall time: {total:.1f} s in all (goal <= 300 s)")
     print(f"peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 

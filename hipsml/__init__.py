@@ -10,8 +10,9 @@ The public API a notebook user calls:
   manifest; :func:`load_recipe` validates a recipe file.
 - :func:`train_som` trains a rotation- and flip-invariant SOM (PINK's algorithm, JAX);
   :func:`load_som` and :func:`read_pink` read SOMs back; :func:`train_cnn` trains a CNN
-  classifier and :func:`predict` writes its class probabilities beside a dataset version
-  (imported on first use).
+  classifier, :func:`load_cnn` loads one and :func:`predict_cnn` writes its class probabilities
+  beside a dataset version (imported on first use). The two take the same call shapes (see
+  :mod:`hipsml.train`). ``hipsml.predict`` is the deprecated old name of :func:`predict_cnn`.
 
 Subpackages: :mod:`hipsml.hips` (tile layer), :mod:`hipsml.extract` (cutout engine),
 :mod:`hipsml.dataset` (recipes, versioned datasets), :mod:`hipsml.sky` (synthetic labelled surveys), :mod:`hipsml.errors`.
@@ -28,7 +29,9 @@ __version__ = "0.1.0"
 #: training names, imported on first use (importing JAX takes a while)
 _TRAIN_NAMES = (
     "train_som", "load_som", "read_pink", "SOM", "SOMConfig", "SOMMapping", "som_outliers",
-    "train_cnn", "predict", "load_cnn", "CNNConfig",
+    "write_som_mapping", "read_som_mapping", "som_mapping_names", "EpochRecord",
+    "train_cnn", "predict_cnn", "load_cnn", "CNN", "CNNConfig", "CNNPredictions",
+    "read_cnn_predictions", "cnn_prediction_names",
 )  # fmt: skip
 
 
@@ -36,7 +39,14 @@ def __getattr__(name: str) -> object:
     if name in _TRAIN_NAMES:
         from hipsml import train
 
-        return getattr(train, "predict_cnn" if name == "predict" else name)
+        return getattr(train, name)
+    if name == "predict":  # the old name of predict_cnn
+        import warnings
+
+        from hipsml import train
+
+        warnings.warn("hipsml.predict is deprecated; call hipsml.predict_cnn", DeprecationWarning, stacklevel=2)
+        return train.predict_cnn
     raise AttributeError(f"module 'hipsml' has no attribute {name!r}")
 
 

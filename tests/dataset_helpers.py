@@ -1,4 +1,4 @@
-"""Shared helpers of the dataset tests: a small labelled sky and recipes for it."""
+"""Shared helpers of the dataset tests: a small labelled sky and recipes for it; a generated labelled dataset."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
+import zarr
 
 _SKY_CACHE: dict[str, Path] = {}
 
@@ -84,4 +86,33 @@ def generated_dataset(root: Path, *, n: int = 32, size: int = 8, classes=("dot",
     group.create_array("id", data=np.arange(n, dtype=np.int64), chunks=(n,))
     group.attrs["hipsml"] = {"complete": True, "version": 1, "hash": f"gen-{root.name}-{size}-{seed}", "count": n,
                              "channels": list(channels), "name": root.name}  # fmt: skip
+    return hipsml.open_dataset(root)
+
+
+def make_dataset(root: Path, *, n: int = 240, size: int = 16, channels: int = 2, classes=("point", "blob", "ring"),
+                 noise: float = 0.3, seed: int = 0, fractions=(0.6, 0.2, 0.2)) -> Any:
+    """A published one-version dataset of generated shapes (labels, train/val/test splits, NaN corners)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] - (size - 1) / 2
+    labels = rng.integers(0, len(classes), n)
+    images = rng.normal(0.0, noise, (n, channels, size, size)).astype(np.float32)
+    for i, k in enumerate(labels):
+        dy, dx = rng.uniform(-1, 1, 2)
+        y, x = yy - dy, xx - dx
+        r = np.hypot(y, x)
+        shape = {"point": np.exp(-r**2 / 2), "blob": np.exp(-r**2 / 18), "ring": np.exp(-(r - size / 3) ** 2 / 2),
+                 "cross": np.exp(-np.minimum(abs(y), abs(x)) ** 2 / 2) * (r < size / 2.5)}[classes[k]]
+        for c in range(channels):
+            images[i, c] += rng.uniform(1, 2) * shape * (c + 1)
+    images[::7, :, :2, :2] = np.nan
+    split = rng.choice(3, n, p=list(fractions)).astype(np.int8)
+    group = zarr.open_group(root / "v1", mode="w", zarr_format=3)
+    group.create_array("images", data=images, chunks=(32, channels, size, size))
+    group.create_array("label", data=labels.astype(np.int64), chunks=(n,)).attrs["names"] = list(classes)
+    group.create_array("split", data=split, chunks=(n,)).attrs["names"] = ["train", "val", "test"]
+    group.create_array("id", data=np.arange(n, dtype=np.int64), chunks=(n,))
+    group.attrs["hipsml"] = {"complete": True, "version": 1, "hash": f"generated-{root.name}-{seed}", "count": n,
+                             "channels": [f"c{c}" for c in range(channels)], "name": root.name}
+    import hipsml
+
     return hipsml.open_dataset(root)

@@ -1,4 +1,4 @@
-"""The CNN commands of ``hipsml``: ``train cnn`` and ``predict`` (thin: parse, call, print)."""
+"""The CNN commands of ``hipsml``: ``cnn train`` (alias ``train cnn``) and ``predict`` (thin: parse, call, print)."""
 
 from __future__ import annotations
 
@@ -55,9 +55,12 @@ def _print_epoch(record: dict[str, Any], total: int, first: bool) -> None:
 def _cmd_train_cnn(args: argparse.Namespace) -> int:
     from hipsml._files import user_path
     from hipsml.dataset import open_dataset
+    from hipsml.errors import OutputError
     from hipsml.train import train_cnn
 
     out = user_path(args.out, what="--out")
+    if (out / "run.json").is_file() and not args.resume:
+        raise OutputError(f"{out} holds a CNN run already; continue it with --resume or choose a new folder")
     options = _options(args)
     ds = open_dataset(args.dataset)
     seen: list[int] = []
@@ -67,7 +70,7 @@ def _cmd_train_cnn(args: argparse.Namespace) -> int:
         seen.append(record["epoch"])
 
     result = train_cnn(ds, options, workdir=out, resume=args.resume, init=args.init, freeze=args.freeze,
-                       on_epoch=progress)  # fmt: skip
+                       progress=False, on_epoch=progress)  # fmt: skip
     m = result.metrics
     shown = m.get("test") or m.get("val")
     score = f"; {shown['split']} accuracy {shown['accuracy']:.4f} on {shown['count']} cutouts" if shown else ""
@@ -85,8 +88,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     ds = open_dataset(args.dataset)
     folder = predict_cnn(args.run, ds, split=args.split, name=args.name, overwrite=args.overwrite)
     result = read_cnn_predictions(ds, folder.name)
-    counts = {n: int((result["predicted"] == k).sum()) for k, n in enumerate(result["label_names"])}
-    print(f"wrote {folder}: class probabilities of {result['rows'].size} cutouts of {ds.path} v{ds.version} "
+    counts = {n: int((result.predicted == k).sum()) for k, n in enumerate(result.label_names)}
+    print(f"wrote {folder}: class probabilities of {len(result)} cutouts of {ds.path} v{ds.version} "
           f"(predicted: {', '.join(f'{n} {c}' for n, c in counts.items())})")
     print(f"  probabilities: {folder / 'probabilities'} (rows: {folder / 'rows'}; "
           f"read them with hipsml.train.read_cnn_predictions(dataset, {folder.name!r}))")
@@ -101,19 +104,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 
-def add_cnn_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``train cnn`` and ``predict`` on the ``hipsml`` parser."""
-    train = sub.add_parser("train", help="train models on a dataset (train cnn)")
-    train_sub = train.add_subparsers(dest="train_command", required=True, metavar="MODEL")
-    cnn = train_sub.add_parser(
-        "cnn", help="train a residual CNN classifier on a labelled dataset",
-        description="Train a small residual CNN on a labelled dataset's training split (exact 90-degree turns and "
-        "flips as augmentation, class weights, early stopping on the validation split), checkpointing into --out "
-        "after every epoch; then write metrics.json, confusion.png and curves.png there. --resume continues a run "
-        "from its last finished epoch; --init fine-tunes a trained run on this dataset (new head, first K stages "
-        "frozen with --freeze K). --source sky cuts every training target afresh each epoch from the dataset's "
-        "surveys at a random angle (exact rotations by reprojection) instead of reading the stored cutouts.",
-    )  # fmt: skip
+_TRAIN_HELP = "train a residual CNN classifier on a labelled dataset"
+_TRAIN_DESCRIPTION = (
+    "Train a small residual CNN on a labelled dataset's training split (exact 90-degree turns and "
+    "flips as augmentation, class weights, early stopping on the validation split), checkpointing into --out "
+    "after every epoch; then write metrics.json, confusion.png and curves.png there. --resume continues a run "
+    "from its last finished epoch; --init fine-tunes a trained run on this dataset (new head, first K stages "
+    "frozen with --freeze K). --source sky cuts every training target afresh each epoch from the dataset's "
+    "surveys at a random angle (exact rotations by reprojection) instead of reading the stored cutouts."
+)
+
+
+def _add_train_arguments(cnn: argparse.ArgumentParser) -> None:
     cnn.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
     cnn.add_argument("--config", metavar="YAML", help="CNN options (CNNConfig names: epochs, widths, normalise, ...)")
     for flag, (name, kind) in _OVERRIDES.items():
@@ -127,6 +129,18 @@ def add_cnn_commands(sub: argparse._SubParsersAction) -> None:
                      help="with --init: freeze the first K stages (the stem is stage 1)")
     cnn.set_defaults(func=_cmd_train_cnn)
 
+
+def add_cnn_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``cnn train`` (beside ``som train``), its alias ``train cnn``, and ``predict`` on the ``hipsml`` parser."""
+    group = sub.add_parser("cnn", help="residual CNN classifiers (cnn train)")
+    group_sub = group.add_subparsers(dest="cnn_command", required=True, metavar="ACTION")
+    _add_train_arguments(group_sub.add_parser("train", help=_TRAIN_HELP, description=_TRAIN_DESCRIPTION))
+
+    train = sub.add_parser("train", help="train models on a dataset (train cnn: the same as cnn train)")
+    train_sub = train.add_subparsers(dest="train_command", required=True, metavar="MODEL")
+    _add_train_arguments(train_sub.add_parser("cnn", help=f"{_TRAIN_HELP} (alias of cnn train)",
+                                              description=_TRAIN_DESCRIPTION))  # fmt: skip
+
     pred = sub.add_parser(
         "predict", help="class probabilities of a dataset by a trained CNN, stored beside the version",
         description="Classify every cutout (or one split) of a dataset version with a trained CNN run and write "
@@ -134,7 +148,7 @@ def add_cnn_commands(sub: argparse._SubParsersAction) -> None:
         "untouched. Several run folders (the same classes) are an ensemble: their class probabilities are averaged.",
     )  # fmt: skip
     pred.add_argument("run", metavar="RUNDIR", nargs="+",
-                      help="a run folder (hipsml train cnn); several make an ensemble (mean class probabilities)")
+                      help="a run folder (hipsml cnn train); several make an ensemble (mean class probabilities)")
     pred.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
     pred.add_argument("--split", help="classify only this split (default: every cutout)")
     pred.add_argument("--name", help="name of the predictions (default: the run folder's name; FIRST-ensembleK for K runs)")

@@ -116,7 +116,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     first = len(previous.history) if previous is not None else 0
     # what is about to happen, and a progress bar through every epoch (stderr; -q: no bars)
     print(training_summary(ds, base, split=_split(args.split), **options), file=sys.stderr, flush=True)
-    som = train_som(ds, base, split=_split(args.split), progress=not args.quiet, checkpoint=out, resume=previous,
+    som = train_som(ds, base, split=_split(args.split), progress=not args.quiet, workdir=out, resume=args.resume,
                     on_epoch=lambda record: _print_epoch(record, total, record.epoch == first), **options)
     mapping = som.map(ds, split=_split(args.split))
     pictures = draw_pictures(som, mapping, out, channels=args.channels)

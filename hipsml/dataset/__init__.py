@@ -4,11 +4,15 @@
 - :func:`open_dataset` opens a published version (:class:`Dataset`), checking it cheaply;
 - :func:`verify_dataset` hashes every file of a version against its manifest;
 - :func:`load_recipe` validates a YAML recipe into a :class:`Recipe`;
-- :func:`assign_splits` is the split function, reusable on any keys.
+- :func:`assign_splits` is the split function, reusable on any keys;
+- :func:`as_dataset` turns a Dataset or a ``"PATH[@vN]"`` into a Dataset (every training entry point uses it);
+- results derived from a version (SOM mappings, CNN predictions) live in
+  ``DATASET/derived/vN/<kind>/<name>``: :func:`derived_folder`, :func:`derived_names`.
 """
 
 from hipsml.dataset._build import BuildReport, extract_dataset
-from hipsml.dataset._dataset import Dataset, open_dataset, parse_dataset_path, verify_dataset
+from hipsml.dataset._dataset import Dataset, as_dataset, open_dataset, parse_dataset_path, verify_dataset
+from hipsml.dataset._derived import derived_folder, derived_names
 from hipsml.dataset._integrity import VerifyReport
 from hipsml.dataset._preview import preview_dataset
 from hipsml.dataset._recipe import Recipe, load_recipe, parse_recipe
@@ -22,7 +26,10 @@ __all__ = [
     "Recipe",
     "TargetTable",
     "VerifyReport",
+    "as_dataset",
     "assign_splits",
+    "derived_folder",
+    "derived_names",
     "extract_dataset",
     "load_recipe",
     "load_targets",

@@ -39,6 +39,7 @@ from hipsml.dataset._coverage import (
     coverage_thresholds,
     probe_unit,
 )
+from hipsml.dataset._dataset import Dataset
 from hipsml.dataset._identity import check_same_recipe, lineage_change
 from hipsml.dataset._integrity import write_manifest
 from hipsml.dataset._limits import check_memory, estimate_build_memory
@@ -433,7 +434,7 @@ def extract_dataset(
     workers: int | None = None,
     output: str | os.PathLike[str] | None = None,
     progress: bool = False,
-) -> Any:
+) -> Dataset:
     """Build (or find) the dataset version a recipe describes; return it opened.
 
     Parameters

@@ -23,7 +23,7 @@ from hipsml.dataset._integrity import (
 from hipsml.dataset._store import resolve_version
 from hipsml.errors import DatasetError, DatasetNotFoundError, IndexOutOfRangeError, InvalidInputError
 
-__all__ = ["Dataset", "open_dataset", "parse_dataset_path", "verify_dataset"]
+__all__ = ["Dataset", "as_dataset", "open_dataset", "parse_dataset_path", "verify_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -227,12 +227,14 @@ class Dataset:
         table.meta["split_names"] = self.split_names
         return table
 
-    def split(self, name: str) -> np.ndarray:
-        """Sorted row indices of the cutouts in split ``name``.
+    def split(self, name: str | None) -> np.ndarray:
+        """Sorted row indices of the cutouts in split ``name`` (None: every row, as ``split=None`` in the loaders).
 
         Read their images with ``ds.images.oindex[rows]``, or batch by batch, whole chunks at a
         time, with :func:`hipsml.train.zarr_batches`.
         """
+        if name is None:
+            return np.arange(len(self), dtype=np.int64)
         names = self.split_names
         if name not in names:
             raise InvalidInputError(f"no split {name!r} in this dataset (it has {', '.join(names)})")
@@ -385,7 +387,14 @@ class Dataset:
         return paths
 
 
-def open_dataset(path: str | os.PathLike[str], version: int | str = "latest", *, verify: bool = False) -> Dataset:
+def open_dataset(
+    path: str | os.PathLike[str],
+    _version: int | str | None = None,
+    /,
+    *,
+    version: int | str | None = None,
+    verify: bool = False,
+) -> Dataset:
     """Open a published version of a hipsml dataset, checking it.
 
     Every open checks cheaply (about 0.1 s for 10,000 chunks) that every file the version's
@@ -397,7 +406,9 @@ def open_dataset(path: str | os.PathLike[str], version: int | str = "latest", *,
     ----------
     path : path
         The dataset folder (``output.path`` of its recipe); ``PATH@vN`` picks a version too.
-    version : "latest", int or "vN"
+    version : int, "vN" or "latest", optional
+        Keyword only; default: the version named in ``path``, else the latest. (Giving it as the
+        second positional argument still works, with a ``DeprecationWarning``.)
     verify : bool
         Hash every file against the manifest before opening.
 
@@ -415,8 +426,16 @@ def open_dataset(path: str | os.PathLike[str], version: int | str = "latest", *,
     >>> ds.images.shape, ds.split_names
     ((120, 4, 64, 64), ['train', 'val', 'test'])
     """
+    if _version is not None:
+        import warnings
+
+        warnings.warn("open_dataset(path, VERSION) is deprecated; write open_dataset(path, version=VERSION) "
+                      "or open_dataset('PATH@vN')", DeprecationWarning, stacklevel=2)  # fmt: skip
+        if version is not None:
+            raise InvalidInputError("give the version once (version=), not also as the second argument")
+        version = _version
     root, at = parse_dataset_path(path)
-    version = _check_version_arg(version)
+    version = "latest" if version is None else _check_version_arg(version)
     if at != "latest":
         if version != "latest":
             raise InvalidInputError(f"give the version in the path ({path}) or as version=, not both")
@@ -473,3 +492,34 @@ def verify_dataset(path: str | os.PathLike[str], version: int | str = "latest", 
     location = root / entry["path"]
     files = load_manifest(location, entry.get("manifest"), where=where)
     return verify_version(location, files, version=int(entry["version"]), where=where, threads=threads)
+
+
+def as_dataset(data: Any) -> Dataset:
+    """``data`` as a :class:`Dataset`: a Dataset is returned as it is, a ``"PATH[@vN]"`` (str or path) is opened.
+
+    The one place where every training and prediction entry point turns "a Dataset or a path"
+    into a Dataset.
+
+    Raises
+    ------
+    InvalidInputError
+        ``data`` is neither a Dataset nor a path.
+    DatasetNotFoundError
+        No dataset (or no such version) at the path.
+
+    Examples
+    --------
+    >>> import hipsml
+    >>> as_dataset("demo-output/datasets/demo@v1").version
+    1
+    """
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return open_dataset(data)
+    raise InvalidInputError(f"expected a hipsml Dataset or a dataset path 'PATH[@vN]', got {type(data).__name__}")
+
+
+def is_dataset_like(data: Any) -> bool:
+    """True for a :class:`Dataset`, a ``str`` or an ``os.PathLike`` (what :func:`as_dataset` accepts)."""
+    return isinstance(data, (Dataset, str, os.PathLike))

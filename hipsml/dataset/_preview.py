@@ -107,7 +107,7 @@ def preview_dataset(
     """
     if isinstance(per_group, bool) or not isinstance(per_group, int) or not 1 <= per_group <= 64:
         raise InvalidInputError(f"per_group must be an integer 1..64, got {per_group!r}")
-    dest = check_writable_file(out, what="--out")
+    dest = check_writable_file(out, what="out")
     if dest.suffix.lower() != ".png":
         raise InvalidInputError(f"cannot write {dest}: the preview is a PNG; name it .png")
     view = select_channels(channels, channel_names(dataset.channels, int(dataset.images.shape[1])))

@@ -209,7 +209,7 @@ def run_demo(
         The synthetic sky (defaults: :data:`DEMO_SKY`); smaller values make a quick test.
     som_options, cnn_options : mapping, optional
         SOM and CNN options (defaults: :data:`DEMO_SOM`, :data:`DEMO_CNN`); each must have a
-        flag of ``hipsml som train`` / ``hipsml train cnn``, since the report prints the command.
+        flag of ``hipsml som train`` / ``hipsml cnn train``, since the report prints the command.
 
     Returns
     -------

@@ -170,7 +170,7 @@ def cnn_step(dataset: Dataset, folder: Path, options: Mapping[str, Any], *, data
     from hipsml.cli._cnn import _OVERRIDES
     from hipsml.train import train_cnn
 
-    command = cli_command(["hipsml", "train", "cnn", "--dataset", dataset_arg], options, _OVERRIDES) + " --out cnn-again"
+    command = cli_command(["hipsml", "cnn", "train", "--dataset", dataset_arg], options, _OVERRIDES) + " --out cnn-again"
     wanted = _stamp(options, dataset)
     stamp = _stamped(folder, wanted, "metrics.json") if (folder / "run.json").is_file() else None
     if stamp is not None:
@@ -180,9 +180,9 @@ def cnn_step(dataset: Dataset, folder: Path, options: Mapping[str, Any], *, data
         say(f"\ntraining the demo CNN: {command}")
         t0 = time.perf_counter()
         with staged_folder(folder) as staging:
-            train_cnn(dataset, dict(options), workdir=staging, on_epoch=lambda r: say(
-                f"  CNN epoch {r['epoch'] + 1}/{r['epochs']}: loss {r['train_loss']:.4f}, accuracy "
-                f"{r['train_accuracy']:.3f}, val accuracy {r.get('val_accuracy', float('nan')):.3f}"))  # fmt: skip
+            train_cnn(dataset, dict(options), workdir=staging, progress=False, on_epoch=lambda r: say(
+                f"  CNN epoch {r.epoch + 1}/{r.epochs}: loss {r.train_loss:.4f}, accuracy "
+                f"{r.train_accuracy:.3f}, val accuracy {r.get('val_accuracy', float('nan')):.3f}"))  # fmt: skip
             _write_stamp(staging, wanted, time.perf_counter() - t0)
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     run = json.loads((folder / "run.json").read_text(encoding="utf-8"))

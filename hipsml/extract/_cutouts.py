@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal, Union
 
 import healpy as hp
 import numpy as np
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
+from numpy.typing import ArrayLike
 
 from hipsml.errors import IndexOutOfRangeError, InvalidInputError
 from hipsml.extract._geometry import (
@@ -51,7 +53,7 @@ from hipsml.extract._kernels import (
     tile_keys_to_npix,
 )
 from hipsml.extract._surveys import SurveyRef, resolve_surveys
-from hipsml.hips import log2_width
+from hipsml.hips import HipsSurvey, log2_width
 
 __all__ = [
     "cutouts",
@@ -826,16 +828,22 @@ def extract_unit(
     return UnitExtractor(surveys, spec).extract(spec, unit, out=out, stats=stats)
 
 
+#: what :func:`cutouts` and :func:`hipsml.train.sky_batches` accept as surveys
+Surveys = Union[HipsSurvey, SurveyRef, str, os.PathLike, Sequence[Union[HipsSurvey, SurveyRef, str, os.PathLike]]]
+#: targets: a SkyCoord, or ``(ra, dec)`` in ICRS degrees (arrays or Quantities)
+Coords = Union[SkyCoord, tuple[ArrayLike | u.Quantity, ArrayLike | u.Quantity]]
+
+
 def cutouts(
-    surveys: Any,
-    coords: Any,
+    surveys: Surveys,
+    coords: Coords,
     *,
     size: int = 64,
-    pixel_scale: Any = None,
-    fov: Any = None,
-    projection: str = "TAN",
-    rotation: Any = 0.0,
-    interpolation: str = "bilinear",
+    pixel_scale: float | u.Quantity | None = None,
+    fov: float | u.Quantity | None = None,
+    projection: Literal["TAN", "SIN"] = "TAN",
+    rotation: float | ArrayLike | u.Quantity = 0.0,
+    interpolation: Literal["bilinear", "nearest", "bicubic"] = "bilinear",
     order: int | str | Sequence[int] = "auto",
     memory_limit: int = 1 << 30,
     progress: bool = False,
@@ -850,8 +858,10 @@ def cutouts(
 
     Parameters
     ----------
-    surveys : HipsSurvey or sequence of HipsSurvey (or SurveyRef)
-        Opened surveys (:func:`hipsml.open_survey`); their channels are concatenated in order.
+    surveys : HipsSurvey, SurveyRef, location, or a sequence of them
+        Surveys, opened (:func:`hipsml.open_survey`) or given by location (a folder, ``file://``
+        or ``http(s)://`` URL, opened here), as :func:`hipsml.train.sky_batches` takes them; their
+        channels are concatenated in order.
     coords : SkyCoord or (ra, dec)
         Targets; a pair of arrays is taken as ICRS degrees (Quantities accepted). Note that
         ``[[ra0, ra1], [dec0, dec1]]`` is such a pair: pass ``(ra, dec)``, never a list of

@@ -79,6 +79,13 @@ def open_cached(ref: SurveyRef) -> Any:
 
 
 def resolve_surveys(surveys: Any) -> list[Any]:
-    """A list of opened surveys from one survey, a SurveyRef, or a sequence of them."""
+    """A list of opened surveys from one survey, a SurveyRef, a location (str or path), or a sequence of them.
+
+    The one place where :func:`hipsml.cutouts` and :func:`hipsml.train.sky_batches` turn what
+    they are given into opened surveys (a location goes through :func:`hipsml.open_survey`).
+    """
+    from hipsml.hips import open_survey
+
     items = list(surveys) if isinstance(surveys, (list, tuple)) else [surveys]
-    return [open_cached(s) if isinstance(s, SurveyRef) else s for s in items]
+    return [open_cached(s) if isinstance(s, SurveyRef) else open_survey(s) if isinstance(s, (str, os.PathLike)) else s
+            for s in items]  # fmt: skip

@@ -280,7 +280,7 @@ def _som_train_command(som: Any, ds: Any, som_path: Path) -> str:
 
 
 def _cnn_train_command(run: Path, ds: Any) -> str:
-    """``hipsml train cnn`` with the run's saved options (those with a flag) from ``run.json``."""
+    """``hipsml cnn train`` with the run's saved options (those with a flag) from ``run.json``."""
     from hipsml.cli._cnn import _OVERRIDES
     from hipsml.demo._steps import cli_command
 
@@ -288,10 +288,10 @@ def _cnn_train_command(run: Path, ds: Any) -> str:
         config = json.loads((run / "run.json").read_text(encoding="utf-8"))["config"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InvalidInputError(
-            f"{run}: no readable run.json ({exc}); give a finished 'hipsml train cnn' run"
+            f"{run}: no readable run.json ({exc}); give a finished 'hipsml cnn train' run"
         ) from None
     options = {name: config[name] for _flag, (name, _type) in _OVERRIDES.items() if config.get(name) is not None}
-    words = ["hipsml", "train", "cnn", "--dataset", f"{ds.path}@v{ds.version}"]
+    words = ["hipsml", "cnn", "train", "--dataset", f"{ds.path}@v{ds.version}"]
     return cli_command(words, options, _OVERRIDES) + f" --out {_again(run)}"
 
 
@@ -307,9 +307,9 @@ def _predictions(run: Path, ds: Any) -> tuple[dict[str, Any], str]:
     try:
         stored = read_cnn_predictions(ds, name)
         if (
-            stored["attrs"].get("model", {}).get("weights_sha256") == weights
-            and stored["attrs"].get("split") is None
-            and not stored["attrs"].get("ensemble")
+            stored.attrs.get("model", {}).get("weights_sha256") == weights
+            and stored.attrs.get("split") is None
+            and not stored.attrs.get("ensemble")
         ):
             return stored, f"the stored predictions {name!r}"
     except (DatasetNotFoundError, InvalidInputError):
@@ -352,11 +352,11 @@ def _cnn_section(ds: Any, arg: str, run: Path, number: int, staging: Path, chann
         metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InvalidInputError(
-            f"{run}: no readable metrics.json ({exc}); give a finished 'hipsml train cnn' run"
+            f"{run}: no readable metrics.json ({exc}); give a finished 'hipsml cnn train' run"
         ) from None
     key, figs = f"cnn{number}", staging / "figures"
     predictions, how = _predictions(run, ds)
-    classes = list(predictions["label_names"])
+    classes = list(predictions.label_names)
     best = int(metrics["best_epoch"])
     train_cmd = _cnn_train_command(run, ds)
     predict_cmd = f"hipsml predict {_q(run)} --dataset {arg}"
@@ -393,14 +393,14 @@ def _cnn_section(ds: Any, arg: str, run: Path, number: int, staging: Path, chann
                 ],
             )
         )
-        rows = np.asarray(predictions["rows"], np.int64)
+        rows = np.asarray(predictions.rows, np.int64)
         truth_names = [ds.label_names[k] for k in ds.column("label")[rows]]
         truth = np.array([classes.index(n) if n in classes else -1 for n in truth_names], np.int64)
         shown = "test" if "test" in scores else next(iter(scores))
         here = np.asarray(ds.column("split"))[rows] == ds.split_names.index(shown)
         confusion = np.zeros((len(classes), len(classes)), np.int64)
         known = here & (truth >= 0)
-        np.add.at(confusion, (truth[known], np.asarray(predictions["predicted"], np.int64)[known]), 1)
+        np.add.at(confusion, (truth[known], np.asarray(predictions.predicted, np.int64)[known]), 1)
         plot_confusion(
             confusion,
             classes,
@@ -421,10 +421,10 @@ def _cnn_section(ds: Any, arg: str, run: Path, number: int, staging: Path, chann
                 [predict_cmd],
             )
         )
-        positions = confident_mistakes(predictions["probabilities"], truth, _MISTAKES)
+        positions = confident_mistakes(predictions.probabilities, truth, _MISTAKES)
         ids = ds.column("id")
         pictures = _mistake_pictures(ds, rows[positions], staging / "mistakes" / key, channels)
-        probabilities = np.asarray(predictions["probabilities"])
+        probabilities = np.asarray(predictions.probabilities)
         for p, picture in zip(positions.tolist(), pictures, strict=True):
             guess = int(probabilities[p].argmax())
             gallery.append(
@@ -438,7 +438,7 @@ def _cnn_section(ds: Any, arg: str, run: Path, number: int, staging: Path, chann
             )
         intro.append(
             f"The most confident mistakes ({len(gallery)} of "
-            f"{int(np.count_nonzero(np.asarray(predictions['predicted']) != truth))} wrong), most confident first:"
+            f"{int(np.count_nonzero(np.asarray(predictions.predicted) != truth))} wrong), most confident first:"
         )
     else:
         intro.append("The dataset has no labels: no accuracy, confusion matrix or mistakes.")
@@ -491,7 +491,7 @@ def write_report(
     som : path, optional
         A SOM folder (``hipsml som train``) trained on this dataset's channels.
     cnn : sequence of paths
-        CNN run folders (``hipsml train cnn``); their predictions of this dataset are read from
+        CNN run folders (``hipsml cnn train``); their predictions of this dataset are read from
         beside the version, or made and stored there when absent.
     channels : str or sequence, optional
         The channels of the pictures (:func:`hipsml.dataset._pictures.select_channels`).

@@ -3,6 +3,14 @@
 Three subpackages, whose public names are all re-exported here: :mod:`hipsml.train.loaders`,
 :mod:`hipsml.train.som` and :mod:`hipsml.train.cnn`.
 
+The SOM and the CNN speak one dialect: :func:`train_som` and :func:`train_cnn` take a
+:class:`~hipsml.Dataset`, a ``"PATH[@vN]"`` (or, for the SOM, an array), a config object or a
+mapping, ``split=`` (default ``"train"``), ``workdir=`` with ``resume=True``, ``progress=``
+(default True) and ``on_epoch=`` (an :class:`EpochRecord` for both); :func:`load_som` /
+:func:`load_cnn` return a :class:`SOM` / :class:`CNN` whose ``map`` / ``predict`` work in memory;
+:func:`read_som_mapping` / :func:`read_cnn_predictions` read what is stored beside a dataset
+version (:func:`som_mapping_names` / :func:`cnn_prediction_names` list it).
+
 The SOM core works on plain arrays ``(N, C, H, W)``:
 
 >>> import numpy as np
@@ -38,11 +46,15 @@ The CNN (equinox + optax): :func:`train_cnn` trains a small residual network
 augmentation on the device, class weights, early stopping and a checkpoint every epoch
 (``resume=True``), fine-tunes one (``init=``, ``freeze=``), and writes metrics and pictures;
 :func:`predict_cnn` stores class probabilities beside the dataset version
-(``DATASET/derived/vN/cnn/<name>``), :func:`read_cnn_predictions` reads them back. The steps
+(``DATASET/derived/vN/cnn/<name>``), :func:`read_cnn_predictions` reads them back as
+:class:`CNNPredictions`. The steps
 :func:`train_step` and :func:`eval_step` are the library's pieces for your own loop.
 """
 
 from hipsml.train.cnn import (
+    CNN,
+    CNNPredictions,
+    cnn_prediction_names,
     CNNConfig,
     CNNResult,
     ModelSpec,
@@ -117,6 +129,9 @@ from hipsml.train.som import (
 )
 
 __all__ = [
+    "CNN",
+    "CNNPredictions",
+    "cnn_prediction_names",
     "CNNConfig",
     "CNNResult",
     "ModelSpec",

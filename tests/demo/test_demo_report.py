@@ -199,7 +199,7 @@ def test_the_printed_commands_remake_the_figures(demo, monkeypatch, capsys):
     for name in ("prototypes", "umatrix", "errors"):
         assert (folder / "som-again" / f"{name}.png").read_bytes() == (folder / f"report/figures/som-{name}.png").read_bytes()
     assert main(["-q", *command(page, "extract")]) == 0 and "unchanged" in capsys.readouterr().out
-    argv = command(page, "train", "cnn")
+    argv = command(page, "cnn", "train")
     assert argv[argv.index("--out") + 1] == "demo out/cnn-again"
     assert main(["-q", *argv]) == 0
     remade = json.loads((folder / "cnn-again" / "metrics.json").read_text())

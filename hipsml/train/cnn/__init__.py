@@ -2,7 +2,8 @@
 beside dataset versions, and pictures."""
 
 from hipsml.train.cnn._model import ModelSpec, ResNet, augment, build_model, rotate_pixels
-from hipsml.train.cnn._predict import predict_cnn, read_cnn_predictions
+from hipsml.train.cnn._predict import cnn_prediction_names, predict_cnn, read_cnn_predictions
+from hipsml.train.cnn._results import CNN, CNNPredictions
 from hipsml.train.cnn._train import (
     CNNConfig,
     CNNResult,
@@ -15,6 +16,9 @@ from hipsml.train.cnn._train import (
 )
 
 __all__ = [
+    "CNN",
+    "CNNPredictions",
+    "cnn_prediction_names",
     "CNNConfig",
     "CNNResult",
     "ModelSpec",

@@ -8,43 +8,57 @@ A published version is never modified. The predictions of version ``N`` by a tra
       probabilities/  float32 (cutout, class)   softmax class probabilities
       predicted/      int64   (cutout,)         the most probable class (names in its attributes)
     DATASET/derived/vN/cnn/.staging-<name>-<random>/   being written (renamed to <name> when complete)
+
+The name rule, paths, staging, provenance block and listing are :mod:`hipsml.dataset._derived`'s,
+shared with the SOM mappings (``derived/vN/som/<name>``).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import logging
 import os
-import re
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
-from hipsml._files import staged_folder
-from hipsml.errors import DatasetNotFoundError, InvalidInputError, OutputError
+from hipsml.dataset._dataset import Dataset, as_dataset
+from hipsml.dataset._derived import (
+    DERIVED_KINDS,
+    derived_folder,
+    derived_names,
+    derived_provenance,
+    open_derived,
+    publish_derived,
+)
+from hipsml.errors import InvalidInputError, OutputError
 from hipsml.train._checks import check_model_matches
+from hipsml.train.cnn._results import CNNPredictions, check_channels
 from hipsml.train.cnn._train import batch_probabilities, load_cnn, run_folder
-from hipsml.train.loaders._zarr import _open, zarr_batches
 from hipsml.train.loaders._normalise import parse_normalisation
+from hipsml.train.loaders._zarr import zarr_batches
 
-__all__ = ["prediction_folder", "prediction_scores", "predict_cnn", "read_cnn_predictions"]
+__all__ = ["cnn_prediction_names", "predict_cnn", "prediction_folder", "prediction_scores", "read_cnn_predictions"]
 
 logger = logging.getLogger(__name__)
 
-_KIND = "cnn-predictions"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_KIND = DERIVED_KINDS["cnn"]
 
 
 def prediction_folder(dataset: Any, name: str) -> Path:
     """``DATASET/derived/vN/cnn/<name>``: where the predictions ``name`` of this version live."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InvalidInputError(f"prediction name must be 1-100 letters, digits, '.', '_' or '-' "
-                                f"(not starting with '.', '_' or '-'), got {name!r}")  # fmt: skip
-    return dataset.path / "derived" / f"v{dataset.version}" / "cnn" / name
+    return derived_folder(as_dataset(dataset), "cnn", name)
+
+
+def cnn_prediction_names(dataset: Dataset | str | os.PathLike[str]) -> list[str]:
+    """The names of the stored CNN predictions of this dataset version (a Dataset or ``"PATH[@vN]"``), sorted.
+
+    The CNN sibling of :func:`hipsml.train.som_mapping_names`.
+    """
+    return derived_names(as_dataset(dataset), "cnn")
 
 
 def predict_cnn(
@@ -93,12 +107,10 @@ def predict_cnn(
     >>> zarr.open_group(folder)["probabilities"].shape  # doctest: +SKIP
     (400, 4)
     """
-    import zarr
-
     from hipsml.train.loaders._zarr import check_positive_int
 
     batch_size = check_positive_int(batch_size, "batch_size")
-    ds = _open(dataset)
+    ds = as_dataset(dataset)
     given = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
     if not given:
         raise InvalidInputError("predict needs at least one CNN run folder")
@@ -112,7 +124,7 @@ def predict_cnn(
     default = folders[0].resolve().name + (f"-ensemble{len(folders)}" if len(folders) > 1 else "")
     target = prediction_folder(ds, name or default)
     if target.exists() and not overwrite:
-        raise OutputError(f"{target} exists; give another name or overwrite it (--overwrite)")
+        raise OutputError(f"{target} exists; give another name or overwrite=True")
     rows, probabilities = _member_probabilities(*members[0], ds, split, batch_size)
     for model, run in members[1:]:  # the same rows in the same (storage) order for every member
         probabilities += _member_probabilities(model, run, ds, split, batch_size)[1]
@@ -120,9 +132,7 @@ def predict_cnn(
     predicted = probabilities.argmax(axis=1).astype(np.int64)
     n, k = rows.size, probabilities.shape[1]
     run = members[0][1]
-    with staged_folder(target) as staging:
-        group = zarr.open_group(staging, mode="w", zarr_format=3)
-        group.attrs["hipsml"] = _attrs(folders, [r for _m, r in members], ds, split, n)
+    with publish_derived(ds, "cnn", target.name, _attrs(folders, [r for _m, r in members], ds, split, n)) as group:
         chunk = max(1, min(n, 1 << 18))
         group.create_array("rows", data=rows.astype(np.int64), chunks=(chunk,), dimension_names=["cutout"])
         group.create_array("probabilities", data=probabilities, chunks=(chunk, k), dimension_names=["cutout", "class"])
@@ -134,17 +144,13 @@ def predict_cnn(
 
 def _member(folder: Path, ds: Any) -> tuple[Any, dict[str, Any]]:
     """The best model of a run folder and its ``run.json``, checked against the dataset's channels."""
-    model, run = load_cnn(folder)
-    mask = bool(run.get("mask_channel", False))
-    have = int(ds.images.shape[1]) + (1 if mask else 0)
-    if have != model.spec.in_channels:
-        raise InvalidInputError(f"the model in {folder} takes {model.spec.in_channels} channels "
-                                f"({', '.join(run.get('channels', []))}{' + mask' if mask else ''}); {ds.path} v{ds.version} "
-                                f"has {int(ds.images.shape[1])}")  # fmt: skip
+    loaded = load_cnn(folder)
+    check_channels(loaded, int(ds.images.shape[1]), f"{ds.path} v{ds.version} has")
+    run = loaded.run
     trained = {"size": run["dataset"].get("size"), "channel_names": run.get("channels")}
     check_model_matches(trained, {"size": int(ds.images.shape[-1]), "channel_names": list(ds.channels)},
                         model=f"the model in {folder}", data=f"{ds.path} v{ds.version}")  # fmt: skip
-    return model, run
+    return loaded.model, loaded.run
 
 
 def _member_probabilities(model: Any, run: dict[str, Any], ds: Any, split: str | None, batch_size: int
@@ -171,44 +177,39 @@ def _model_attrs(folder: Path, run: dict[str, Any]) -> dict[str, Any]:
 
 
 def _attrs(folders: list[Path], runs: list[dict[str, Any]], ds: Any, split: str | None, count: int) -> dict[str, Any]:
-    from hipsml import __version__
-
     models = [_model_attrs(folder, run) for folder, run in zip(folders, runs)]
-    return {
-        "kind": _KIND,
-        "model": models[0],
-        "ensemble": models if len(models) > 1 else None,
-        "label_names": list(runs[0]["label_names"]),
-        "dataset": {"path": str(Path(ds.path).resolve()), "version": ds.version, "hash": ds.hash},
-        "split": split,
-        "count": int(count),
-        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "software": {"hipsml": __version__},
-    }
+    return derived_provenance(ds, "cnn", split=split, count=count, model=models[0],
+                              ensemble=models if len(models) > 1 else None,
+                              label_names=list(runs[0]["label_names"]))  # fmt: skip
 
 
-def read_cnn_predictions(dataset: Any, name: str) -> dict[str, Any]:
-    """The predictions ``name`` of this dataset version: ``rows``, ``probabilities``, ``predicted``, ``label_names``.
+def read_cnn_predictions(dataset: Dataset | str | os.PathLike[str], name: str) -> CNNPredictions:
+    """The stored predictions ``name`` of this dataset version (see :func:`predict_cnn`).
+
+    The CNN sibling of :func:`hipsml.train.read_som_mapping`.
+
+    Returns
+    -------
+    CNNPredictions
+        ``rows``, ``probabilities``, ``predicted``, ``label_names`` and the provenance ``attrs``.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        No predictions of that name (the message lists those there are).
+    InvalidInputError
+        The folder holds something else, or predictions of another dataset version.
 
     Examples
     --------
-    >>> p = read_cnn_predictions(hipsml.open_dataset("datasets/demo"), "demo")  # doctest: +SKIP
-    >>> p["probabilities"].shape  # doctest: +SKIP
-    (400, 4)
+    >>> p = read_cnn_predictions("datasets/demo", "demo")  # doctest: +SKIP
+    >>> p.probabilities.shape, p.label_names[p.predicted[0]]  # doctest: +SKIP
+    ((400, 4), 'star')
     """
-    import zarr
-
-    ds = _open(dataset)
-    folder = prediction_folder(ds, name)
-    if not (folder / "zarr.json").is_file():
-        raise DatasetNotFoundError(f"no CNN predictions {name!r} of {ds.path} v{ds.version} (at {folder}); "
-                                   "write them with 'hipsml predict'")  # fmt: skip
-    group = zarr.open_group(folder, mode="r")
-    attrs = dict(group.attrs.get("hipsml", {}))
-    if attrs.get("kind") != _KIND:
-        raise InvalidInputError(f"{folder} is not a hipsml CNN prediction")
-    return {"rows": np.asarray(group["rows"][:]), "probabilities": np.asarray(group["probabilities"][:]),
-            "predicted": np.asarray(group["predicted"][:]), "label_names": attrs["label_names"], "attrs": attrs}
+    ds = as_dataset(dataset)
+    group, attrs = open_derived(ds, "cnn", name, hint="write them with predict_cnn (hipsml predict)")
+    return CNNPredictions(probabilities=np.asarray(group["probabilities"][:]), predicted=np.asarray(group["predicted"][:]),
+                          label_names=list(attrs["label_names"]), rows=np.asarray(group["rows"][:]), attrs=attrs)
 
 
 def prediction_scores(dataset: Any, predictions: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
@@ -218,7 +219,7 @@ def prediction_scores(dataset: Any, predictions: dict[str, Any]) -> dict[str, di
     ----------
     dataset : Dataset
         The labelled dataset version the predictions are of.
-    predictions : dict
+    predictions : CNNPredictions
         From :func:`read_cnn_predictions`.
 
     Returns
@@ -240,19 +241,19 @@ def prediction_scores(dataset: Any, predictions: dict[str, Any]) -> dict[str, di
     >>> prediction_scores(hipsml.open_dataset("datasets/demo"), p)["test"]["accuracy"]  # doctest: +SKIP
     0.93
     """
-    ds = _open(dataset)
+    ds = as_dataset(dataset)
     names = ds.label_names
     if "label" not in ds.group or not names:
         return None
-    classes = list(predictions["label_names"])
+    classes = list(predictions.label_names)
     unknown = [n for n in names if n not in classes]
-    rows = np.asarray(predictions["rows"], np.int64)
+    rows = np.asarray(predictions.rows, np.int64)
     labels = np.asarray(ds.column("label"), np.int64)[rows]
     if unknown and np.isin(labels, [names.index(n) for n in unknown]).any():
         raise InvalidInputError(f"{ds.path} v{ds.version} has classes {unknown} that the model does not know "
                                 f"(its classes: {', '.join(classes)})")
     truth = np.array([classes.index(n) if n in classes else -1 for n in names], np.int64)[labels]
-    correct = truth == np.asarray(predictions["predicted"], np.int64)
+    correct = truth == np.asarray(predictions.predicted, np.int64)
     splits = np.asarray(ds.column("split"))[rows]
     scores: dict[str, dict[str, Any]] = {}
     for s, split in enumerate(ds.split_names):

@@ -45,13 +45,16 @@ from hipsml._files import atomic_write, atomic_write_bytes, user_path
 from hipsml._suggest import did_you_mean as _did_you_mean
 from hipsml.errors import InvalidInputError, OutputError
 from hipsml.train._checks import check_class_count, check_finite_loss, check_finite_weights
+from hipsml.train._records import EpochRecord
 from hipsml.train.cnn._limits import check_cnn_memory, check_record, check_stem_fits
+from hipsml.train.cnn._results import CNN
 from hipsml.train.cnn._model import ModelSpec, ResNet, augment, build_model, parameter_count, predict_logits, stage_count, stage_parts
-from hipsml.train.loaders._zarr import _open, zarr_batches
+from hipsml.dataset._dataset import as_dataset
+from hipsml.train.loaders._zarr import zarr_batches
 from hipsml.train.loaders._normalise import ChannelStats, Normalisation, parse_normalisation
 from hipsml.train.loaders._sky import dataset_surveys, sky_batches
 
-__all__ = ["CNNConfig", "CNNResult", "eval_step", "evaluate", "load_cnn", "plot_confusion", "plot_curves", "train_cnn",
+__all__ = ["CNN", "CNNConfig", "CNNResult", "eval_step", "evaluate", "load_cnn", "plot_confusion", "plot_curves", "train_cnn",
            "train_step"]
 
 logger = logging.getLogger(__name__)
@@ -246,8 +249,9 @@ class CNNResult:
     ----------
     model : ResNet
         The best model (lowest validation loss; the last one without a validation split).
-    history : list of dict
-        One record per epoch: ``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss``,
+    history : list of EpochRecord
+        One record per epoch (the record type :func:`hipsml.train.train_som` uses too, a dict
+        whose keys are attributes): ``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss``,
         ``val_accuracy``, ``val_per_class``, ``images_per_second``, ``seconds``.
     metrics : dict
         ``metrics.json``: best epoch, val and test loss, accuracy, per-class accuracy, confusion.
@@ -259,7 +263,7 @@ class CNNResult:
     """
 
     model: ResNet
-    history: list[dict[str, Any]]
+    history: list[EpochRecord]
     metrics: dict[str, Any]
     checkpoint: Path
     workdir: Path
@@ -441,20 +445,24 @@ def run_folder(path: str | os.PathLike[str]) -> Path:
     return p.parent if p.name.endswith(".eqx") else p
 
 
-def load_cnn(path: str | os.PathLike[str]) -> tuple[ResNet, dict[str, Any]]:
-    """The best model of a run folder (or its ``model.eqx``) and its ``run.json``.
+def load_cnn(path: str | os.PathLike[str]) -> CNN:
+    """The best model of a run folder (or its ``model.eqx``), as a :class:`CNN` (model, ``run.json``, folder).
+
+    ``cnn.predict(images)`` classifies in memory, as ``load_som(folder).map(images)`` does for a SOM.
+    (Unpacking ``model, run = load_cnn(path)``, the old shape, still works with a
+    ``DeprecationWarning``.)
 
     Examples
     --------
-    >>> model, run = load_cnn("runs/demo")  # doctest: +SKIP
-    >>> run["label_names"]  # doctest: +SKIP
+    >>> cnn = load_cnn("runs/demo")  # doctest: +SKIP
+    >>> cnn.label_names  # doctest: +SKIP
     ['star', 'elliptical', 'disk', 'radio_double']
     """
     folder = run_folder(path)
     run = read_run(folder)
     spec = ModelSpec.from_dict(run["model"])
     skeleton = build_model(spec, key=jax.random.PRNGKey(0))
-    return _load_tree(folder / "model.eqx", skeleton), run
+    return CNN(_load_tree(folder / "model.eqx", skeleton), run, folder)
 
 
 # ---------------------------------------------------------------------------------------
@@ -567,11 +575,13 @@ def train_cnn(
     dataset: Any,
     config: CNNConfig | Mapping[str, Any] | None = None,
     *,
+    split: str = "train",
     workdir: str | os.PathLike[str],
     resume: bool = False,
+    progress: bool = True,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
     init: str | os.PathLike[str] | None = None,
     freeze: int = 0,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
     **options: Any,
 ) -> CNNResult:
     """Train the residual CNN on a dataset's training split; checkpoint every epoch into ``workdir``.
@@ -580,17 +590,28 @@ def train_cnn(
     cut afresh every epoch from the dataset's surveys at random angles (exact rotations by
     reprojection); validation and test read the stored cutouts either way.
 
+    The call has the shape of :func:`hipsml.train.train_som`: ``(data, config, *, split=,
+    workdir=, resume=, progress=, on_epoch=, **options)``.
+
     Parameters
     ----------
     dataset : Dataset or path
-        A labelled :class:`hipsml.Dataset` (``PATH@vN`` picks a version).
+        A labelled :class:`hipsml.Dataset`, or its ``"PATH[@vN]"``.
     config : CNNConfig or mapping, optional
         Options (:class:`CNNConfig`); keyword ``options`` override them.
+    split : str
+        The split to train on (default ``'train'``; the option ``train_split`` says the same,
+        the validation and test splits are ``val_split`` and ``test_split``).
     workdir : path
         The run folder (see this module's layout). It must be new or empty unless ``resume``.
     resume : bool
         Continue the run saved in ``workdir`` from its last finished epoch (its saved config;
-        only ``epochs`` and ``patience`` may change). A finished run is returned as it is.
+        only ``epochs`` and ``patience`` may change). A finished run is returned as it is; a
+        folder without a run yet starts afresh.
+    progress : bool
+        Show a tqdm bar per epoch (training batches).
+    on_epoch : callable, optional
+        Called with each epoch's :class:`~hipsml.train.EpochRecord` (after the checkpoint is saved).
     init : path, optional
         Fine-tune from this run folder (or its ``model.eqx``): its architecture and weights,
         a new head for this dataset's classes, a new stem when the channel count differs.
@@ -598,8 +619,6 @@ def train_cnn(
         With ``init``: freeze the first ``freeze`` stages, the stem counting as the first and the
         residual stages after it (a rebuilt stem always trains; the head always trains).
         Frozen weights are left exactly as loaded.
-    on_epoch : callable, optional
-        Called with each epoch's record (progress).
 
     Returns
     -------
@@ -617,13 +636,20 @@ def train_cnn(
 
     Examples
     --------
-    >>> result = train_cnn("demo-output/datasets/demo", workdir="runs/demo", epochs=10)  # doctest: +SKIP
+    >>> result = train_cnn("demo-output/datasets/demo", {"epochs": 10}, workdir="runs/demo")  # doctest: +SKIP
     >>> result.metrics["test"]["accuracy"]  # doctest: +SKIP
     0.98
+    >>> result = train_cnn("demo-output/datasets/demo", workdir="runs/demo", resume=True, epochs=20)  # doctest: +SKIP
     >>> sky = train_cnn("demo-output/datasets/demo", workdir="runs/sky", source="sky", epochs=10)  # doctest: +SKIP
     >>> sky.metrics["source"]  # doctest: +SKIP
     'sky'
     """
+    if not isinstance(split, str):
+        raise InvalidInputError(f"split must name the split a CNN trains on (e.g. 'train'), got {split!r}")
+    if split != "train":  # the keyword and the option train_split say the same thing
+        if options.get("train_split", split) != split:
+            raise InvalidInputError(f"split={split!r} and train_split={options['train_split']!r} disagree; give one")
+        options = {**options, "train_split": split}
     if isinstance(config, Mapping) or config is None:
         given = {**dict(config or {}), **options}
         config = CNNConfig.from_mapping(given)
@@ -636,10 +662,10 @@ def train_cnn(
     out = user_path(workdir, what="workdir")
     _check_int(freeze, "freeze", 0)
     if freeze and init is None:
-        raise InvalidInputError("freeze needs init=CHECKPOINT (the model whose stages are frozen)")
-    ds = _open(dataset)
+        raise InvalidInputError("freeze needs init (the run folder whose stages are frozen)")
+    ds = as_dataset(dataset)
     state = _prepare_run(out, ds, config, resume=resume, init=init, freeze=freeze, given=set(given))
-    return _run(state, on_epoch)
+    return _run(state, on_epoch, progress=progress)
 
 
 @dataclass
@@ -653,7 +679,7 @@ class _RunState:
     frozen: Any | None
     epoch: int = 0
     step: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[EpochRecord] = field(default_factory=list)
     best: float = math.inf
     best_epoch: int = -1
     stale: int = 0
@@ -667,7 +693,7 @@ def _prepare_run(out: Path, ds: Any, config: CNNConfig, *, resume: bool, init: A
         raise OutputError(f"workdir {out} is a file; give a folder for the run")
     if (out / "run.json").is_file():
         if not resume:
-            raise OutputError(f"{out} holds a CNN run already; continue it with resume (--resume) or choose a new folder")
+            raise OutputError(f"{out} holds a CNN run already; continue it with resume=True or choose a new folder")
         return _resume(out, ds, config, given)
     if out.is_dir() and any(out.iterdir()):
         raise OutputError(f"{out} is not empty and holds no CNN run; choose a new or empty folder")
@@ -682,7 +708,8 @@ def _prepare_run(out: Path, ds: Any, config: CNNConfig, *, resume: bool, init: A
     transfer: dict[str, Any] | None = None
     norm = parse_normalisation(config.normalise, dataset=ds)
     if init is not None:
-        source, source_run = load_cnn(init)
+        loaded = load_cnn(init)
+        source, source_run = loaded.model, loaded.run
         base = source.spec
         spec = ModelSpec(in_channels, len(names), base.stem_channels, base.stem_stride, base.widths, base.blocks,
                          base.groups)  # fmt: skip
@@ -746,7 +773,7 @@ def _resume(out: Path, ds: Any, config: CNNConfig, given: set[str]) -> _RunState
             raise InvalidInputError(f"{path} does not match checkpoint.json (sha256); the run folder is damaged")
         state.opt_state = _init_opt(state)
         state.model, state.opt_state = _load_tree(path, (model, state.opt_state))
-        state.epoch, state.step, state.history = ck["epoch"] + 1, ck["step"], ck["history"]
+        state.epoch, state.step, state.history = ck["epoch"] + 1, ck["step"], [EpochRecord(r) for r in ck["history"]]
         state.best, state.best_epoch, state.stale = ck["best"], ck["best_epoch"], ck["stale"]
         state.finished = bool(ck.get("stopped", False))
         logger.info("resuming %s at epoch %d (optimizer step %d)", out, state.epoch + 1, state.step)
@@ -770,7 +797,7 @@ def _init_opt(state: _RunState) -> Any:
     return optimizer.init(eqx.filter(state.model, eqx.is_inexact_array))
 
 
-def _run(state: _RunState, on_epoch: Callable[[dict[str, Any]], None] | None) -> CNNResult:
+def _run(state: _RunState, on_epoch: Callable[[EpochRecord], None] | None, *, progress: bool = False) -> CNNResult:
     c, ds, out = state.config, state.ds, state.out
     codes, names = _labels_of(ds)
     train_rows = check_training_split(ds, c, codes, names)
@@ -796,7 +823,8 @@ def _run(state: _RunState, on_epoch: Callable[[dict[str, Any]], None] | None) ->
         loss_sum = jnp.zeros((), jnp.float32)
         correct = jnp.zeros((), jnp.int32)
         seen = 0
-        for images, labels, _rows in train_loader.for_epoch(epoch):
+        for images, labels, _rows in _with_bar(train_loader.for_epoch(epoch), len(train_loader), progress,
+                                               f"CNN epoch {epoch + 1}/{c.epochs}"):  # fmt: skip
             key = jax.random.fold_in(base_key, state.step)
             model, opt_state, loss, right = train_step(
                 model, opt_state, jnp.asarray(images), jnp.asarray(labels, dtype=jnp.int32), weights_dev,
@@ -830,6 +858,7 @@ def _run(state: _RunState, on_epoch: Callable[[dict[str, Any]], None] | None) ->
         else:
             state.stale += 1
         stopped = c.patience is not None and state.stale >= c.patience
+        record = EpochRecord(record)
         state.history.append(record)
         _checkpoint(state, model, opt_state, stopped=stopped)
         state.epoch += 1
@@ -865,6 +894,19 @@ def check_training_split(ds: Any, config: CNNConfig, codes: np.ndarray, names: l
                                 f"cutouts); choose batch_size <= {train_rows.size}")  # fmt: skip
     check_class_count(codes[train_rows], names, split=config.train_split, where=f"{ds.path} v{ds.version}")
     return train_rows
+
+
+def _with_bar(batches: Any, total: int, progress: bool, what: str) -> Any:
+    """``batches`` behind a tqdm bar (``progress``), closed when the epoch ends."""
+    if not progress:
+        yield from batches
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, desc=what, unit="batch") as bar:
+        for batch in batches:
+            yield batch
+            bar.update(1)
 
 
 def _checkpoint(state: _RunState, model: ResNet, opt_state: Any, *, stopped: bool) -> None:

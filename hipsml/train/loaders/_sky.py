@@ -379,9 +379,9 @@ def sky_batches(
     if targets is None:
         if not isinstance(source, (Dataset, str, os.PathLike)):
             raise InvalidInputError("sky_batches needs a dataset, or surveys and targets")
-        from hipsml.train.loaders._zarr import _open
+        from hipsml.dataset import as_dataset
 
-        ds = _open(source)
+        ds = as_dataset(source)
         parts = _dataset_source(ds, split)
         if not (isinstance(labels, (bool, str)) or labels is None):
             raise InvalidInputError("with a dataset, labels must be True, False or a column name")
@@ -389,10 +389,7 @@ def sky_batches(
         label_arr = None if codes is None else codes[parts["rows"]]
         normalisation = parse_normalisation(normalise, dataset=ds)
     else:
-        from hipsml.hips import open_survey
-
-        items = list(source) if isinstance(source, (list, tuple)) else [source]
-        surveys = tuple(resolve_surveys([open_survey(s) if isinstance(s, (str, os.PathLike)) else s for s in items]))
+        surveys = tuple(resolve_surveys(source))
         ra, dec = normalise_coords(targets)
         spec = CutoutSpec.for_surveys(list(surveys), size=size, pixel_scale=pixel_scale, fov=fov,
                                       projection=projection, interpolation=interpolation, order=order)  # fmt: skip

@@ -370,13 +370,10 @@ def device_prefetch(batches: Any, *, size: int = 2, put: Callable[[np.ndarray], 
 
 
 def _open(dataset: Any) -> Any:
-    from hipsml.dataset import Dataset, open_dataset
+    """Kept for old imports: :func:`hipsml.dataset.as_dataset` is the one home of this normaliser."""
+    from hipsml.dataset import as_dataset
 
-    if isinstance(dataset, Dataset):
-        return dataset
-    if isinstance(dataset, (str, os.PathLike)):
-        return open_dataset(dataset)
-    raise InvalidInputError(f"dataset must be a hipsml Dataset or a dataset path, got {type(dataset).__name__}")
+    return as_dataset(dataset)
 
 
 def split_rows(dataset: Any, split: Any) -> np.ndarray:
@@ -619,7 +616,9 @@ def zarr_batches(
     ...     for images, labels, rows in zarr_batches(ds, "train", epoch=epoch, normalise="minmax"):
     ...         loss = train_step(images, labels)
     """
-    ds = _open(dataset)
+    from hipsml.dataset import as_dataset
+
+    ds = as_dataset(dataset)
     batch_size = check_positive_int(batch_size, "batch_size")
     window_chunks = check_positive_int(window_chunks, "window_chunks")
     seed = check_positive_int(seed, "seed", minimum=0)

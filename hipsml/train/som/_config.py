@@ -248,8 +248,12 @@ class SOMConfig:
                 raise InvalidInputError(f"SOM option {name} must be True or False, got {getattr(self, name)!r}")
 
     @classmethod
-    def from_mapping(cls, options: Mapping[str, Any], base: SOMConfig | None = None) -> SOMConfig:
+    def from_mapping(cls, options: Mapping[str, Any] | None = None, _base: SOMConfig | None = None, /, *,
+                     base: SOMConfig | None = None) -> SOMConfig:
         """A config from ``options`` (e.g. a parsed YAML file) over ``base`` (default: the defaults).
+
+        The same call as :meth:`hipsml.train.CNNConfig.from_mapping`: ``base`` is keyword-only
+        (given as the second positional argument it still works, with a ``DeprecationWarning``).
 
         Raises
         ------
@@ -261,6 +265,13 @@ class SOMConfig:
         >>> SOMConfig.from_mapping({"width": 4, "height": 3}).neuron_count
         12
         """
+        if _base is not None:
+            import warnings
+
+            warnings.warn("SOMConfig.from_mapping(options, BASE) is deprecated; write base=BASE",
+                          DeprecationWarning, stacklevel=2)  # fmt: skip
+            base = base if base is not None else _base
+        options = dict(options or {})
         names = option_names()
         for key in options:
             if key not in names:

@@ -209,7 +209,7 @@ def _read_rows(dataset: Dataset, rows: np.ndarray) -> np.ndarray:
 
 def check_explorer_folder(folder: str | os.PathLike[str]) -> Path:
     """``folder`` expanded, after checking it can be (re)placed by an explorer."""
-    target = user_path(folder, what="--out")
+    target = user_path(folder, what="explorer folder")
     try:
         if target.exists() and not target.is_dir():
             raise OutputError(f"cannot write the explorer to {target}: it is a file; give a folder")

@@ -116,7 +116,7 @@ def plot_outliers(
 
     top = _check_top(top)
     columns = _check_top(columns)
-    dest = check_writable_file(path, what="--out")
+    dest = check_writable_file(path, what="path")
     if dest.suffix.lower() != ".png":
         raise InvalidInputError(f"cannot write {dest}: the outlier grid is a PNG; name it .png")
     positions = ranked_positions(mapping, top)

@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hipsml._files import atomic_write, atomic_write_bytes, user_path
-from hipsml.errors import InvalidInputError
+from hipsml.errors import InvalidInputError, OutputError
 from hipsml.train._checks import check_finite_loss, check_finite_weights, check_model_matches
+from hipsml.train._records import EpochRecord
 from hipsml.train.som import _kernels
 from hipsml.train.som._config import SOMConfig
 from hipsml.train.som._layout import grid_distances, neighbour_mask
@@ -40,25 +41,6 @@ logger = logging.getLogger(__name__)
 
 _FORMAT = "hipsml-som"
 _FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """What one training epoch measured.
-
-    ``quantisation_error`` is the mean euclidean distance of each image to its best match in its
-    best transform, measured when the image was searched (before its own update);
-    ``topographic_error`` the fraction of images whose second-best neuron is not a grid neighbour
-    of the best (8 neighbours cartesian, 6 hexagonal).
-    """
-
-    epoch: int
-    quantisation_error: float
-    topographic_error: float
-    images_per_second: float
-    seconds: float
-    sigma: float
-    damping: float
 
 
 @dataclass(frozen=True)
@@ -132,7 +114,7 @@ class SOM:
     weights : ndarray of float32, shape (n, C, neuron_dim, neuron_dim)
         The neurons (prototypes) in storage order.
     history : tuple of EpochRecord
-        One record per training epoch.
+        One record per training epoch (the record type :func:`hipsml.train.train_cnn` uses too).
     training : dict or None
         Where the training images came from, when they were a :class:`~hipsml.Dataset` split:
         ``dataset`` (folder), ``version``, ``hash``, ``split``, ``count``, ``channels``.
@@ -179,8 +161,8 @@ class SOM:
 
         Parameters
         ----------
-        data : ndarray or Dataset
-            Square images with the SOM's channel count, or a dataset (read in storage order,
+        data : ndarray, Dataset or path
+            Square images with the SOM's channel count, or a dataset (``"PATH[@vN]"``; read in storage order,
             whole chunks at a time; its ``rows`` are recorded in the mapping).
         split : str, optional
             Map only this split of a dataset (default: every row).
@@ -208,6 +190,10 @@ class SOM:
         from hipsml.dataset._dataset import Dataset
         from hipsml.train.som._data import dataset_rows, normalised_blocks, resolve_normalise, training_data
 
+        from hipsml.dataset._dataset import as_dataset, is_dataset_like
+
+        if is_dataset_like(data):
+            data = as_dataset(data)
         rows: np.ndarray | None = None
         if isinstance(data, Dataset):  # read, normalise and map a few chunks at a time (bounded memory)
             rows = dataset_rows(data, split)
@@ -269,7 +255,7 @@ class SOM:
         folder = user_path(path, what="SOM folder")
         meta = {
             "format": _FORMAT, "format_version": _FORMAT_VERSION, "config": self.config.to_dict(),
-            "weights_shape": list(self.weights.shape), "history": [dataclasses.asdict(r) for r in self.history],
+            "weights_shape": list(self.weights.shape), "history": [dict(r) for r in self.history],
             "training": self.training, "images": self.images,
         }
         arrays = {"weights": self.weights.astype(np.float32), "meta": np.array(json.dumps(meta))}
@@ -345,10 +331,13 @@ def _som_from_meta(meta: Any, weights: np.ndarray, rows: np.ndarray | None, meta
     config = SOMConfig.from_mapping(meta["config"])
     if list(weights.shape) != list(meta["weights_shape"]):
         raise InvalidInputError(f"{meta_path.parent}: weights.npz holds {weights.shape}, som.json says {meta['weights_shape']}")
-    try:
-        history = tuple(EpochRecord(**record) for record in meta.get("history", []))
-    except TypeError as exc:
-        raise InvalidInputError(f"{meta_path}: bad history record ({exc}); the SOM folder is damaged") from None
+    records = meta.get("history", [])
+    needed = ("epoch", "quantisation_error", "topographic_error")
+    bad = next((r for r in records if not isinstance(r, dict) or any(k not in r for k in needed)), None)
+    if bad is not None:
+        raise InvalidInputError(f"{meta_path}: bad history record {str(bad)[:80]} (a SOM epoch records "
+                                f"{', '.join(needed)}); the SOM folder is damaged")  # fmt: skip
+    history = tuple(EpochRecord(**record) for record in records)
     training, images = meta.get("training"), meta.get("images")
     for key, value in (("training", training), ("images", images)):
         if value is not None and not isinstance(value, dict):
@@ -524,13 +513,14 @@ def training_summary(data: Any, config: SOMConfig | None = None, *, split: str |
 
 def train_som(
     data: Any,
-    config: SOMConfig | None = None,
+    config: SOMConfig | Mapping[str, Any] | None = None,
     *,
     split: str | None = "train",
+    workdir: str | os.PathLike[str] | None = None,
+    resume: bool | SOM = False,
     progress: bool = True,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
-    resume: SOM | None = None,
     **options: Any,
 ) -> SOM:
     """Train a rotation- and flip-invariant SOM on images ``(N, C, H, W)`` or a dataset split, as PINK does.
@@ -546,26 +536,34 @@ def train_som(
     by ``config.normalise`` (``'auto'``: each cutout's channel min-max scaled to [0, 1], NaN to 0);
     the SOM records the dataset (folder, version, hash, split) and the rows it learned from.
 
+    The call has the shape of :func:`hipsml.train.train_cnn`: ``(data, config, *, split=,
+    workdir=, resume=, progress=, on_epoch=, **options)``.
+
     Parameters
     ----------
-    data : ndarray or Dataset
-        Square images ``(N, C, H, W)`` or ``(N, H, W)``, or a dataset version.
-    config : SOMConfig, optional
-        The options; keyword ``options`` override them (same names, see :class:`SOMConfig`).
+    data : ndarray, Dataset or path
+        Square images ``(N, C, H, W)`` or ``(N, H, W)``, a dataset version, or its ``"PATH[@vN]"``.
+    config : SOMConfig or mapping, optional
+        The options (a mapping such as a parsed YAML file is validated by
+        :meth:`SOMConfig.from_mapping`); keyword ``options`` override them.
     split : str or None
         The dataset split to train on (default ``'train'``; None: every row). Arrays have no splits.
+    workdir : path, optional
+        The SOM's folder: the SOM so far is saved there (:meth:`SOM.save`) after every epoch.
+        It must be new or empty, or hold a SOM to continue with ``resume=True``.
+    resume : bool
+        Continue the SOM saved in ``workdir`` from its last finished epoch: training starts at
+        epoch ``len(history)`` from its weights, with its saved options (only ``epochs`` may
+        change) on the same dataset split. Because each epoch's shuffle is seeded by
+        ``seed + epoch``, the result equals an uninterrupted run on the same device when
+        ``epochs`` is unchanged (or the schedule is constant). A folder without a SOM yet starts
+        afresh. (Passing a ``SOM`` here, with ``checkpoint=``, is the deprecated old shape.)
     progress : bool
         Show a tqdm bar per epoch (images/s and the running quantisation error).
     on_epoch : callable, optional
-        Called with each epoch's :class:`EpochRecord` (after the checkpoint is saved).
+        Called with each epoch's :class:`~hipsml.train.EpochRecord` (after the SOM is saved).
     checkpoint : path, optional
-        Save the SOM so far to this folder (:meth:`SOM.save`) after every epoch.
-    resume : SOM, optional
-        A partly trained SOM (e.g. ``load_som(checkpoint)``) to continue: training starts at
-        epoch ``len(resume.history)`` from its weights. Its options must equal these except
-        ``epochs``, and its training data must be the same dataset split. Because each epoch's
-        shuffle is seeded by ``seed + epoch``, the result equals an uninterrupted run on the same
-        device when ``epochs`` is unchanged (or the schedule is constant).
+        Deprecated: the old name of ``workdir`` (kept working, with a ``DeprecationWarning``).
 
     Returns
     -------
@@ -575,7 +573,10 @@ def train_som(
     Raises
     ------
     InvalidInputError
-        Bad images or options (misspelled options get a "did you mean").
+        Bad images or options (misspelled options get a "did you mean"), or a resume with other
+        options or other data.
+    OutputError
+        ``workdir`` holds something else, or a SOM and ``resume`` is False.
     ResourceLimitError
         The map, neurons or rotations would need more memory than the budget
         (:func:`hipsml._memory.memory_budget`); refused before the neurons are allocated.
@@ -587,23 +588,34 @@ def train_som(
     --------
     >>> import numpy as np
     >>> images = np.random.default_rng(0).random((16, 8, 8), dtype=np.float32)
-    >>> som = train_som(images, layout="hexagonal", width=3, height=3, numrot=8, neuron_dim=8,
+    >>> som = train_som(images, {"layout": "hexagonal", "width": 3, "height": 3}, numrot=8, neuron_dim=8,
     ...                 epochs=2, progress=False)
     >>> som.weights.shape, len(som.history)
     ((7, 1, 8, 8), 2)
 
     A dataset split, saved after every epoch and continued after an interruption:
 
-    >>> ds = hipsml.open_dataset("demo-output/datasets/demo")  # doctest: +SKIP
-    >>> som = train_som(ds, split="train", width=10, height=10, epochs=5, checkpoint="soms/demo")  # doctest: +SKIP
-    >>> som = train_som(ds, split="train", width=10, height=10, epochs=5, checkpoint="soms/demo",
-    ...                 resume=load_som("soms/demo"))  # doctest: +SKIP
-    >>> som.training["split"], som.training["hash"] == ds.hash  # doctest: +SKIP
-    ('train', True)
+    >>> som = train_som("demo-output/datasets/demo", {"width": 10, "height": 10, "epochs": 5},
+    ...                 workdir="soms/demo")  # doctest: +SKIP
+    >>> som = train_som("demo-output/datasets/demo", workdir="soms/demo", resume=True)  # doctest: +SKIP
+    >>> som.training["split"]  # doctest: +SKIP
+    'train'
     """
+    from hipsml.dataset._dataset import as_dataset, is_dataset_like
     from hipsml.train.som._data import training_data
 
+    previous, workdir, refuse_existing = _resume_shape(workdir, resume, checkpoint)
+    if previous is None and workdir is not None:
+        previous = _saved_som(workdir, resume=resume is True, refuse_existing=refuse_existing)
+    if isinstance(config, Mapping):
+        config = SOMConfig.from_mapping(config, base=previous.config if previous is not None else None)
+    elif config is None and previous is not None and resume is True:
+        config = previous.config  # the saved options; only epochs may change
+    elif config is not None and not isinstance(config, SOMConfig):
+        raise InvalidInputError(f"config must be a SOMConfig, a mapping or None, got {type(config).__name__}")
     config = SOMConfig.from_mapping(options, base=config)
+    if is_dataset_like(data):
+        data = as_dataset(data)
     source = training_data(data, config.normalise, split=split)
     images = as_images(source.images)
     count, channels, side = images.shape[0], images.shape[1], images.shape[2]
@@ -611,10 +623,10 @@ def train_som(
     chunk = min(count, config.batch_size if config.mode == "batch" else 64)
     check_som_memory(config, channels, side, chunk=chunk)
     history: list[EpochRecord] = []
-    if resume is not None:
-        _check_resume(resume, config, source.provenance)
-        weights_np = resume.weights
-        history = list(resume.history)
+    if previous is not None:
+        _check_resume(previous, config, source.provenance)
+        weights_np = previous.weights
+        history = list(previous.history)
         logger.info("resuming SOM training at epoch %d of %d", len(history) + 1, config.epochs)
     else:
         weights_np = initial_weights(config, images)
@@ -654,11 +666,52 @@ def train_som(
         logger.info("SOM epoch %d/%d: quantisation error %.5g, topographic error %.4f, %.1f images/s",
                     epoch + 1, config.epochs, record.quantisation_error, record.topographic_error,
                     record.images_per_second)
-        if checkpoint is not None:
-            _som_so_far(config, weights, channels, history, source).save(checkpoint)
+        if workdir is not None:
+            _som_so_far(config, weights, channels, history, source).save(workdir)
         if on_epoch is not None:
             on_epoch(record)
     return _som_so_far(config, weights, channels, history, source)
+
+
+def _resume_shape(workdir: Any, resume: Any, checkpoint: Any) -> tuple[SOM | None, Path | None, bool]:
+    """``(SOM to continue or None, the SOM folder or None, refuse a SOM already there)`` from the arguments.
+
+    The old shape ``checkpoint=FOLDER, resume=SOM`` still works, with a DeprecationWarning.
+    """
+    import warnings
+
+    previous: SOM | None = None
+    refuse_existing = True
+    if checkpoint is not None:
+        warnings.warn("train_som(checkpoint=FOLDER) is deprecated; write workdir=FOLDER (and resume=True to "
+                      "continue the SOM saved there)", DeprecationWarning, stacklevel=3)  # fmt: skip
+        if workdir is not None:
+            raise InvalidInputError("give the SOM folder once: workdir (checkpoint is its deprecated old name)")
+        workdir, refuse_existing = checkpoint, False  # the old shape overwrote a SOM there
+    if isinstance(resume, SOM):
+        warnings.warn("train_som(resume=SOM) is deprecated; write workdir=FOLDER, resume=True (the SOM saved "
+                      "in FOLDER is continued)", DeprecationWarning, stacklevel=3)  # fmt: skip
+        previous = resume
+    elif not isinstance(resume, (bool, np.bool_)):
+        raise InvalidInputError(f"resume must be True or False, got {type(resume).__name__}")
+    elif resume and workdir is None:
+        raise InvalidInputError("resume=True continues the SOM saved in workdir: give workdir (the SOM folder)")
+    folder = None if workdir is None else user_path(workdir, what="workdir")
+    return previous, folder, refuse_existing
+
+
+def _saved_som(folder: Path, *, resume: bool, refuse_existing: bool) -> SOM | None:
+    """The SOM saved in ``folder`` to continue (``resume``), or None to start afresh; refuse what is not ours."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"workdir {folder} is a file; give a folder for the SOM")
+    if (folder / "som.json").is_file():
+        if resume:
+            return load_som(folder)
+        if refuse_existing:
+            raise OutputError(f"{folder} holds a SOM already; continue it with resume=True or choose a new folder")
+    elif folder.is_dir() and any(folder.iterdir()) and refuse_existing and not resume:
+        raise OutputError(f"{folder} is not empty and holds no SOM; choose a new or empty folder")
+    return None
 
 
 def _som_so_far(config: SOMConfig, weights: jax.Array, channels: int, history: list[EpochRecord], source: Any) -> SOM:

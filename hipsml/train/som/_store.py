@@ -23,29 +23,40 @@ data again leaves the published one as it is.
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hipsml._files import staged_folder
-from hipsml.dataset._dataset import Dataset
-from hipsml.errors import DatasetNotFoundError, InvalidInputError, OutputError
+from hipsml.dataset._dataset import Dataset, as_dataset
+from hipsml.dataset._derived import (
+    DERIVED_KINDS,
+    check_derived_name,
+    derived_folder,
+    derived_names,
+    derived_provenance,
+    open_derived,
+    publish_derived,
+)
+from hipsml.errors import InvalidInputError, OutputError
 from hipsml.train.som._config import SOMConfig
 from hipsml.train.som._som import SOM, SOMMapping
 
-__all__ = ["mapping_folder", "write_som_mapping", "read_som_mapping", "som_mapping_names", "same_mapping",
-           "weights_digest"]
+__all__ = [
+    "mapping_folder",
+    "read_som_mapping",
+    "same_mapping",
+    "som_mapping_names",
+    "weights_digest",
+    "write_som_mapping",
+]
 
 logger = logging.getLogger(__name__)
 
-_KIND = "som-mapping"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_KIND = DERIVED_KINDS["som"]
 _ARRAYS = ("rows", "bmu", "distance", "angle", "flipped")
 
 
@@ -55,10 +66,7 @@ def weights_digest(som: SOM) -> str:
 
 
 def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InvalidInputError(
-            f"mapping name must be 1-100 letters, digits, '.', '_' or '-' (not starting with '.', '_' or '-'), got {name!r}")
-    return name
+    return check_derived_name(name, "som")
 
 
 def mapping_folder(dataset: Dataset, name: str) -> Path:
@@ -69,32 +77,24 @@ def mapping_folder(dataset: Dataset, name: str) -> Path:
     >>> mapping_folder(hipsml.open_dataset("datasets/demo@v2"), "som10")  # doctest: +SKIP
     PosixPath('datasets/demo/derived/v2/som/som10')
     """
-    return dataset.path / "derived" / f"v{dataset.version}" / "som" / _check_name(name)
+    return derived_folder(dataset, "som", name)
 
 
-def som_mapping_names(dataset: Dataset) -> list[str]:
-    """The names of the published SOM mappings of this dataset version, sorted."""
-    parent = dataset.path / "derived" / f"v{dataset.version}" / "som"
-    if not parent.is_dir():
-        return []
-    return sorted(p.name for p in parent.iterdir() if _NAME.match(p.name) and (p / "zarr.json").is_file())
+def som_mapping_names(dataset: Dataset | str | os.PathLike[str]) -> list[str]:
+    """The names of the published SOM mappings of this dataset version (a Dataset or ``"PATH[@vN]"``), sorted.
+
+    :func:`hipsml.train.cnn_prediction_names` is its CNN sibling.
+    """
+    return derived_names(as_dataset(dataset), "som")
 
 
 def _attrs(som: SOM, dataset: Dataset, mapping: SOMMapping, split: str | None, som_path: str | None) -> dict[str, Any]:
-    from hipsml import __version__
-
-    return {
-        "kind": _KIND,
-        "som": {"path": som_path, "weights_sha256": weights_digest(som), "config": som.config.to_dict(),
-                "training": som.training},
-        "dataset": {"path": str(dataset.path.resolve()), "version": dataset.version, "hash": dataset.hash},
-        "split": split,
-        "count": int(mapping.bmu.size),
-        "quantisation_error": mapping.quantisation_error,
-        "topographic_error": mapping.topographic_error,
-        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "software": {"hipsml": __version__},
-    }
+    return derived_provenance(
+        dataset, "som", split=split, count=int(mapping.bmu.size),
+        som={"path": som_path, "weights_sha256": weights_digest(som), "config": som.config.to_dict(),
+             "training": som.training},
+        quantisation_error=mapping.quantisation_error, topographic_error=mapping.topographic_error,
+    )
 
 
 def same_mapping(folder: Path, som: SOM, dataset: Dataset, split: str | None) -> bool:
@@ -111,7 +111,7 @@ def same_mapping(folder: Path, som: SOM, dataset: Dataset, split: str | None) ->
 
 def write_som_mapping(
     som: SOM,
-    dataset: Dataset,
+    dataset: Dataset | str | os.PathLike[str],
     *,
     name: str,
     split: str | None = None,
@@ -160,25 +160,20 @@ def write_som_mapping(
     >>> write_som_mapping(som, ds, name="demo")  # doctest: +SKIP
     PosixPath('datasets/demo/derived/v1/som/demo')
     """
-    import zarr
-
-    if not isinstance(dataset, Dataset):
-        raise InvalidInputError(f"write_som_mapping needs a Dataset (hipsml.open_dataset), got {type(dataset).__name__}")
+    dataset = as_dataset(dataset)
     target = mapping_folder(dataset, name)
     if target.exists() and same_mapping(target, som, dataset, split):
         logger.info("%s already holds this SOM's mapping; kept", target)
         return target
     if target.exists() and not overwrite:
         raise OutputError(f"{target} holds another mapping (another SOM or other rows); "
-                          "give another name or overwrite it (--overwrite)")
+                          "give another name or overwrite=True")
     if mapping is None:
         mapping = som.map(dataset, split=split, progress=progress)
     if mapping.rows is None:
         raise InvalidInputError("the mapping has no dataset rows: map the Dataset itself, not an array of it")
-    with staged_folder(target) as staging:
-        group = zarr.open_group(staging, mode="w", zarr_format=3)
-        group.attrs["hipsml"] = _attrs(som, dataset, mapping, split,
-                                       None if som_path is None else str(Path(som_path).resolve()))
+    attrs = _attrs(som, dataset, mapping, split, None if som_path is None else str(Path(som_path).resolve()))
+    with publish_derived(dataset, "som", name, attrs) as group:
         values = {"rows": mapping.rows.astype(np.int64), "bmu": mapping.bmu.astype(np.int64),
                   "distance": mapping.distance.astype(np.float32), "angle": mapping.angle.astype(np.float64),
                   "flipped": mapping.flipped.astype(bool)}
@@ -191,7 +186,7 @@ def write_som_mapping(
     return target
 
 
-def read_som_mapping(dataset: Dataset, name: str) -> SOMMapping:
+def read_som_mapping(dataset: Dataset | str | os.PathLike[str], name: str) -> SOMMapping:
     """Read the SOM mapping ``name`` of this dataset version (see :func:`write_som_mapping`).
 
     Returns
@@ -212,20 +207,8 @@ def read_som_mapping(dataset: Dataset, name: str) -> SOMMapping:
     >>> mapping.rows[mapping.distance.argmax()]  # doctest: +SKIP
     17
     """
-    import zarr
-
-    folder = mapping_folder(dataset, name)
-    if not (folder / "zarr.json").is_file():
-        have = ", ".join(som_mapping_names(dataset)) or "none"
-        raise DatasetNotFoundError(f"no SOM mapping {name!r} of {dataset.path} v{dataset.version} "
-                                   f"(at {folder}; mappings there: {have}); write one with 'hipsml som map'")
-    group = zarr.open_group(folder, mode="r")
-    attrs = dict(group.attrs.get("hipsml", {}))
-    if attrs.get("kind") != _KIND:
-        raise InvalidInputError(f"{folder} is not a hipsml SOM mapping")
-    if attrs.get("dataset", {}).get("hash") != dataset.hash:
-        raise InvalidInputError(f"{folder} maps another dataset (hash {attrs.get('dataset', {}).get('hash')!r}, "
-                                f"this version's is {dataset.hash!r}); map it again")
+    dataset = as_dataset(dataset)
+    group, attrs = open_derived(dataset, "som", name, hint="write one with write_som_mapping (hipsml som map)")
     values = {key: np.asarray(group[key][:]) for key in _ARRAYS}
     return SOMMapping(bmu=values["bmu"], distance=values["distance"], angle=values["angle"],
                       flipped=values["flipped"], config=SOMConfig.from_mapping(attrs["som"]["config"]),

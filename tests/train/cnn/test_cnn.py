@@ -21,6 +21,7 @@ import pytest
 import zarr
 
 import hipsml
+from dataset_helpers import make_dataset
 from hipsml.cli import main
 from hipsml.errors import InvalidInputError, OutputError
 from hipsml.train import (
@@ -40,33 +41,6 @@ TINY = {"stem_channels": 8, "stem_stride": 2, "widths": [8, 16], "groups": 4, "b
 def strict_dtype_promotion():
     with jax.numpy_dtype_promotion("strict"):
         yield
-
-
-def make_dataset(root: Path, *, n: int = 240, size: int = 16, channels: int = 2, classes=("point", "blob", "ring"),
-                 noise: float = 0.3, seed: int = 0, fractions=(0.6, 0.2, 0.2)) -> hipsml.Dataset:
-    """A published one-version dataset of generated shapes (labels, train/val/test splits, NaN corners)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] - (size - 1) / 2
-    labels = rng.integers(0, len(classes), n)
-    images = rng.normal(0.0, noise, (n, channels, size, size)).astype(np.float32)
-    for i, k in enumerate(labels):
-        dy, dx = rng.uniform(-1, 1, 2)
-        y, x = yy - dy, xx - dx
-        r = np.hypot(y, x)
-        shape = {"point": np.exp(-r**2 / 2), "blob": np.exp(-r**2 / 18), "ring": np.exp(-(r - size / 3) ** 2 / 2),
-                 "cross": np.exp(-np.minimum(abs(y), abs(x)) ** 2 / 2) * (r < size / 2.5)}[classes[k]]
-        for c in range(channels):
-            images[i, c] += rng.uniform(1, 2) * shape * (c + 1)
-    images[::7, :, :2, :2] = np.nan
-    split = rng.choice(3, n, p=list(fractions)).astype(np.int8)
-    group = zarr.open_group(root / "v1", mode="w", zarr_format=3)
-    group.create_array("images", data=images, chunks=(32, channels, size, size))
-    group.create_array("label", data=labels.astype(np.int64), chunks=(n,)).attrs["names"] = list(classes)
-    group.create_array("split", data=split, chunks=(n,)).attrs["names"] = ["train", "val", "test"]
-    group.create_array("id", data=np.arange(n, dtype=np.int64), chunks=(n,))
-    group.attrs["hipsml"] = {"complete": True, "version": 1, "hash": f"generated-{root.name}-{seed}", "count": n,
-                             "channels": [f"c{c}" for c in range(channels)], "name": root.name}
-    return hipsml.open_dataset(root)
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
@@ -143,21 +117,23 @@ def test_predictions_land_beside_the_version_which_stays_unchanged(shapes, pretr
     assert tree_digest(version) == before
     got = read_cnn_predictions(shapes, "shapes-test")
     rows = shapes.split("test")
-    assert got["rows"].tolist() == rows.tolist()
+    assert got.rows.tolist() == rows.tolist()
     # the same probabilities from the raw arrays: training statistics, NaN -> 0, the saved model
-    model, run = load_cnn(pretrained.workdir)
+    loaded = load_cnn(pretrained.workdir)
+    model, run = loaded.model, loaded.run
     images = parse_normalisation(run["normalisation"])(np.asarray(shapes.images[:])[rows])
     images = np.nan_to_num(images, nan=0.0)
     expected = np.asarray(jax.nn.softmax(jax.vmap(model)(jnp.asarray(images)), axis=1))
-    np.testing.assert_allclose(got["probabilities"], expected, atol=1e-5)
-    assert got["predicted"].tolist() == expected.argmax(axis=1).tolist()
+    np.testing.assert_allclose(got.probabilities, expected, atol=1e-5)
+    assert got.predicted.tolist() == expected.argmax(axis=1).tolist()
     assert zarr.open_group(folder)["predicted"].attrs["names"] == ["point", "blob", "ring"]
     with pytest.raises(OutputError, match="exists"):
         predict_cnn(pretrained.workdir, shapes, split="test", name="shapes-test")
 
 
 def _probabilities_by_hand(workdir: Path, ds: hipsml.Dataset, rows: np.ndarray) -> np.ndarray:
-    model, run = load_cnn(workdir)
+    loaded = load_cnn(workdir)
+    model, run = loaded.model, loaded.run
     images = np.nan_to_num(parse_normalisation(run["normalisation"])(np.asarray(ds.images[:])[rows]), nan=0.0)
     return np.asarray(jax.nn.softmax(jax.vmap(model)(jnp.asarray(images)), axis=1))
 
@@ -168,14 +144,14 @@ def test_an_ensemble_of_runs_averages_their_probabilities(shapes, pretrained, tm
     assert folder.name == "shapes-ensemble2"
     got = read_cnn_predictions(shapes, folder.name)
     rows = shapes.split("val")
-    assert got["rows"].tolist() == rows.tolist()
+    assert got.rows.tolist() == rows.tolist()
     # each member normalises the cutouts its own way; the ensemble is the plain mean
     expected = (_probabilities_by_hand(pretrained.workdir, shapes, rows) + _probabilities_by_hand(other.workdir, shapes, rows)) / 2
-    np.testing.assert_allclose(got["probabilities"], expected, atol=1e-5)
-    assert got["predicted"].tolist() == expected.argmax(axis=1).tolist()
-    members = got["attrs"]["ensemble"]
+    np.testing.assert_allclose(got.probabilities, expected, atol=1e-5)
+    assert got.predicted.tolist() == expected.argmax(axis=1).tolist()
+    members = got.attrs["ensemble"]
     assert [m["path"] for m in members] == [str(pretrained.workdir.resolve()), str((tmp_path / "other").resolve())]
-    assert got["attrs"]["model"] == members[0]
+    assert got.attrs["model"] == members[0]
 
 
 def test_an_ensemble_refuses_runs_with_other_classes(shapes, pretrained, tmp_path):
@@ -189,7 +165,7 @@ def test_an_ensemble_refuses_runs_with_other_classes(shapes, pretrained, tmp_pat
 
 
 def test_fine_tuning_freezes_what_it_says(pretrained, tmp_path):
-    source, _ = load_cnn(pretrained.workdir)
+    source = load_cnn(pretrained.workdir).model
     other = make_dataset(tmp_path / "other", n=96, channels=3, classes=("ring", "cross"), seed=5)
     tuned = train_cnn(other, TINY, workdir=tmp_path / "tuned", init=pretrained.workdir, freeze=2, epochs=1)
     model = tuned.model
@@ -280,7 +256,7 @@ def test_cli_trains_and_predicts(shapes, pretrained, tmp_path, capsys):
     assert main(["predict", str(out), str(pretrained.workdir), "--dataset", str(shapes.path), "--split", "val"]) == 0
     assert "class probabilities of" in capsys.readouterr().out
     both = read_cnn_predictions(shapes, "clirun-ensemble2")
-    assert len(both["attrs"]["ensemble"]) == 2 and both["rows"].tolist() == shapes.split("val").tolist()
+    assert len(both.attrs["ensemble"]) == 2 and both.rows.tolist() == shapes.split("val").tolist()
     bad = tmp_path / "bad.yaml"
     bad.write_text("epoch: 2\n")
     assert main(["train", "cnn", "--dataset", str(shapes.path), "--config", str(bad), "--out", str(tmp_path / "b")]) == 2

@@ -182,21 +182,21 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(dataset, tmp_p
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_som(dataset, progress=False, checkpoint=tmp_path / "som", on_epoch=interrupt, **options)
+        train_som(dataset, progress=False, workdir=tmp_path / "som", on_epoch=interrupt, **options)
     partial = load_som(tmp_path / "som")
     assert len(partial.history) == 2
-    resumed = train_som(dataset, progress=False, checkpoint=tmp_path / "som", resume=partial, **options)
+    resumed = train_som(dataset, progress=False, workdir=tmp_path / "som", resume=True)  # the saved options
     assert [r.epoch for r in resumed.history] == [0, 1, 2]
     assert np.array_equal(resumed.weights, whole.weights)
     assert load_som(tmp_path / "som").history == resumed.history
     with pytest.raises(InvalidInputError, match="different SOM options .*numrot=4 -> 8"):
-        train_som(dataset, progress=False, resume=partial, **{**options, "numrot": 8})
+        train_som(dataset, progress=False, workdir=tmp_path / "som", resume=True, numrot=8)
     with pytest.raises(InvalidInputError, match="split 'train'.*split 'val'"):
-        train_som(dataset, split="val", progress=False, resume=partial, **options)
+        train_som(dataset, split="val", progress=False, workdir=tmp_path / "som", resume=True)
 
 
 def test_load_som_trusts_the_archive_when_som_json_is_older(dataset, tmp_path):
-    som = train_som(dataset, epochs=2, progress=False, checkpoint=tmp_path / "som", **SOM_OPTIONS)
+    som = train_som(dataset, epochs=2, progress=False, workdir=tmp_path / "som", **SOM_OPTIONS)
     stale = (tmp_path / "som" / "som.json").read_text()
     som.save(tmp_path / "som")
     # simulate a crash after weights.npz of a later save but before its som.json
