@@ -23,6 +23,7 @@ __all__ = [
     "RecipeError",
     "TargetsError",
     "DatasetNotFoundError",
+    "MissingDependencyError",
 ]
 
 
@@ -77,3 +78,7 @@ class TargetsError(HipsmlError, ValueError):
 
 class DatasetNotFoundError(HipsmlError, FileNotFoundError):
     """No hipsml dataset (or no such version of one) at the given path."""
+
+
+class MissingDependencyError(HipsmlError, ImportError):
+    """An optional package a function needs is not installed; the message says what to pip install."""

@@ -512,8 +512,9 @@ class ZarrBatches:
         return plan_epoch(self.chunk_blocks(), shuffle=self.shuffle, seed=self.seed, epoch=self.epoch,
                           window=self.window_chunks)  # fmt: skip
 
-    def _stream(self) -> Iterator[Batch]:
-        plan = self.plan()
+    def _stream(self, plan: EpochPlan | None = None) -> Iterator[Batch]:
+        """The batches of ``plan`` (default: this epoch's whole plan), read in this thread's pool."""
+        plan = self.plan() if plan is None else plan
         images = self.dataset.images
         chunk = int(images.chunks[0])
         rows = self.rows

@@ -1,0 +1,252 @@
+"""PyTorch adapter: :func:`torch_dataset`, a ``torch.utils.data.IterableDataset`` over a dataset split.
+
+It reads exactly as :func:`hipsml.train.zarr_batches` does (whole chunks in a seeded order, rows
+shuffled within windows of chunks, reader threads, a prefetch thread) and hands out dicts of
+tensors. Under a ``DataLoader`` with worker processes the epoch's chunks are dealt out among the
+workers (:func:`shard_blocks`, pure), so each chunk is read by one worker only and every row of
+the split arrives exactly once per epoch.
+
+PyTorch is optional (``pip install "hipsml[torch]"``): it is imported when :func:`torch_dataset`
+is first called, never on ``import hipsml``. The dataset class is made then too, and is reachable
+as ``hipsml.train.loaders._torch.TorchDataset`` so that worker processes started with ``spawn``
+can unpickle it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from hipsml.errors import InvalidInputError, MissingDependencyError
+from hipsml.train.loaders._zarr import (
+    Batch,
+    EpochPlan,
+    ZarrBatches,
+    check_positive_int,
+    epoch_rng,
+    in_background,
+    plan_epoch,
+    zarr_batches,
+)
+
+__all__ = ["NO_LABEL", "shard_blocks", "torch_dataset"]
+
+#: the label of every row when the dataset has no label column (or ``labels=False``)
+NO_LABEL = -1
+
+#: the dataset class, made on first use (it subclasses torch's IterableDataset)
+_CLASS: type | None = None
+
+
+def shard_blocks(
+    blocks: Sequence[np.ndarray], *, worker: int, workers: int, seed: int = 0, epoch: int = 0, shuffle: bool = True
+) -> list[np.ndarray]:
+    """The blocks that worker ``worker`` of ``workers`` reads; the others' are emptied.
+
+    The non-empty blocks are dealt round-robin, in a seeded order for (seed, epoch) (in block
+    order without ``shuffle``), so the workers' block counts differ by at most one and each
+    block goes to exactly one worker. A pure function; ``workers=1`` returns every block.
+
+    Examples
+    --------
+    >>> blocks = [np.arange(0, 3), np.arange(3, 5), np.arange(5, 9)]
+    >>> [[b.tolist() for b in shard_blocks(blocks, worker=w, workers=2, shuffle=False)] for w in (0, 1)]
+    [[[0, 1, 2], [], [5, 6, 7, 8]], [[], [3, 4], []]]
+    """
+    workers = check_positive_int(workers, "workers")
+    if not 0 <= worker < workers:
+        raise InvalidInputError(f"worker must be within 0..{workers - 1}, got {worker}")
+    blocks = [np.asarray(b, dtype=np.int64) for b in blocks]
+    if workers == 1:
+        return blocks
+    keep = np.array([k for k, b in enumerate(blocks) if b.size], dtype=np.int64)
+    if shuffle:
+        keep = keep[epoch_rng(seed, epoch, 3).permutation(keep.size)]
+    mine = set(keep[worker::workers].tolist())
+    return [b if k in mine else b[:0] for k, b in enumerate(blocks)]
+
+
+def _import_torch() -> Any:
+    try:
+        import torch
+        import torch.utils.data
+    except ImportError:
+        raise MissingDependencyError('torch_dataset needs PyTorch: pip install "hipsml[torch]"') from None
+    return torch
+
+
+def _torch_dataset_class() -> type:
+    """The ``TorchDataset`` class (a ``torch.utils.data.IterableDataset``), made once."""
+    global _CLASS
+    if _CLASS is not None:
+        return _CLASS
+    torch = _import_torch()
+
+    class TorchDataset(torch.utils.data.IterableDataset):  # type: ignore[misc,name-defined]
+        """Batches of a dataset split as dicts of tensors (see :func:`torch_dataset`).
+
+        Attributes
+        ----------
+        loader : ZarrBatches
+            The underlying loader (its ``rows``, ``batch_size``, ``seed``, ``epoch``, ``normalisation``).
+        """
+
+        def __init__(self, loader: ZarrBatches) -> None:
+            super().__init__()
+            self.loader = loader
+
+        @property
+        def epoch(self) -> int:
+            return self.loader.epoch
+
+        def set_epoch(self, epoch: int) -> None:
+            """Read epoch ``epoch`` next: a new order, a pure function of (seed, epoch)."""
+            self.loader = self.loader.for_epoch(epoch)
+
+        def worker_plan(self, worker: int = 0, workers: int = 1) -> EpochPlan:
+            """The reading plan of worker ``worker`` of ``workers`` for the current epoch."""
+            lo = self.loader
+            blocks = shard_blocks(lo.chunk_blocks(), worker=worker, workers=workers, seed=lo.seed, epoch=lo.epoch,
+                                  shuffle=lo.shuffle)  # fmt: skip
+            return plan_epoch(blocks, shuffle=lo.shuffle, seed=lo.seed, epoch=lo.epoch, window=lo.window_chunks)
+
+        def num_batches(self, num_workers: int = 0) -> int:
+            """Batches this epoch yields under a ``DataLoader`` with ``num_workers`` workers.
+
+            Each worker ends with its own smaller batch (unless ``drop_last``), so with workers
+            there may be up to ``num_workers - 1`` more batches than ``ceil(rows / batch_size)``.
+            """
+            workers = max(1, check_positive_int(num_workers, "num_workers", minimum=0))
+            size, n = self.loader.batch_size, 0
+            for w in range(workers):
+                rows = len(self.worker_plan(w, workers))
+                n += rows // size if self.loader.drop_last else -(-rows // size)
+            return n
+
+        def __iter__(self) -> Iterator[dict[str, Any]]:
+            info = torch.utils.data.get_worker_info()
+            worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+            plan = self.worker_plan(worker, workers)
+            shared = info is not None  # tensors go through shared memory to the main process
+            batches = in_background(lambda: self.loader._stream(plan), prefetch=self.loader.prefetch)
+            try:
+                for batch in batches:
+                    yield _to_torch(torch, batch, shared=shared)
+            finally:
+                batches.close()  # type: ignore[attr-defined]
+
+        def __repr__(self) -> str:
+            lo = self.loader
+            return (f"<hipsml TorchDataset of {lo.rows.size} rows of {lo.dataset!r}, batches of {lo.batch_size}, "
+                    f"seed {lo.seed}, epoch {lo.epoch}>")  # fmt: skip
+
+    TorchDataset.__module__ = __name__
+    TorchDataset.__qualname__ = "TorchDataset"
+    _CLASS = TorchDataset
+    return TorchDataset
+
+
+def _to_torch(torch: Any, batch: Batch, *, shared: bool) -> dict[str, Any]:
+    """A :class:`Batch` as ``{"images", "labels", "rows"}`` tensors.
+
+    In the main process the images are not copied (the tensor views the loader's array); in a
+    worker they are copied once, straight into shared memory (a view would send its whole window).
+    """
+    n = batch.rows.size
+    if shared:
+        images = torch.empty(batch.images.shape, dtype=torch.float32).share_memory_()
+        images.numpy()[...] = batch.images
+    else:
+        images = torch.from_numpy(batch.images)
+    if batch.labels is None:
+        labels = torch.full((n,), NO_LABEL, dtype=torch.int64)
+    else:
+        labels = torch.from_numpy(np.array(batch.labels, dtype=np.int64))
+    return {"images": images, "labels": labels, "rows": torch.from_numpy(np.array(batch.rows, dtype=np.int64))}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TorchDataset":  # made on first use: torch is imported then
+        return _torch_dataset_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def torch_dataset(
+    dataset: Any,
+    split: str | Sequence[int] | np.ndarray | None = "train",
+    *,
+    batch_size: int = 256,
+    normalise: Any = None,
+    seed: int = 0,
+    epoch: int = 0,
+    shuffle: bool = True,
+    window_chunks: int = 8,
+    nan_to: float | str | None = "zero",
+    mask_channel: bool = False,
+    labels: bool | str = True,
+    drop_last: bool = False,
+    threads: int = 2,
+    prefetch: int = 2,
+) -> Any:
+    """A ``torch.utils.data.IterableDataset`` of shuffled batches of a dataset split (``hipsml[torch]``).
+
+    It reads as :func:`hipsml.train.zarr_batches` does and yields whole batches, so wrap it in
+    ``DataLoader(tds, batch_size=None, num_workers=k)``. With ``k`` worker processes the epoch's
+    chunks are dealt out among the workers (each chunk is read by one worker) and every row of
+    the split arrives exactly once per epoch; each worker ends with its own smaller batch unless
+    ``drop_last``. With ``num_workers=0`` the batches are exactly ``zarr_batches``' for the
+    same arguments.
+
+    Parameters
+    ----------
+    dataset : Dataset or path
+        A :class:`hipsml.Dataset` (or a path for :func:`hipsml.open_dataset`).
+    split : str, None or array of int
+        A split name, None for every row, or row indices.
+    batch_size : int
+        Rows per batch.
+    normalise : None, str, mapping or Normalisation
+        As for :func:`hipsml.train.zarr_batches`; None gives the stored pixels unchanged
+        (blank pixels become 0 unless ``nan_to=None``).
+    seed, epoch : int
+        The order is a pure function of both (and of the number of workers);
+        ``set_epoch(e)`` moves to epoch ``e``.
+    shuffle, window_chunks, nan_to, mask_channel, labels, drop_last, threads, prefetch
+        As for :func:`hipsml.train.zarr_batches` (``threads`` and ``prefetch`` are per worker).
+
+    Returns
+    -------
+    TorchDataset
+        A ``torch.utils.data.IterableDataset`` yielding ``{"images": float32 (B, C[+1], H, W),
+        "labels": int64 (B,), "rows": int64 (B,)}``: ``rows`` are the dataset's row numbers;
+        ``labels`` are the label codes (names in ``dataset.label_names``), all ``-1`` when the
+        dataset has no label column or ``labels=False``. ``set_epoch(e)`` picks the epoch;
+        with ``persistent_workers=True`` the workers keep the epoch they started with, so
+        leave it False (the default) to change epochs.
+
+    Raises
+    ------
+    MissingDependencyError
+        PyTorch is not installed.
+    InvalidInputError
+        As :func:`hipsml.train.zarr_batches`.
+
+    Examples
+    --------
+    >>> from torch.utils.data import DataLoader  # doctest: +SKIP
+    >>> tds = torch_dataset(ds, "train", batch_size=256, normalise="standardise", seed=0)  # doctest: +SKIP
+    >>> loader = DataLoader(tds, batch_size=None, num_workers=2)  # doctest: +SKIP
+    >>> for epoch in range(10):  # doctest: +SKIP
+    ...     tds.set_epoch(epoch)
+    ...     for batch in loader:
+    ...         loss = step(batch["images"], batch["labels"])
+    """
+    cls = _torch_dataset_class()
+    loader = zarr_batches(
+        dataset, split, batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch, window_chunks=window_chunks,
+        normalise=normalise, nan_to=nan_to, mask_channel=mask_channel, labels=labels, prefetch=prefetch,
+        drop_last=drop_last, threads=threads,
+    )  # fmt: skip
+    return cls(loader)
