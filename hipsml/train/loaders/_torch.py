@@ -155,8 +155,10 @@ def _to_torch(torch: Any, batch: Batch, *, shared: bool) -> dict[str, Any]:
     worker they are copied once, straight into shared memory (a view would send its whole window).
     """
     n = batch.rows.size
-    if shared:
-        images = torch.empty(batch.images.shape, dtype=torch.float32).share_memory_()
+    if shared:  # as torch's default_collate does in a worker: one copy, into a new shared storage
+        proto = torch.empty(0, dtype=torch.float32)
+        storage = proto._typed_storage()._new_shared(batch.images.size, device=proto.device)
+        images = proto.new(storage).resize_(batch.images.shape)
         images.numpy()[...] = batch.images
     else:
         images = torch.from_numpy(batch.images)

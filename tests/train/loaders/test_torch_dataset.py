@@ -57,6 +57,8 @@ def test_every_row_of_the_split_arrives_once_per_epoch_with_its_image_and_label(
         assert np.array_equal(got["images"], ds.images.oindex[got["rows"]], equal_nan=True)
         assert np.array_equal(got["labels"], codes[got["rows"]])
         assert got["sizes"].size == tds.num_batches(workers)
+        if workers:  # a worker sends each batch alone, not the window of chunks it was cut from
+            assert all(b["images"].untyped_storage().nbytes() == b["images"].numel() * 4 for b in _loader(tds, workers))
         # at most one smaller batch per worker
         assert (got["sizes"] == 8).sum() >= got["sizes"].size - max(workers, 1)
 
