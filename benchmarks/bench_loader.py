@@ -10,7 +10,7 @@ and blosc zstd. Then, in one run:
 2. the naive reference measured in the same run: ``ds.images[i]`` one row at a time, in
    shuffled order, on a few thousand rows;
 3. ``torch_dataset`` (when PyTorch is installed) under ``DataLoader(tds, batch_size=None,
-   num_workers=--torch-workers)``, the same split, batches and normalisation, its epochs
+   num_workers=--torch-workers, persistent_workers=True)``, the same split, batches and normalisation, its epochs
    alternating with ``zarr_batches``' so both see the same load: cutouts/s delivered to the
    main process as tensors, and the ratio to ``zarr_batches``;
 4. ``sky_batches``: every target cut afresh from the tiles at a random rotation (tiles already
@@ -66,7 +66,11 @@ def peak_rss_gb() -> float:
 
 
 def torch_rates_for(workers: int, threads: int):
-    """``rate(ds, epoch)``: cutouts/s of one epoch of ``torch_dataset`` under a DataLoader; None without torch."""
+    """``rate(ds, epoch)``: cutouts/s of one epoch of ``torch_dataset`` under a DataLoader; None without torch.
+
+    One ``DataLoader(persistent_workers=True)`` per dataset, as a training loop keeps it: its
+    workers start in the first timed epoch and are reused by the next ones (``set_epoch`` reaches them).
+    """
     if workers < 0:
         return None
     try:
@@ -76,12 +80,18 @@ def torch_rates_for(workers: int, threads: int):
         return None
     from hipsml.train import torch_dataset
 
+    loaders: dict[str, tuple] = {}
+
     def rate(ds: hipsml.Dataset, epoch: int) -> float:
-        tds = torch_dataset(ds, "train", batch_size=256, normalise="minmax", seed=0, threads=threads)
-        tds.set_epoch(epoch)
         t0 = time.perf_counter()
+        if ds.hash not in loaders:
+            tds = torch_dataset(ds, "train", batch_size=256, normalise="minmax", seed=0, threads=threads)
+            loaders[ds.hash] = tds, DataLoader(tds, batch_size=None, num_workers=workers,
+                                               persistent_workers=workers > 0)  # fmt: skip
+        tds, loader = loaders[ds.hash]
+        tds.set_epoch(epoch)
         n = 0
-        for batch in DataLoader(tds, batch_size=None, num_workers=workers):  # workers start inside the timing
+        for batch in loader:
             n += batch["rows"].shape[0]
         return n / (time.perf_counter() - t0)
 
@@ -137,7 +147,7 @@ def main() -> None:
               f"{max(rates) / naive:.0f}x")  # fmt: skip
         if trates:
             ratios = [t / r for t, r in zip(trates, rates)]
-            print(f"  torch_dataset, DataLoader(batch_size=None, num_workers={args.torch_workers}): "
+            print(f"  torch_dataset, DataLoader(batch_size=None, num_workers={args.torch_workers}, persistent_workers=True): "
                   f"{', '.join(f'{r:,.0f}' for r in trates)} cutouts/s as tensors in the main process; "
                   f"{', '.join(f'{q:.2f}' for q in ratios)}x zarr_batches' epoch by epoch")  # fmt: skip
 

@@ -87,27 +87,36 @@ def _torch_dataset_class() -> type:
     class TorchDataset(torch.utils.data.IterableDataset):  # type: ignore[misc,name-defined]
         """Batches of a dataset split as dicts of tensors (see :func:`torch_dataset`).
 
+        The epoch lives in a one-element shared-memory tensor, so ``set_epoch`` in the main
+        process reaches worker processes that outlive an epoch (``persistent_workers=True``).
+
         Attributes
         ----------
         loader : ZarrBatches
-            The underlying loader (its ``rows``, ``batch_size``, ``seed``, ``epoch``, ``normalisation``).
+            The underlying loader of the current epoch (its ``rows``, ``batch_size``, ``seed``,
+            ``epoch``, ``normalisation``).
         """
 
         def __init__(self, loader: ZarrBatches) -> None:
             super().__init__()
-            self.loader = loader
+            self._base = loader
+            self._epoch = torch.tensor([loader.epoch], dtype=torch.int64).share_memory_()
 
         @property
         def epoch(self) -> int:
-            return self.loader.epoch
+            return int(self._epoch[0])
+
+        @property
+        def loader(self) -> ZarrBatches:
+            return self._base.for_epoch(self.epoch)
 
         def set_epoch(self, epoch: int) -> None:
             """Read epoch ``epoch`` next: a new order, a pure function of (seed, epoch)."""
-            self.loader = self.loader.for_epoch(epoch)
+            self._epoch[0] = check_positive_int(epoch, "epoch", minimum=0)
 
-        def worker_plan(self, worker: int = 0, workers: int = 1) -> EpochPlan:
+        def worker_plan(self, worker: int = 0, workers: int = 1, *, loader: ZarrBatches | None = None) -> EpochPlan:
             """The reading plan of worker ``worker`` of ``workers`` for the current epoch."""
-            lo = self.loader
+            lo = self.loader if loader is None else loader
             blocks = shard_blocks(lo.chunk_blocks(), worker=worker, workers=workers, seed=lo.seed, epoch=lo.epoch,
                                   shuffle=lo.shuffle)  # fmt: skip
             return plan_epoch(blocks, shuffle=lo.shuffle, seed=lo.seed, epoch=lo.epoch, window=lo.window_chunks)
@@ -119,18 +128,20 @@ def _torch_dataset_class() -> type:
             there may be up to ``num_workers - 1`` more batches than ``ceil(rows / batch_size)``.
             """
             workers = max(1, check_positive_int(num_workers, "num_workers", minimum=0))
-            size, n = self.loader.batch_size, 0
+            loader = self.loader
+            size, n = loader.batch_size, 0
             for w in range(workers):
-                rows = len(self.worker_plan(w, workers))
-                n += rows // size if self.loader.drop_last else -(-rows // size)
+                rows = len(self.worker_plan(w, workers, loader=loader))
+                n += rows // size if loader.drop_last else -(-rows // size)
             return n
 
         def __iter__(self) -> Iterator[dict[str, Any]]:
             info = torch.utils.data.get_worker_info()
             worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-            plan = self.worker_plan(worker, workers)
+            loader = self.loader
+            plan = self.worker_plan(worker, workers, loader=loader)
             shared = info is not None  # tensors go through shared memory to the main process
-            batches = in_background(lambda: self.loader._stream(plan), prefetch=self.loader.prefetch)
+            batches = in_background(lambda: loader._stream(plan), prefetch=loader.prefetch)
             try:
                 for batch in batches:
                     yield _to_torch(torch, batch, shared=shared)
@@ -224,9 +235,9 @@ def torch_dataset(
         A ``torch.utils.data.IterableDataset`` yielding ``{"images": float32 (B, C[+1], H, W),
         "labels": int64 (B,), "rows": int64 (B,)}``: ``rows`` are the dataset's row numbers;
         ``labels`` are the label codes (names in ``dataset.label_names``), all ``-1`` when the
-        dataset has no label column or ``labels=False``. ``set_epoch(e)`` picks the epoch;
-        with ``persistent_workers=True`` the workers keep the epoch they started with, so
-        leave it False (the default) to change epochs.
+        dataset has no label column or ``labels=False``. ``set_epoch(e)`` picks the epoch,
+        also for workers kept alive between epochs (``persistent_workers=True``, which saves
+        starting the workers every epoch).
 
     Raises
     ------
@@ -239,7 +250,7 @@ def torch_dataset(
     --------
     >>> from torch.utils.data import DataLoader  # doctest: +SKIP
     >>> tds = torch_dataset(ds, "train", batch_size=256, normalise="standardise", seed=0)  # doctest: +SKIP
-    >>> loader = DataLoader(tds, batch_size=None, num_workers=2)  # doctest: +SKIP
+    >>> loader = DataLoader(tds, batch_size=None, num_workers=2, persistent_workers=True)  # doctest: +SKIP
     >>> for epoch in range(10):  # doctest: +SKIP
     ...     tds.set_epoch(epoch)
     ...     for batch in loader:

@@ -84,6 +84,15 @@ def test_set_epoch_gives_a_new_order_reproducible_for_a_seed(ds):
         return _epoch(_loader(tds, workers))["rows"]
 
     first = order(0, 1, 2)
+    # workers kept between epochs see set_epoch too (the epoch is in shared memory)
+    tds = torch_dataset(ds, "train", batch_size=8, window_chunks=2, seed=0)
+    kept = DataLoader(tds, batch_size=None, num_workers=2, persistent_workers=True)
+    for epoch in (2, 1):
+        tds.set_epoch(epoch)
+        rows = _epoch(kept)["rows"]
+    assert np.array_equal(rows, first)
+    with pytest.raises(InvalidInputError, match="epoch must be an integer >= 0"):
+        tds.set_epoch(-1)
     assert np.array_equal(first, order(0, 1, 2))  # same seed and epoch: same order
     assert not np.array_equal(first, order(0, 2, 2))  # another epoch
     assert not np.array_equal(first, order(1, 1, 2))  # another seed
