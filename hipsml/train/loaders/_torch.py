@@ -14,6 +14,8 @@ can unpickle it.
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -31,7 +33,7 @@ from hipsml.train.loaders._zarr import (
     zarr_batches,
 )
 
-__all__ = ["NO_LABEL", "shard_blocks", "torch_dataset"]
+__all__ = ["NO_LABEL", "SharedWindows", "shard_blocks", "torch_dataset"]
 
 #: the label of every row when the dataset has no label column (or ``labels=False``)
 NO_LABEL = -1
@@ -140,11 +142,14 @@ def _torch_dataset_class() -> type:
             worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
             loader = self.loader
             plan = self.worker_plan(worker, workers, loader=loader)
-            shared = info is not None  # tensors go through shared memory to the main process
-            batches = in_background(lambda: loader._stream(plan), prefetch=loader.prefetch)
+            # in a worker, tensors go to the main process through shared memory: read the windows
+            # straight into it, so a batch (a view of its window) travels without a copy
+            windows = None if info is None else SharedWindows(torch)
+            empty = None if windows is None else windows.empty
+            batches = in_background(lambda: loader._stream(plan, empty=empty), prefetch=loader.prefetch)
             try:
                 for batch in batches:
-                    yield _to_torch(torch, batch, shared=shared)
+                    yield _to_torch(torch, batch, windows)
             finally:
                 batches.close()  # type: ignore[attr-defined]
 
@@ -159,20 +164,51 @@ def _torch_dataset_class() -> type:
     return TorchDataset
 
 
-def _to_torch(torch: Any, batch: Batch, *, shared: bool) -> dict[str, Any]:
-    """A :class:`Batch` as ``{"images", "labels", "rows"}`` tensors.
+class SharedWindows:
+    """Window arrays allocated in shared memory (in a ``DataLoader`` worker), and batches as tensors.
 
-    In the main process the images are not copied (the tensor views the loader's array); in a
-    worker they are copied once, straight into shared memory (a view would send its whole window).
+    ``empty(shape)`` is the loader's allocator of window images; ``tensor(images)`` gives a batch,
+    a view of one of those windows, as a view of the window's shared tensor, so sending it to
+    the main process copies nothing (the main process maps each window once). A batch that is
+    not such a view (one joining two windows) is copied into a new shared tensor.
     """
+
+    def __init__(self, torch: Any, keep: int = 4) -> None:
+        self.torch = torch
+        self.recent: deque[Any] = deque(maxlen=keep)  # windows still being cut into batches
+        self.lock = threading.Lock()
+
+    def empty(self, shape: tuple[int, ...]) -> np.ndarray:
+        window = _shared_empty(self.torch, shape)
+        with self.lock:
+            self.recent.append(window)
+        return window.numpy()
+
+    def tensor(self, images: np.ndarray) -> Any:
+        ptr, size = images.__array_interface__["data"][0], images.size
+        if images.dtype == np.float32 and images.flags.c_contiguous:
+            with self.lock:
+                windows = list(self.recent)
+            for window in windows:  # live windows never overlap: the one holding ptr is the batch's
+                start = (ptr - window.data_ptr()) // 4
+                if 0 <= start and start + size <= window.numel():
+                    return window.view(-1)[start : start + size].view(images.shape)
+        out = _shared_empty(self.torch, images.shape)
+        out.numpy()[...] = images
+        return out
+
+
+def _shared_empty(torch: Any, shape: tuple[int, ...]) -> Any:
+    """A float32 tensor in a new shared-memory storage (as torch's ``default_collate`` makes in a worker)."""
+    proto = torch.empty(0, dtype=torch.float32)
+    storage = proto._typed_storage()._new_shared(int(np.prod(shape)), device=proto.device)
+    return proto.new(storage).resize_(shape)
+
+
+def _to_torch(torch: Any, batch: Batch, windows: SharedWindows | None) -> dict[str, Any]:
+    """A :class:`Batch` as ``{"images", "labels", "rows"}`` tensors; ``windows``: in a worker."""
     n = batch.rows.size
-    if shared:  # as torch's default_collate does in a worker: one copy, into a new shared storage
-        proto = torch.empty(0, dtype=torch.float32)
-        storage = proto._typed_storage()._new_shared(batch.images.size, device=proto.device)
-        images = proto.new(storage).resize_(batch.images.shape)
-        images.numpy()[...] = batch.images
-    else:
-        images = torch.from_numpy(batch.images)
+    images = torch.from_numpy(batch.images) if windows is None else windows.tensor(batch.images)
     if batch.labels is None:
         labels = torch.full((n,), NO_LABEL, dtype=torch.int64)
     else:

@@ -57,8 +57,11 @@ def test_every_row_of_the_split_arrives_once_per_epoch_with_its_image_and_label(
         assert np.array_equal(got["images"], ds.images.oindex[got["rows"]], equal_nan=True)
         assert np.array_equal(got["labels"], codes[got["rows"]])
         assert got["sizes"].size == tds.num_batches(workers)
-        if workers:  # a worker sends each batch alone, not the window of chunks it was cut from
-            assert all(b["images"].untyped_storage().nbytes() == b["images"].numel() * 4 for b in _loader(tds, workers))
+        if workers:  # a worker sends a batch as a view of its window of chunks (2 x 6 rows), read in shared memory
+            small = torch_dataset(ds, "train", batch_size=2, window_chunks=2)
+            shared = [b["images"] for b in _loader(small, workers)]
+            assert all(t.untyped_storage().nbytes() <= 12 * 2 * 32 * 32 * 4 for t in shared)
+            assert len({t.untyped_storage().data_ptr() for t in shared}) < len(shared)  # several batches per window
         # at most one smaller batch per worker
         assert (got["sizes"] == 8).sum() >= got["sizes"].size - max(workers, 1)
 
