@@ -86,7 +86,7 @@ def _torch_dataset_class() -> type:
         return _CLASS
     torch = _import_torch()
 
-    class TorchDataset(torch.utils.data.IterableDataset):  # type: ignore[misc,name-defined]
+    class TorchDataset(torch.utils.data.IterableDataset):  # type: ignore[misc,name-defined]  # torch is imported lazily (Any)
         """Batches of a dataset split as dicts of tensors (see :func:`torch_dataset`).
 
         The epoch lives in a one-element shared-memory tensor, so ``set_epoch`` in the main
@@ -151,7 +151,7 @@ def _torch_dataset_class() -> type:
                 for batch in batches:
                     yield _to_torch(torch, batch, windows)
             finally:
-                batches.close()  # type: ignore[attr-defined]
+                batches.close()  # type: ignore[attr-defined]  # a generator, typed as Iterator
 
         def __repr__(self) -> str:
             lo = self.loader
