@@ -160,3 +160,19 @@ def test_torch_is_imported_only_by_torch_dataset_and_its_absence_is_one_line():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out == 'error: torch_dataset needs PyTorch: pip install "hipsml[torch]" True\n'
+
+
+@needs_torch
+@pytest.mark.slow
+def test_spawned_workers_unpickle_the_dataset_and_follow_set_epoch(ds):
+    # spawn (macOS's default, and forkserver's kin): the worker gets the dataset by pickling
+    tds = torch_dataset(ds, "val", batch_size=8, seed=5)
+    want = {}
+    for epoch in (0, 1):
+        tds.set_epoch(epoch)
+        want[epoch] = _epoch(_loader(tds, 0))["rows"]
+    assert not np.array_equal(want[0], want[1])
+    spawned = DataLoader(tds, batch_size=None, num_workers=1, persistent_workers=True, multiprocessing_context="spawn")
+    for epoch in (0, 1):
+        tds.set_epoch(epoch)
+        assert np.array_equal(_epoch(spawned)["rows"], want[epoch])
