@@ -146,7 +146,7 @@ def main() -> None:
               f"(epochs 0..{args.epochs - 1}); naive ds.images[i] (shuffled, {order.size:,} rows) {naive:,.0f} cutouts/s; "
               f"{max(rates) / naive:.0f}x")  # fmt: skip
         if trates:
-            ratios = [t / r for t, r in zip(trates, rates)]
+            ratios = [t / r for t, r in zip(trates, rates, strict=True)]
             print(f"  torch_dataset, DataLoader(batch_size=None, num_workers={args.torch_workers}, persistent_workers=True): "
                   f"{', '.join(f'{r:,.0f}' for r in trates)} cutouts/s as tensors in the main process; "
                   f"{', '.join(f'{q:.2f}' for q in ratios)}x zarr_batches' epoch by epoch")  # fmt: skip

@@ -71,7 +71,7 @@ def test_with_no_workers_the_batches_are_zarr_batches(ds):
     want = list(zarr_batches(ds, "val", batch_size=5, seed=4, epoch=2, normalise="minmax"))
     got = list(torch_dataset(ds, "val", batch_size=5, seed=4, epoch=2, normalise="minmax"))
     assert len(got) == len(want)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert np.array_equal(g["rows"].numpy(), w.rows)
         assert np.array_equal(g["labels"].numpy(), w.labels)
         assert np.array_equal(g["images"].numpy(), w.images)
