@@ -27,6 +27,7 @@ __all__ = [
     "DatasetError",
     "ResourceLimitError",
     "TrainingDivergedError",
+    "MissingDependencyError",
 ]
 
 
@@ -100,3 +101,7 @@ class ResourceLimitError(HipsmlError, MemoryError):
 
 class TrainingDivergedError(HipsmlError, FloatingPointError):
     """Training produced a non-finite loss or weight: the message names the epoch and the likely cause."""
+
+
+class MissingDependencyError(HipsmlError, ImportError):
+    """An optional package a function needs is not installed; the message says what to pip install."""

@@ -38,8 +38,10 @@ The data loaders, shared by the SOM and the CNN:
   :func:`percentile_clip`, :func:`standardise` with :func:`channel_stats`, :func:`fill_nan`),
   pure numpy functions on batches.
 
-The loaders yield numpy arrays; hand them to JAX or PyTorch in your own loop
-(:func:`device_prefetch` overlaps the copy to a JAX device with the training step).
+The loaders yield numpy arrays; hand them to JAX in your own loop (:func:`device_prefetch`
+overlaps the copy to a JAX device with the training step). For PyTorch, :func:`torch_dataset`
+(``pip install "hipsml[torch]"``) is a ``torch.utils.data.IterableDataset`` over the same reads,
+sharded by chunk across ``DataLoader`` workers.
 
 The CNN (equinox + optax): :func:`train_cnn` trains a small residual network
 (:class:`ResNet`, :class:`ModelSpec`) on a dataset split with exact 90-degree-turn and flip
@@ -90,6 +92,7 @@ from hipsml.train.loaders import (
     plan_epoch,
     sky_batches,
     standardise,
+    torch_dataset,
     zarr_batches,
 )
 from hipsml.train.som import (
@@ -191,6 +194,7 @@ __all__ = [
     "sky_batches",
     "plan_epoch",
     "standardise",
+    "torch_dataset",
     "zarr_batches",
     "write_som_mapping",
     "read_som_mapping",

@@ -1,5 +1,6 @@
 """Data loaders shared by the SOM and the CNN: shuffled Zarr batches, batches cut afresh from the
-sky, and the normalisations (pure numpy functions on batches)."""
+sky, the normalisations (pure numpy functions on batches), and a PyTorch adapter
+(:func:`torch_dataset`, torch imported on first call)."""
 
 from hipsml.train.loaders._normalise import (
     NORMALISATIONS,
@@ -14,6 +15,7 @@ from hipsml.train.loaders._normalise import (
     standardise,
 )
 from hipsml.train.loaders._sky import SkyAugmentation, SkyBatches, sky_batches
+from hipsml.train.loaders._torch import shard_blocks, torch_dataset
 from hipsml.train.loaders._zarr import Batch, EpochPlan, ZarrBatches, device_prefetch, plan_epoch, zarr_batches
 
 __all__ = [
@@ -33,7 +35,9 @@ __all__ = [
     "parse_normalisation",
     "percentile_clip",
     "plan_epoch",
+    "shard_blocks",
     "sky_batches",
     "standardise",
+    "torch_dataset",
     "zarr_batches",
 ]

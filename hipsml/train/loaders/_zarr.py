@@ -186,6 +186,7 @@ def stream_batches(
     labels: np.ndarray | None,
     drop_last: bool = False,
     threads: int = 2,
+    empty: Callable[[tuple[int, ...]], np.ndarray] | None = None,
 ) -> Iterator[Batch]:
     """Yield the batches of ``plan``: read each window's blocks in threads, shuffle, cut.
 
@@ -193,9 +194,13 @@ def stream_batches(
     its items in block order. Each block is loaded once; the next window's blocks are read
     while the current window is being delivered. A batch may join the end of one window
     and the start of the next. Closing the iterator cancels pending reads and waits for
-    running ones.
+    running ones. ``empty(shape)`` allocates each window's float32 images (default
+    ``numpy.empty``; the PyTorch adapter allocates them in shared memory): a batch is a view of
+    its window's array, or a new array when it joins two windows.
     """
     threads = check_positive_int(threads, "threads")
+    if empty is None:
+        empty = _empty_float32
     pool = ThreadPoolExecutor(threads, thread_name_prefix=f"{THREAD_PREFIX}-read")
     pending: deque[tuple[int, dict[str, Any], list[Future[None]]]] = deque()
 
@@ -205,7 +210,7 @@ def stream_batches(
             raise RuntimeError(f"block {k} gave {block.shape[0]} images for {dest.size} items")
         with lock:
             if "images" not in slot:  # the first block fixes the shape (mask channel included)
-                slot["images"] = np.empty((slot["n"], *block.shape[1:]), dtype=np.float32)
+                slot["images"] = empty((slot["n"], *block.shape[1:]))
         slot["images"][dest] = block
 
     def submit(w: int) -> None:
@@ -265,6 +270,10 @@ def stream_batches(
             for f in futures:
                 f.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _empty_float32(shape: tuple[int, ...]) -> np.ndarray:
+    return np.empty(shape, dtype=np.float32)
 
 
 def _positions(cat: np.ndarray, order: np.ndarray) -> np.ndarray:
@@ -509,8 +518,10 @@ class ZarrBatches:
         return plan_epoch(self.chunk_blocks(), shuffle=self.shuffle, seed=self.seed, epoch=self.epoch,
                           window=self.window_chunks)  # fmt: skip
 
-    def _stream(self) -> Iterator[Batch]:
-        plan = self.plan()
+    def _stream(self, plan: EpochPlan | None = None, *, empty: Callable[[tuple[int, ...]], np.ndarray] | None = None
+                ) -> Iterator[Batch]:  # fmt: skip
+        """The batches of ``plan`` (default: this epoch's whole plan); ``empty`` as for :func:`stream_batches`."""
+        plan = self.plan() if plan is None else plan
         images = self.dataset.images
         chunk = int(images.chunks[0])
         rows = self.rows
@@ -532,7 +543,7 @@ class ZarrBatches:
             return prepare_batch(data, self.normalisation, nan_to=self.nan_to, mask_channel=self.mask_channel)
 
         return stream_batches(plan, load_block, batch_size=self.batch_size, rows=rows, labels=self.labels,
-                              drop_last=self.drop_last, threads=self.threads)  # fmt: skip
+                              drop_last=self.drop_last, threads=self.threads, empty=empty)  # fmt: skip
 
     def __iter__(self) -> Iterator[Batch]:
         return in_background(self._stream, prefetch=self.prefetch)
