@@ -17,7 +17,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from hipsml.errors import HipsmlError, InputFileError, InvalidInputError, OutputError
 
@@ -328,3 +328,19 @@ def staged_folder(target: Path) -> Iterator[Path]:
         if isinstance(exc, OSError) and not isinstance(exc, HipsmlError):
             raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
         raise
+
+
+def write_figure_png(figure: Any, path: str | os.PathLike[str]) -> Path:
+    """Render a matplotlib ``Figure`` to PNG (Agg, at the figure's dpi) and write it atomically; return the path.
+
+    The one way hipsml saves a picture: no pyplot state, no display, and a reader never sees a
+    half-written PNG.
+    """
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=figure.dpi)
+    return atomic_write_bytes(path, buffer.getvalue())

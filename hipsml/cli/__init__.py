@@ -10,9 +10,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from hipsml.cli._cnn import CNN_FLAGS
+from hipsml.cli._common import cli_command
+from hipsml.cli._som import SOM_FLAGS
 from hipsml.errors import HipsmlError
 
-__all__ = ["main"]
+__all__ = ["CNN_FLAGS", "SOM_FLAGS", "build_parser", "cli_command", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,14 +6,14 @@ import argparse
 import logging
 from typing import Any
 
-from hipsml.cli._common import non_negative_int, positive_int, read_config_file
+from hipsml.cli._common import OptionFlags, add_option_flags, non_negative_int, options_from, print_epoch
 
 __all__ = ["add_cnn_commands"]
 
 logger = logging.getLogger(__name__)
 
 #: command-line overrides of CNN options: flag -> (option name, type)
-_OVERRIDES: dict[str, tuple[str, Any]] = {
+CNN_FLAGS: OptionFlags = {
     "--epochs": ("epochs", int),
     "--batch-size": ("batch_size", int),
     "--learning-rate": ("learning_rate", float),
@@ -31,11 +31,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     from hipsml.errors import InvalidInputError
     from hipsml.train import CNNConfig
 
-    options = read_config_file(args.config, section="cnn", example="epochs: 20, batch_size: 128") if args.config else {}
-    for _flag, (name, _type) in _OVERRIDES.items():
-        value = getattr(args, name)
-        if value is not None:
-            options[name] = value
+    options = options_from(args, CNN_FLAGS, section="cnn", example="epochs: 20, batch_size: 128")
     try:
         CNNConfig.from_mapping(options)  # bad keys and values fail before the dataset is read
     except InvalidInputError as exc:
@@ -43,13 +39,11 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def _print_epoch(record: dict[str, Any], total: int, first: bool) -> None:
-    note = " (includes compiling)" if first else ""
+def _print_epoch(record: Any, total: int, first: bool) -> None:
     val = ""
     if "val_loss" in record:
-        val = f", val loss {record['val_loss']:.4f}, val accuracy {record['val_accuracy']:.4f}"
-    print(f"epoch {record['epoch'] + 1}/{total}: loss {record['train_loss']:.4f}, accuracy "
-          f"{record['train_accuracy']:.4f}{val}, {record['images_per_second']:,.0f} images/s{note}", flush=True)
+        val = f", val loss {record.val_loss:.4f}, val accuracy {record.val_accuracy:.4f}"
+    print_epoch(record, total, first, f"loss {record.train_loss:.4f}, accuracy {record.train_accuracy:.4f}{val}")
 
 
 def _cmd_train_cnn(args: argparse.Namespace) -> int:
@@ -83,7 +77,7 @@ def _cmd_train_cnn(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from hipsml.dataset import open_dataset
     from hipsml.train import predict_cnn, read_cnn_predictions
-    from hipsml.train.cnn._predict import prediction_scores
+    from hipsml.train.cnn import prediction_scores
 
     ds = open_dataset(args.dataset)
     folder = predict_cnn(args.run, ds, split=args.split, name=args.name, overwrite=args.overwrite)
@@ -118,10 +112,7 @@ _TRAIN_DESCRIPTION = (
 def _add_train_arguments(cnn: argparse.ArgumentParser) -> None:
     cnn.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
     cnn.add_argument("--config", metavar="YAML", help="CNN options (CNNConfig names: epochs, widths, normalise, ...)")
-    for flag, (name, kind) in _OVERRIDES.items():
-        typ = positive_int if kind is int and name != "seed" else (non_negative_int if name == "seed" else kind)
-        hint = " (dataset or sky)" if name == "source" else ""
-        cnn.add_argument(flag, dest=name, type=typ, help=f"override the option {name}{hint}")
+    add_option_flags(cnn, CNN_FLAGS, hints={"source": " (dataset or sky)"})
     cnn.add_argument("--out", required=True, metavar="RUNDIR", help="run folder (checkpoints, model, metrics, pictures)")
     cnn.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     cnn.add_argument("--init", metavar="CKPT", help="fine-tune from this run folder (or its model.eqx)")

@@ -1,11 +1,25 @@
-"""What the ``hipsml`` subcommands share: the parser class, argument types and reading a YAML options file."""
+"""What the ``hipsml`` subcommands share: the parser class, argument types, options from a YAML file and
+flags, the per-epoch line of the training commands, and writing a command line back out."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
-__all__ = ["CommandParser", "DefaultsHelpFormatter", "non_negative_int", "positive_int", "read_config_file"]
+__all__ = [
+    "CommandParser",
+    "DefaultsHelpFormatter",
+    "OptionFlags",
+    "add_option_flags",
+    "cli_command",
+    "non_negative_int",
+    "options_from",
+    "positive_int",
+    "print_epoch",
+    "read_config_file",
+]
 
 
 _ActionT = TypeVar("_ActionT", bound=argparse.Action)
@@ -93,3 +107,51 @@ def read_config_file(path: str, *, section: str, example: str) -> dict[str, Any]
     if not isinstance(data, dict):
         raise InvalidInputError(f"{source} must hold a mapping of {section.upper()} options ({example}, ...)")
     return data
+
+
+#: a command's option flags: flag -> (option name, type), as its parser declares them
+OptionFlags = dict[str, tuple[str, Any]]
+
+
+def add_option_flags(parser: argparse.ArgumentParser, flags: OptionFlags, *, hints: dict[str, str] | None = None) -> None:
+    """Add one ``--flag`` per option of ``flags`` to ``parser`` (integers positive, ``seed`` from 0)."""
+    for flag, (name, kind) in flags.items():
+        typ = (non_negative_int if name == "seed" else positive_int) if kind is int else kind
+        parser.add_argument(flag, dest=name, type=typ, help=f"override the option {name}{(hints or {}).get(name, '')}")
+
+
+def options_from(args: argparse.Namespace, flags: OptionFlags, *, section: str, example: str) -> dict[str, Any]:
+    """A command's options: its ``--config`` file (under ``section:``, optionally), then its flags (the flags win)."""
+    options = read_config_file(args.config, section=section, example=example) if args.config else {}
+    for _flag, (name, _type) in flags.items():
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = value
+    return options
+
+
+def print_epoch(record: Any, total: int, first: bool, measured: str) -> None:
+    """One line per training epoch, alike for the SOM and the CNN: its number, ``measured``, its speed."""
+    note = " (includes compiling)" if first else ""
+    print(f"epoch {record.epoch + 1}/{total}: {measured}, {record.images_per_second:,.0f} images/s{note}", flush=True)
+
+
+def cli_command(words: list[str], options: Mapping[str, Any], flags: OptionFlags) -> str:
+    """The ``hipsml`` command line ``words`` followed by one flag per option, shell-quoted.
+
+    ``flags`` maps a flag to ``(option name, type)``, as the command's parser declares them; an
+    option without a flag cannot be given on the command line and is refused.
+
+    Examples
+    --------
+    >>> cli_command(["hipsml", "som", "train"], {"width": 7}, {"--width": ("width", int)})
+    'hipsml som train --width 7'
+    """
+    by_name = {name: flag for flag, (name, _type) in flags.items()}
+    missing = sorted(set(options) - set(by_name))
+    if missing:
+        raise ValueError(f"options without a command-line flag: {', '.join(missing)}")
+    parts = list(words)
+    for name, value in options.items():
+        parts += [by_name[name], str(value)]
+    return shlex.join(parts)

@@ -52,8 +52,7 @@ def _size(n: int) -> str:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from hipsml.dataset._dataset import parse_dataset_path
-    from hipsml.dataset._store import VERSIONS_FILE, dataset_versions, version_problem
+    from hipsml.dataset import VERSIONS_FILE, dataset_versions, parse_dataset_path, version_problem
     from hipsml.errors import DatasetError
 
     root, _ = parse_dataset_path(args.path)
@@ -84,11 +83,10 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _cmd_preview(args: argparse.Namespace) -> int:
-    from hipsml.dataset import open_dataset, preview_dataset
-    from hipsml.dataset._pictures import channel_names, select_channels
+    from hipsml.dataset import channel_labels, open_dataset, preview_dataset, select_channels
 
     ds = open_dataset(args.path)
-    view = select_channels(args.channels, channel_names(ds.channels, int(ds.images.shape[1])))
+    view = select_channels(args.channels, channel_labels(ds.channels, int(ds.images.shape[1])))
     dest = preview_dataset(ds, args.out, per_group=args.per_group, seed=args.seed, channels=args.channels)
     print(
         f"wrote {dest}: {args.per_group} cutouts per split and label of {ds.path} v{ds.version}, channels {view.label}"

@@ -6,7 +6,7 @@ import argparse
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from hipsml.demo._run import run_demo
+    from hipsml.demo import run_demo
 
     run_demo(args.directory, progress=not args.quiet, train=not args.no_train)
     return 0

@@ -8,15 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hipsml.cli._common import positive_int, read_config_file
-
+from hipsml.cli._common import OptionFlags, add_option_flags, options_from, positive_int, print_epoch
 
 __all__ = ["add_som_commands"]
 
 logger = logging.getLogger(__name__)
 
 #: command-line overrides of SOM options: flag -> (option name, type)
-_OVERRIDES: dict[str, tuple[str, Any]] = {
+SOM_FLAGS: OptionFlags = {
     "--epochs": ("epochs", int),
     "--layout": ("layout", str),
     "--width": ("width", int),
@@ -34,24 +33,16 @@ _OVERRIDES: dict[str, tuple[str, Any]] = {
 _CHANNELS_HELP = ("channels to draw: one name or index (grey) or three (RGB), e.g. r, 2,1,0 or radio,i,g "
                   "(default: every channel side by side, up to 4)")
 
-_PICTURES = ("prototypes.png", "hits.png", "umatrix.png", "errors.png")
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     """SOM options from ``--config`` and the override flags (the flags win)."""
-    options = read_config_file(args.config, section="som", example="width: 10, numrot: 360") if args.config else {}
-    for _flag, (name, _type) in _OVERRIDES.items():
-        value = getattr(args, name)
-        if value is not None:
-            options[name] = value
-    return options
+    return options_from(args, SOM_FLAGS, section="som", example="width: 10, numrot: 360")
 
 
 def _print_epoch(record: Any, total: int, first: bool) -> None:
-    note = " (includes compiling)" if first else ""
-    print(f"epoch {record.epoch + 1}/{total}: {record.images_per_second:,.0f} images/s{note}, "
-          f"quantisation error {record.quantisation_error:.5g}, topographic error {record.topographic_error:.4f}",
-          flush=True)
+    print_epoch(record, total, first, f"quantisation error {record.quantisation_error:.5g}, "
+                f"topographic error {record.topographic_error:.4f}")  # fmt: skip
 
 
 def _split(text: str | None) -> str | None:
@@ -61,28 +52,17 @@ def _split(text: str | None) -> str | None:
 
 def _view(channels: str | None, ds: Any) -> Any:
     """The :class:`~hipsml.dataset._pictures.ChannelView` of ``--channels`` on the dataset ``ds``."""
-    from hipsml.dataset._pictures import channel_names, select_channels
+    from hipsml.dataset import channel_labels, select_channels
 
-    return select_channels(channels, channel_names(ds.channels, int(ds.images.shape[1])))
-
-
-def draw_pictures(som: Any, mapping: Any, folder: Path, *, channels: str | None = None) -> list[Path]:
-    """The prototype map (``channels``), hit counts, U-matrix and error curves of ``som`` as PNGs in ``folder``."""
-    from hipsml.train import plot_errors, plot_hit_counts, plot_prototypes, plot_umatrix
-
-    paths = [plot_prototypes(som, folder / "prototypes.png", channels=channels), plot_hit_counts(som, mapping, folder / "hits.png"),
-             plot_umatrix(som, folder / "umatrix.png")]
-    if som.history:
-        paths.append(plot_errors(som, folder / "errors.png"))
-    return paths
+    return select_channels(channels, channel_labels(ds.channels, int(ds.images.shape[1])))
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from hipsml._files import user_path
     from hipsml.dataset import open_dataset
     from hipsml.errors import OutputError
-    from hipsml.train import SOMConfig, load_som, train_som, training_summary
-    from hipsml.train.som._limits import check_som_memory
+    from hipsml.train import SOMConfig, load_som, plot_som_pictures, train_som, training_summary
+    from hipsml.train.som import SOM_PICTURES, check_som_memory
 
     out = user_path(args.out, what="--out")
     options = _options(args)
@@ -104,8 +84,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         done = len(previous.history)
         target = options.get("epochs", base.epochs)
         if done >= target:
-            if not all((out / name).is_file() for name in _PICTURES):  # stopped before the pictures
-                draw_pictures(previous, previous.map(ds, split=_split(args.split)), out, channels=args.channels)
+            if not all((out / name).is_file() for name in SOM_PICTURES):  # stopped before the pictures
+                plot_som_pictures(previous, previous.map(ds, split=_split(args.split)), out, channels=args.channels)
             print(f"{out}: already trained {done} of {target} epochs; nothing to do")
             return 0
         print(f"resuming {out} at epoch {done + 1} of {target}")
@@ -119,7 +99,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     som = train_som(ds, base, split=_split(args.split), progress=not args.quiet, workdir=out, resume=args.resume,
                     on_epoch=lambda record: _print_epoch(record, total, record.epoch == first), **options)
     mapping = som.map(ds, split=_split(args.split))
-    pictures = draw_pictures(som, mapping, out, channels=args.channels)
+    pictures = plot_som_pictures(som, mapping, out, channels=args.channels)
     print(f"wrote {out}: {som.config.layout} {som.config.width}x{som.config.height} SOM of "
           f"{som.config.neuron_dim}-pixel neurons, trained {len(som.history)} epochs on {len(mapping.bmu)} "
           f"cutouts of {ds.path} v{ds.version} (split {args.split}); pictures: "
@@ -154,18 +134,13 @@ def _cmd_map(args: argparse.Namespace) -> int:
 
 def _cmd_outliers(args: argparse.Namespace) -> int:
     from hipsml._files import check_writable_file
-    from hipsml.train import plot_outliers, read_som_mapping, som_mapping_names
-    from hipsml.train.som._outliers import ranked_positions
-    from hipsml.train.som._store import mapping_folder, same_mapping
+    from hipsml.train import plot_outliers, stored_som_mapping
+    from hipsml.train.som import ranked_positions
 
     check_writable_file(args.out, what="--out")  # before any mapping
     som, ds = _load(args)
     name, split = _mapping_name(args), _split(args.split)
-    if name in som_mapping_names(ds) and same_mapping(mapping_folder(ds, name), som, ds, split):
-        mapping = read_som_mapping(ds, name)
-        logger.info("using the stored mapping %s", mapping_folder(ds, name))
-    else:
-        mapping = som.map(ds, split=split, progress=not args.quiet)
+    mapping = stored_som_mapping(som, ds, name, split=split) or som.map(ds, split=split, progress=not args.quiet)
     dest = plot_outliers(ds, mapping, args.out, top=args.top, channels=args.channels)
     positions = ranked_positions(mapping, args.top)
     ids = ds.column("id")
@@ -185,26 +160,26 @@ def _cmd_outliers(args: argparse.Namespace) -> int:
 def _explore_mapping(args: argparse.Namespace, som: Any, ds: Any) -> Any:
     """The mapping to explore: ``--name`` (which must exist and be this SOM's), else the stored default, else map now."""
     from hipsml.errors import InvalidInputError
-    from hipsml.train import read_som_mapping, som_mapping_names
-    from hipsml.train.som._store import mapping_folder, same_mapping
+    from hipsml.train import read_som_mapping, stored_som_mapping
 
     split = _split(args.split)
     if args.name:
-        mapping = read_som_mapping(ds, args.name)  # a missing mapping is a one-line error listing those there are
-        if not same_mapping(mapping_folder(ds, args.name), som, ds, split):
+        read_som_mapping(ds, args.name)  # a missing mapping is a one-line error listing those there are
+        mapping = stored_som_mapping(som, ds, args.name, split=split)
+        if mapping is None:
             raise InvalidInputError(f"the mapping {args.name!r} of {ds.path} v{ds.version} was not made by {args.som} "
                                     f"(split {args.split or 'all'}); map it again with 'hipsml som map'")
         return mapping
     name = _mapping_name(args)
-    if name in som_mapping_names(ds) and same_mapping(mapping_folder(ds, name), som, ds, split):
-        logger.info("using the stored mapping %s", mapping_folder(ds, name))
-        return read_som_mapping(ds, name)
+    stored = stored_som_mapping(som, ds, name, split=split)
+    if stored is not None:
+        return stored
     logger.info("no stored mapping %r of this SOM; mapping %s v%d now", name, ds.path, ds.version)
     return som.map(ds, split=split, progress=not args.quiet)
 
 
 def _cmd_explore(args: argparse.Namespace) -> int:
-    from hipsml.train.som._explorer import check_explorer_folder, explorer_server, write_explorer
+    from hipsml.train.som import check_explorer_folder, explorer_server, write_explorer
 
     check_explorer_folder(args.out)  # before any mapping
     som, ds = _load(args)
@@ -252,9 +227,7 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
     train.add_argument("--split", default="train", help="split to train on ('all': every cutout)")
     train.add_argument("--config", metavar="YAML", help="SOM options (SOMConfig names: width, numrot, sigma, ...)")
-    for flag, (name, kind) in _OVERRIDES.items():
-        train.add_argument(flag, dest=name, type=positive_int if kind is int and name != "seed" else kind,
-                           help=f"override the option {name}")
+    add_option_flags(train, SOM_FLAGS)
     train.add_argument("--out", required=True, metavar="SOMDIR", help="folder of the SOM (and its pictures)")
     train.add_argument("--channels", metavar="C[,C,C]", help=_CHANNELS_HELP)
     train.add_argument("--resume", action="store_true", help="continue the partial training saved in --out")

@@ -38,8 +38,7 @@ def _survey_location(text: str) -> str:
 def _check_cutout_args(args: argparse.Namespace) -> None:
     """Refuse bad positions, fields and output paths before any survey is opened."""
     from hipsml._files import check_writable_file, user_path
-    from hipsml.extract import output_format
-    from hipsml.extract._geometry import check_field_of_view, check_rotation, check_sky_position
+    from hipsml.extract import check_field_of_view, check_rotation, check_sky_position, output_format
 
     user_path(args.out, what="--out")  # None-like, NUL, ~nouser
     output_format(args.out)  # an unknown extension

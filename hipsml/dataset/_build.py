@@ -31,6 +31,7 @@ import healpy as hp
 import numpy as np
 
 from hipsml._files import atomic_write, atomic_write_bytes, user_path
+from hipsml._timestamps import now_iso
 from hipsml.dataset._coverage import (
     ProbeJob,
     centre_covered,
@@ -52,11 +53,10 @@ from hipsml.dataset._store import (
     check_output_root,
     dataset_lock,
     link_or_copy,
-    now_iso,
-    zarr_compressors,
     publish_version,
     read_versions,
     write_image_rows,
+    zarr_compressors,
 )
 from hipsml.dataset._targets import TargetTable, load_targets
 from hipsml.errors import HipsmlError, InvalidInputError, RecipeError, TargetsError

@@ -15,7 +15,6 @@ the listing; :mod:`hipsml.train.som` (mappings) and :mod:`hipsml.train.cnn` (pre
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hipsml._files import staged_folder
+from hipsml._timestamps import now_iso
 from hipsml.dataset._dataset import Dataset
 from hipsml.errors import DatasetNotFoundError, InvalidInputError
 
@@ -102,7 +102,7 @@ def derived_provenance(dataset: Dataset, kind: str, *, split: str | None, count:
         "dataset": {"path": str(dataset.path.resolve()), "version": dataset.version, "hash": dataset.hash},
         "split": split,
         "count": int(count),
-        "created": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
+        "created": now_iso(),
         "software": {"hipsml": __version__},
     }
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from hipsml.errors import InvalidInputError
 
-__all__ = ["ChannelView", "channel_names", "display_stretch", "select_channels"]
+__all__ = ["ChannelView", "channel_labels", "display_stretch", "select_channels"]
 
 #: the most channels the default view shows side by side
 MAX_SIDE_BY_SIDE = 4
@@ -66,7 +66,7 @@ class ChannelView:
         return " | ".join(self.names)
 
 
-def channel_names(names: Sequence[str] | None, count: int) -> list[str]:
+def channel_labels(names: Sequence[str] | None, count: int) -> list[str]:
     """``names`` when it names ``count`` channels, else ``c0, c1, ...`` (data that records none)."""
     if names is not None and len(names) == count:
         return [str(n) for n in names]

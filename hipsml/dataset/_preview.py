@@ -13,7 +13,7 @@ import numpy as np
 from hipsml._files import atomic_write_bytes, check_writable_file
 from hipsml.dataset._pictures import (
     ChannelView,
-    channel_names,
+    channel_labels,
     display_stretch,
     select_channels,
 )
@@ -110,7 +110,7 @@ def preview_dataset(
     dest = check_writable_file(out, what="out")
     if dest.suffix.lower() != ".png":
         raise InvalidInputError(f"cannot write {dest}: the preview is a PNG; name it .png")
-    view = select_channels(channels, channel_names(dataset.channels, int(dataset.images.shape[1])))
+    view = select_channels(channels, channel_labels(dataset.channels, int(dataset.images.shape[1])))
     rng = np.random.default_rng(seed)
     split = dataset.column("split")
     labels = dataset.column("label") if "label" in dataset.group else None

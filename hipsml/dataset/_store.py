@@ -20,7 +20,6 @@ steps) is indexed by the next build.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import errno
 import fcntl
 import json
@@ -325,10 +324,6 @@ def resolve_version(root: Path, version: int | str) -> dict[str, Any]:
         raise DatasetError(f"{root / VERSIONS_FILE}: v{entry['version']} is listed but {problem}; "
                            "restore it or remove its entry")  # fmt: skip
     return entry
-
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
 
 #: the images' compression: blosc at this level with byte shuffle, codec lz4 or zstd (``output.compressor``)

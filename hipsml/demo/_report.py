@@ -12,7 +12,7 @@ import platform
 import shlex
 from typing import TYPE_CHECKING
 
-from hipsml.report._html import Section
+from hipsml.report import Section
 
 if TYPE_CHECKING:  # pragma: no cover
     from hipsml.dataset import Dataset

@@ -72,8 +72,7 @@ def _existing_sky(root: Path, *, n_sources: int, seed: int, order: int, tile_wid
     """
     from astropy.table import Table
 
-    from hipsml.sky import SyntheticSky
-    from hipsml.sky._make import CLASSES
+    from hipsml.sky import CLASSES, SyntheticSky
 
     cat_path = root / "catalogue.ecsv"
     if not cat_path.is_file():
@@ -153,7 +152,7 @@ def _demo_files(out: Path) -> dict[str, Path]:
 def _check_outputs(out: Path, files: dict[str, Path], *, train: bool) -> None:
     """Before any work: every output can be created (the folder is not a file, names fit, the parent is writable)."""
     from hipsml.demo._steps import check_step_folder
-    from hipsml.report._report import check_report_folder
+    from hipsml.report import check_report_folder
 
     for name in ("recipe", "preview"):
         check_writable_file(files[name], what="demo directory", probe=True)

@@ -5,15 +5,13 @@ Each step owns one folder of the demo directory (``som/``, ``cnn/``) and leaves 
 took. A later ``hipsml demo`` reuses a folder whose stamp matches (the same options on the same
 dataset version) and trains afresh otherwise, in a staging folder renamed over the old one, so a
 reader sees the old run or the new one. Each step also gives the ``hipsml`` command that makes
-the same thing on its own (:func:`cli_command`), which the report prints.
+the same thing on its own (:func:`hipsml.cli.cli_command`), which the report prints.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
-import shlex
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hipsml._files import atomic_write_bytes, staged_folder
+from hipsml._timestamps import now_iso
 from hipsml.errors import OutputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from hipsml.dataset import Dataset
     from hipsml.train import SOM, SOMMapping
 
-__all__ = ["DEMO_SOM", "DEMO_CNN", "SOM_MAPPING_NAME", "SomStep", "CnnStep", "check_step_folder", "cli_command", "som_step", "cnn_step"]
+__all__ = ["DEMO_SOM", "DEMO_CNN", "SOM_MAPPING_NAME", "SomStep", "CnnStep", "check_step_folder", "som_step", "cnn_step"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,27 +66,6 @@ class CnnStep:
     command: str
 
 
-def cli_command(words: list[str], options: Mapping[str, Any], flags: Mapping[str, tuple[str, Any]]) -> str:
-    """The ``hipsml`` command line ``words`` followed by one flag per option, shell-quoted.
-
-    ``flags`` maps a flag to ``(option name, type)``, as the command's parser declares them; an
-    option without a flag cannot be given on the command line and is refused.
-
-    Examples
-    --------
-    >>> cli_command(["hipsml", "som", "train"], {"width": 7}, {"--width": ("width", int)})
-    'hipsml som train --width 7'
-    """
-    by_name = {name: flag for flag, (name, _type) in flags.items()}
-    missing = sorted(set(options) - set(by_name))
-    if missing:
-        raise ValueError(f"options without a command-line flag: {', '.join(missing)}")
-    parts = list(words)
-    for name, value in options.items():
-        parts += [by_name[name], str(value)]
-    return shlex.join(parts)
-
-
 def _stamp(options: Mapping[str, Any], dataset: Dataset) -> dict[str, Any]:
     return {"kind": "hipsml-demo-step", "options": dict(options), "dataset_hash": dataset.hash}
 
@@ -117,7 +95,7 @@ def check_step_folder(folder: Path, marker: str, what: str) -> None:
 
 
 def _write_stamp(folder: Path, stamp: dict[str, Any], seconds: float) -> None:
-    created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    created = now_iso()
     atomic_write_bytes(folder / _STAMP, json.dumps({**stamp, "seconds": seconds, "created": created},
                                                    indent=2).encode("utf-8"))
 
@@ -136,11 +114,11 @@ def som_step(dataset: Dataset, folder: Path, options: Mapping[str, Any], *, data
 
     ``dataset_arg`` is the ``--dataset`` argument of the printed command (relative to the demo folder).
     """
-    from hipsml.cli._som import _OVERRIDES, draw_pictures
-    from hipsml.train import load_som, read_som_mapping, train_som, write_som_mapping
+    from hipsml.cli import SOM_FLAGS, cli_command
+    from hipsml.train import load_som, plot_som_pictures, read_som_mapping, train_som, write_som_mapping
 
     command = cli_command(["hipsml", "som", "train", "--dataset", dataset_arg, "--split", "train"], options,
-                          _OVERRIDES) + " --out som-again"  # fmt: skip
+                          SOM_FLAGS) + " --out som-again"  # fmt: skip
     wanted = _stamp(options, dataset)
     stamp = _stamped(folder, wanted, "som.json")
     if stamp is not None:
@@ -159,7 +137,7 @@ def som_step(dataset: Dataset, folder: Path, options: Mapping[str, Any], *, data
     mapping = read_som_mapping(dataset, SOM_MAPPING_NAME)
     if stamp is None:
         train = np.isin(mapping.rows, dataset.split("train"))
-        draw_pictures(som, np.bincount(mapping.bmu[train], minlength=som.neuron_count), folder)
+        plot_som_pictures(som, np.bincount(mapping.bmu[train], minlength=som.neuron_count), folder)
         _write_stamp(folder, wanted, time.perf_counter() - t0)
     return SomStep(som, mapping, folder, where, stamp_seconds(folder), stamp is not None, command)
 
@@ -167,10 +145,10 @@ def som_step(dataset: Dataset, folder: Path, options: Mapping[str, Any], *, data
 def cnn_step(dataset: Dataset, folder: Path, options: Mapping[str, Any], *, dataset_arg: str,
              say: Callable[[str], None]) -> CnnStep:  # fmt: skip
     """Train (or reuse) the demo CNN in the run folder ``folder`` (published whole, with its stamp, when done)."""
-    from hipsml.cli._cnn import _OVERRIDES
+    from hipsml.cli import CNN_FLAGS, cli_command
     from hipsml.train import train_cnn
 
-    command = cli_command(["hipsml", "cnn", "train", "--dataset", dataset_arg], options, _OVERRIDES) + " --out cnn-again"
+    command = cli_command(["hipsml", "cnn", "train", "--dataset", dataset_arg], options, CNN_FLAGS) + " --out cnn-again"
     wanted = _stamp(options, dataset)
     stamp = _stamped(folder, wanted, "metrics.json") if (folder / "run.json").is_file() else None
     if stamp is not None:

@@ -10,15 +10,17 @@ worker process).
 from hipsml.extract._cutouts import (
     CutoutResult,
     CutoutSpec,
+    UnitExtractor,
     WorkUnit,
     channel_names,
     choose_order,
     cutouts,
     extract_unit,
-    UnitExtractor,
+    normalise_coords,
+    normalise_rotation,
     plan_work_units,
 )
-from hipsml.extract._geometry import cutout_wcs
+from hipsml.extract._geometry import check_field_of_view, check_rotation, check_sky_position, cutout_wcs, target_bases
 from hipsml.extract._output import (
     asinh_levels,
     output_format,
@@ -28,24 +30,31 @@ from hipsml.extract._output import (
     write_cutout_npy,
     write_cutout_png,
 )
-from hipsml.extract._surveys import SurveyRef, open_cached
+from hipsml.extract._surveys import SurveyRef, open_cached, resolve_surveys
 
 __all__ = [
-    "cutouts",
+    "asinh_levels",
+    "channel_names",
+    "check_field_of_view",
+    "check_rotation",
+    "check_sky_position",
+    "choose_order",
     "cutout_wcs",
     "CutoutResult",
+    "cutouts",
     "CutoutSpec",
-    "SurveyRef",
-    "UnitExtractor",
-    "WorkUnit",
-    "channel_names",
-    "choose_order",
     "extract_unit",
+    "normalise_coords",
+    "normalise_rotation",
     "open_cached",
+    "output_format",
     "paint_missing",
     "plan_work_units",
-    "asinh_levels",
-    "output_format",
+    "resolve_surveys",
+    "SurveyRef",
+    "target_bases",
+    "UnitExtractor",
+    "WorkUnit",
     "write_cutout",
     "write_cutout_fits",
     "write_cutout_npy",

@@ -22,7 +22,6 @@ The format is chosen by the suffix (:func:`write_cutout`):
 
 from __future__ import annotations
 
-import datetime as _dt
 import io
 import logging
 import math
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hipsml._files import atomic_write, atomic_write_bytes, check_writable_file, user_path
+from hipsml._timestamps import utc_now
 from hipsml.errors import IndexOutOfRangeError, InvalidInputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -377,7 +377,7 @@ def cutout_header(result: CutoutResult, index: int = 0) -> fits.Header:
             header[key] = (wcs_cards[key], wcs_cards.comments[key])
     header["ORIGIN"] = ("hipsml", "cutout from HiPS tiles")
     header["HIPSMLV"] = (hipsml.__version__, "hipsml version")
-    header["DATE"] = (_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"), "UTC date of writing")
+    header["DATE"] = (utc_now().strftime("%Y-%m-%dT%H:%M:%S"), "UTC date of writing")
     header["NSURVEY"] = (len(result.surveys), "number of HiPS surveys")
     for k, (location, order) in enumerate(zip(result.surveys, result.orders, strict=True), start=1):
         text = _ascii(str(location))

@@ -12,7 +12,6 @@ in a staging folder and published by rename. Pure parts (:func:`coverage_per_cha
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from hipsml._files import atomic_write_bytes, staged_folder, user_path
+from hipsml._timestamps import now_iso
 from hipsml.errors import InputFileError, InvalidInputError, OutputError
 from hipsml.report._html import Figure, Section, render_html
 
@@ -114,11 +114,10 @@ def check_report_folder(folder: Path) -> None:
 
 
 def _dataset_section(ds: Any, arg: str, staging: Path, channels: Any) -> Section:
-    from hipsml.dataset import preview_dataset
-    from hipsml.dataset._pictures import channel_names, select_channels
+    from hipsml.dataset import channel_labels, preview_dataset, select_channels
 
     n, c, h, w = ds.images.shape
-    names = channel_names(ds.channels, int(c))
+    names = channel_labels(ds.channels, int(c))
     rows = np.unique(np.linspace(0, n - 1, min(n, _COVERAGE_SAMPLE)).astype(np.int64))
     coverage = coverage_per_channel(np.asarray(ds.images.get_orthogonal_selection((rows,))))
     sampled = "every cutout" if rows.size == n else f"{_int(rows.size)} evenly spaced cutouts of {_int(n)}"
@@ -164,20 +163,15 @@ def _som_section(ds: Any, arg: str, som_path: Path, staging: Path, channels: Any
         plot_hit_counts,
         plot_prototypes,
         plot_umatrix,
-        read_som_mapping,
+        stored_som_mapping,
+        write_explorer,
     )
-    from hipsml.train.som._explorer import write_explorer
-    from hipsml.train.som._store import mapping_folder, same_mapping
 
     som = load_som(som_path)
     name = som_path.resolve().name
-    stored = False
-    try:
-        stored = same_mapping(mapping_folder(ds, name), som, ds, None)
-    except InvalidInputError:  # a folder name that cannot name a mapping
-        pass
-    mapping = read_som_mapping(ds, name) if stored else som.map(ds, progress=False)
-    how = f"the stored mapping {name!r}" if stored else "mapped now (store it with 'hipsml som map')"
+    stored = stored_som_mapping(som, ds, name)
+    mapping = stored if stored is not None else som.map(ds, progress=False)
+    how = f"the stored mapping {name!r}" if stored is not None else "mapped now (store it with 'hipsml som map')"
     cfg = som.config
     figs = staging / "figures"
     plot_prototypes(som, figs / "som-prototypes.png", channels=channels)
@@ -266,23 +260,21 @@ def _again(path: Path) -> str:
 
 def _som_train_command(som: Any, ds: Any, som_path: Path) -> str:
     """``hipsml som train`` with the SOM's saved options as flags and its training split."""
-    from hipsml.cli._som import _OVERRIDES
-    from hipsml.demo._steps import cli_command
+    from hipsml.cli import SOM_FLAGS, cli_command
 
     options = {
         name: getattr(som.config, name)
-        for _flag, (name, _type) in _OVERRIDES.items()
+        for _flag, (name, _type) in SOM_FLAGS.items()
         if getattr(som.config, name, None) is not None
     }
     split = (som.training or {}).get("split")
     words = ["hipsml", "som", "train", "--dataset", f"{ds.path}@v{ds.version}", "--split", split or "all"]
-    return cli_command(words, options, _OVERRIDES) + f" --out {_again(som_path)}"
+    return cli_command(words, options, SOM_FLAGS) + f" --out {_again(som_path)}"
 
 
 def _cnn_train_command(run: Path, ds: Any) -> str:
     """``hipsml cnn train`` with the run's saved options (those with a flag) from ``run.json``."""
-    from hipsml.cli._cnn import _OVERRIDES
-    from hipsml.demo._steps import cli_command
+    from hipsml.cli import CNN_FLAGS, cli_command
 
     try:
         config = json.loads((run / "run.json").read_text(encoding="utf-8"))["config"]
@@ -290,9 +282,9 @@ def _cnn_train_command(run: Path, ds: Any) -> str:
         raise InvalidInputError(
             f"{run}: no readable run.json ({exc}); give a finished 'hipsml cnn train' run"
         ) from None
-    options = {name: config[name] for _flag, (name, _type) in _OVERRIDES.items() if config.get(name) is not None}
+    options = {name: config[name] for _flag, (name, _type) in CNN_FLAGS.items() if config.get(name) is not None}
     words = ["hipsml", "cnn", "train", "--dataset", f"{ds.path}@v{ds.version}"]
-    return cli_command(words, options, _OVERRIDES) + f" --out {_again(run)}"
+    return cli_command(words, options, CNN_FLAGS) + f" --out {_again(run)}"
 
 
 def _predictions(run: Path, ds: Any) -> tuple[dict[str, Any], str]:
@@ -321,9 +313,9 @@ def _predictions(run: Path, ds: Any) -> tuple[dict[str, Any], str]:
 def _mistake_pictures(ds: Any, rows: np.ndarray, folder: Path, channels: Any) -> list[str]:
     from PIL import Image
 
-    from hipsml.dataset._pictures import channel_names, display_stretch, select_channels
+    from hipsml.dataset import channel_labels, display_stretch, select_channels
 
-    view = select_channels(channels, channel_names(ds.channels, int(ds.images.shape[1])))
+    view = select_channels(channels, channel_labels(ds.channels, int(ds.images.shape[1])))
     picked = view.indices if view.mode == "rgb" else view.indices[:1]
     folder.mkdir(parents=True, exist_ok=True)
     names = []
@@ -345,8 +337,7 @@ def _mistake_pictures(ds: Any, rows: np.ndarray, folder: Path, channels: Any) ->
 
 
 def _cnn_section(ds: Any, arg: str, run: Path, number: int, staging: Path, channels: Any) -> Section:
-    from hipsml.train.cnn._predict import prediction_scores
-    from hipsml.train.cnn._train import plot_confusion, plot_curves
+    from hipsml.train.cnn import plot_confusion, plot_curves, prediction_scores
 
     try:
         metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
@@ -518,10 +509,9 @@ def write_report(
     PosixPath('report/index.html')
     """
     from hipsml import __version__
-    from hipsml.dataset import open_dataset
-    from hipsml.dataset._dataset import Dataset
+    from hipsml.dataset import Dataset, open_dataset
 
-    now = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
+    now = now_iso()
     folder = user_path(out, what="out")
     check_report_folder(folder)
     ds = dataset if isinstance(dataset, Dataset) else open_dataset(dataset)

@@ -6,7 +6,7 @@
   radio doubles) into one HiPS per band plus ``catalogue.ecsv``.
 """
 
-from hipsml.sky._make import BANDS, SyntheticSky, make_sky
+from hipsml.sky._make import BANDS, CLASSES, SyntheticSky, make_sky
 from hipsml.sky._render import render_function_hips
 
-__all__ = ["render_function_hips", "make_sky", "SyntheticSky", "BANDS"]
+__all__ = ["render_function_hips", "make_sky", "SyntheticSky", "BANDS", "CLASSES"]

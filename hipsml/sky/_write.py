@@ -13,7 +13,6 @@ path, and the staging folder is removed.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import errno
 import logging
 import os
@@ -27,6 +26,7 @@ import numpy as np
 from astropy.io import fits
 
 from hipsml._files import atomic_write_bytes, check_name_lengths, file_mode, replace_folder, user_path
+from hipsml._timestamps import utc_now
 from hipsml.errors import InvalidInputError, OutputError
 from hipsml.hips import COORDSYS, HIPS_FRAME_NAMES, canonical_format, canonical_frame, icrs_to_frame, tile_path
 
@@ -397,7 +397,7 @@ def write_moc(root: Path, order: int, cells: np.ndarray, *, coordsys: str = "C")
 
 def release_date() -> str:
     """Current UTC time in the HiPS ``hips_release_date`` form ``YYYY-mm-ddTHH:MMZ``."""
-    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
+    return utc_now().strftime("%Y-%m-%dT%H:%MZ")
 
 
 def directory_size(root: Path) -> tuple[int, int]:

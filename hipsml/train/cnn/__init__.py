@@ -2,7 +2,7 @@
 beside dataset versions, and pictures."""
 
 from hipsml.train.cnn._model import ModelSpec, ResNet, augment, build_model, rotate_pixels
-from hipsml.train.cnn._predict import cnn_prediction_names, predict_cnn, read_cnn_predictions
+from hipsml.train.cnn._predict import cnn_prediction_names, predict_cnn, prediction_scores, read_cnn_predictions
 from hipsml.train.cnn._results import CNN, CNNPredictions
 from hipsml.train.cnn._train import (
     CNNConfig,
@@ -30,6 +30,7 @@ __all__ = [
     "plot_confusion",
     "plot_curves",
     "predict_cnn",
+    "prediction_scores",
     "read_cnn_predictions",
     "rotate_pixels",
     "train_cnn",

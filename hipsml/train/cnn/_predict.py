@@ -25,9 +25,10 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from hipsml.dataset._dataset import Dataset, as_dataset
-from hipsml.dataset._derived import (
+from hipsml.dataset import (
     DERIVED_KINDS,
+    Dataset,
+    as_dataset,
     derived_folder,
     derived_names,
     derived_provenance,
@@ -38,8 +39,7 @@ from hipsml.errors import InvalidInputError, OutputError
 from hipsml.train._checks import check_model_matches
 from hipsml.train.cnn._results import CNNPredictions, check_channels
 from hipsml.train.cnn._train import batch_probabilities, load_cnn, run_folder
-from hipsml.train.loaders._normalise import parse_normalisation
-from hipsml.train.loaders._zarr import zarr_batches
+from hipsml.train.loaders import parse_normalisation, zarr_batches
 
 __all__ = ["cnn_prediction_names", "predict_cnn", "prediction_folder", "prediction_scores", "read_cnn_predictions"]
 

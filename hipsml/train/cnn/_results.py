@@ -104,7 +104,7 @@ class CNN:
     @property
     def normalisation(self) -> Any:
         """The :class:`~hipsml.train.Normalisation` the run trained with (its statistics included), or None."""
-        from hipsml.train.loaders._normalise import parse_normalisation
+        from hipsml.train.loaders import parse_normalisation
 
         return parse_normalisation(self.run["normalisation"]) if self.run.get("normalisation") else None
 
@@ -129,7 +129,7 @@ class CNN:
         """
         import jax.numpy as jnp
 
-        from hipsml.dataset._dataset import as_dataset, is_dataset_like
+        from hipsml.dataset import as_dataset, is_dataset_like
         from hipsml.train.cnn._predict import _member_probabilities
         from hipsml.train.cnn._train import batch_probabilities
         from hipsml.train.loaders._normalise import prepare_batch

@@ -41,17 +41,25 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from hipsml._files import atomic_write, atomic_write_bytes, user_path
+from hipsml._files import atomic_write_bytes, user_path, write_figure_png
 from hipsml._suggest import did_you_mean as _did_you_mean
+from hipsml.dataset import as_dataset
 from hipsml.errors import InvalidInputError, OutputError
 from hipsml.train._checks import check_class_count, check_finite_loss, check_finite_weights
 from hipsml.train._records import EpochRecord
 from hipsml.train.cnn._limits import check_cnn_memory, check_record, check_stem_fits
+from hipsml.train.cnn._model import (
+    ModelSpec,
+    ResNet,
+    augment,
+    build_model,
+    parameter_count,
+    predict_logits,
+    stage_count,
+    stage_parts,
+)
 from hipsml.train.cnn._results import CNN
-from hipsml.train.cnn._model import ModelSpec, ResNet, augment, build_model, parameter_count, predict_logits, stage_count, stage_parts
-from hipsml.dataset._dataset import as_dataset
-from hipsml.train.loaders._zarr import zarr_batches
-from hipsml.train.loaders._normalise import ChannelStats, Normalisation, parse_normalisation
+from hipsml.train.loaders import Normalisation, parse_normalisation, zarr_batches
 from hipsml.train.loaders._sky import dataset_surveys, sky_batches
 
 __all__ = ["CNN", "CNNConfig", "CNNResult", "eval_step", "evaluate", "load_cnn", "plot_confusion", "plot_curves", "train_cnn",
@@ -957,15 +965,6 @@ def _final_metrics(state: _RunState, model: ResNet, weights: np.ndarray, *, has_
 # pictures
 
 
-def _save_figure(figure: Any, path: Path) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=figure.dpi)
-    return atomic_write_bytes(path, buffer.getvalue())
-
-
 def plot_confusion(confusion: np.ndarray, names: list[str], path: str | os.PathLike[str], *, title: str = ""
                    ) -> Path:  # fmt: skip
     """A confusion matrix (rows: true class, columns: predicted) as a PNG, counts and row fractions shown.
@@ -996,7 +995,7 @@ def plot_confusion(confusion: np.ndarray, names: list[str], path: str | os.PathL
     ax.set_title(title)
     figure.colorbar(image, ax=ax, label="fraction of the true class")
     figure.tight_layout()
-    return _save_figure(figure, user_path(path, what="output"))
+    return write_figure_png(figure, user_path(path, what="output"))
 
 
 def curves_figure(history: list[dict[str, Any]], *, best_epoch: int | None = None) -> Any:
@@ -1036,4 +1035,4 @@ def plot_curves(history: list[dict[str, Any]], path: str | os.PathLike[str], *, 
     >>> plot_curves(h, os.path.join(tempfile.mkdtemp(), "curves.png"), best_epoch=2).name
     'curves.png'
     """
-    return _save_figure(curves_figure(history, best_epoch=best_epoch), user_path(path, what="output"))
+    return write_figure_png(curves_figure(history, best_epoch=best_epoch), user_path(path, what="output"))

@@ -27,10 +27,17 @@ from typing import Any
 import numpy as np
 
 from hipsml.errors import HipsmlError, InvalidInputError
-from hipsml.extract import CutoutSpec, UnitExtractor, WorkUnit, plan_work_units
-from hipsml.extract._cutouts import normalise_coords, normalise_rotation
-from hipsml.extract._geometry import target_bases
-from hipsml.extract._surveys import resolve_surveys
+from hipsml.extract import (
+    CutoutSpec,
+    UnitExtractor,
+    WorkUnit,
+    normalise_coords,
+    normalise_rotation,
+    plan_work_units,
+    resolve_surveys,
+    target_bases,
+)
+from hipsml.train.loaders._normalise import Normalisation, parse_normalisation, prepare_batch
 from hipsml.train.loaders._zarr import (
     Batch,
     EpochPlan,
@@ -43,7 +50,6 @@ from hipsml.train.loaders._zarr import (
     split_rows,
     stream_batches,
 )
-from hipsml.train.loaders._normalise import Normalisation, parse_normalisation, prepare_batch
 
 __all__ = ["SkyAugmentation", "SkyBatches", "dataset_surveys", "offset_centres", "sky_batches"]
 

@@ -3,8 +3,9 @@ transforms, layout, the mapping store beside dataset versions, outliers, picture
 and the explorer page."""
 
 from hipsml.train.som._config import SOMConfig, default_distance_dim, default_neuron_dim
-from hipsml.train.som._explorer import explorer_server, write_explorer
-from hipsml.train.som._outliers import plot_outliers, som_outliers
+from hipsml.train.som._explorer import check_explorer_folder, explorer_server, write_explorer
+from hipsml.train.som._limits import check_som_memory, som_memory_estimate
+from hipsml.train.som._outliers import plot_outliers, ranked_positions, som_outliers
 from hipsml.train.som._pink import (
     PinkMapping,
     PinkRotFlip,
@@ -19,9 +20,17 @@ from hipsml.train.som._pink import (
     write_pink_rot_flip,
     write_pink_som,
 )
-from hipsml.train.som._plots import plot_errors, plot_hit_counts, plot_prototypes, plot_umatrix, umatrix
+from hipsml.train.som._plots import (
+    SOM_PICTURES,
+    plot_errors,
+    plot_hit_counts,
+    plot_prototypes,
+    plot_som_pictures,
+    plot_umatrix,
+    umatrix,
+)
 from hipsml.train.som._som import SOM, EpochRecord, SOMMapping, load_som, train_som, training_summary
-from hipsml.train.som._store import read_som_mapping, som_mapping_names, write_som_mapping
+from hipsml.train.som._store import read_som_mapping, som_mapping_names, stored_som_mapping, write_som_mapping
 
 __all__ = [
     "SOMConfig",
@@ -57,4 +66,11 @@ __all__ = [
     "plot_outliers",
     "write_explorer",
     "explorer_server",
+    "check_explorer_folder",
+    "check_som_memory",
+    "som_memory_estimate",
+    "ranked_positions",
+    "SOM_PICTURES",
+    "plot_som_pictures",
+    "stored_som_mapping",
 ]

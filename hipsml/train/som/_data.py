@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from hipsml.dataset._dataset import Dataset
+from hipsml.dataset import Dataset
 from hipsml.errors import InvalidInputError
+from hipsml.train.loaders import minmax
 from hipsml.train.loaders._zarr import split_rows
-from hipsml.train.loaders._normalise import minmax
 
 __all__ = ["normalise_images", "resolve_normalise", "dataset_rows", "read_rows", "iter_row_blocks",
            "normalised_blocks", "TrainingData", "training_data"]

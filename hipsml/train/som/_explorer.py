@@ -27,7 +27,6 @@ replaces a previous explorer whole; a folder that is not an explorer is never re
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import http.server
 import json
@@ -42,14 +41,13 @@ from typing import Any
 
 import numpy as np
 
-from hipsml._files import file_mode, user_path
-from hipsml.dataset._dataset import Dataset
-from hipsml.dataset._pictures import channel_names, select_channels
+from hipsml._files import file_mode, staged_folder, user_path
+from hipsml._timestamps import now_iso
+from hipsml.dataset import Dataset, channel_labels, select_channels
 from hipsml.errors import InvalidInputError, OutputError
 from hipsml.train.som._layout import plot_centres
 from hipsml.train.som._outliers import ranked_positions
 from hipsml.train.som._som import SOM, SOMMapping
-from hipsml._files import staged_folder
 from hipsml.train.som._store import weights_digest
 
 __all__ = ["write_explorer", "explorer_server", "plan_explorer", "check_explorer_folder", "ExplorerPlan"]
@@ -296,7 +294,7 @@ def write_explorer(
     if not isinstance(dataset, Dataset):
         raise InvalidInputError(f"write_explorer needs a Dataset (hipsml.open_dataset), got {type(dataset).__name__}")
     _positive(k, "k"), _positive(top, "top")
-    picked = _channels(channels, channel_names(dataset.channels, int(dataset.images.shape[1])))
+    picked = _channels(channels, channel_labels(dataset.channels, int(dataset.images.shape[1])))
     target = check_explorer_folder(folder)
     _check_dataset(som, dataset)
     if mapping is None:
@@ -380,7 +378,7 @@ def _write_contents(staging: Path, som: SOM, dataset: Dataset, mapping: SOMMappi
 
     marker = {"kind": _KIND, "som": data["som"], "dataset": data["dataset"], "k": k, "top": top,
               "mapped": int(mapping.bmu.size), "shown": int(plan.shown.size),
-              "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+              "created": now_iso(),
               "software": {"hipsml": __version__}}
     (staging / _MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     mode = file_mode()

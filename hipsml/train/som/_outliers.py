@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from hipsml._files import atomic_write_bytes, check_writable_file
-from hipsml.dataset._dataset import Dataset
+from hipsml.dataset import Dataset
 from hipsml.errors import InvalidInputError
 from hipsml.train.som._som import SOMMapping
 
@@ -111,8 +111,7 @@ def plot_outliers(
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    from hipsml.dataset._pictures import channel_names, select_channels
-    from hipsml.dataset._preview import draw_mosaic, png_bytes
+    from hipsml.dataset import channel_labels, draw_mosaic, png_bytes, select_channels
 
     top = _check_top(top)
     columns = _check_top(columns)
@@ -136,7 +135,7 @@ def plot_outliers(
             raise InvalidInputError(f"images {array.shape} do not match a mapping of {len(mapping.distance)} images")
         images = array[positions].astype(np.float32)
         names = positions if ids is None else np.asarray(ids)[positions]
-    view = select_channels(channels, channel_names(bands, images.shape[1]))
+    view = select_channels(channels, channel_labels(bands, images.shape[1]))
     distance = np.asarray(mapping.distance)[positions]
     font = ImageFont.load_default()
     cells = [draw_mosaic(images[k : k + 1], {f"#{k + 1}": [0]}, view, per_row=1) for k in range(len(positions))]

@@ -8,7 +8,6 @@ at the bottom), as hipsml cutouts are.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Sequence
@@ -16,30 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle, RegularPolygon
 
-from hipsml._files import atomic_write_bytes
-from hipsml.dataset._pictures import channel_names, select_channels
+from hipsml._files import write_figure_png
+from hipsml.dataset import channel_labels, select_channels
 from hipsml.errors import InvalidInputError
-from hipsml.train.loaders._normalise import asinh_stretch
+from hipsml.train.loaders import asinh_stretch
 from hipsml.train.som._config import SOMConfig
 from hipsml.train.som._layout import neighbour_mask, plot_centres
 from hipsml.train.som._som import SOM, SOMMapping
 
-__all__ = ["plot_errors", "plot_hit_counts", "plot_prototypes", "plot_umatrix", "prototype_figure", "som_channel_names",
+__all__ = ["SOM_PICTURES", "plot_errors", "plot_hit_counts", "plot_prototypes", "plot_som_pictures", "plot_umatrix", "prototype_figure", "som_channel_labels",
            "umatrix"]
 
 _HEX_RADIUS = 1.0 / math.sqrt(3.0)  # pointy-top hexagon of unit width
-
-
-def _save(figure: Figure, path: str | os.PathLike[str]) -> Path:
-    FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=figure.dpi)
-    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _map_figure(config: SOMConfig, panels: int = 1) -> tuple[Figure, list[Any]]:
@@ -77,12 +68,12 @@ def _value_map(config: SOMConfig, values: np.ndarray, path: str | os.PathLike[st
     ax.add_collection(cells)
     figure.colorbar(cells, ax=ax, label=label, shrink=0.8)
     ax.set_title(title)
-    return _save(figure, path)
+    return write_figure_png(figure, path)
 
 
-def som_channel_names(som: SOM) -> list[str]:
+def som_channel_labels(som: SOM) -> list[str]:
     """The names of the SOM's channels: those of the dataset it was trained on, else ``c0, c1, ...``."""
-    return channel_names((som.training or {}).get("channels"), int(som.weights.shape[1]))
+    return channel_labels((som.training or {}).get("channels"), int(som.weights.shape[1]))
 
 
 def _scaled(images: np.ndarray, stretch: str) -> np.ndarray:
@@ -99,7 +90,7 @@ def prototype_figure(som: SOM, *, channels: str | Sequence[str | int] | None = N
     if stretch not in ("asinh", "linear"):
         raise InvalidInputError(f"stretch must be 'asinh' or 'linear', got {stretch!r}")
     count = int(som.weights.shape[1])
-    view = select_channels(channels, channel_names(names, count) if names is not None else som_channel_names(som))
+    view = select_channels(channels, channel_labels(names, count) if names is not None else som_channel_labels(som))
     config = som.config
     figure, axes = _map_figure(config, len(view.panels))
     half = 0.5 if config.layout == "cartesian" else _HEX_RADIUS
@@ -140,7 +131,7 @@ def plot_prototypes(som: SOM, path: str | os.PathLike[str], *, channels: str | S
     >>> plot_prototypes(som, tempfile.mkdtemp() + "/prototypes.png").suffix
     '.png'
     """
-    return _save(prototype_figure(som, channels=channels, cmap=cmap, stretch=stretch, names=names), path)
+    return write_figure_png(prototype_figure(som, channels=channels, cmap=cmap, stretch=stretch, names=names), path)
 
 
 def plot_hit_counts(som: SOM, mapping: SOMMapping | np.ndarray, path: str | os.PathLike[str]) -> Path:
@@ -178,4 +169,23 @@ def plot_errors(som: SOM, path: str | os.PathLike[str]) -> Path:
     right.set_ylabel("topographic error", color="tab:red")
     left.set_title("SOM training")
     figure.tight_layout()
-    return _save(figure, path)
+    return write_figure_png(figure, path)
+
+
+#: the pictures of a trained SOM, as ``hipsml som train`` writes them in its folder
+SOM_PICTURES = ("prototypes.png", "hits.png", "umatrix.png", "errors.png")
+
+
+def plot_som_pictures(som: SOM, mapping: SOMMapping | np.ndarray, folder: str | os.PathLike[str], *,
+                      channels: str | Sequence[str | int] | None = None) -> list[Path]:  # fmt: skip
+    """Draw :data:`SOM_PICTURES` of ``som`` into ``folder``: prototypes (``channels``), hits, U-matrix, errors.
+
+    ``mapping`` gives the hit counts (a :class:`SOMMapping` or counts ``(n,)``); the error curves
+    are drawn when the SOM has a training history. Returns the PNGs' paths.
+    """
+    folder = Path(folder)
+    paths = [plot_prototypes(som, folder / "prototypes.png", channels=channels),
+             plot_hit_counts(som, mapping, folder / "hits.png"), plot_umatrix(som, folder / "umatrix.png")]  # fmt: skip
+    if som.history:
+        paths.append(plot_errors(som, folder / "errors.png"))
+    return paths

@@ -187,10 +187,8 @@ class SOM:
         >>> sorted(set(mapping.angle.tolist()) - {0.0, 90.0, 180.0, 270.0})
         []
         """
-        from hipsml.dataset._dataset import Dataset
+        from hipsml.dataset import Dataset, as_dataset, is_dataset_like
         from hipsml.train.som._data import dataset_rows, normalised_blocks, resolve_normalise, training_data
-
-        from hipsml.dataset._dataset import as_dataset, is_dataset_like
 
         if is_dataset_like(data):
             data = as_dataset(data)
@@ -601,7 +599,7 @@ def train_som(
     >>> som.training["split"]  # doctest: +SKIP
     'train'
     """
-    from hipsml.dataset._dataset import as_dataset, is_dataset_like
+    from hipsml.dataset import as_dataset, is_dataset_like
     from hipsml.train.som._data import training_data
 
     previous, workdir, refuse_existing = _resume_shape(workdir, resume, checkpoint)

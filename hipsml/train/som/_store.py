@@ -31,9 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from hipsml.dataset._dataset import Dataset, as_dataset
-from hipsml.dataset._derived import (
+from hipsml.dataset import (
     DERIVED_KINDS,
+    Dataset,
+    as_dataset,
     check_derived_name,
     derived_folder,
     derived_names,
@@ -50,6 +51,7 @@ __all__ = [
     "read_som_mapping",
     "same_mapping",
     "som_mapping_names",
+    "stored_som_mapping",
     "weights_digest",
     "write_som_mapping",
 ]
@@ -107,6 +109,34 @@ def same_mapping(folder: Path, som: SOM, dataset: Dataset, split: str | None) ->
         return False
     return (attrs.get("som", {}).get("weights_sha256") == weights_digest(som)
             and attrs.get("dataset", {}).get("hash") == dataset.hash and attrs.get("split") == split)
+
+
+def stored_som_mapping(som: SOM, dataset: Dataset | str | os.PathLike[str], name: str, *,
+                       split: str | None = None) -> SOMMapping | None:  # fmt: skip
+    """The stored mapping ``name`` of ``dataset`` when it is this SOM's mapping of this version and ``split``.
+
+    ``None`` when there is no such mapping, when ``name`` cannot name one, or when the stored one
+    was made by other weights, of another version or of another split: then map afresh
+    (``som.map(dataset, split=split)``). The one place that decides whether a stored mapping may
+    stand in for mapping now (the CLI's ``som outliers`` and ``som explore``, and the report).
+
+    Examples
+    --------
+    >>> import hipsml
+    >>> ds = hipsml.open_dataset("demo-output/datasets/demo")
+    >>> som = hipsml.train_som(ds, {"width": 2, "height": 2, "numrot": 4, "epochs": 1}, progress=False)
+    >>> stored_som_mapping(som, ds, "nothing-stored") is None
+    True
+    """
+    ds = as_dataset(dataset)
+    try:
+        folder = mapping_folder(ds, name)
+    except InvalidInputError:  # a name that cannot name a mapping
+        return None
+    if name not in som_mapping_names(ds) or not same_mapping(folder, som, ds, split):
+        return None
+    logger.info("using the stored mapping %s", folder)
+    return read_som_mapping(ds, name)
 
 
 def write_som_mapping(

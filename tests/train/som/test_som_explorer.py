@@ -154,7 +154,7 @@ def test_explore_command_uses_the_stored_mapping_and_fails_in_one_line(dataset, 
     write_som_mapping(hex_som, dataset, name="tinyhex", som_path=somdir)
     write_som_mapping(hex_som, dataset, name="tinyhex-val", split="val", som_path=somdir)
     out = tmp_path / "web"
-    caplog.set_level(logging.INFO, logger="hipsml.cli._som")
+    caplog.set_level(logging.INFO, logger="hipsml.train.som._store")
     assert main(["-q", "som", "explore", str(somdir), "--dataset", f"{dataset.path}@v1", "--out", str(out),
                  "--k", "3", "--top", "4"]) == 0
     assert f"wrote {out}" in capsys.readouterr().out and "using the stored mapping" in caplog.text
