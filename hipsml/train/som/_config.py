@@ -29,7 +29,7 @@ Init = Literal["zero", "random", "random_with_preferred_direction", "file_init",
 Mode = Literal["online", "batch"]
 Precision = Literal["float32", "tf32", "bfloat16"]
 Schedule = Literal["constant", "linear", "exponential"]
-Normalise = Literal["auto", "minmax", "none"]
+Normalise = Literal["auto", "minmax", "asinh", "percentile", "none"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "layout": ("cartesian", "hexagonal"),
@@ -40,7 +40,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "mode": ("online", "batch"),
     "precision": ("float32", "tf32", "bfloat16"),
     "schedule": ("constant", "linear", "exponential"),
-    "normalise": ("auto", "minmax", "none"),
+    "normalise": ("auto", "minmax", "asinh", "percentile", "none"),
 }
 
 
@@ -156,11 +156,14 @@ class SOMConfig:
         ``damping_end`` over the epochs (one value per epoch; PINK has no schedules).
     sigma_end, damping_end : float or None
         End values of the schedule; ``None`` keeps the start value.
-    normalise : {'auto', 'minmax', 'none'}
+    normalise : {'auto', 'minmax', 'asinh', 'percentile', 'none'}
         What is done to each image before training and mapping (not in PINK itself, whose users
-        normalise beforehand): ``'minmax'`` scales each cutout's channel to [0, 1] (its minimum
-        to 0, its maximum to 1; a constant channel becomes 0) and sets NaN (uncovered) pixels
-        to 0; ``'none'`` uses the values as they are. ``'auto'`` is ``'minmax'`` for a
+        normalise beforehand), by the loaders' own per-cutout normalisations
+        (:func:`~hipsml.train.parse_normalisation`), then NaN (uncovered) pixels set to 0:
+        ``'minmax'`` scales each cutout's channel to [0, 1] (its minimum to 0, its maximum to 1;
+        a constant channel becomes 0), ``'asinh'`` adds an asinh stretch after it,
+        ``'percentile'`` clips to the 1st-99th percentile first; ``'none'`` uses the values as
+        they are. ``'auto'`` is ``'minmax'`` for a
         :class:`~hipsml.Dataset` (raw survey values) and ``'none'`` for arrays; training
         replaces it by the choice it made, so mapping later normalises the same way.
 

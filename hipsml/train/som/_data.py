@@ -16,21 +16,27 @@ import numpy as np
 
 from hipsml.dataset import Dataset
 from hipsml.errors import InvalidInputError
-from hipsml.train.loaders import minmax
+from hipsml.train.loaders import parse_normalisation
+from hipsml.train.loaders._normalise import prepare_batch
 from hipsml.train.loaders._zarr import split_rows
 
-__all__ = ["normalise_images", "resolve_normalise", "dataset_rows", "read_rows", "iter_row_blocks",
+__all__ = ["SOM_NORMALISATIONS", "normalise_images", "resolve_normalise", "dataset_rows", "read_rows", "iter_row_blocks",
            "normalised_blocks", "TrainingData", "training_data"]
 
 logger = logging.getLogger(__name__)
 
 
-def normalise_images(images: np.ndarray, how: str) -> np.ndarray:
-    """Images ``(N, C, S, S)`` normalised by ``how`` (``'minmax'`` or ``'none'``), as float32.
+#: the per-cutout normalisations a SOM can use: the loaders' own (:func:`~hipsml.train.parse_normalisation`)
+SOM_NORMALISATIONS = ("minmax", "asinh", "percentile")
 
-    ``'minmax'``: each cutout's channel scaled to [0, 1] over its finite pixels (a constant or
-    all-NaN channel becomes 0), then NaN set to 0. ``'none'``: unchanged (NaN stays NaN, which
-    training refuses).
+
+def normalise_images(images: np.ndarray, how: str) -> np.ndarray:
+    """Images ``(N, C, S, S)`` normalised by ``how`` as the loaders do it, NaN then set to 0, as float32.
+
+    ``how`` is ``'none'`` (unchanged: NaN stays NaN, which training refuses) or one of the
+    loaders' per-cutout normalisations, :data:`SOM_NORMALISATIONS` (``'minmax'``: each
+    cutout's channel to [0, 1] over its finite pixels, a constant or all-NaN channel to 0;
+    ``'asinh'``, ``'percentile'``): one implementation, :func:`~hipsml.train.loaders.prepare_batch`.
 
     Examples
     --------
@@ -38,12 +44,12 @@ def normalise_images(images: np.ndarray, how: str) -> np.ndarray:
     >>> normalise_images(images, "minmax")[0, 0].tolist()
     [[0.0, 1.0], [0.0, 0.5]]
     """
-    if how not in ("minmax", "none"):
-        raise InvalidInputError(f"normalise must be 'minmax' or 'none' here, got {how!r}")
+    if how != "none" and how not in SOM_NORMALISATIONS:
+        raise InvalidInputError(f"normalise must be 'none' or one of {', '.join(SOM_NORMALISATIONS)} here, got {how!r}")
     out = np.array(images, dtype=np.float32, copy=True)
     if how == "none" or out.size == 0:
         return out
-    return np.nan_to_num(minmax(out, out=out), nan=0.0, copy=False)
+    return prepare_batch(out, parse_normalisation(how), nan_to=0.0)
 
 
 def resolve_normalise(how: str, data: Any) -> str:
@@ -155,6 +161,6 @@ def training_data(data: Any, normalise: str, *, split: str | None = "train") -> 
     array = np.asarray(data)
     if array.ndim == 3:
         array = array[:, None]
-    if how == "minmax" and array.ndim == 4:
+    if how != "none" and array.ndim == 4:
         array = normalise_images(array, how)
     return TrainingData(array, how)
