@@ -260,7 +260,9 @@ def _survey_list(surveys: Any) -> list[Any]:
         raise InvalidInputError("cutouts need at least one survey")
     for sv in survey_list:
         if not (hasattr(sv, "read_tiles") and hasattr(sv, "tile_width")):
-            raise InvalidInputError(f"{sv!r} is not an opened survey; use hipsml.open_survey(location)")
+            raise InvalidInputError(
+                f"{sv!r} is not a survey: give a HipsSurvey (hipsml.open_survey), or a folder or URL of one"
+            )
     return survey_list
 
 

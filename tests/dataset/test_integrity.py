@@ -263,8 +263,8 @@ def test_an_entry_pointing_at_a_missing_or_symlinked_folder_is_refused(copy, cap
     with pytest.raises(DatasetError, match=rf"versions\.json: v2 is listed but its folder {copy / 'v2'} is missing"):
         open_dataset(copy)  # latest: not silently v1
     with pytest.raises(DatasetError, match="v2 is listed but its folder"):
-        open_dataset(copy, "v2")
-    assert open_dataset(copy, 1).version == 1  # the good version still opens
+        open_dataset(copy, version="v2")
+    assert open_dataset(copy, version=1).version == 1  # the good version still opens
     # hipsml datasets lists it as missing, not as a normal version, and exits 2
     assert main(["datasets", str(copy)]) == 2
     captured = capsys.readouterr()
@@ -274,7 +274,7 @@ def test_an_entry_pointing_at_a_missing_or_symlinked_folder_is_refused(copy, cap
     shutil.copytree(copy / "v1", tmp_path / "elsewhere")
     (copy / "v2").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(DatasetError, match="is a symlink; versions live inside the dataset folder"):
-        open_dataset(copy, 2)
+        open_dataset(copy, version=2)
 
 
 # ----------------------------------------------------------------------------- self-contradicting metadata
@@ -357,10 +357,10 @@ def test_open_dataset_refuses_a_non_path(bad):
 
 
 def test_open_dataset_refuses_a_bad_version_argument(copy):
-    for bad in (None, 1.5, True, [1]):
+    for bad in (1.5, True, [1]):
         with pytest.raises(InvalidInputError, match="version must be 'latest', N or 'vN', got"):
-            open_dataset(copy, bad)
+            open_dataset(copy, version=bad)
     with pytest.raises(InvalidInputError, match="verify must be True or False"):
         open_dataset(copy, verify="yes")
     with pytest.raises(DatasetNotFoundError, match="has no version v9"):
-        open_dataset(copy, "v9")
+        open_dataset(copy, version="v9")

@@ -325,8 +325,10 @@ def test_bad_input_raises_clear_errors(tmp_path):
         cutouts(survey, good, pixel_scale=1.0, fov=10.0)
     with pytest.raises(InvalidInputError, match="order 7"):
         cutouts(survey, good, order=7)
-    with pytest.raises(InvalidInputError, match="not an opened survey"):
-        cutouts(str(root), good)
+    with pytest.raises(InvalidInputError, match="12 is not a survey: give a HipsSurvey"):
+        cutouts(12, good)
+    with pytest.raises(InvalidInputError, match="is not a survey"):
+        cutouts([object()], good)
 
 
 @pytest.mark.parametrize("order", [0, 2, 5])
