@@ -23,8 +23,8 @@ import hipsml
 from hipsml.sky import render_function_hips
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from cutout_reference import TileReader, pixel_centres_in_frame, reference_nearest  # noqa: E402
-from test_cutouts import smooth, to_icrs, wiggly  # noqa: E402
+from cutout_reference import TileReader, pixel_centres_in_frame, reference_nearest
+from test_cutouts import smooth, to_icrs, wiggly
 
 INNER = [(10.0, 20.0), (45.0, 60.0), (135.0, -41.81), (45.0, 0.0), (200.0, -30.0)]
 KINKS = [(200.0, 89.0), (77.0, -88.5), (90.5, 80.0), (0.0, 41.8103149)]
@@ -48,7 +48,9 @@ def bilinear_error(root: Path, korder: int, targets, interpolation: str = "bilin
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         print("bilinear |cutout - f| for f = cos 3x + sin(2y + z) + xz (range ~4), 64-pixel tiles, 4 deg cutouts")
-        print(f"{'order':>5} {'cell arcsec':>11} {'inside faces: max':>18} {'median':>9} {'kinks: max':>11} {'median':>9}")
+        print(
+            f"{'order':>5} {'cell arcsec':>11} {'inside faces: max':>18} {'median':>9} {'kinks: max':>11} {'median':>9}"
+        )
         roots: dict[int, Path] = {}
         for k in (2, 3, 4, 5):
             root = render_function_hips(Path(tmp) / f"s{k}", smooth, order=k, tile_width=64, order_min=k)
@@ -71,16 +73,19 @@ def main() -> None:
             cell = np.degrees(np.sqrt(4 * np.pi / (12 * 4 ** (k + w.bit_length() - 1)))) * 3600
             rng = np.random.default_rng(k)
             places = [(0.0, 90.0), (45.0, 0.0), (0.0, 41.8103149), (90.0, -41.8103149)]
-            places += list(zip(rng.uniform(0, 360, 20), np.degrees(np.arcsin(rng.uniform(-1, 1, 20)))))
+            places += list(zip(rng.uniform(0, 360, 20), np.degrees(np.arcsin(rng.uniform(-1, 1, 20))), strict=True))
             ra, dec = np.array([to_icrs(lo, la, frame) for lo, la in places]).T
-            res = hipsml.cutouts(survey, (ra, dec), size=48, pixel_scale=0.7 * cell, rotation=rot,
-                                 interpolation="nearest", order=k)
+            res = hipsml.cutouts(
+                survey, (ra, dec), size=48, pixel_scale=0.7 * cell, rotation=rot, interpolation="nearest", order=k
+            )
             for n in range(ra.size):
                 ref, _ = reference_nearest(reader, frame, ra[n], dec[n], 48, 0.7 * cell, rot)
                 agree += int(np.sum(res.images[n, 0] == ref.astype(np.float32)))
                 total += ref.size
-        print(f"nearest vs astropy WCS + healpy reference (synthetic, 3 frames, poles and face corners): "
-              f"{100 * agree / total:.4f}% of {total:,} pixels identical")
+        print(
+            f"nearest vs astropy WCS + healpy reference (synthetic, 3 frames, poles and face corners): "
+            f"{100 * agree / total:.4f}% of {total:,} pixels identical"
+        )
 
     samples = Path(__file__).resolve().parents[2] / "shared" / "data" / "hips-samples" / "Planck-HFI143"
     if samples.is_dir():
@@ -94,16 +99,24 @@ def main() -> None:
             ra.append(r)
             dec.append(d)
         cell = 3600 * np.degrees(np.sqrt(4 * np.pi / (12 * 4**11)))
-        res = hipsml.cutouts(survey, (np.array(ra), np.array(dec)), size=64, pixel_scale=0.8 * cell,
-                             interpolation="nearest", rotation=20.0)
+        res = hipsml.cutouts(
+            survey,
+            (np.array(ra), np.array(dec)),
+            size=64,
+            pixel_scale=0.8 * cell,
+            interpolation="nearest",
+            rotation=20.0,
+        )
         total = agree = 0
         for n in range(len(ra)):
             ref, _ = reference_nearest(reader, "galactic", ra[n], dec[n], 64, 0.8 * cell, 20.0)
             same = (res.images[n, 0] == ref.astype(np.float32)) | (np.isnan(ref) & np.isnan(res.images[n, 0]))
             agree += int(same.sum())
             total += ref.size
-        print(f"nearest vs reference on the real Planck HFI143 tiles (galactic, W=256, unpadded FITS): "
-              f"{100 * agree / total:.4f}% of {total:,} pixels identical")
+        print(
+            f"nearest vs reference on the real Planck HFI143 tiles (galactic, W=256, unpadded FITS): "
+            f"{100 * agree / total:.4f}% of {total:,} pixels identical"
+        )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ import numpy as np
 import hipsml
 
 
-def build_dataset(cache: Path, sources: int, seed: int, *, radius: float = 1.0,
-                  workers: int | None = None, progress: bool = True) -> hipsml.Dataset:
+def build_dataset(
+    cache: Path, sources: int, seed: int, *, radius: float = 1.0, workers: int | None = None, progress: bool = True
+) -> hipsml.Dataset:
     """The synthetic sky (a cone of ``radius`` deg) and its 64x64 four-band dataset, made once per
     (sources, seed, radius); ``workers`` render the sky (default: make_sky's) and extract the cutouts (default 2)."""
     from hipsml.sky import make_sky
@@ -40,16 +41,30 @@ def build_dataset(cache: Path, sources: int, seed: int, *, radius: float = 1.0,
     sky = cache / f"sky-{tag}"
     if not (sky / "catalogue.ecsv").is_file():
         # the demo's region and bands, denser: 3000 sources in a 1 deg cone
-        make_sky(sky, n_sources=sources, seed=seed, order=8, tile_width=256, radius=radius, progress=progress,
-                 workers=workers)
+        make_sky(
+            sky,
+            n_sources=sources,
+            seed=seed,
+            order=8,
+            tile_width=256,
+            radius=radius,
+            progress=progress,
+            workers=workers,
+        )
     recipe = {
         "name": "bench-cnn",
         "surveys": [{"location": str(sky / b), "name": b} for b in ("g", "r", "i", "radio")],
-        "targets": {"file": str(sky / "catalogue.ecsv"), "columns": {"id": "id", "ra": "ra", "dec": "dec",
-                                                                       "label": "class"}},
+        "targets": {
+            "file": str(sky / "catalogue.ecsv"),
+            "columns": {"id": "id", "ra": "ra", "dec": "dec", "label": "class"},
+        },
         "cutout": {"size": 64, "pixel_scale": 3.2},
-        "splits": {"scheme": "healpix", "order": 10, "salt": "demo", "fractions": {"train": 0.8, "val": 0.1,
-                                                                                   "test": 0.1}},
+        "splits": {
+            "scheme": "healpix",
+            "order": 10,
+            "salt": "demo",
+            "fractions": {"train": 0.8, "val": 0.1, "test": 0.1},
+        },
         "output": {"path": str(cache / f"dataset-{tag}")},
         "compute": {"workers": workers or 2},
     }
@@ -72,7 +87,7 @@ def training_rate(history: list[dict]) -> float:
 
 
 def per_class_text(names: list[str], accuracy: list[float | None]) -> str:
-    return ", ".join(f"{n} {a:.3f}" for n, a in zip(names, accuracy) if a is not None)
+    return ", ".join(f"{n} {a:.3f}" for n, a in zip(names, accuracy, strict=True) if a is not None)
 
 
 def main() -> None:
@@ -83,8 +98,12 @@ def main() -> None:
     parser.add_argument("--config", default=None, help="JSON mapping of CNN options")
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "hipsml-bench"))
     parser.add_argument("--build-only", action="store_true", help="build the dataset and stop")
-    parser.add_argument("--members", type=int, default=1,
-                        help="train this many runs (seeds seed, seed+1, ...) and report their ensemble too")
+    parser.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        help="train this many runs (seeds seed, seed+1, ...) and report their ensemble too",
+    )
     args = parser.parse_args()
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -100,9 +119,12 @@ def main() -> None:
         options["epochs"] = args.epochs
 
     def show(record: dict) -> None:
-        print(f"  epoch {record['epoch'] + 1}: loss {record['train_loss']:.4f} accuracy {record['train_accuracy']:.4f} "
-              f"val accuracy {record.get('val_accuracy', float('nan')):.4f} {record['images_per_second']:.0f} images/s "
-              f"({record['seconds']:.1f} s)", flush=True)
+        print(
+            f"  epoch {record['epoch'] + 1}: loss {record['train_loss']:.4f} accuracy {record['train_accuracy']:.4f} "
+            f"val accuracy {record.get('val_accuracy', float('nan')):.4f} {record['images_per_second']:.0f} images/s "
+            f"({record['seconds']:.1f} s)",
+            flush=True,
+        )
 
     runs, total = [], 0.0
     for member in range(args.members):
@@ -117,24 +139,36 @@ def main() -> None:
         test = result.metrics["test"]
         if member == 0:
             print(machine())
-            print(f"model: {result.config.stem_channels}-channel stride-{result.config.stem_stride} stem, widths "
-                  f"{list(result.config.widths)}, {result.config.blocks} block(s)/stage; "
-                  f"{json.loads((run / 'run.json').read_text())['parameters']:,} parameters")
-        print(f"seed {seed}: epochs run {len(result.history)} (best {result.metrics['best_epoch']}), "
-              f"stopped early: {result.metrics['stopped_early']}")
-        print(f"seed {seed}: test accuracy {test['accuracy']:.4f} on {test['count']} cutouts "
-              f"({per_class_text(result.label_names, test['per_class'])})")
-        print(f"seed {seed}: training wall time {wall:.1f} s, {training_rate(result.history):,.0f} images/s after "
-              f"the first epoch", flush=True)
+            print(
+                f"model: {result.config.stem_channels}-channel stride-{result.config.stem_stride} stem, widths "
+                f"{list(result.config.widths)}, {result.config.blocks} block(s)/stage; "
+                f"{json.loads((run / 'run.json').read_text())['parameters']:,} parameters"
+            )
+        print(
+            f"seed {seed}: epochs run {len(result.history)} (best {result.metrics['best_epoch']}), "
+            f"stopped early: {result.metrics['stopped_early']}"
+        )
+        print(
+            f"seed {seed}: test accuracy {test['accuracy']:.4f} on {test['count']} cutouts "
+            f"({per_class_text(result.label_names, test['per_class'])})"
+        )
+        print(
+            f"seed {seed}: training wall time {wall:.1f} s, {training_rate(result.history):,.0f} images/s after "
+            f"the first epoch",
+            flush=True,
+        )
     if args.members > 1:
         folder = predict_cnn(runs, ds, split="test", name="bench-ensemble", overwrite=True)
         got = read_cnn_predictions(ds, folder.name)
         truth = ds.column("label")[got.rows]
         right = got.predicted == truth
-        per_class = [float(right[truth == k].mean()) if np.any(truth == k) else None
-                     for k in range(len(got.label_names))]
-        print(f"ensemble of {args.members} (mean class probabilities, hipsml predict RUN1 RUN2 ...): test accuracy "
-              f"{right.mean():.4f} on {right.size} cutouts ({per_class_text(got.label_names, per_class)})")
+        per_class = [
+            float(right[truth == k].mean()) if np.any(truth == k) else None for k in range(len(got.label_names))
+        ]
+        print(
+            f"ensemble of {args.members} (mean class probabilities, hipsml predict RUN1 RUN2 ...): test accuracy "
+            f"{right.mean():.4f} on {right.size} cutouts ({per_class_text(got.label_names, per_class)})"
+        )
     print(f"training wall time: {total:.1f} s in all (goal <= 300 s)")
     print(f"peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 

@@ -95,8 +95,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         roots = [
-            render_function_hips(Path(tmp) / f"s{i}", lambda r, d, i=i: smooth(r, d) + i, order=korder,
-                                 tile_width=width, order_min=korder, region=(150.0, 2.0, 1.3))
+            render_function_hips(
+                Path(tmp) / f"s{i}",
+                lambda r, d, i=i: smooth(r, d) + i,
+                order=korder,
+                tile_width=width,
+                order_min=korder,
+                region=(150.0, 2.0, 1.3),
+            )
             for i in range(3)
         ]
         render_s = time.perf_counter() - t0
@@ -123,7 +129,7 @@ def main() -> None:
             ("hipsml bicubic, 1 channel", surveys[:1], "bicubic"),
             ("hipsml bilinear, 3 channels", surveys, "bilinear"),
         ]:
-            dt = best_of(lambda: run(svs, interp), args.repeat)
+            dt = best_of(lambda svs=svs, interp=interp: run(svs, interp), args.repeat)
             rows.append((label, n / dt, n * npx * len(svs) / dt / 1e6))
 
         m = min(args.naive, n)
@@ -135,10 +141,14 @@ def main() -> None:
         ours = run(surveys[:1], "bilinear").images[:50, 0].reshape(50, -1)
         diff = np.nanmax(np.abs(ours - ref))
 
-    print(f"machine: {platform.processor() or platform.machine()}, {platform.system()} {platform.release()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}; pinned to 1 core")
-    print(f"survey: order {korder}, tile width {width}, cell {scale:.2f} arcsec, rendered in {render_s:.1f} s; "
-          f"{n} targets, {args.size}x{args.size} cutouts, tiles decoded in memory")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {platform.system()} {platform.release()}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}; pinned to 1 core"
+    )
+    print(
+        f"survey: order {korder}, tile width {width}, cell {scale:.2f} arcsec, rendered in {render_s:.1f} s; "
+        f"{n} targets, {args.size}x{args.size} cutouts, tiles decoded in memory"
+    )
     print(f"{'route':34s} {'cutouts/s':>11s} {'Mpix/s':>9s} {'x naive':>9s}")
     for label, rate, mpix in rows:
         print(f"{label:34s} {rate:11,.0f} {mpix:9.1f} {rate / naive_rate:9.1f}")

@@ -116,7 +116,9 @@ def main() -> None:
     survey_dir = make_survey(cache)
     targets = make_targets(cache, args.targets)
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench-ds-", dir=cache))
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print(f"survey: order {ORDER}, {WIDTH}-pixel FITS tiles on disk, cone of {RADIUS} deg; {args.targets:,} targets")
 
     # 1. the builder, recipe to published version

@@ -91,19 +91,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiles", type=int, default=200)
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--latency-ms", type=float, default=0.0,
-                        help="server-side delay before each reply, to mimic a distant server (default 0)")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="server-side delay before each reply, to mimic a distant server (default 0)",
+    )
     args = parser.parse_args(argv)
 
-    print(f"machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    print(f"requests {requests.__version__}; server: tests/hips_server.py (ThreadingHTTPServer, HTTP/1.1) in a child process")
+    print(
+        f"machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
+    print(
+        f"requests {requests.__version__}; server: tests/hips_server.py (ThreadingHTTPServer, HTTP/1.1) in a child process"
+    )
     with tempfile.TemporaryDirectory(prefix="hipsml-bench-fetch-") as tmp:
         root = Path(tmp)
         relpaths = _write_survey(root, args.tiles, args.width)
         sizes = {p: (root / p).stat().st_size for p in relpaths}
         total = sum(sizes.values())
-        print(f"{args.tiles} tiles of {args.width}x{args.width} float32 FITS, {total / 1e6:.1f} MB in all; "
-              f"median of {args.repeat} passes; server latency {args.latency_ms:g} ms per request")
+        print(
+            f"{args.tiles} tiles of {args.width}x{args.width} float32 FITS, {total / 1e6:.1f} MB in all; "
+            f"median of {args.repeat} passes; server latency {args.latency_ms:g} ms per request"
+        )
 
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()

@@ -37,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-import hipsml
-
 # the survey and targets of bench_dataset.py (this folder is on sys.path when a script here runs)
-from bench_dataset import PIXEL, make_survey, make_targets  # noqa: E402
+from bench_dataset import PIXEL, make_survey, make_targets
+
+import hipsml
 
 
 def make_dataset(cache: Path, survey: Path, targets: Path, compressor: str) -> hipsml.Dataset:
@@ -76,7 +76,7 @@ def torch_rates_for(workers: int, threads: int):
     try:
         from torch.utils.data import DataLoader
     except ImportError:
-        print("torch is not installed: torch_dataset not measured (pip install \"hipsml[torch]\")")
+        print('torch is not installed: torch_dataset not measured (pip install "hipsml[torch]")')
         return None
     from hipsml.train import torch_dataset
 
@@ -106,7 +106,9 @@ def main() -> None:
     parser.add_argument("--sky", type=int, default=30_000, help="targets for sky_batches")
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "hipsml-bench"))
     parser.add_argument("--epochs", type=int, default=3, help="epochs timed per loader")
-    parser.add_argument("--torch-workers", type=int, default=2, help="DataLoader workers for torch_dataset (-1: skip it)")
+    parser.add_argument(
+        "--torch-workers", type=int, default=2, help="DataLoader workers for torch_dataset (-1: skip it)"
+    )
     parser.add_argument("--build-only", action="store_true")
     args = parser.parse_args()
 
@@ -131,7 +133,9 @@ def main() -> None:
         for epoch in range(args.epochs):
             t0 = time.perf_counter()
             n = 0
-            for images, _labels, rows in zarr_batches(ds, "train", epoch=epoch, normalise="minmax", threads=args.threads):
+            for _images, _labels, rows in zarr_batches(
+                ds, "train", epoch=epoch, normalise="minmax", threads=args.threads
+            ):
                 n += rows.size
             rates.append(n / (time.perf_counter() - t0))
             if torch_rate is not None:  # alternating epochs: both loaders see the same load
@@ -163,7 +167,7 @@ def main() -> None:
     for epoch in range(args.epochs):
         t0, c0 = time.perf_counter(), time.process_time()
         n = 0
-        for images, _labels, rows in source.for_epoch(epoch):
+        for _images, _labels, rows in source.for_epoch(epoch):
             n += rows.size
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         note = " (tiles read from disk and decoded)" if epoch == 0 else " (tiles in the survey's memory cache)"
@@ -174,7 +178,9 @@ def main() -> None:
     t0 = time.perf_counter()
     hipsml.cutouts(list(source.surveys), (aug.ra, aug.dec), size=64, pixel_scale=PIXEL, rotation=aug.rotation)
     engine = subset.size / (time.perf_counter() - t0)
-    print(f"  the engine alone (hipsml.cutouts, same targets and angles, 1 thread, no normalising): {engine:,.0f} cutouts/s")
+    print(
+        f"  the engine alone (hipsml.cutouts, same targets and angles, 1 thread, no normalising): {engine:,.0f} cutouts/s"
+    )
     print(f"\npeak RSS {peak_rss_gb():.2f} GB")
 
 

@@ -44,7 +44,7 @@ def naive_rate(sky_root: Path, order: int, width: int, n: int) -> float:
         v = np.stack(hp.pix2vec(nside, cells, nest=True), axis=-1)
         r2 = np.sum((v - vec) ** 2, axis=-1) / cell**2
         val = row["flux_r"] * np.exp(-0.5 * r2 / 1.5**2)
-        for c, x in zip((cells >> (2 * int(math.log2(width)))).tolist(), val.tolist()):
+        for c, x in zip((cells >> (2 * int(math.log2(width)))).tolist(), val.tolist(), strict=True):
             image[c] = image.get(c, 0.0) + x
     return len(cat) / (time.perf_counter() - t0)
 

@@ -98,8 +98,12 @@ def naive_rate(images: np.ndarray, *, neurons: int, neuron_dim: int, numrot: int
             r0 = np.clip(np.floor(src_r).astype(int), 0, side - 2)
             c0 = np.clip(np.floor(src_c).astype(int), 0, side - 2)
             fr, fc = src_r - r0, src_c - c0
-            rotated = (image[r0, c0] * (1 - fr) * (1 - fc) + image[r0, c0 + 1] * (1 - fr) * fc
-                       + image[r0 + 1, c0] * fr * (1 - fc) + image[r0 + 1, c0 + 1] * fr * fc).astype(np.float32)
+            rotated = (
+                image[r0, c0] * (1 - fr) * (1 - fc)
+                + image[r0, c0 + 1] * (1 - fr) * fc
+                + image[r0 + 1, c0] * fr * (1 - fc)
+                + image[r0 + 1, c0 + 1] * fr * fc
+            ).astype(np.float32)
             transforms.append(rotated.ravel())
             transforms.append(rotated[::-1].ravel())
         best = np.full(neurons, np.inf, np.float32)
@@ -124,39 +128,60 @@ def main() -> None:
     import jax
 
     device = jax.devices()[0]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}; JAX {jax.__version__} on {device.platform} ({device.device_kind})")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}; JAX {jax.__version__} on {device.platform} ({device.device_kind})"
+    )
 
-    rgz = dict(layout="hexagonal", width=21, height=21, neuron_dim=64, numrot=360, flip=True,
-               precision=args.precision)
+    rgz = dict(layout="hexagonal", width=21, height=21, neuron_dim=64, numrot=360, flip=True, precision=args.precision)
     images = synthetic_sources(args.images, 124, seed=1)
-    print(f"\nRGZ configuration: hexagonal 21x21 = 331 neurons of 64x64, 124x124 inputs, numrot 360 + flip "
-          f"(720 transforms), {args.precision}, {args.images} images per epoch")
+    print(
+        f"\nRGZ configuration: hexagonal 21x21 = 331 neurons of 64x64, 124x124 inputs, numrot 360 + flip "
+        f"(720 transforms), {args.precision}, {args.images} images per epoch"
+    )
     online = hipsml_rate(images, mode="online", **rgz)
-    print(f"  online : {online:8.2f} images/s  = {online / PINK_RGZ_RATE:5.1f}x PINK 2.5 ({PINK_RGZ_RATE} images/s); "
-          f"full RGZ epoch ({RGZ_IMAGES:,} images) {RGZ_IMAGES / online / 3600:.2f} h")
+    print(
+        f"  online : {online:8.2f} images/s  = {online / PINK_RGZ_RATE:5.1f}x PINK 2.5 ({PINK_RGZ_RATE} images/s); "
+        f"full RGZ epoch ({RGZ_IMAGES:,} images) {RGZ_IMAGES / online / 3600:.2f} h"
+    )
     batch = hipsml_rate(images, mode="batch", batch_size=args.batch_size, **rgz)
-    print(f"  batch  : {batch:8.2f} images/s  = {batch / PINK_RGZ_RATE:5.1f}x PINK 2.5 (B = {args.batch_size}); "
-          f"full RGZ epoch {RGZ_IMAGES / batch / 3600:.2f} h")
+    print(
+        f"  batch  : {batch:8.2f} images/s  = {batch / PINK_RGZ_RATE:5.1f}x PINK 2.5 (B = {args.batch_size}); "
+        f"full RGZ epoch {RGZ_IMAGES / batch / 3600:.2f} h"
+    )
     mapped = mapping_rate(images, mode="online", **rgz)
     print(f"  map    : {mapped:8.2f} images/s  (SOM.map: best neuron, distance, angle and flip)")
     naive = naive_rate(images[: args.naive_images], neurons=331, neuron_dim=64, numrot=360)
-    print(f"  naive numpy reference (720 transforms resampled per image): {naive:.3f} images/s; "
-          f"hipsml online / naive = {online / naive:.0f}x")
+    print(
+        f"  naive numpy reference (720 transforms resampled per image): {naive:.3f} images/s; "
+        f"hipsml online / naive = {online / naive:.0f}x"
+    )
     print(f"  peak memory so far: {peak_memory_mib():.0f} MiB")
 
     small = synthetic_sources(args.images, 64, seed=2)
     print("\n10x10 cartesian map, 64x64 inputs, numrot 360 + flip, PINK's default neuron 91 / distance 45")
-    online_small = hipsml_rate(small, width=10, height=10, numrot=360, flip=True, mode="online",
-                               precision=args.precision)
+    online_small = hipsml_rate(
+        small, width=10, height=10, numrot=360, flip=True, mode="online", precision=args.precision
+    )
     low, high = PINK_10X10_RATES
-    print(f"  online : {online_small:8.2f} images/s  = {online_small / high:.1f}x-{online_small / low:.1f}x "
-          f"PINK 2.5 ({low}-{high} images/s)")
-    batch_small = hipsml_rate(small, width=10, height=10, numrot=360, flip=True, mode="batch",
-                              batch_size=args.batch_size, precision=args.precision)
+    print(
+        f"  online : {online_small:8.2f} images/s  = {online_small / high:.1f}x-{online_small / low:.1f}x "
+        f"PINK 2.5 ({low}-{high} images/s)"
+    )
+    batch_small = hipsml_rate(
+        small,
+        width=10,
+        height=10,
+        numrot=360,
+        flip=True,
+        mode="batch",
+        batch_size=args.batch_size,
+        precision=args.precision,
+    )
     print(f"  batch  : {batch_small:8.2f} images/s  = {batch_small / high:.1f}x-{batch_small / low:.1f}x PINK 2.5")
-    mapped_small = mapping_rate(small, width=10, height=10, numrot=360, flip=True, mode="online",
-                                precision=args.precision)
+    mapped_small = mapping_rate(
+        small, width=10, height=10, numrot=360, flip=True, mode="online", precision=args.precision
+    )
     print(f"  map    : {mapped_small:8.2f} images/s  (SOM.map)")
     print(f"\npeak memory: {peak_memory_mib():.0f} MiB; load average now {os.getloadavg()[0]:.1f}")
 

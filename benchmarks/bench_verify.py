@@ -33,9 +33,9 @@ def build(root: Path, chunks: int, rows: int = 1, channels: int = 2, size: int =
     """A published one-version dataset at ``root`` with ``chunks`` images chunks of ``rows`` rows."""
     import zarr
 
+    from hipsml.dataset._build import _compressors
     from hipsml.dataset._integrity import manifest_path, write_manifest
     from hipsml.dataset._store import _entry, write_image_rows, write_versions
-    from hipsml.dataset._build import _compressors
 
     n = chunks * rows
     folder = root / "v1"
@@ -136,8 +136,10 @@ def main() -> None:
               f"({rate['one'] / rate['ref']:.2f}x the hashlib reference)")  # fmt: skip
         print(f"verify_dataset, {args.threads} threads:                   {rate['many']:8,.0f} MB/s "
               f"({rate['many'] / rate['ref']:.2f}x; goal >= 300 MB/s per core)")  # fmt: skip
-        print(f"(best of {args.repeat} runs each) "
-              f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+        print(
+            f"(best of {args.repeat} runs each) "
+            f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+        )
         del ds
 
 

@@ -32,7 +32,6 @@ It prints one table (device, figure, value, goal, met?) and writes it to ``--out
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import math
 import os
@@ -45,7 +44,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -270,7 +268,9 @@ def cnn_dataset(sizes: Sizes, cache: Path) -> Any:
     """bench_cnn's synthetic four-band 64x64 dataset (built once per size in ``cache``)."""
     from bench_cnn import build_dataset
 
-    return build_dataset(cache, sizes.cnn_sources, 0, radius=sizes.cnn_radius, workers=min(8, os.cpu_count() or 1), progress=False)
+    return build_dataset(
+        cache, sizes.cnn_sources, 0, radius=sizes.cnn_radius, workers=min(8, os.cpu_count() or 1), progress=False
+    )
 
 
 def measure_cnn_data(sizes: Sizes, cache: Path) -> None:
@@ -438,9 +438,9 @@ def collect(process: subprocess.Popen[str], result: PartResult) -> None:
     for line in process.stdout:
         line = line.rstrip("\n")
         if line.startswith(FIGURE_PREFIX):
-            result.figures.append(Figure(**json.loads(line[len(FIGURE_PREFIX):])))
+            result.figures.append(Figure(**json.loads(line[len(FIGURE_PREFIX) :])))
         elif line.startswith("DEVICE "):
-            result.device = json.loads(line[len("DEVICE "):])
+            result.device = json.loads(line[len("DEVICE ") :])
         else:
             result.lines.append(line)
             print(line, flush=True)
@@ -465,7 +465,7 @@ def pytest_part(python: str, timeout: float) -> PartResult:
         return result
     values = [counts.get("passed", 0), counts.get("failed", 0) + counts.get("error", 0) + counts.get("errors", 0),
               counts.get("skipped", 0)]  # fmt: skip
-    result.figures = [replace(r.measured(float(v)), part="tests") for r, v in zip(ROWS["tests"], values)]
+    result.figures = [replace(r.measured(float(v)), part="tests") for r, v in zip(ROWS["tests"], values, strict=True)]
     return result
 
 
@@ -511,7 +511,9 @@ def see_parent_site(python: str) -> None:
     purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              capture_output=True, text=True, check=True, timeout=60).stdout.strip()  # fmt: skip
     (Path(purelib) / "_gpu_check_parent_site.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    print(f"install: {VENV.name} also sees {', '.join(site.getsitepackages())} (this interpreter is a venv)", flush=True)
+    print(
+        f"install: {VENV.name} also sees {', '.join(site.getsitepackages())} (this interpreter is a venv)", flush=True
+    )
 
 
 def install(timeout: float, *, offline: bool) -> tuple[str, Figure]:
@@ -581,8 +583,12 @@ def run_all(args: argparse.Namespace) -> tuple[list[Figure], str]:
     background: tuple[threading.Thread, list[PartResult]] | None = None
     if "cnn-data" in args.parts:
         done: list[PartResult] = []
-        thread = threading.Thread(target=lambda: done.append(
-            run_part([*child, "--child", "cnn-data"], "cnn-data", args.timeout_per_part * 2)), daemon=True)
+        thread = threading.Thread(
+            target=lambda: done.append(
+                run_part([*child, "--child", "cnn-data"], "cnn-data", args.timeout_per_part * 2)
+            ),
+            daemon=True,
+        )
         thread.start()
         background = (thread, done)
     for part in args.parts:
@@ -623,7 +629,7 @@ def table(figures: list[Figure], device: str) -> str:
         met = {True: "yes", False: "NO", None: ""}[f.met]
         rows.append((device, f.name, format_value(f), goal, met))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -672,7 +678,9 @@ def main() -> None:
     parser.add_argument("--install-timeout", type=float, default=240.0, help="seconds for pip (default 240)")
     parser.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "hipsml-gpu-check"),
                         help="where the CNN dataset is built (reused when there)")  # fmt: skip
-    parser.add_argument("--offline", action="store_true", help=f"install from {WHEELHOUSE.name}/ without trying the registry")
+    parser.add_argument(
+        "--offline", action="store_true", help=f"install from {WHEELHOUSE.name}/ without trying the registry"
+    )
     parser.add_argument("--download-wheels", action="store_true", help=f"fill {WHEELHOUSE.name}/ and stop")
     parser.add_argument("--child", choices=PARTS, help=argparse.SUPPRESS)
     args = parser.parse_args()

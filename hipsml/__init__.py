@@ -15,7 +15,8 @@ The public API a notebook user calls:
   :mod:`hipsml.train`). ``hipsml.predict`` is the deprecated old name of :func:`predict_cnn`.
 
 Subpackages: :mod:`hipsml.hips` (tile layer), :mod:`hipsml.extract` (cutout engine),
-:mod:`hipsml.dataset` (recipes, versioned datasets), :mod:`hipsml.sky` (synthetic labelled surveys), :mod:`hipsml.errors`.
+:mod:`hipsml.dataset` (recipes, versioned datasets), :mod:`hipsml.sky` (synthetic labelled surveys),
+:mod:`hipsml.errors`.
 """
 
 from hipsml import errors
@@ -53,6 +54,7 @@ def __getattr__(name: str) -> object:
 def __dir__() -> list[str]:
     """The module's names and the training names (listed without importing them, so without JAX)."""
     return sorted(set(globals()) | set(_TRAIN_NAMES))
+
 
 __all__ = [
     "CutoutResult",

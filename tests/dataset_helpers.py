@@ -60,8 +60,9 @@ def copy_sky(src: Path, dest: Path) -> Path:
     return dest
 
 
-def generated_dataset(root: Path, *, n: int = 32, size: int = 8, classes=("dot", "blob"), labels=None,
-                      channels=("g", "r"), seed: int = 0):
+def generated_dataset(
+    root: Path, *, n: int = 32, size: int = 8, classes=("dot", "blob"), labels=None, channels=("g", "r"), seed: int = 0
+):
     """A published one-version Zarr dataset written directly (no sky, no extraction): fast for training tests.
 
     Each cutout is a dot (odd label) or a blob (even label) under noise in every channel; every
@@ -89,8 +90,17 @@ def generated_dataset(root: Path, *, n: int = 32, size: int = 8, classes=("dot",
     return hipsml.open_dataset(root)
 
 
-def make_dataset(root: Path, *, n: int = 240, size: int = 16, channels: int = 2, classes=("point", "blob", "ring"),
-                 noise: float = 0.3, seed: int = 0, fractions=(0.6, 0.2, 0.2)) -> Any:
+def make_dataset(
+    root: Path,
+    *,
+    n: int = 240,
+    size: int = 16,
+    channels: int = 2,
+    classes=("point", "blob", "ring"),
+    noise: float = 0.3,
+    seed: int = 0,
+    fractions=(0.6, 0.2, 0.2),
+) -> Any:
     """A published one-version dataset of generated shapes (labels, train/val/test splits, NaN corners)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] - (size - 1) / 2
@@ -100,8 +110,12 @@ def make_dataset(root: Path, *, n: int = 240, size: int = 16, channels: int = 2,
         dy, dx = rng.uniform(-1, 1, 2)
         y, x = yy - dy, xx - dx
         r = np.hypot(y, x)
-        shape = {"point": np.exp(-r**2 / 2), "blob": np.exp(-r**2 / 18), "ring": np.exp(-(r - size / 3) ** 2 / 2),
-                 "cross": np.exp(-np.minimum(abs(y), abs(x)) ** 2 / 2) * (r < size / 2.5)}[classes[k]]
+        shape = {
+            "point": np.exp(-(r**2) / 2),
+            "blob": np.exp(-(r**2) / 18),
+            "ring": np.exp(-((r - size / 3) ** 2) / 2),
+            "cross": np.exp(-(np.minimum(abs(y), abs(x)) ** 2) / 2) * (r < size / 2.5),
+        }[classes[k]]
         for c in range(channels):
             images[i, c] += rng.uniform(1, 2) * shape * (c + 1)
     images[::7, :, :2, :2] = np.nan
@@ -111,8 +125,14 @@ def make_dataset(root: Path, *, n: int = 240, size: int = 16, channels: int = 2,
     group.create_array("label", data=labels.astype(np.int64), chunks=(n,)).attrs["names"] = list(classes)
     group.create_array("split", data=split, chunks=(n,)).attrs["names"] = ["train", "val", "test"]
     group.create_array("id", data=np.arange(n, dtype=np.int64), chunks=(n,))
-    group.attrs["hipsml"] = {"complete": True, "version": 1, "hash": f"generated-{root.name}-{seed}", "count": n,
-                             "channels": [f"c{c}" for c in range(channels)], "name": root.name}
+    group.attrs["hipsml"] = {
+        "complete": True,
+        "version": 1,
+        "hash": f"generated-{root.name}-{seed}",
+        "count": n,
+        "channels": [f"c{c}" for c in range(channels)],
+        "name": root.name,
+    }
     import hipsml
 
     return hipsml.open_dataset(root)

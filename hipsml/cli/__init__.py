@@ -22,9 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``hipsml`` command (every subcommand's ``--help`` shows the defaults)."""
     from hipsml.cli._common import CommandParser
 
-    parser = CommandParser(
-        prog="hipsml", description="Machine-learning training sets from HiPS sky surveys."
-    )
+    parser = CommandParser(prog="hipsml", description="Machine-learning training sets from HiPS sky surveys.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-v INFO, -vv DEBUG)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -69,8 +69,10 @@ def _cmd_train_cnn(args: argparse.Namespace) -> int:
     shown = m.get("test") or m.get("val")
     score = f"; {shown['split']} accuracy {shown['accuracy']:.4f} on {shown['count']} cutouts" if shown else ""
     source = " (trained on cutouts cut from the sky every epoch)" if m["source"] == "sky" else ""
-    print(f"wrote {out}{source}: best epoch {m['best_epoch']} of {m['epochs_run']}{score}; "
-          f"model.eqx, metrics.json, confusion.png, curves.png")
+    print(
+        f"wrote {out}{source}: best epoch {m['best_epoch']} of {m['epochs_run']}{score}; "
+        f"model.eqx, metrics.json, confusion.png, curves.png"
+    )
     return 0
 
 
@@ -83,19 +85,23 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     folder = predict_cnn(args.run, ds, split=args.split, name=args.name, overwrite=args.overwrite)
     result = read_cnn_predictions(ds, folder.name)
     counts = {n: int((result.predicted == k).sum()) for k, n in enumerate(result.label_names)}
-    print(f"wrote {folder}: class probabilities of {len(result)} cutouts of {ds.path} v{ds.version} "
-          f"(predicted: {', '.join(f'{n} {c}' for n, c in counts.items())})")
-    print(f"  probabilities: {folder / 'probabilities'} (rows: {folder / 'rows'}; "
-          f"read them with hipsml.train.read_cnn_predictions(dataset, {folder.name!r}))")
+    print(
+        f"wrote {folder}: class probabilities of {len(result)} cutouts of {ds.path} v{ds.version} "
+        f"(predicted: {', '.join(f'{n} {c}' for n, c in counts.items())})"
+    )
+    print(
+        f"  probabilities: {folder / 'probabilities'} (rows: {folder / 'rows'}; "
+        f"read them with hipsml.train.read_cnn_predictions(dataset, {folder.name!r}))"
+    )
     scores = prediction_scores(ds, result)
     if scores:
-        print("  accuracy by split: " + ", ".join(f"{split} {s['accuracy']:.4f} ({s['correct']}/{s['count']})"
-                                                  for split, s in scores.items()))
+        print(
+            "  accuracy by split: "
+            + ", ".join(f"{split} {s['accuracy']:.4f} ({s['correct']}/{s['count']})" for split, s in scores.items())
+        )
     else:
         print("  the dataset has no labels: no accuracy")
     return 0
-
-
 
 
 _TRAIN_HELP = "train a residual CNN classifier on a labelled dataset"
@@ -113,16 +119,23 @@ def _add_train_arguments(cnn: argparse.ArgumentParser) -> None:
     cnn.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
     cnn.add_argument("--config", metavar="YAML", help="CNN options (CNNConfig names: epochs, widths, normalise, ...)")
     add_option_flags(cnn, CNN_FLAGS, hints={"source": " (dataset or sky)"})
-    cnn.add_argument("--out", required=True, metavar="RUNDIR", help="run folder (checkpoints, model, metrics, pictures)")
+    cnn.add_argument(
+        "--out", required=True, metavar="RUNDIR", help="run folder (checkpoints, model, metrics, pictures)"
+    )
     cnn.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     cnn.add_argument("--init", metavar="CKPT", help="fine-tune from this run folder (or its model.eqx)")
-    cnn.add_argument("--freeze", type=non_negative_int, default=0, metavar="K",
-                     help="with --init: freeze the first K stages (the stem is stage 1)")
+    cnn.add_argument(
+        "--freeze",
+        type=non_negative_int,
+        default=0,
+        metavar="K",
+        help="with --init: freeze the first K stages (the stem is stage 1)",
+    )
     cnn.set_defaults(func=_cmd_train_cnn)
 
 
 def add_cnn_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``cnn train`` (beside ``som train``), its alias ``train cnn``, and ``predict`` on the ``hipsml`` parser."""
+    """Register ``cnn train`` (beside ``som train``), its alias ``train cnn``, and ``predict``."""
     group = sub.add_parser("cnn", help="residual CNN classifiers (cnn train)")
     group_sub = group.add_subparsers(dest="cnn_command", required=True, metavar="ACTION")
     _add_train_arguments(group_sub.add_parser("train", help=_TRAIN_HELP, description=_TRAIN_DESCRIPTION))
@@ -138,10 +151,16 @@ def add_cnn_commands(sub: argparse._SubParsersAction) -> None:
         "rows, probabilities and predicted as Zarr arrays to DATASET/derived/vN/cnn/NAME, leaving the version "
         "untouched. Several run folders (the same classes) are an ensemble: their class probabilities are averaged.",
     )  # fmt: skip
-    pred.add_argument("run", metavar="RUNDIR", nargs="+",
-                      help="a run folder (hipsml cnn train); several make an ensemble (mean class probabilities)")
+    pred.add_argument(
+        "run",
+        metavar="RUNDIR",
+        nargs="+",
+        help="a run folder (hipsml cnn train); several make an ensemble (mean class probabilities)",
+    )
     pred.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
     pred.add_argument("--split", help="classify only this split (default: every cutout)")
-    pred.add_argument("--name", help="name of the predictions (default: the run folder's name; FIRST-ensembleK for K runs)")
+    pred.add_argument(
+        "--name", help="name of the predictions (default: the run folder's name; FIRST-ensembleK for K runs)"
+    )
     pred.add_argument("--overwrite", action="store_true", help="replace predictions of that name")
     pred.set_defaults(func=_cmd_predict)

@@ -113,7 +113,9 @@ def read_config_file(path: str, *, section: str, example: str) -> dict[str, Any]
 OptionFlags = dict[str, tuple[str, Any]]
 
 
-def add_option_flags(parser: argparse.ArgumentParser, flags: OptionFlags, *, hints: dict[str, str] | None = None) -> None:
+def add_option_flags(
+    parser: argparse.ArgumentParser, flags: OptionFlags, *, hints: dict[str, str] | None = None
+) -> None:
     """Add one ``--flag`` per option of ``flags`` to ``parser`` (integers positive, ``seed`` from 0)."""
     for flag, (name, kind) in flags.items():
         typ = (non_negative_int if name == "seed" else positive_int) if kind is int else kind

@@ -1,4 +1,7 @@
-"""The SOM commands of ``hipsml``: ``som train``, ``som map``, ``som outliers``, ``som explore`` (thin: parse, call, print)."""
+"""The SOM commands of ``hipsml``: ``som train``, ``som map``, ``som outliers``, ``som explore``.
+
+Each parses its arguments, checks what it can before any work, calls the library and prints what it did.
+"""
 
 from __future__ import annotations
 
@@ -30,9 +33,10 @@ SOM_FLAGS: OptionFlags = {
 }
 
 #: help of ``--channels`` on the commands that draw pictures (the explorer's default differs)
-_CHANNELS_HELP = ("channels to draw: one name or index (grey) or three (RGB), e.g. r, 2,1,0 or radio,i,g "
-                  "(default: every channel side by side, up to 4)")
-
+_CHANNELS_HELP = (
+    "channels to draw: one name or index (grey) or three (RGB), e.g. r, 2,1,0 or radio,i,g "
+    "(default: every channel side by side, up to 4)"
+)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -96,14 +100,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     first = len(previous.history) if previous is not None else 0
     # what is about to happen, and a progress bar through every epoch (stderr; -q: no bars)
     print(training_summary(ds, base, split=_split(args.split), **options), file=sys.stderr, flush=True)
-    som = train_som(ds, base, split=_split(args.split), progress=not args.quiet, workdir=out, resume=args.resume,
-                    on_epoch=lambda record: _print_epoch(record, total, record.epoch == first), **options)
+    som = train_som(
+        ds,
+        base,
+        split=_split(args.split),
+        progress=not args.quiet,
+        workdir=out,
+        resume=args.resume,
+        on_epoch=lambda record: _print_epoch(record, total, record.epoch == first),
+        **options,
+    )
     mapping = som.map(ds, split=_split(args.split))
     pictures = plot_som_pictures(som, mapping, out, channels=args.channels)
-    print(f"wrote {out}: {som.config.layout} {som.config.width}x{som.config.height} SOM of "
-          f"{som.config.neuron_dim}-pixel neurons, trained {len(som.history)} epochs on {len(mapping.bmu)} "
-          f"cutouts of {ds.path} v{ds.version} (split {args.split}); pictures: "
-          f"{', '.join(p.name for p in pictures)} (prototypes: channels {_view(args.channels, ds).label})")
+    print(
+        f"wrote {out}: {som.config.layout} {som.config.width}x{som.config.height} SOM of "
+        f"{som.config.neuron_dim}-pixel neurons, trained {len(som.history)} epochs on {len(mapping.bmu)} "
+        f"cutouts of {ds.path} v{ds.version} (split {args.split}); pictures: "
+        f"{', '.join(p.name for p in pictures)} (prototypes: channels {_view(args.channels, ds).label})"
+    )
     return 0
 
 
@@ -122,13 +136,22 @@ def _cmd_map(args: argparse.Namespace) -> int:
     from hipsml.train import write_som_mapping
 
     som, ds = _load(args)
-    folder = write_som_mapping(som, ds, name=_mapping_name(args), split=_split(args.split), overwrite=args.overwrite,
-                               som_path=args.som, progress=not args.quiet)
+    folder = write_som_mapping(
+        som,
+        ds,
+        name=_mapping_name(args),
+        split=_split(args.split),
+        overwrite=args.overwrite,
+        som_path=args.som,
+        progress=not args.quiet,
+    )
     import zarr
 
     attrs = zarr.open_group(folder, mode="r").attrs["hipsml"]
-    print(f"wrote {folder}: {attrs['count']} cutouts of {ds.path} v{ds.version}, "
-          f"quantisation error {attrs['quantisation_error']:.5g}, topographic error {attrs['topographic_error']:.4f}")
+    print(
+        f"wrote {folder}: {attrs['count']} cutouts of {ds.path} v{ds.version}, "
+        f"quantisation error {attrs['quantisation_error']:.5g}, topographic error {attrs['topographic_error']:.4f}"
+    )
     return 0
 
 
@@ -146,19 +169,23 @@ def _cmd_outliers(args: argparse.Namespace) -> int:
     ids = ds.column("id")
     labels, names = (ds.column("label"), ds.label_names) if ds.label_names else (None, None)
     shown = " (the first 10 below)" if len(positions) > 10 else ""
-    print(f"wrote {dest}: the {len(positions)} cutouts farthest from their prototypes, channels "
-          f"{_view(args.channels, ds).label}{shown}")
+    print(
+        f"wrote {dest}: the {len(positions)} cutouts farthest from their prototypes, channels "
+        f"{_view(args.channels, ds).label}{shown}"
+    )
     print(f"  {'rank':>4} {'row':>8} {'id':>14} {'distance':>10} {'neuron':>6}" + ("  label" if names else ""))
     for rank, k in enumerate(positions[:10], 1):
         row = int(mapping.rows[k])
         label = f"  {names[int(labels[row])]}" if names and labels is not None else ""
-        print(f"  {rank:>4} {row:>8} {str(ids[row]):>14} {float(mapping.distance[k]):>10.5g} "
-              f"{int(mapping.bmu[k]):>6}{label}")
+        print(
+            f"  {rank:>4} {row:>8} {str(ids[row]):>14} {float(mapping.distance[k]):>10.5g} "
+            f"{int(mapping.bmu[k]):>6}{label}"
+        )
     return 0
 
 
 def _explore_mapping(args: argparse.Namespace, som: Any, ds: Any) -> Any:
-    """The mapping to explore: ``--name`` (which must exist and be this SOM's), else the stored default, else map now."""
+    """The mapping to explore: ``--name`` (it must exist and be this SOM's), else the stored default, else map now."""
     from hipsml.errors import InvalidInputError
     from hipsml.train import read_som_mapping, stored_som_mapping
 
@@ -167,8 +194,10 @@ def _explore_mapping(args: argparse.Namespace, som: Any, ds: Any) -> Any:
         read_som_mapping(ds, args.name)  # a missing mapping is a one-line error listing those there are
         mapping = stored_som_mapping(som, ds, args.name, split=split)
         if mapping is None:
-            raise InvalidInputError(f"the mapping {args.name!r} of {ds.path} v{ds.version} was not made by {args.som} "
-                                    f"(split {args.split or 'all'}); map it again with 'hipsml som map'")
+            raise InvalidInputError(
+                f"the mapping {args.name!r} of {ds.path} v{ds.version} was not made by {args.som} "
+                f"(split {args.split or 'all'}); map it again with 'hipsml som map'"
+            )
         return mapping
     name = _mapping_name(args)
     stored = stored_som_mapping(som, ds, name, split=split)
@@ -185,8 +214,10 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     som, ds = _load(args)
     mapping = _explore_mapping(args, som, ds)
     folder = write_explorer(som, ds, args.out, mapping=mapping, k=args.k, top=args.top, channels=args.channels)
-    print(f"wrote {folder}: {som.neuron_count} prototypes, {len(mapping.bmu)} cutouts of {ds.path} v{ds.version}; "
-          f"open {(folder / 'index.html').resolve().as_uri()}")
+    print(
+        f"wrote {folder}: {som.neuron_count} prototypes, {len(mapping.bmu)} cutouts of {ds.path} v{ds.version}; "
+        f"open {(folder / 'index.html').resolve().as_uri()}"
+    )
     if not args.serve:
         return 0
     server = explorer_server(folder, port=args.port)
@@ -217,7 +248,8 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
     som_sub = som.add_subparsers(dest="som_command", required=True, metavar="ACTION")
 
     train = som_sub.add_parser(
-        "train", help="train a SOM on a dataset split",
+        "train",
+        help="train a SOM on a dataset split",
         description="Train a rotation- and flip-invariant SOM on a dataset split (cutouts min-max normalised "
         "by default), saving it to --out after every epoch; then draw its prototypes, hit counts, U-matrix "
         "and error curves there. --resume continues a partial training from its last saved epoch. It prints "
@@ -234,7 +266,8 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
     train.set_defaults(func=_cmd_train)
 
     mp = som_sub.add_parser(
-        "map", help="map a dataset onto a SOM; store the mapping beside the version",
+        "map",
+        help="map a dataset onto a SOM; store the mapping beside the version",
         description="Map every cutout (or one split) of a dataset version onto a SOM and write bmu, distance, "
         "angle, flipped and rows as Zarr arrays to DATASET/derived/vN/som/NAME, leaving the version untouched.",
     )
@@ -246,7 +279,8 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
     mp.set_defaults(func=_cmd_map)
 
     out = som_sub.add_parser(
-        "outliers", help="draw the cutouts farthest from their prototypes",
+        "outliers",
+        help="draw the cutouts farthest from their prototypes",
         description="Rank a dataset's cutouts by the distance to their best-matching prototype (largest first) "
         "and draw the top ones as a PNG grid with id and distance. Uses the stored mapping NAME when it was "
         "made by this SOM, otherwise maps the dataset now.",
@@ -261,7 +295,8 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
     out.set_defaults(func=_cmd_outliers)
 
     ex = som_sub.add_parser(
-        "explore", help="write a static web page to browse the SOM and its cutouts (--serve: serve it)",
+        "explore",
+        help="write a static web page to browse the SOM and its cutouts (--serve: serve it)",
         description="Write a self-contained SOM explorer folder (HTML, JS, PNG thumbnails, FITS cutouts; opens from "
         "file://): the prototypes on the map with a hit-count heat map, the K cutouts nearest to each prototype "
         "(id, ra, dec, label, distance, angle, flip, FITS link) and the TOP outliers. Uses the stored mapping NAME "
@@ -274,9 +309,11 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--top", type=positive_int, default=50, help="outliers listed")
     ex.add_argument("--name", help="stored mapping to use; it must exist (default: the SOM folder's name, if stored)")
     ex.add_argument("--split", help="explore only this split (default: every cutout)")
-    ex.add_argument("--channels", metavar="C[,C,C]",
-                    help="thumbnail channels: one name or index (grey) or three (RGB), e.g. r or 2,1,0 "
-                    "(default 0,1,2 or 0)")
+    ex.add_argument(
+        "--channels",
+        metavar="C[,C,C]",
+        help="thumbnail channels: one name or index (grey) or three (RGB), e.g. r or 2,1,0 (default 0,1,2 or 0)",
+    )
     ex.add_argument("--serve", action="store_true", help="then serve the folder on 127.0.0.1 until Ctrl-C")
     ex.add_argument("--port", type=_port, default=8000, help="port for --serve (0: any free port)")
     ex.set_defaults(func=_cmd_explore)

@@ -122,10 +122,14 @@ class BuildReport:
     def summary(self) -> str:
         """A few lines for the terminal."""
         if not self.created:
-            return f"{self.path}: unchanged recipe: version v{self.version} ({self.hash[:12]}) already holds it; nothing written"
+            return (
+                f"{self.path}: unchanged recipe: version v{self.version} ({self.hash[:12]}) already holds it; "
+                "nothing written"
+            )
         busy = self.tile_seconds + self.kernel_seconds + self.write_seconds
         share = (
-            f" (worker time: tiles {100 * self.tile_seconds / busy:.0f}%, kernel {100 * self.kernel_seconds / busy:.0f}%, "
+            f" (worker time: tiles {100 * self.tile_seconds / busy:.0f}%, "
+            f"kernel {100 * self.kernel_seconds / busy:.0f}%, "
             f"writing {100 * self.write_seconds / busy:.0f}%)"
             if busy > 0 else ""
         )  # fmt: skip
@@ -144,14 +148,21 @@ class BuildReport:
         """One line per reason targets were dropped (none when none were)."""
         lines = []
         if self.probed:
-            lines.append(f"  coverage pass: {self.probed:,} candidates cut in {self.probe_seconds:.1f} s to measure their coverage")
+            lines.append(
+                f"  coverage pass: {self.probed:,} candidates cut in {self.probe_seconds:.1f} s "
+                "to measure their coverage"
+            )
         if self.uncovered:
-            lines.append(f"  dropped: {self.uncovered:,} uncovered targets dropped (centre in no survey's MOC or tiles)")
+            lines.append(
+                f"  dropped: {self.uncovered:,} uncovered targets dropped (centre in no survey's MOC or tiles)"
+            )
         if self.no_data:
             lines.append(f"  dropped: {self.no_data:,} targets whose cutout holds no data in any channel")
         if self.below_min_coverage:
             per = ", ".join(f"{k} {v:,}" for k, v in self.below_by_channel.items())
-            lines.append(f"  dropped: {self.below_min_coverage:,} targets below min_coverage (channels below it: {per})")
+            lines.append(
+                f"  dropped: {self.below_min_coverage:,} targets below min_coverage (channels below it: {per})"
+            )
         return lines
 
 
@@ -268,7 +279,7 @@ def _software() -> dict[str, str]:
 def _survey_identity(recipe: Recipe, surveys: list[Any], spec: CutoutSpec) -> list[dict[str, Any]]:
     """What identifies each survey's content (not where it is read from: a mirror is the same survey)."""
     out = []
-    for entry, sv, k in zip(recipe.surveys, surveys, spec.orders):
+    for _entry, sv, k in zip(recipe.surveys, surveys, spec.orders, strict=True):
         p = sv.properties
         out.append({
             "creator_did": p.get("creator_did") or p.get("publisher_did") or "",
@@ -378,7 +389,8 @@ def _check_build_memory(recipe: Recipe, inputs: _Inputs, n: int, chunk: int, id_
     )  # fmt: skip
     size = inputs.spec.size
     check_memory(estimate, what=f"recipe {recipe.name!r} ({n:,} cutouts of {len(inputs.channels)} x {size} x {size} "
-                 f"pixels, {slots} worker threads)", shrink="cutout.size, output.chunk_mb or compute.workers")  # fmt: skip
+                 f"pixels, {slots} worker threads)",
+                 shrink="cutout.size, output.chunk_mb or compute.workers")  # fmt: skip
 
 
 def _chunk_rows(recipe: Recipe, channels: int, size: int) -> int:
@@ -479,7 +491,8 @@ def extract_dataset(
     if compute:
         try:
             recipe = parse_recipe(
-                {**recipe.model_dump(mode="json", exclude={"base_dir"}), "compute": {**recipe.compute.model_dump(), **compute}},
+                {**recipe.model_dump(mode="json", exclude={"base_dir"}),
+                 "compute": {**recipe.compute.model_dump(), **compute}},
                 source="command line", base_dir=recipe.base_dir,
             )  # fmt: skip
         except RecipeError as exc:
@@ -545,7 +558,7 @@ def _read_inputs(recipe: Recipe, root: Path) -> _Inputs:
     identity = _survey_identity(recipe, surveys, spec)
     channels: list[str] = []
     groups: dict[str, list[int]] = {}
-    for entry, sv in zip(recipe.surveys, surveys):
+    for entry, sv in zip(recipe.surveys, surveys, strict=True):
         name = entry.name or sv.name
         groups.setdefault(name, []).extend(range(len(channels), len(channels) + sv.channels))
         channels += [name] if sv.channels == 1 else [f"{name}[{i}]" for i in range(sv.channels)]
@@ -630,11 +643,16 @@ def _measure_rows(images: Any, start: int, stop: int) -> np.ndarray:
     """Channel coverage of rows ``start:stop`` of a Zarr ``images`` array, read a chunk at a time."""
     step = max(1, int(images.chunks[0]))
     return np.concatenate(
-        [channel_coverage(np.asarray(images[a : min(a + step, stop)], dtype=np.float32)) for a in range(start, stop, step)]
+        [
+            channel_coverage(np.asarray(images[a : min(a + step, stop)], dtype=np.float32))
+            for a in range(start, stop, step)
+        ]
     )
 
 
-def _coverage_pass(recipe: Recipe, inputs: _Inputs, root: Path, report: BuildReport, *, resume: bool, progress: bool) -> None:
+def _coverage_pass(
+    recipe: Recipe, inputs: _Inputs, root: Path, report: BuildReport, *, resume: bool, progress: bool
+) -> None:
     """Drop the targets below ``min_coverage`` (and, with ``drop_uncovered`` and a survey whose footprint is
     unknown, those without data) by cutting every candidate once and measuring its channel coverage.
 
@@ -643,7 +661,7 @@ def _coverage_pass(recipe: Recipe, inputs: _Inputs, root: Path, report: BuildRep
     """
     thresholds = coverage_thresholds(recipe.targets.min_coverage, inputs.channels, inputs.groups, source=recipe.name)
     drop_empty = recipe.targets.drop_uncovered and not inputs.footprint_known
-    report.min_coverage = dict(zip(inputs.channels, thresholds.tolist()))
+    report.min_coverage = dict(zip(inputs.channels, thresholds.tolist(), strict=True))
     if not (drop_empty or thresholds.any()):
         return
     targets = inputs.targets
@@ -660,7 +678,9 @@ def _coverage_pass(recipe: Recipe, inputs: _Inputs, root: Path, report: BuildRep
             targets.ra, targets.dec, inputs.spec, inputs.surveys, rotation=targets.rotation,
             target_per_unit=recipe.compute.targets_per_unit,
         )  # fmt: skip
-        logger.info("coverage pass: cutting %d candidates in %d units to measure their coverage", len(targets), len(units))
+        logger.info(
+            "coverage pass: cutting %d candidates in %d units to measure their coverage", len(targets), len(units)
+        )
         bar = None
         if progress and units:
             from tqdm.auto import tqdm
@@ -689,7 +709,11 @@ def _coverage_pass(recipe: Recipe, inputs: _Inputs, root: Path, report: BuildRep
             f"targets: all {len(targets)} targets were dropped by coverage ({drops.no_data} without data, "
             f"{drops.min_coverage} below min_coverage); lower targets.min_coverage or check the surveys"
         )
-    report.no_data, report.below_min_coverage, report.below_by_channel = drops.no_data, drops.min_coverage, drops.by_channel
+    report.no_data, report.below_min_coverage, report.below_by_channel = (
+        drops.no_data,
+        drops.min_coverage,
+        drops.by_channel,
+    )
     if not drops.keep.all():
         inputs.targets = targets.take(np.flatnonzero(drops.keep))
 
@@ -812,7 +836,9 @@ def _units_from_bounds(bounds: list[list[int]], targets: TargetTable, spec: Cuto
     return units
 
 
-def _run_jobs(jobs: list[_UnitJob], recipe: Recipe, report: BuildReport, progress: bool, *, own_reads_before: int) -> None:
+def _run_jobs(
+    jobs: list[_UnitJob], recipe: Recipe, report: BuildReport, progress: bool, *, own_reads_before: int
+) -> None:
     bar = None
     if progress and jobs:
         from tqdm.auto import tqdm
@@ -900,29 +926,55 @@ def _finish_staging(
         "count": n,
         "recipe": recipe.model_dump(mode="json", exclude={"base_dir"}),
         "surveys": [
-            {"location": sv.location, "name": entry.name or sv.name, "order": k, "frame": sv.frame,
-             "tile_width": sv.tile_width, "channels": sv.channels, "properties": dict(sv.properties)}
-            for entry, sv, k in zip(recipe.surveys, surveys, spec.orders)
+            {
+                "location": sv.location,
+                "name": entry.name or sv.name,
+                "order": k,
+                "frame": sv.frame,
+                "tile_width": sv.tile_width,
+                "channels": sv.channels,
+                "properties": dict(sv.properties),
+            }
+            for entry, sv, k in zip(recipe.surveys, surveys, spec.orders, strict=True)
         ],  # fmt: skip
         "channels": channels,
         "geometry": {
-            "size": spec.size, "pixel_scale_arcsec": spec.pixel_scale, "projection": spec.projection,
-            "interpolation": spec.interpolation, "rotation": spec.rotation,
+            "size": spec.size,
+            "pixel_scale_arcsec": spec.pixel_scale,
+            "projection": spec.projection,
+            "interpolation": spec.interpolation,
+            "rotation": spec.rotation,
             "crpix": [spec.size / 2 + 0.5, spec.size / 2 + 0.5],
             "cd": "pixel_scale/3600 * [[-cos t, sin t], [sin t, cos t]], t = rotation (deg); row 0 south, east left",
         },  # fmt: skip
         "splits": {**recipe.splits.model_dump(mode="json"), "names": split_names},
-        "labels": {"column": recipe.targets.columns.label,
-                   "names": list(targets.label_names) if targets.label_names else None},  # fmt: skip
-        "targets": {"source": targets.source, "hash": targets.content_hash, "count": n, "frame": recipe.targets.frame,
-                    "dropped_uncovered": report.uncovered, "row_order": f"NESTED order {ROW_ORDER}, ties by id",
-                    "dropped": {"uncovered": report.uncovered, "no_data": report.no_data,
-                                "min_coverage": report.below_min_coverage,
-                                "min_coverage_by_channel": report.below_by_channel},
-                    "min_coverage": report.min_coverage},  # fmt: skip
+        "labels": {
+            "column": recipe.targets.columns.label,
+            "names": list(targets.label_names) if targets.label_names else None,
+        },  # fmt: skip
+        "targets": {
+            "source": targets.source,
+            "hash": targets.content_hash,
+            "count": n,
+            "frame": recipe.targets.frame,
+            "dropped_uncovered": report.uncovered,
+            "row_order": f"NESTED order {ROW_ORDER}, ties by id",
+            "dropped": {
+                "uncovered": report.uncovered,
+                "no_data": report.no_data,
+                "min_coverage": report.below_min_coverage,
+                "min_coverage_by_channel": report.below_by_channel,
+            },
+            "min_coverage": report.min_coverage,
+        },  # fmt: skip
         "software": _software(),
-        "parent": None if parent is None else {"version": int(parent[0]["version"]), "hash": parent[0]["hash"],
-                                               "reused_cutouts": report.reused},  # fmt: skip
+        "parent": None
+        if parent is None
+        else {
+            "version": int(parent[0]["version"]),
+            "hash": parent[0]["hash"],
+            "reused_cutouts": report.reused,
+        },  # fmt: skip
         "summary": {"full": report.full, "partial": report.partial, "empty": report.empty},
     }
     group.attrs["hipsml"] = attrs

@@ -147,7 +147,8 @@ class Dataset:
                 arr[lo:hi]
             except Exception as inner:  # this chunk is a bad one
                 return DatasetError(f"{self._where}: array {name!r} chunk {k} (rows {lo}..{hi - 1}) cannot be "
-                                    f"read ({type(inner).__name__}: {inner}); restore the version from a good copy")  # fmt: skip
+                                    f"read ({type(inner).__name__}: {inner}); "
+                                    "restore the version from a good copy")  # fmt: skip
         return DatasetError(f"{self._where}: array {name!r} cannot be read ({type(exc).__name__}: {exc})")
 
     def __len__(self) -> int:
@@ -284,8 +285,10 @@ class Dataset:
         i = int(index) % n
         g = self._geometry()
         if g is None:
-            raise InvalidInputError(f"{self.location} records no cutout geometry (attribute 'geometry'), so its "
-                                    "cutouts have no WCS; write it with hipsml extract to have one")
+            raise InvalidInputError(
+                f"{self.location} records no cutout geometry (attribute 'geometry'), so its "
+                "cutouts have no WCS; write it with hipsml extract to have one"
+            )
         rotation = g["rotation"]
         if isinstance(rotation, str):
             rotation = float(self.group["rotation"][i])
@@ -338,7 +341,9 @@ class Dataset:
         g = self._geometry()
         if g is None:
             return self._to_fits_without_wcs(idx, out)
-        rot = self.column("rotation")[idx] if isinstance(g["rotation"], str) else np.full(idx.size, float(g["rotation"]))
+        rot = (
+            self.column("rotation")[idx] if isinstance(g["rotation"], str) else np.full(idx.size, float(g["rotation"]))
+        )
         images = self.read_images(idx).astype(np.float32)
         surveys = self.attrs.get("surveys", [])
         result = CutoutResult(
@@ -365,7 +370,6 @@ class Dataset:
 
         from astropy.io import fits
 
-
         logger.info("%s records no cutout geometry: writing FITS cutouts without a WCS", self.location)
         ids = self.column("id")[idx]
         paths = []
@@ -375,8 +379,10 @@ class Dataset:
             header["COMMENT"] = "no WCS: the dataset records no cutout geometry (not written by hipsml extract)"
             header["NCHAN"] = (int(data.shape[0]), "number of channels (image planes)")
             for k, channel in enumerate(self.channels, start=1):
-                header[f"CHANNEL{k}"] = ("".join(c if 32 <= ord(c) < 127 else " " for c in str(channel)),
-                                         f"name of channel {k}")
+                header[f"CHANNEL{k}"] = (
+                    "".join(c if 32 <= ord(c) < 127 else " " for c in str(channel)),
+                    f"name of channel {k}",
+                )
             for keyword, value, comment in self.fits_cards(row):
                 header[keyword] = (value, comment)
             hdu = fits.PrimaryHDU(data=data[0] if data.shape[0] == 1 else data, header=header)
@@ -451,7 +457,9 @@ def _check_version_arg(version: Any) -> int | str:
     return int(version) if isinstance(version, np.integer) else version
 
 
-def verify_dataset(path: str | os.PathLike[str], version: int | str = "latest", *, threads: int | None = None) -> VerifyReport:
+def verify_dataset(
+    path: str | os.PathLike[str], version: int | str = "latest", *, threads: int | None = None
+) -> VerifyReport:
     """Hash every file of a published version against its manifest; name every file that differs.
 
     Unlike :func:`open_dataset` this does not open the Zarr group first, so even a damaged

@@ -54,7 +54,7 @@ def check_derived_name(name: Any, kind: str = "som") -> str:
     >>> check_derived_name("../x")
     Traceback (most recent call last):
     ...
-    hipsml.errors.InvalidInputError: SOM mapping name must be 1-100 letters, digits, '.', '_' or '-' (not starting with '.', '_' or '-'), got '../x'
+    hipsml.errors.InvalidInputError: SOM mapping name must be 1-100 letters, digits, '.', '_' or '-' ...
     """
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidInputError(f"{_what(kind)} name must be 1-100 letters, digits, '.', '_' or '-' "

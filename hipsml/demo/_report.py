@@ -32,8 +32,11 @@ def demo_intro(shown: str, recipe: str, dataset: Dataset, sky: SyntheticSky, som
     import jax
 
     shown_score = cnn.metrics.get("test") or cnn.metrics.get("val")
-    score = (f"{shown_score['split']} accuracy {shown_score['accuracy']:.3f} on {shown_score['count']:,} cutouts"
-             if shown_score else "no test split")
+    score = (
+        f"{shown_score['split']} accuracy {shown_score['accuracy']:.3f} on {shown_score['count']:,} cutouts"
+        if shown_score
+        else "no test split"
+    )
     cfg = som.som.config
     intro = [f"A seeded synthetic sky ({sum(sky.class_counts.values()):,} sources, seed {sky.seed}, HiPS order "
              f"{sky.order}, one survey per band, in {shlex.quote(str(sky.root))}) cut into a versioned Zarr training "
@@ -44,5 +47,10 @@ def demo_intro(shown: str, recipe: str, dataset: Dataset, sky: SyntheticSky, som
              f"{jax.default_backend()}).",
              "The whole demo (sky, dataset, SOM, CNN and this page) is made again by the second command; the "
              "dataset alone by the first."]  # fmt: skip
-    return Section("sky", "The demo sky", intro, [],
-                   commands=[f"hipsml extract {shlex.quote(recipe)}", f"hipsml demo {shlex.quote(shown)}"])
+    return Section(
+        "sky",
+        "The demo sky",
+        intro,
+        [],
+        commands=[f"hipsml extract {shlex.quote(recipe)}", f"hipsml demo {shlex.quote(shown)}"],
+    )

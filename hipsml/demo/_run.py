@@ -114,7 +114,9 @@ def _existing_sky(root: Path, *, n_sources: int, seed: int, order: int, tile_wid
     )
 
 
-def _sky_step(out: Path, knobs: dict[str, Any], *, progress: bool, say: Callable[[str], None]) -> tuple[SyntheticSky, bool]:
+def _sky_step(
+    out: Path, knobs: dict[str, Any], *, progress: bool, say: Callable[[str], None]
+) -> tuple[SyntheticSky, bool]:
     """The demo sky in ``out/sky``: the complete one already there, else rendered now; and whether it was reused."""
     from hipsml.sky import make_sky
 
@@ -128,7 +130,7 @@ def _sky_step(out: Path, knobs: dict[str, Any], *, progress: bool, say: Callable
 
 
 def _dataset_step(files: dict[str, Path], *, progress: bool, say: Callable[[str], None]) -> Dataset:
-    """Write the demo recipe, extract it (an unchanged recipe and sky find the existing version) and draw the preview."""
+    """Write the demo recipe, extract it (an unchanged recipe and sky find their version) and draw the preview."""
     from hipsml.dataset import extract_dataset, preview_dataset
 
     atomic_write_bytes(files["recipe"], DEMO_RECIPE.encode("utf-8"))
@@ -137,16 +139,24 @@ def _dataset_step(files: dict[str, Path], *, progress: bool, say: Callable[[str]
     say(ds.report.summary())
     preview_dataset(ds, files["preview"])
     counts = np.bincount(ds.column("split"), minlength=len(ds.split_names))
-    say(f"dataset: {files['dataset']} v{ds.version}: images {tuple(ds.images.shape)} {ds.images.dtype}, "
+    say(
+        f"dataset: {files['dataset']} v{ds.version}: images {tuple(ds.images.shape)} {ds.images.dtype}, "
         f"channels {', '.join(ds.channels)}, classes {', '.join(ds.label_names or [])}\n"
-        "  splits: " + ", ".join(f"{n} {c}" for n, c in zip(ds.split_names, counts.tolist())) + "\n"
-        f"  preview: {files['preview']} (four cutouts per split and class, one panel per band, north up)")
+        "  splits: " + ", ".join(f"{n} {c}" for n, c in zip(ds.split_names, counts.tolist(), strict=True)) + "\n"
+        f"  preview: {files['preview']} (four cutouts per split and class, one panel per band, north up)"
+    )
     return ds
 
 
 def _demo_files(out: Path) -> dict[str, Path]:
-    return {"recipe": out / "demo.yaml", "dataset": out / "datasets" / "demo", "preview": out / "preview.png",
-            "som": out / "som", "cnn": out / "cnn", "report": out / "report"}
+    return {
+        "recipe": out / "demo.yaml",
+        "dataset": out / "datasets" / "demo",
+        "preview": out / "preview.png",
+        "som": out / "som",
+        "cnn": out / "cnn",
+        "report": out / "report",
+    }
 
 
 def _check_outputs(out: Path, files: dict[str, Path], *, train: bool) -> None:
@@ -248,18 +258,44 @@ def run_demo(
     t1 = time.perf_counter()
     ds = _dataset_step(files, progress=progress, say=say)
     t_extract = time.perf_counter() - t1
-    result: dict[str, Any] = {"sky": sky, "sky_reused": reused, "dataset": ds, "sky_seconds": t_sky,
-                              "extract_seconds": t_extract, "files": files}
+    result: dict[str, Any] = {
+        "sky": sky,
+        "sky_reused": reused,
+        "dataset": ds,
+        "sky_seconds": t_sky,
+        "extract_seconds": t_extract,
+        "files": files,
+    }
     if train:
-        result.update(_train_and_report(out, str(directory), files, ds, sky, result, progress=progress, say=say,
-                                        som_options=som_options, cnn_options=cnn_options))
-    say("next:\n" + next_commands(files["dataset"], som=files["som"] if train else None,
-                                   cnn=files["cnn"] if train else None, report=files["report"]))
+        result.update(
+            _train_and_report(
+                out,
+                str(directory),
+                files,
+                ds,
+                sky,
+                result,
+                progress=progress,
+                say=say,
+                som_options=som_options,
+                cnn_options=cnn_options,
+            )
+        )
+    say(
+        "next:\n"
+        + next_commands(
+            files["dataset"],
+            som=files["som"] if train else None,
+            cnn=files["cnn"] if train else None,
+            report=files["report"],
+        )
+    )
     return result
 
 
-def next_commands(dataset: Path, *, som: Path | None = None, cnn: Path | None = None,
-                  report: Path | None = None) -> str:
+def next_commands(
+    dataset: Path, *, som: Path | None = None, cnn: Path | None = None, report: Path | None = None
+) -> str:
     """The demo's closing hint: shell lines that open and list ``dataset``, quoted for any folder name.
 
     With ``som`` and ``cnn`` (the demo trained them) a third line writes their report page again
@@ -268,14 +304,25 @@ def next_commands(dataset: Path, *, som: Path | None = None, cnn: Path | None = 
     code = f"import hipsml; ds = hipsml.open_dataset({str(dataset)!r}); print(ds.table[:5])"
     lines = f"  python -c {shlex.quote(code)}\n  hipsml datasets {shlex.quote(str(dataset))}"
     if som is not None and cnn is not None and report is not None:
-        lines += "\n  " + shlex.join(["hipsml", "report", str(dataset), "--som", str(som), "--cnn", str(cnn),
-                                      "--out", str(report)])
+        lines += "\n  " + shlex.join(
+            ["hipsml", "report", str(dataset), "--som", str(som), "--cnn", str(cnn), "--out", str(report)]
+        )
     return lines
 
 
-def _train_and_report(out: Path, shown: str, files: dict[str, Path], ds: Dataset, sky: SyntheticSky,
-                      done: dict[str, Any], *, progress: bool, say: Callable[[str], None],
-                      som_options: Mapping[str, Any] | None, cnn_options: Mapping[str, Any] | None) -> dict[str, Any]:
+def _train_and_report(
+    out: Path,
+    shown: str,
+    files: dict[str, Path],
+    ds: Dataset,
+    sky: SyntheticSky,
+    done: dict[str, Any],
+    *,
+    progress: bool,
+    say: Callable[[str], None],
+    som_options: Mapping[str, Any] | None,
+    cnn_options: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     """The SOM, the CNN and the report of the demo (see :func:`run_demo`)."""
     from hipsml.demo._report import demo_intro
     from hipsml.demo._steps import DEMO_CNN, DEMO_SOM, cnn_step, som_step
@@ -291,8 +338,10 @@ def _train_and_report(out: Path, shown: str, files: dict[str, Path], ds: Dataset
     cnn = cnn_step(ds, files["cnn"], DEMO_CNN if cnn_options is None else cnn_options, dataset_arg=arg, say=say)
     t_cnn = time.perf_counter() - t1
     test = cnn.metrics.get("test") or cnn.metrics.get("val") or {}
-    say(f"CNN: {cnn.folder}: {test.get('split', 'no test')} accuracy {test.get('accuracy', float('nan')):.3f} "
-        f"on {test.get('count', 0)} cutouts")
+    say(
+        f"CNN: {cnn.folder}: {test.get('split', 'no test')} accuracy {test.get('accuracy', float('nan')):.3f} "
+        f"on {test.get('count', 0)} cutouts"
+    )
     timings = [
         ("sky", done["sky_seconds"], "reused" if done["sky_reused"] else "rendered"),
         ("dataset", done["extract_seconds"], "extracted, or found unchanged, and previewed"),
@@ -300,7 +349,14 @@ def _train_and_report(out: Path, shown: str, files: dict[str, Path], ds: Dataset
         ("CNN", t_cnn, f"reused (trained in {cnn.seconds:.1f} s)" if cnn.reused else "trained, evaluated, drawn"),
     ]
     intro = demo_intro(shown, str(files["recipe"]), ds, sky, som, cnn, sum(t for _, t, _ in timings))
-    index = write_report(ds, files["report"], som=files["som"], cnn=[files["cnn"]], title="hipsml demo report",
-                         intro=[intro], timings=timings)
+    index = write_report(
+        ds,
+        files["report"],
+        som=files["som"],
+        cnn=[files["cnn"]],
+        title="hipsml demo report",
+        intro=[intro],
+        timings=timings,
+    )
     say(f"report: {index} (open {index.resolve().as_uri()})")
     return {"som": som, "cnn": cnn, "index": index}

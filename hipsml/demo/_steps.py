@@ -28,7 +28,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from hipsml.dataset import Dataset
     from hipsml.train import SOM, SOMMapping
 
-__all__ = ["DEMO_SOM", "DEMO_CNN", "SOM_MAPPING_NAME", "SomStep", "CnnStep", "check_step_folder", "som_step", "cnn_step"]
+__all__ = [
+    "DEMO_SOM",
+    "DEMO_CNN",
+    "SOM_MAPPING_NAME",
+    "SomStep",
+    "CnnStep",
+    "check_step_folder",
+    "som_step",
+    "cnn_step",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +105,9 @@ def check_step_folder(folder: Path, marker: str, what: str) -> None:
 
 def _write_stamp(folder: Path, stamp: dict[str, Any], seconds: float) -> None:
     created = now_iso()
-    atomic_write_bytes(folder / _STAMP, json.dumps({**stamp, "seconds": seconds, "created": created},
-                                                   indent=2).encode("utf-8"))
+    atomic_write_bytes(
+        folder / _STAMP, json.dumps({**stamp, "seconds": seconds, "created": created}, indent=2).encode("utf-8")
+    )
 
 
 def stamp_seconds(folder: Path) -> float:

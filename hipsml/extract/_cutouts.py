@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Literal, Union
+from typing import Any, Literal, TypeAlias
 
 import healpy as hp
 import numpy as np
@@ -76,7 +76,6 @@ DEFAULT_TARGETS_PER_UNIT = 4096
 
 #: NESTED order of the visiting sort (cells of ~52 arcsec: finer than any tile)
 VISIT_ORDER = 12
-
 
 
 @dataclass(frozen=True)
@@ -165,7 +164,6 @@ class CutoutResult:
         )
 
 
-
 def _check_index(index: Any, n: int) -> int:
     """``index`` as a Python int in ``[0, n)`` (negative counts from the end)."""
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
@@ -193,9 +191,7 @@ def normalise_coords(coords: Any) -> tuple[np.ndarray, np.ndarray]:
         try:
             ra_in, dec_in = coords
         except (TypeError, ValueError):
-            raise InvalidInputError(
-                "coords must be a SkyCoord or a pair (ra, dec) of ICRS degree arrays"
-            ) from None
+            raise InvalidInputError("coords must be a SkyCoord or a pair (ra, dec) of ICRS degree arrays") from None
         ra_arr, dec_arr = check_sky_position(ra_in, dec_in)
         ra, dec = np.atleast_1d(ra_arr).ravel(), np.atleast_1d(dec_arr).ravel()
         if ra.shape != dec.shape:
@@ -393,7 +389,9 @@ class CutoutSpec:
     def wcs(self, ra: float, dec: float, rotation: float | None = None) -> WCS:
         """The astropy WCS of the cutout centred on ``(ra, dec)`` (see :func:`hipsml.cutout_wcs`)."""
         rot = rotation if rotation is not None else (0.0 if isinstance(self.rotation, str) else self.rotation)
-        return cutout_wcs(ra, dec, size=self.size, pixel_scale=self.pixel_scale, projection=self.projection, rotation=rot)
+        return cutout_wcs(
+            ra, dec, size=self.size, pixel_scale=self.pixel_scale, projection=self.projection, rotation=rot
+        )
 
 
 def _resolve_orders(survey_list: list[Any], order: Any, scale: float) -> tuple[int, ...]:
@@ -401,7 +399,7 @@ def _resolve_orders(survey_list: list[Any], order: Any, scale: float) -> tuple[i
     if len(raw) != len(survey_list):
         raise InvalidInputError(f"order gives {len(raw)} values for {len(survey_list)} surveys")
     orders = []
-    for sv, k in zip(survey_list, raw):
+    for sv, k in zip(survey_list, raw, strict=True):
         if isinstance(k, str):
             if k != "auto":
                 raise InvalidInputError(f"order must be 'auto' or an integer, got {k!r}")
@@ -550,7 +548,7 @@ def plan_work_units(
     tile_of = hp.vec2pix(1 << korder, centre[:, 0], centre[:, 1], centre[:, 2], nest=True)
     cuts = _cut_points(tile_of, target, int(align))
     units = []
-    for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+    for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
         rows = visit[a:b]
         units.append(WorkUnit(i, rows, ra[rows], dec[rows], rot[rows], int(np.unique(tile_of[a:b]).size)))
     return units
@@ -617,7 +615,7 @@ class _TileSlab:
             slot = self.used
             self.used += 1
             c = 0
-            for sv, tiles in zip(self.members, per_survey):
+            for sv, tiles in zip(self.members, per_survey, strict=True):
                 tile = tiles[i]
                 if tile is None:
                     self.slab[slot, :, :, c : c + sv.channels] = np.nan
@@ -663,8 +661,6 @@ def _plan_batches(visit: np.ndarray, bases_icrs: np.ndarray, groups: list[_Group
     return np.split(visit, cuts)
 
 
-
-
 @dataclass
 class _Group:
     """Surveys sharing frame, order and tile width: one geometry pass, one tile slab."""
@@ -681,7 +677,7 @@ def _groups(survey_list: list[Any], spec: CutoutSpec) -> list[_Group]:
         raise InvalidInputError(f"the spec has {len(spec.orders)} orders for {len(survey_list)} surveys")
     grouped: dict[tuple[str, int, int], list[tuple[int, Any]]] = {}
     c0 = 0
-    for sv, k in zip(survey_list, spec.orders):
+    for sv, k in zip(survey_list, spec.orders, strict=True):
         if not sv.order_min <= k <= sv.order:
             raise InvalidInputError(f"order {k} is outside {sv.name}'s orders {sv.order_min}..{sv.order}")
         grouped.setdefault((sv.frame, k, sv.tile_width), []).append((c0, sv))
@@ -689,7 +685,9 @@ def _groups(survey_list: list[Any], spec: CutoutSpec) -> list[_Group]:
     out = []
     for (frame, korder, width), members in grouped.items():
         chan_out = np.concatenate([np.arange(c, c + sv.channels) for c, sv in members]).astype(np.int64)
-        out.append(_Group(frame, korder, width, chan_out, _TileSlab([sv for _, sv in members], korder, spec.memory_limit)))
+        out.append(
+            _Group(frame, korder, width, chan_out, _TileSlab([sv for _, sv in members], korder, spec.memory_limit))
+        )
     return out
 
 
@@ -793,7 +791,9 @@ class UnitExtractor:
         if out is None:
             out = np.empty(shape, dtype=np.float32)
         elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-            raise InvalidInputError(f"out must be a C-contiguous float32 array of shape {shape}, got {out.dtype} {out.shape}")
+            raise InvalidInputError(
+                f"out must be a C-contiguous float32 array of shape {shape}, got {out.dtype} {out.shape}"
+            )
         before = (ex.tiles_read, ex.tile_seconds, ex.kernel_seconds)
         flat = out.reshape(shape[0], self.nch, spec.size * spec.size)
         ex.run(unit.ra, unit.dec, unit.rotation, flat, np.arange(len(unit), dtype=np.int64))
@@ -804,7 +804,12 @@ class UnitExtractor:
 
 
 def extract_unit(
-    surveys: Any, spec: CutoutSpec, unit: WorkUnit, *, out: np.ndarray | None = None, stats: dict[str, float] | None = None
+    surveys: Any,
+    spec: CutoutSpec,
+    unit: WorkUnit,
+    *,
+    out: np.ndarray | None = None,
+    stats: dict[str, float] | None = None,
 ) -> np.ndarray:
     """Cut the targets of one work unit into a block ``(len(unit), C, size, size)``.
 
@@ -831,9 +836,9 @@ def extract_unit(
 
 
 #: what :func:`cutouts` and :func:`hipsml.train.sky_batches` accept as surveys
-Surveys = Union[HipsSurvey, SurveyRef, str, os.PathLike, Sequence[Union[HipsSurvey, SurveyRef, str, os.PathLike]]]
+Surveys: TypeAlias = HipsSurvey | SurveyRef | str | os.PathLike | Sequence[HipsSurvey | SurveyRef | str | os.PathLike]
 #: targets: a SkyCoord, or ``(ra, dec)`` in ICRS degrees (arrays or Quantities)
-Coords = Union[SkyCoord, tuple[ArrayLike | u.Quantity, ArrayLike | u.Quantity]]
+Coords: TypeAlias = SkyCoord | tuple[ArrayLike | u.Quantity, ArrayLike | u.Quantity]
 
 
 def cutouts(

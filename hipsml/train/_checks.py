@@ -32,14 +32,16 @@ def check_finite_loss(loss: float, *, epoch: int, model: str, cause: str) -> Non
     >>> check_finite_loss(float("nan"), epoch=2, model="CNN", cause="learning_rate too large")
     Traceback (most recent call last):
     ...
-    hipsml.errors.TrainingDivergedError: CNN training diverged in epoch 3: the loss is nan; likely cause: learning_rate too large
+    hipsml.errors.TrainingDivergedError: CNN training diverged in epoch 3: the loss is nan; likely cause: ...
     """
     if not math.isfinite(loss):
-        raise TrainingDivergedError(f"{model} training diverged in epoch {epoch + 1}: the loss is {loss}; likely cause: {cause}")
+        raise TrainingDivergedError(
+            f"{model} training diverged in epoch {epoch + 1}: the loss is {loss}; likely cause: {cause}"
+        )
 
 
 def check_finite_weights(finite: bool, *, epoch: int, model: str, cause: str) -> None:
-    """Refuse weights that hold NaN or infinite values after ``epoch`` (``finite``: the result of an all-finite test)."""
+    """Refuse weights holding NaN or infinite values after ``epoch`` (``finite``: the result of an all-finite test)."""
     if not finite:
         raise TrainingDivergedError(f"{model} training diverged in epoch {epoch + 1}: the weights hold NaN or infinite "
                                     f"values; likely cause: {cause}")  # fmt: skip
@@ -71,7 +73,7 @@ def check_model_matches(trained: Mapping[str, Any], given: Mapping[str, Any], *,
     >>> check_model_matches({"size": 32, "channels": 1}, {"size": 16, "channels": 1}, model="the SOM", data="ds v1")
     Traceback (most recent call last):
     ...
-    hipsml.errors.InvalidInputError: the SOM was trained on 32-pixel images; ds v1 has 16-pixel images: map data cut like the training data
+    hipsml.errors.InvalidInputError: the SOM was trained on 32-pixel images; ds v1 has 16-pixel images: ...
     """
     for key, unit in (("size", "-pixel images"), ("channels", " channels")):
         was, now = trained.get(key), given.get(key)
@@ -81,7 +83,8 @@ def check_model_matches(trained: Mapping[str, Any], given: Mapping[str, Any], *,
     was_names, now_names = _names(trained.get("channel_names")), _names(given.get("channel_names"))
     if was_names is not None and now_names is not None and was_names != now_names:
         raise InvalidInputError(f"{model} was trained on channels {', '.join(was_names)}; {data} has "
-                                f"{', '.join(now_names)}: use data with the training channels, in that order")  # fmt: skip
+                                f"{', '.join(now_names)}: "
+                                "use data with the training channels, in that order")  # fmt: skip
 
 
 def check_class_count(codes: np.ndarray, names: Sequence[str], *, split: str, where: str) -> None:
@@ -92,7 +95,7 @@ def check_class_count(codes: np.ndarray, names: Sequence[str], *, split: str, wh
     >>> check_class_count(np.array([0, 0, 0]), ["star", "galaxy"], split="train", where="ds v1")
     Traceback (most recent call last):
     ...
-    hipsml.errors.InvalidInputError: split 'train' of ds v1 holds only class star: a classifier needs at least 2 classes in its training split
+    hipsml.errors.InvalidInputError: split 'train' of ds v1 holds only class star: a classifier needs at least 2 ...
     """
     present = np.unique(np.asarray(codes))
     if present.size < 2:

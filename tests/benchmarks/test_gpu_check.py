@@ -78,7 +78,7 @@ def test_dry_run_met_column_follows_goal_and_value(dry_run):
             assert figure["met"] is None, figure
         else:
             assert figure["met"] is compare[figure["op"]](figure["value"], figure["goal"]), figure
-    table = stdout[stdout.index("device  "):]
+    table = stdout[stdout.index("device  ") :]
     assert len([line for line in table.splitlines() if line.startswith("cpu")]) == len(document["figures"])
 
 

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import zarr
 
-from hipsml.demo._run import run_demo
 from hipsml.cli import main
+from hipsml.demo._run import run_demo
 from hipsml.errors import OutputError
 from hipsml.train import load_som, plot_prototypes, read_som_mapping
 
@@ -114,8 +114,15 @@ def test_the_report_folder_is_self_contained_and_every_reference_resolves(demo):
     marker = json.loads((report / "report.json").read_text())
     assert marker["kind"] == "hipsml-report" and marker["dataset"]["hash"] == result["dataset"].hash
     assert list(marker["timings"]) == ["sky", "dataset", "SOM", "CNN"]
-    names = ["preview.png", "som-prototypes.png", "som-hits.png", "som-umatrix.png", "som-errors.png",
-             "cnn1-curves.png", "cnn1-confusion.png"]
+    names = [
+        "preview.png",
+        "som-prototypes.png",
+        "som-hits.png",
+        "som-umatrix.png",
+        "som-errors.png",
+        "cnn1-curves.png",
+        "cnn1-confusion.png",
+    ]
     figures = [i for i in page.images if i.startswith("figures/")]
     assert figures == [f"figures/{n}" for n in names] == marker["figures"]
     mistakes = [i for i in page.images if not i.startswith("figures/")]  # the CNN's most confident mistakes
@@ -124,16 +131,27 @@ def test_the_report_folder_is_self_contained_and_every_reference_resolves(demo):
         assert not urllib.parse.urlsplit(ref).scheme and not ref.startswith("/"), ref
         assert (report / urllib.parse.unquote(ref)).is_file(), ref
     # the figures that the steps drew too are the same pictures
-    sources = {"preview.png": folder / "preview.png", "som-prototypes.png": folder / "som" / "prototypes.png",
-               "som-umatrix.png": folder / "som" / "umatrix.png", "som-errors.png": folder / "som" / "errors.png"}
+    sources = {
+        "preview.png": folder / "preview.png",
+        "som-prototypes.png": folder / "som" / "prototypes.png",
+        "som-umatrix.png": folder / "som" / "umatrix.png",
+        "som-errors.png": folder / "som" / "errors.png",
+    }
     for name, source in sources.items():
         assert (report / "figures" / name).read_bytes() == source.read_bytes(), name
     # the explorer link: this SOM's explorer of this dataset version
     assert page.links == ["explorer/index.html"]
     explorer = json.loads((report / "explorer" / "explorer.json").read_text())
     assert explorer["kind"] == "hipsml-som-explorer" and explorer["dataset"]["hash"] == result["dataset"].hash
-    assert sorted(p.name for p in folder.iterdir()) == ["cnn", "datasets", "demo.yaml", "preview.png", "report",
-                                                        "sky", "som"]  # no staging folder left behind
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "cnn",
+        "datasets",
+        "demo.yaml",
+        "preview.png",
+        "report",
+        "sky",
+        "som",
+    ]  # no staging folder left behind
 
 
 def test_the_cnn_accuracy_per_split_and_class_is_that_of_metrics_json(demo):
@@ -145,8 +163,12 @@ def test_the_cnn_accuracy_per_split_and_class_is_that_of_metrics_json(demo):
     table = page.tables["cnn1-accuracy"]
     assert table[0] == ["split", "cutouts", "accuracy", *names]
     (row,) = [r for r in table[1:] if r[0] == "test"]
-    assert row == ["test", str(test["count"]), f"{test['accuracy']:.4f}",
-                   *["n/a" if v is None else f"{v:.4f}" for v in test["per_class"]]]
+    assert row == [
+        "test",
+        str(test["count"]),
+        f"{test['accuracy']:.4f}",
+        *["n/a" if v is None else f"{v:.4f}" for v in test["per_class"]],
+    ]
     text = " ".join(" ".join(page.text).split())
     assert f"The test split ({test['count']} cutouts), rows true, columns predicted." in text
     assert f"{metrics['epochs_run']} epochs run; the best (marked) is epoch {metrics['best_epoch']}." in text
@@ -165,8 +187,10 @@ def test_the_som_summaries_are_those_of_the_saved_som_and_mapping(demo, tmp_path
     page = page_of(folder)
     text = " ".join(" ".join(page.text).split())
     assert mapping.bmu.size == len(ds) and len(som.history) == SOM["epochs"]
-    assert (f"the stored mapping 'som'; quantisation error {attrs['quantisation_error']:.4g}, topographic error "
-            f"{attrs['topographic_error']:.4f}.") in text
+    assert (
+        f"the stored mapping 'som'; quantisation error {attrs['quantisation_error']:.4g}, topographic error "
+        f"{attrs['topographic_error']:.4f}."
+    ) in text
     assert f"Cutouts per neuron ({len(ds)} mapped, the stored mapping 'som')." in text
     assert "hexagonal 3 x 3 SOM (7 neurons of 64 x 64 pixels, 4 rotations and flips), 2 epochs." in text
     # the label purity per neuron, by hand from the stored mapping
@@ -175,18 +199,24 @@ def test_the_som_summaries_are_those_of_the_saved_som_and_mapping(demo, tmp_path
     for n in range(7):
         counts = np.bincount(labels[mapping.bmu == n], minlength=len(ds.label_names))
         if counts.sum():
-            expected.append([str(n), str(counts.sum()), ds.label_names[int(counts.argmax())],
-                             f"{counts.max() / counts.sum():.3f}"])
+            expected.append(
+                [str(n), str(counts.sum()), ds.label_names[int(counts.argmax())], f"{counts.max() / counts.sum():.3f}"]
+            )
     assert page.tables["purity"][1:] == expected
     # the picture is this SOM's prototypes, drawn again here
-    assert plot_prototypes(som, tmp_path / "p.png").read_bytes() == (folder / "report/figures/som-prototypes.png").read_bytes()
+    assert (
+        plot_prototypes(som, tmp_path / "p.png").read_bytes()
+        == (folder / "report/figures/som-prototypes.png").read_bytes()
+    )
 
 
 def test_the_printed_commands_remake_the_figures(demo, monkeypatch, capsys):
     folder, result = demo
     page = page_of(folder)
     parent = folder.parent
-    assert f"Every command below runs in {shlex.quote(str(parent))}, the folder this page was made in" in " ".join(page.text)
+    assert f"Every command below runs in {shlex.quote(str(parent))}, the folder this page was made in" in " ".join(
+        page.text
+    )
     assert "hipsml demo 'demo out'" in page.commands  # quoted: the folder name has a space
     monkeypatch.chdir(parent)  # the page says: every command runs in the folder the demo ran in
     assert main(["-q", *command(page, "preview")]) == 0
@@ -197,7 +227,9 @@ def test_the_printed_commands_remake_the_figures(demo, monkeypatch, capsys):
     again, som = load_som(folder / "som-again"), load_som(folder / "som")
     assert again.config == som.config and np.array_equal(again.weights, som.weights)
     for name in ("prototypes", "umatrix", "errors"):
-        assert (folder / "som-again" / f"{name}.png").read_bytes() == (folder / f"report/figures/som-{name}.png").read_bytes()
+        assert (folder / "som-again" / f"{name}.png").read_bytes() == (
+            folder / f"report/figures/som-{name}.png"
+        ).read_bytes()
     assert main(["-q", *command(page, "extract")]) == 0 and "unchanged" in capsys.readouterr().out
     argv = command(page, "cnn", "train")
     assert argv[argv.index("--out") + 1] == "demo out/cnn-again"
@@ -224,8 +256,9 @@ def test_a_second_run_reuses_what_is_unchanged_and_retrains_what_is_not(demo):
     assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []
 
 
-@pytest.mark.parametrize(("name", "message"), [("report", "holds no hipsml report"), ("som", "holds no SOM"),
-                                                ("cnn", "holds no CNN run")])
+@pytest.mark.parametrize(
+    ("name", "message"), [("report", "holds no hipsml report"), ("som", "holds no SOM"), ("cnn", "holds no CNN run")]
+)
 def test_a_foreign_output_folder_is_refused_before_any_work(tmp_path, capsys, name, message):
     (tmp_path / "d" / name).mkdir(parents=True)
     (tmp_path / "d" / name / "notes.txt").write_text("mine")
@@ -253,8 +286,10 @@ def test_the_page_shows_its_figures_and_summaries_in_a_browser(browser, demo):
     metrics = json.loads((folder / "cnn" / "metrics.json").read_text())
     body = browser.find_element(By.TAG_NAME, "body").text
     assert f"{len(result['dataset'])} cutouts of 4 x 64 x 64 float32 in demo v1" in body
-    rows = [[c.text for c in row.find_elements(By.CSS_SELECTOR, "th, td")]
-            for row in browser.find_elements(By.CSS_SELECTOR, "#cnn1-accuracy tbody tr")]
+    rows = [
+        [c.text for c in row.find_elements(By.CSS_SELECTOR, "th, td")]
+        for row in browser.find_elements(By.CSS_SELECTOR, "#cnn1-accuracy tbody tr")
+    ]
     assert [r[0] for r in rows] == ["train", "val", "test"]
     assert rows[2][2] == f"{metrics['test']['accuracy']:.4f}"
     assert len(browser.find_elements(By.CSS_SELECTOR, "pre.command")) >= 7

@@ -34,8 +34,15 @@ from hipsml.train import (
 )
 
 SOM = {"width": 2, "height": 2, "numrot": 4, "neuron_dim": 16, "init": "random", "seed": 3, "epochs": 2}
-CNN_OPTIONS = {"stem_channels": 8, "stem_stride": 2, "widths": [8, 16], "groups": 4, "batch_size": 16,
-               "epochs": 1, "patience": None}
+CNN_OPTIONS = {
+    "stem_channels": 8,
+    "stem_stride": 2,
+    "widths": [8, 16],
+    "groups": 4,
+    "batch_size": 16,
+    "epochs": 1,
+    "patience": None,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -52,8 +59,9 @@ def ds(tmp_path_factory) -> hipsml.Dataset:
 @pytest.fixture(scope="module")
 def run(ds, tmp_path_factory):
     """A one-epoch CNN run, trained from a ``"PATH@v1"`` string with a mapping config and split= keyword."""
-    return train_cnn(f"{ds.path}@v1", CNN_OPTIONS, split="train", workdir=tmp_path_factory.mktemp("run") / "run",
-                     progress=False)
+    return train_cnn(
+        f"{ds.path}@v1", CNN_OPTIONS, split="train", workdir=tmp_path_factory.mktemp("run") / "run", progress=False
+    )
 
 
 def test_a_path_string_a_dataset_and_a_mapping_config_work_for_both(ds, run, tmp_path):
@@ -103,16 +111,17 @@ def test_resume_is_an_output_folder_plus_resume_true_for_both(ds, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train_som(ds, SOM, workdir=tmp_path / "som", on_epoch=stop_after_first, progress=False)
     with pytest.raises(KeyboardInterrupt):
-        train_cnn(ds, {**CNN_OPTIONS, "epochs": 2}, workdir=tmp_path / "cnn", on_epoch=stop_after_first,
-                  progress=False)
+        train_cnn(ds, {**CNN_OPTIONS, "epochs": 2}, workdir=tmp_path / "cnn", on_epoch=stop_after_first, progress=False)
     som = train_som(ds, workdir=tmp_path / "som", resume=True, progress=False)  # the saved options
     cnn = train_cnn(ds, workdir=tmp_path / "cnn", resume=True, progress=False)
     assert [r.epoch for r in som.history] == [0, 1] and [r.epoch for r in cnn.history] == [0, 1]
     np.testing.assert_array_equal(som.weights, whole.weights)  # as if never interrupted
     first = json.loads((tmp_path / "cnn" / "metrics.json").read_text())["history"][0]
     assert cnn.history[0]["train_loss"] == first["train_loss"]
-    for call in (lambda: train_som(ds, SOM, workdir=tmp_path / "som", progress=False),
-                 lambda: train_cnn(ds, CNN_OPTIONS, workdir=tmp_path / "cnn", progress=False)):
+    for call in (
+        lambda: train_som(ds, SOM, workdir=tmp_path / "som", progress=False),
+        lambda: train_cnn(ds, CNN_OPTIONS, workdir=tmp_path / "cnn", progress=False),
+    ):
         with pytest.raises(OutputError, match="continue it with resume=True or choose a new folder") as error:
             call()
         assert "--" not in str(error.value)  # a library message names no command-line flag
@@ -216,8 +225,9 @@ def test_cutouts_take_survey_locations_as_sky_batches_do(tmp_path):
 
     from hipsml.sky import render_function_hips
 
-    root = render_function_hips(tmp_path / "s", lambda ra, dec: ra + 10 * dec, order=3, tile_width=64,
-                                region=(40.0, 20.0, 4.0))
+    root = render_function_hips(
+        tmp_path / "s", lambda ra, dec: ra + 10 * dec, order=3, tile_width=64, region=(40.0, 20.0, 4.0)
+    )
     where = ([40.0, 41.0], [20.0, 19.5])
     opened = hipsml.cutouts(hipsml.open_survey(root), where, size=8, pixel_scale=60.0)
     for given in (str(root), root, [str(root), root]):

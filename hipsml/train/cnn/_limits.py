@@ -26,10 +26,11 @@ def check_stem_fits(spec: ModelSpec, image_side: int, *, where: str) -> None:
     >>> check_stem_fits(ModelSpec(1, 2, stem_stride=1000), 16, where="ds v1")
     Traceback (most recent call last):
     ...
-    hipsml.errors.InvalidInputError: stem_stride 1000 is larger than the 16-pixel images of ds v1; choose stem_stride <= 16
+    hipsml.errors.InvalidInputError: stem_stride 1000 is larger than the 16-pixel images of ds v1; choose ...
     """
     if spec.stem_stride > image_side:
-        raise InvalidInputError(f"stem_stride {spec.stem_stride} is larger than the {image_side}-pixel images of {where}; "
+        raise InvalidInputError(f"stem_stride {spec.stem_stride} is larger than the {image_side}-pixel images "
+                                f"of {where}; "
                                 f"choose stem_stride <= {image_side}")  # fmt: skip
 
 
@@ -93,7 +94,7 @@ def check_record(record: Any, path: Path, what: str, keys: Sequence[str]) -> dic
     >>> check_record([], Path("run/run.json"), "CNN run", ["model"])
     Traceback (most recent call last):
     ...
-    hipsml.errors.InvalidInputError: run/run.json is not a CNN run record (a list, not an object); the run folder is damaged
+    hipsml.errors.InvalidInputError: run/run.json is not a CNN run record (a list, not an object); the run ...
     """
     if not isinstance(record, dict):
         raise InvalidInputError(f"{path} is not a {what} record (a {type(record).__name__}, not an object); "

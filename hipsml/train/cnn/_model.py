@@ -29,8 +29,16 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from hipsml.errors import InvalidInputError
 
-__all__ = ["ModelSpec", "ResidualBlock", "ResNet", "augment", "build_model", "rotate_pixels", "stage_count",
-           "stage_parts"]
+__all__ = [
+    "ModelSpec",
+    "ResidualBlock",
+    "ResNet",
+    "augment",
+    "build_model",
+    "rotate_pixels",
+    "stage_count",
+    "stage_parts",
+]
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 A published version is never modified. The predictions of version ``N`` by a trained CNN run::
 
     DATASET/derived/vN/cnn/<name>/              one Zarr v3 group per prediction run
-      zarr.json                                 attrs["hipsml"]: kind, model (run folder, weights SHA-256), classes, dataset, split
+      zarr.json                                 attrs["hipsml"]: kind, model (run folder, weights SHA-256),
+                                                classes, dataset, split
       rows/           int64   (cutout,)         the dataset row of each cutout
       probabilities/  float32 (cutout, class)   softmax class probabilities
       predicted/      int64   (cutout,)         the most probable class (names in its attributes)
@@ -117,7 +118,7 @@ def predict_cnn(
     folders = [run_folder(c) for c in given]
     members = [_member(folder, ds) for folder in folders]
     names = members[0][1]["label_names"]
-    for folder, (_model, run) in zip(folders[1:], members[1:]):
+    for folder, (_model, run) in zip(folders[1:], members[1:], strict=True):
         if run["label_names"] != names:
             raise InvalidInputError(f"the runs of an ensemble must share their classes: {folders[0]} has "
                                     f"{', '.join(names)}; {folder} has {', '.join(run['label_names'])}")  # fmt: skip
@@ -177,7 +178,7 @@ def _model_attrs(folder: Path, run: dict[str, Any]) -> dict[str, Any]:
 
 
 def _attrs(folders: list[Path], runs: list[dict[str, Any]], ds: Any, split: str | None, count: int) -> dict[str, Any]:
-    models = [_model_attrs(folder, run) for folder, run in zip(folders, runs)]
+    models = [_model_attrs(folder, run) for folder, run in zip(folders, runs, strict=True)]
     return derived_provenance(ds, "cnn", split=split, count=count, model=models[0],
                               ensemble=models if len(models) > 1 else None,
                               label_names=list(runs[0]["label_names"]))  # fmt: skip
@@ -208,8 +209,13 @@ def read_cnn_predictions(dataset: Dataset | str | os.PathLike[str], name: str) -
     """
     ds = as_dataset(dataset)
     group, attrs = open_derived(ds, "cnn", name, hint="write them with predict_cnn (hipsml predict)")
-    return CNNPredictions(probabilities=np.asarray(group["probabilities"][:]), predicted=np.asarray(group["predicted"][:]),
-                          label_names=list(attrs["label_names"]), rows=np.asarray(group["rows"][:]), attrs=attrs)
+    return CNNPredictions(
+        probabilities=np.asarray(group["probabilities"][:]),
+        predicted=np.asarray(group["predicted"][:]),
+        label_names=list(attrs["label_names"]),
+        rows=np.asarray(group["rows"][:]),
+        attrs=attrs,
+    )
 
 
 def prediction_scores(dataset: Any, predictions: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
@@ -250,8 +256,10 @@ def prediction_scores(dataset: Any, predictions: dict[str, Any]) -> dict[str, di
     rows = np.asarray(predictions.rows, np.int64)
     labels = np.asarray(ds.column("label"), np.int64)[rows]
     if unknown and np.isin(labels, [names.index(n) for n in unknown]).any():
-        raise InvalidInputError(f"{ds.path} v{ds.version} has classes {unknown} that the model does not know "
-                                f"(its classes: {', '.join(classes)})")
+        raise InvalidInputError(
+            f"{ds.path} v{ds.version} has classes {unknown} that the model does not know "
+            f"(its classes: {', '.join(classes)})"
+        )
     truth = np.array([classes.index(n) if n in classes else -1 for n in names], np.int64)[labels]
     correct = truth == np.asarray(predictions.predicted, np.int64)
     splits = np.asarray(ds.column("split"))[rows]
@@ -264,8 +272,15 @@ def prediction_scores(dataset: Any, predictions: dict[str, Any]) -> dict[str, di
         for k, name in enumerate(classes):
             mine = here & (truth == k)
             count = int(mine.sum())
-            per_class[name] = {"count": count, "correct": int(correct[mine].sum()),
-                               "accuracy": float(correct[mine].mean()) if count else None}
-        scores[split] = {"count": int(here.sum()), "correct": int(correct[here].sum()),
-                         "accuracy": float(correct[here].mean()), "per_class": per_class}
+            per_class[name] = {
+                "count": count,
+                "correct": int(correct[mine].sum()),
+                "accuracy": float(correct[mine].mean()) if count else None,
+            }
+        scores[split] = {
+            "count": int(here.sum()),
+            "correct": int(correct[here].sum()),
+            "accuracy": float(correct[here].mean()),
+            "per_class": per_class,
+        }
     return scores

@@ -173,4 +173,3 @@ def check_channels(cnn: CNN, channels: int, what: str) -> None:
         raise InvalidInputError(f"the model in {cnn.folder} takes {cnn.model.spec.in_channels} channels "
                                 f"({', '.join(cnn.channels)}{' + mask' if cnn.mask_channel else ''}); {what} "
                                 f"{channels}")  # fmt: skip
-

@@ -62,8 +62,18 @@ from hipsml.train.cnn._results import CNN
 from hipsml.train.loaders import Normalisation, parse_normalisation, zarr_batches
 from hipsml.train.loaders._sky import dataset_surveys, sky_batches
 
-__all__ = ["CNN", "CNNConfig", "CNNResult", "eval_step", "evaluate", "load_cnn", "plot_confusion", "plot_curves", "train_cnn",
-           "train_step"]
+__all__ = [
+    "CNN",
+    "CNNConfig",
+    "CNNResult",
+    "eval_step",
+    "evaluate",
+    "load_cnn",
+    "plot_confusion",
+    "plot_curves",
+    "train_cnn",
+    "train_step",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -730,10 +740,20 @@ def _prepare_run(out: Path, ds: Any, config: CNNConfig, *, resume: bool, init: A
         frozen = frozen_mask(model, freeze, keep_stem=rebuilt) if freeze else None
         config = replace(config, **{k: getattr(base, k) for k in _MODEL_KEYS})
         _save_tree(out / "checkpoints" / "start.eqx", model)  # what a resume before the first epoch starts from
-        transfer = {"init": str(run_folder(init).resolve()), "freeze": freeze, "stem_rebuilt": rebuilt,
-                    "source_labels": source_run.get("label_names"), "source_dataset": source_run.get("dataset")}
-        logger.info("fine-tuning from %s: new head for %d classes%s, %d stages frozen", init, len(names),
-                    ", new stem" if rebuilt else "", freeze)
+        transfer = {
+            "init": str(run_folder(init).resolve()),
+            "freeze": freeze,
+            "stem_rebuilt": rebuilt,
+            "source_labels": source_run.get("label_names"),
+            "source_dataset": source_run.get("dataset"),
+        }
+        logger.info(
+            "fine-tuning from %s: new head for %d classes%s, %d stages frozen",
+            init,
+            len(names),
+            ", new stem" if rebuilt else "",
+            freeze,
+        )
     else:
         spec = config.model_spec(in_channels, len(names))
         check_stem_fits(spec, side, where=where)
@@ -934,8 +954,10 @@ def _checkpoint(state: _RunState, model: ResNet, opt_state: Any, *, stopped: boo
 
 
 #: how ``metrics.json`` counts epochs (stated in the file itself)
-_NUMBERING = ("best_epoch counts from 1, as the command line prints and curves.png plots epochs: best_epoch N is "
-              "history[N-1], whose 'epoch' field is that record's 0-based index N-1")
+_NUMBERING = (
+    "best_epoch counts from 1, as the command line prints and curves.png plots epochs: best_epoch N is "
+    "history[N-1], whose 'epoch' field is that record's 0-based index N-1"
+)
 
 
 def _final_metrics(state: _RunState, model: ResNet, weights: np.ndarray, *, has_val: bool, has_test: bool,
@@ -957,7 +979,9 @@ def _final_metrics(state: _RunState, model: ResNet, weights: np.ndarray, *, has_
         plot_confusion(np.asarray(shown["confusion"]), state.run["label_names"], out / "confusion.png",
                        title=f"{shown['split']} split: accuracy {shown['accuracy']:.3f}")  # fmt: skip
     if state.history:
-        plot_curves(state.history, out / "curves.png", best_epoch=state.best_epoch + 1 if state.best_epoch >= 0 else None)
+        plot_curves(
+            state.history, out / "curves.png", best_epoch=state.best_epoch + 1 if state.best_epoch >= 0 else None
+        )
     return metrics
 
 
@@ -1031,7 +1055,8 @@ def plot_curves(history: list[dict[str, Any]], path: str | os.PathLike[str], *, 
     Examples
     --------
     >>> import tempfile, os
-    >>> h = [{"epoch": 0, "train_loss": 1.0, "train_accuracy": 0.5}, {"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8}]
+    >>> h = [{"epoch": 0, "train_loss": 1.0, "train_accuracy": 0.5},
+    ...      {"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8}]
     >>> plot_curves(h, os.path.join(tempfile.mkdtemp(), "curves.png"), best_epoch=2).name
     'curves.png'
     """

@@ -199,7 +199,7 @@ def percentile_clip(
     if whole.any():
         q = np.percentile(flat[whole], [lower, upper], axis=-1)
         lo[whole], hi[whole] = q[0], q[1]
-    for b, c in zip(*np.nonzero(~whole)):  # cutouts with blank pixels: rare
+    for b, c in zip(*np.nonzero(~whole), strict=True):  # cutouts with blank pixels: rare
         values = flat[b, c][finite[b, c]]
         if values.size:
             lo[b, c], hi[b, c] = np.percentile(values, [lower, upper])

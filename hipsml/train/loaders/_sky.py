@@ -417,7 +417,8 @@ def sky_batches(
                             rotation=parts["base_rotation"], target_per_unit=unit_size)  # fmt: skip
     return SkyBatches(
         # each reader thread keeps its own decoded tiles: together they stay within the spec's memory_limit
-        surveys=parts["surveys"], spec=replace(parts["spec"], memory_limit=max(1, parts["spec"].memory_limit // threads)),
+        surveys=parts["surveys"],
+        spec=replace(parts["spec"], memory_limit=max(1, parts["spec"].memory_limit // threads)),
         ra=parts["ra"], dec=parts["dec"], rows=parts["rows"],
         labels=label_arr, base_rotation=parts["base_rotation"], units=tuple(u.rows.astype(np.int64) for u in units),
         batch_size=batch_size, shuffle=bool(shuffle), seed=seed, epoch=epoch, rotation=rot_arg,

@@ -223,7 +223,7 @@ def stream_batches(
         lock = threading.Lock()
         futures = []
         start = 0
-        for k, n in zip(window, sizes):
+        for k, n in zip(window, sizes, strict=True):
             futures.append(pool.submit(scatter, int(k), position[start : start + n], slot, lock))
             start += n
         pending.append((w, slot, futures))
@@ -534,8 +534,10 @@ class ZarrBatches:
                 data = read(k, lo, hi)
             except Exception as exc:  # a corrupt or unreadable chunk: name the array, the chunk and the version
                 where = f"{getattr(self.dataset, 'path', 'the dataset')} v{getattr(self.dataset, 'version', '?')}"
-                raise DatasetError(f"{where}: array 'images' chunk {k} (rows {lo}..{hi - 1}) cannot be read "
-                                   f"({type(exc).__name__}: {exc}); restore the version from a good copy") from exc
+                raise DatasetError(
+                    f"{where}: array 'images' chunk {k} (rows {lo}..{hi - 1}) cannot be read "
+                    f"({type(exc).__name__}: {exc}); restore the version from a good copy"
+                ) from exc
             local = rows[plan.blocks[k]] - lo
             if local.size != data.shape[0]:
                 data = data[local]

@@ -227,11 +227,13 @@ class SOMConfig:
                     f"a hexagonal SOM must be odd and square (width == height, odd), got {self.width}x{self.height}"
                 )
             if self.pbc:
-                raise InvalidInputError("periodic boundary conditions (pbc) are supported for the cartesian layout only")
-        if (self.neuron_dim is not None and self.distance_dim is not None
-                and self.distance_dim > self.neuron_dim):
+                raise InvalidInputError(
+                    "periodic boundary conditions (pbc) are supported for the cartesian layout only"
+                )
+        if self.neuron_dim is not None and self.distance_dim is not None and self.distance_dim > self.neuron_dim:
             raise InvalidInputError(
-                f"distance_dim {self.distance_dim} is larger than neuron_dim {self.neuron_dim}; give distance_dim <= neuron_dim"
+                f"distance_dim {self.distance_dim} is larger than neuron_dim {self.neuron_dim}; "
+                "give distance_dim <= neuron_dim"
             )
         for name in ("sigma", "damping"):
             value = getattr(self, name)
@@ -239,8 +241,9 @@ class SOMConfig:
                 raise InvalidInputError(f"SOM option {name} must be a positive finite number, got {value!r}")
         for name in ("sigma_end", "damping_end"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not 0 < value < math.inf):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf
+            ):
                 raise InvalidInputError(f"SOM option {name} must be a positive finite number or None, got {value!r}")
         if self.init == "file_init" and not self.init_file:
             raise InvalidInputError("init='file_init' needs init_file (a PINK SOM file or a saved hipsml SOM)")
@@ -251,8 +254,14 @@ class SOMConfig:
                 raise InvalidInputError(f"SOM option {name} must be True or False, got {getattr(self, name)!r}")
 
     @classmethod
-    def from_mapping(cls, options: Mapping[str, Any] | None = None, _base: SOMConfig | None = None, /, *,
-                     base: SOMConfig | None = None) -> SOMConfig:
+    def from_mapping(
+        cls,
+        options: Mapping[str, Any] | None = None,
+        _base: SOMConfig | None = None,
+        /,
+        *,
+        base: SOMConfig | None = None,
+    ) -> SOMConfig:
         """A config from ``options`` (e.g. a parsed YAML file) over ``base`` (default: the defaults).
 
         The same call as :meth:`hipsml.train.CNNConfig.from_mapping`: ``base`` is keyword-only
@@ -331,7 +340,7 @@ class SOMConfig:
         Examples
         --------
         >>> SOMConfig(width=4, height=3, numrot=8, neuron_dim=8).describe()
-        'layout cartesian, width 4, height 3, numrot 8 (16 transforms with flips), neuron_dim 8, epochs 1, from zero, online mode, sigma 1.1, damping 0.2, normalise auto, seed 1234'
+        'layout cartesian, width 4, height 3, numrot 8 (16 transforms with flips), neuron_dim 8, epochs 1, ...'
         """
         flips = "with flips" if self.flip else "no flips"
         start = f"from {self.init}" + (f" {self.init_file}" if self.init == "file_init" and self.init_file else "")

@@ -20,8 +20,17 @@ from hipsml.train.loaders import parse_normalisation
 from hipsml.train.loaders._normalise import prepare_batch
 from hipsml.train.loaders._zarr import split_rows
 
-__all__ = ["SOM_NORMALISATIONS", "normalise_images", "resolve_normalise", "dataset_rows", "read_rows", "iter_row_blocks",
-           "normalised_blocks", "TrainingData", "training_data"]
+__all__ = [
+    "SOM_NORMALISATIONS",
+    "normalise_images",
+    "resolve_normalise",
+    "dataset_rows",
+    "read_rows",
+    "iter_row_blocks",
+    "normalised_blocks",
+    "TrainingData",
+    "training_data",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +84,9 @@ def dataset_rows(dataset: Dataset, split: str | None) -> np.ndarray:
     return rows
 
 
-def iter_row_blocks(dataset: Dataset, rows: np.ndarray, *, max_rows: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_row_blocks(
+    dataset: Dataset, rows: np.ndarray, *, max_rows: int = 4096
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(row_indices, images)`` of sorted ``rows``, reading whole chunks of ``dataset.images``.
 
     Each block covers consecutive chunks (at least one, about ``max_rows`` rows); only the
@@ -96,7 +107,9 @@ def iter_row_blocks(dataset: Dataset, rows: np.ndarray, *, max_rows: int = 4096)
         yield part, block[part - first]
 
 
-def normalised_blocks(dataset: Dataset, rows: np.ndarray, normalise: str, *, max_rows: int = 4096) -> Iterator[np.ndarray]:
+def normalised_blocks(
+    dataset: Dataset, rows: np.ndarray, normalise: str, *, max_rows: int = 4096
+) -> Iterator[np.ndarray]:
     """Images of sorted ``rows`` in blocks of whole chunks (about ``max_rows``), normalised, NaN set to 0."""
     for _part, block in iter_row_blocks(dataset, rows, max_rows=max_rows):
         yield np.nan_to_num(normalise_images(block, normalise), nan=0.0)
@@ -151,10 +164,17 @@ def training_data(data: Any, normalise: str, *, split: str | None = "train") -> 
     if isinstance(data, Dataset):
         rows = dataset_rows(data, split)
         images = read_rows(data, rows, how)
-        provenance = {"dataset": str(data.path.resolve()), "version": data.version, "hash": data.hash,
-                      "split": split, "count": int(rows.size), "channels": data.channels}
-        logger.info("read %d cutouts of %s v%d (split %s), normalise %s", rows.size, data.path, data.version,
-                    split, how)
+        provenance = {
+            "dataset": str(data.path.resolve()),
+            "version": data.version,
+            "hash": data.hash,
+            "split": split,
+            "count": int(rows.size),
+            "channels": data.channels,
+        }
+        logger.info(
+            "read %d cutouts of %s v%d (split %s), normalise %s", rows.size, data.path, data.version, split, how
+        )
         return TrainingData(images, how, rows, provenance)
     if split not in (None, "train"):
         raise InvalidInputError(f"split={split!r} needs a Dataset; an array has no splits")

@@ -112,12 +112,16 @@ def _check_dataset(som: SOM, dataset: Dataset) -> None:
     """Refuse a dataset whose channels are not the SOM's (one-line errors)."""
     channels = int(dataset.images.shape[1])
     if channels != som.weights.shape[1]:
-        raise InvalidInputError(f"{dataset.path} v{dataset.version} has {channels} channels, the SOM "
-                                f"{som.weights.shape[1]}: give the dataset the SOM was trained for")
+        raise InvalidInputError(
+            f"{dataset.path} v{dataset.version} has {channels} channels, the SOM "
+            f"{som.weights.shape[1]}: give the dataset the SOM was trained for"
+        )
     trained = (som.training or {}).get("channels")
     if trained and list(trained) != dataset.channels:
-        raise InvalidInputError(f"the SOM was trained on channels {list(trained)}, {dataset.path} v{dataset.version} "
-                                f"has {dataset.channels}: give the dataset the SOM was trained for")
+        raise InvalidInputError(
+            f"the SOM was trained on channels {list(trained)}, {dataset.path} v{dataset.version} "
+            f"has {dataset.channels}: give the dataset the SOM was trained for"
+        )
 
 
 def _check_mapping(som: SOM, dataset: Dataset, mapping: SOMMapping) -> None:
@@ -125,25 +129,31 @@ def _check_mapping(som: SOM, dataset: Dataset, mapping: SOMMapping) -> None:
     if mapping.rows is None:
         raise InvalidInputError("the mapping has no dataset rows: map the Dataset itself (som.map(dataset))")
     same_map = (mapping.config.layout, mapping.config.width, mapping.config.height) == (
-        som.config.layout, som.config.width, som.config.height)
+        som.config.layout,
+        som.config.width,
+        som.config.height,
+    )
     bmu = np.asarray(mapping.bmu)
     if not same_map or (bmu.size and (bmu.min() < 0 or bmu.max() >= som.neuron_count)):
         raise InvalidInputError("the mapping was made by another SOM (its map differs); map the dataset with this SOM")
     rows = np.asarray(mapping.rows)
     if rows.size and (rows.min() < 0 or rows.max() >= len(dataset)):
-        raise InvalidInputError(f"the mapping's rows go beyond the {len(dataset)} cutouts of {dataset.path} "
-                                f"v{dataset.version}: it maps another dataset; map this one")
+        raise InvalidInputError(
+            f"the mapping's rows go beyond the {len(dataset)} cutouts of {dataset.path} "
+            f"v{dataset.version}: it maps another dataset; map this one"
+        )
 
 
 def _channels(chosen: str | Sequence[str | int] | None, names: Sequence[str]) -> tuple[int, ...]:
-    """The channels of the thumbnails: one (grey) or three (RGB), by name or index; default RGB of 0,1,2 or channel 0."""
+    """The thumbnails' channels: one (grey) or three (RGB), by name or index; default RGB of 0,1,2 or channel 0."""
     if chosen is None:
         return (0, 1, 2) if len(names) >= 3 else (0,)
     return select_channels(chosen, names).indices
 
 
-def _thumbnail(image: np.ndarray, channels: tuple[int, ...], path: Path,
-               limits: Sequence[tuple[float, float]] | None = None) -> None:
+def _thumbnail(
+    image: np.ndarray, channels: tuple[int, ...], path: Path, limits: Sequence[tuple[float, float]] | None = None
+) -> None:
     """Write ``image`` (C, S, S) as an asinh-stretched PNG, north up (row 0 at the bottom); pixels
     without data (NaN in a channel shown) in magenta."""
     from PIL import Image
@@ -307,8 +317,18 @@ def write_explorer(
     return target
 
 
-def _write_contents(staging: Path, som: SOM, dataset: Dataset, mapping: SOMMapping, plan: ExplorerPlan,
-                    channels: tuple[int, ...], title: str | None, *, k: int, top: int) -> None:
+def _write_contents(
+    staging: Path,
+    som: SOM,
+    dataset: Dataset,
+    mapping: SOMMapping,
+    plan: ExplorerPlan,
+    channels: tuple[int, ...],
+    title: str | None,
+    *,
+    k: int,
+    top: int,
+) -> None:
     """Fill ``staging`` with the page, its data and the pictures."""
     for name in _ASSETS:
         (staging / name).write_bytes(resources.files("hipsml.train.som.explorer").joinpath(name).read_bytes())
@@ -324,7 +344,7 @@ def _write_contents(staging: Path, som: SOM, dataset: Dataset, mapping: SOMMappi
     # the shown cutouts: thumbnails (each stretched on its own) and FITS files
     rows = np.asarray(mapping.rows, np.int64)[plan.shown]
     images = _read_rows(dataset, rows)
-    for row, image in zip(rows, images):
+    for row, image in zip(rows, images, strict=True):
         _thumbnail(image, channels, staging / "cutouts" / f"r{int(row):07d}.png")
     fits = dataset.to_fits(rows, staging / "fits") if rows.size else []
     ids, ra, dec = dataset.column("id"), dataset.column("ra"), dataset.column("dec")
@@ -339,47 +359,90 @@ def _write_contents(staging: Path, som: SOM, dataset: Dataset, mapping: SOMMappi
             value = int(labels[row])
             label = names[value] if names and 0 <= value < len(names) else str(value)
         split_index = int(splits[row])
-        cutouts.append({
-            "row": row, "id": _text(ids[row]), "ra": _finite(ra[row]), "dec": _finite(dec[row]), "label": label,
-            "split": split_names[split_index] if 0 <= split_index < len(split_names) else str(split_index),
-            "bmu": int(mapping.bmu[position]), "distance": _finite(mapping.distance[position]),
-            "angle": float(mapping.angle[position]), "flipped": bool(mapping.flipped[position]),
-            "image": f"cutouts/r{row:07d}.png", "fits": fits[j].relative_to(staging).as_posix(),
-        })
+        cutouts.append(
+            {
+                "row": row,
+                "id": _text(ids[row]),
+                "ra": _finite(ra[row]),
+                "dec": _finite(dec[row]),
+                "label": label,
+                "split": split_names[split_index] if 0 <= split_index < len(split_names) else str(split_index),
+                "bmu": int(mapping.bmu[position]),
+                "distance": _finite(mapping.distance[position]),
+                "angle": float(mapping.angle[position]),
+                "flipped": bool(mapping.flipped[position]),
+                "image": f"cutouts/r{row:07d}.png",
+                "fits": fits[j].relative_to(staging).as_posix(),
+            }
+        )
     index = {int(position): j for j, position in enumerate(plan.shown)}
     hits = np.bincount(np.asarray(mapping.bmu, np.int64), minlength=som.neuron_count)
     centres = plot_centres(som.config)
     heat = _heat_colours(hits)
-    neurons = [{"neuron": n, "x": float(centres[n, 0]), "y": float(centres[n, 1]), "hits": int(hits[n]),
-                "heat": heat[n], "image": f"prototypes/n{n:04d}.png",
-                "members": [index[int(p)] for p in plan.members[n]]} for n in range(som.neuron_count)]
+    neurons = [
+        {
+            "neuron": n,
+            "x": float(centres[n, 0]),
+            "y": float(centres[n, 1]),
+            "hits": int(hits[n]),
+            "heat": heat[n],
+            "image": f"prototypes/n{n:04d}.png",
+            "members": [index[int(p)] for p in plan.members[n]],
+        }
+        for n in range(som.neuron_count)
+    ]
     config = som.config
     som_name = Path(str((som.training or {}).get("path") or "")).name
     dataset_name = dataset.attrs.get("name") or dataset.path.name
     band_text = " + ".join(dataset.channels[c] if c < len(dataset.channels) else f"c{c}" for c in channels)
     data = {
-        "format": _KIND, "format_version": 1,
+        "format": _KIND,
+        "format_version": 1,
         "title": title or f"SOM explorer: {dataset_name} v{dataset.version}" + (f" on {som_name}" if som_name else ""),
-        "summary": (f"{config.layout} {config.width}x{config.height} SOM, {som.neuron_count} prototypes of "
-                    f"{som.weights.shape[-1]} pixels, numrot {config.numrot}{', flip' if config.flip else ''}; "
-                    f"{mapping.bmu.size} cutouts mapped, quantisation error {mapping.quantisation_error:.4g}; "
-                    f"thumbnails: {band_text} (asinh, north up)"),
-        "som": {"layout": config.layout, "width": config.width, "height": config.height,
-                "neuron_count": som.neuron_count, "numrot": config.numrot, "flip": bool(config.flip),
-                "weights_sha256": weights_digest(som)},
-        "dataset": {"path": str(dataset.path.resolve()), "version": dataset.version, "hash": dataset.hash,
-                    "channels": dataset.channels, "thumbnail_channels": list(channels)},
-        "k": k, "top": top, "max_hits": int(hits.max(initial=0)),
-        "neurons": neurons, "cutouts": cutouts, "outliers": [index[int(p)] for p in plan.outliers],
+        "summary": (
+            f"{config.layout} {config.width}x{config.height} SOM, {som.neuron_count} prototypes of "
+            f"{som.weights.shape[-1]} pixels, numrot {config.numrot}{', flip' if config.flip else ''}; "
+            f"{mapping.bmu.size} cutouts mapped, quantisation error {mapping.quantisation_error:.4g}; "
+            f"thumbnails: {band_text} (asinh, north up)"
+        ),
+        "som": {
+            "layout": config.layout,
+            "width": config.width,
+            "height": config.height,
+            "neuron_count": som.neuron_count,
+            "numrot": config.numrot,
+            "flip": bool(config.flip),
+            "weights_sha256": weights_digest(som),
+        },
+        "dataset": {
+            "path": str(dataset.path.resolve()),
+            "version": dataset.version,
+            "hash": dataset.hash,
+            "channels": dataset.channels,
+            "thumbnail_channels": list(channels),
+        },
+        "k": k,
+        "top": top,
+        "max_hits": int(hits.max(initial=0)),
+        "neurons": neurons,
+        "cutouts": cutouts,
+        "outliers": [index[int(p)] for p in plan.outliers],
     }
     text = json.dumps(data, allow_nan=False, separators=(",", ":"))
     (staging / "data.js").write_text(f"window.HIPSML_EXPLORER = {text};\n", encoding="utf-8")
     from hipsml import __version__
 
-    marker = {"kind": _KIND, "som": data["som"], "dataset": data["dataset"], "k": k, "top": top,
-              "mapped": int(mapping.bmu.size), "shown": int(plan.shown.size),
-              "created": now_iso(),
-              "software": {"hipsml": __version__}}
+    marker = {
+        "kind": _KIND,
+        "som": data["som"],
+        "dataset": data["dataset"],
+        "k": k,
+        "top": top,
+        "mapped": int(mapping.bmu.size),
+        "shown": int(plan.shown.size),
+        "created": now_iso(),
+        "software": {"hipsml": __version__},
+    }
     (staging / _MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     mode = file_mode()
     for path in staging.rglob("*"):
@@ -410,7 +473,7 @@ def explorer_server(folder: str | os.PathLike[str], *, port: int = 8000) -> http
         raise InvalidInputError(f"port must be an integer 0..65535, got {port!r}")
 
     class _Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: Any) -> None:
             logger.debug("%s %s", self.address_string(), format % args)
 
     try:

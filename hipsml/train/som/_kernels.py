@@ -40,8 +40,19 @@ import numpy as np
 from hipsml.train.som._config import SOMConfig
 from hipsml.train.som._transforms import distance_mask, exact_variant_permutations, resampling_table
 
-__all__ = ["SearchTables", "build_tables", "SearchResult", "resample", "search", "online_epoch_chunk",
-           "batch_epoch_chunk", "map_chunk", "features_search", "neuron_features", "resample_angles"]
+__all__ = [
+    "SearchTables",
+    "build_tables",
+    "SearchResult",
+    "resample",
+    "search",
+    "online_epoch_chunk",
+    "batch_epoch_chunk",
+    "map_chunk",
+    "features_search",
+    "neuron_features",
+    "resample_angles",
+]
 
 #: Transforms whose squared distance is within this fraction of (|image|^2 + |neuron|^2) of the
 #: best are ties; the first in PINK's order wins, so reported angles do not depend on rounding.
@@ -60,7 +71,9 @@ class SearchTables(NamedTuple):
     region: jax.Array  # (S0,) int32: the pixels of the distance region itself
     perm_region: jax.Array  # (V, S0) int32: perm[:, region], the region's pixels in each variant
     mask_full: jax.Array  # (D,) float32: the distance region as 0/1
-    orbit_index: jax.Array  # (8, O) int32: pixel perm_x[o] of each D4 orbit o of the neuron (order: see _dihedral_orbits)
+    orbit_index: (
+        jax.Array
+    )  # (8, O) int32: pixel perm_x[o] of each D4 orbit o of the neuron (order: see _dihedral_orbits)
     orbit_weight: jax.Array  # (O,) float32: 1 / stabiliser size of each orbit
     orbit_source: jax.Array  # (8, R, L) int32: first tap's source pixel (in C*H*W) of each resampled live orbit value
     orbit_source_weight: jax.Array  # (8, R, L, taps) float32: weights of the taps (see _tap_images)
@@ -92,7 +105,9 @@ class Geometry:
         return self.channels * self.neuron_dim * self.neuron_dim
 
 
-def build_tables(config: SOMConfig, channels: int, image_side: int, neighbourhood: np.ndarray) -> tuple[Geometry, SearchTables]:
+def build_tables(
+    config: SOMConfig, channels: int, image_side: int, neighbourhood: np.ndarray
+) -> tuple[Geometry, SearchTables]:
     """The geometry and the constant tables for a resolved ``config`` and images ``(channels, side, side)``."""
     assert config.neuron_dim is not None and config.distance_dim is not None
     nd = config.neuron_dim
@@ -105,20 +120,39 @@ def build_tables(config: SOMConfig, channels: int, image_side: int, neighbourhoo
     turns = 1 if config.numrot == 1 else 4
     invariant = all(np.array_equal(mask[p], mask) for p in perm)
     dihedral = perm.shape[0] == 8 and invariant
-    orbit_index, orbit_weight, region_orbits, live_orbits = _dihedral_orbits(perm, mask, weight) if dihedral else (
-        np.zeros((8, 0), np.int32), np.zeros((0,), np.float32), 0, 0)
+    orbit_index, orbit_weight, region_orbits, live_orbits = (
+        _dihedral_orbits(perm, mask, weight)
+        if dihedral
+        else (np.zeros((8, 0), np.int32), np.zeros((0,), np.float32), 0, 0)
+    )
     orbit_source, orbit_source_weight = _orbit_sources(index, weight, orbit_index[:, :live_orbits], image_side, nd)
-    geometry = Geometry(channels, image_side, nd, config.rotations_per_quarter, turns, 2 if config.flip else 1,
-                        config.precision, bool(mask.all()), dihedral, region_orbits, live_orbits)
+    geometry = Geometry(
+        channels,
+        image_side,
+        nd,
+        config.rotations_per_quarter,
+        turns,
+        2 if config.flip else 1,
+        config.precision,
+        bool(mask.all()),
+        dihedral,
+        region_orbits,
+        live_orbits,
+    )
     tables = SearchTables(
-        index=jnp.asarray(index), weight=jnp.asarray(weight), perm=jnp.asarray(perm),
-        inv_support=jnp.asarray(np.ascontiguousarray(inverse[:, support])), support=jnp.asarray(support),
+        index=jnp.asarray(index),
+        weight=jnp.asarray(weight),
+        perm=jnp.asarray(perm),
+        inv_support=jnp.asarray(np.ascontiguousarray(inverse[:, support])),
+        support=jnp.asarray(support),
         mask_support=jnp.asarray(mask_inv[:, support].astype(np.float32)),
         region=jnp.asarray(np.flatnonzero(mask).astype(np.int32)),
         perm_region=jnp.asarray(np.ascontiguousarray(perm[:, np.flatnonzero(mask)])),
         mask_full=jnp.asarray(mask.astype(np.float32)),
-        orbit_index=jnp.asarray(orbit_index), orbit_weight=jnp.asarray(orbit_weight),
-        orbit_source=jnp.asarray(orbit_source), orbit_source_weight=jnp.asarray(orbit_source_weight),
+        orbit_index=jnp.asarray(orbit_index),
+        orbit_weight=jnp.asarray(orbit_weight),
+        orbit_source=jnp.asarray(orbit_source),
+        orbit_source_weight=jnp.asarray(orbit_source_weight),
         neighbourhood=jnp.asarray(neighbourhood.astype(np.float32)),
     )
     return geometry, tables
@@ -151,8 +185,9 @@ def tap_offsets(image_side: int, taps: int) -> np.ndarray:
     return np.array([0, 1, image_side, image_side + 1] if taps == 4 else [0], np.int64)[:taps]
 
 
-def _orbit_sources(index: np.ndarray, weight: np.ndarray, orbit_index: np.ndarray, image_side: int,
-                   neuron_dim: int) -> tuple[np.ndarray, np.ndarray]:
+def _orbit_sources(
+    index: np.ndarray, weight: np.ndarray, orbit_index: np.ndarray, image_side: int, neuron_dim: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Resampling tables composed with the orbit order, for orbits ``orbit_index`` ``(8, L)`` (the live ones):
     first tap ``(8, R, L)`` and tap weights ``(8, R, L, taps)``.
 
@@ -183,8 +218,9 @@ def _tap_images(images: jax.Array, image_side: int, taps: int) -> jax.Array:
         return images.reshape(batch, -1, 1)
     square = images.reshape(batch, -1, image_side, image_side)
     padded = jnp.pad(square, ((0, 0), (0, 0), (0, 1), (0, 1)))
-    stacked = jnp.stack([padded[..., :-1, :-1], padded[..., :-1, 1:], padded[..., 1:, :-1], padded[..., 1:, 1:]],
-                        axis=-1)
+    stacked = jnp.stack(
+        [padded[..., :-1, :-1], padded[..., :-1, 1:], padded[..., 1:, :-1], padded[..., 1:, 1:]], axis=-1
+    )
     return stacked.reshape(batch, -1, taps)
 
 
@@ -272,8 +308,9 @@ def to_features(pixels: jax.Array, tables: SearchTables, orbits: int | None = No
     return _fourier(values.reshape((8,) + pixels.shape[:-1] + (index.shape[-1],)), _FOURIER)
 
 
-def resampled_features(images: jax.Array, tables: SearchTables, geometry: Geometry, *, region_only: bool = False
-                       ) -> tuple[jax.Array, jax.Array]:
+def resampled_features(
+    images: jax.Array, tables: SearchTables, geometry: Geometry, *, region_only: bool = False
+) -> tuple[jax.Array, jax.Array]:
     """D4 coefficients ``(8, B, R, L)`` of the ``R`` resampled rotations of ``images`` ``(B, C, H*W)`` on the
     ``L`` live orbits (the others are 0), or on the distance region's orbits only (``region_only``, all a
     search needs), and their squared norms over the distance region ``(B, R)``.
@@ -331,7 +368,10 @@ def _features_cross(y: jax.Array, w: NeuronFeatures, tables: SearchTables, geome
 
 
 def _signed_sum(c1: jax.Array, chi_v: np.ndarray, c2: jax.Array, rho_v: np.ndarray) -> jax.Array:
-    """``sum_a chi_v[a] c1[a] + sum_ac rho_v[a, c] c2[a, :, c]`` for constant weights: ``(n, B, R)`` to ``(B, n, R)``."""
+    """``sum_a chi_v[a] c1[a] + sum_ac rho_v[a, c] c2[a, :, c]`` for constant weights.
+
+    ``(n, B, R)`` to ``(B, n, R)``.
+    """
     total = c1[0] * float(chi_v[0])
     for a in range(1, 4):
         total = total + c1[a] * float(chi_v[a])
@@ -359,7 +399,9 @@ def _dihedral_cross(resampled: jax.Array, weights: jax.Array, tables: SearchTabl
     search matmuls are 5.3 times smaller than ``[B*R*8, S] x [S, n]``.
     """
     images = to_features(resampled, tables, geometry.region_orbits)  # the distance needs the region only
-    return _features_cross(images, split_neurons(to_features(weights, tables, geometry.region_orbits)), tables, geometry)
+    return _features_cross(
+        images, split_neurons(to_features(weights, tables, geometry.region_orbits)), tables, geometry
+    )
 
 
 def _cross(lhs: jax.Array, rhs: jax.Array, spec: str, precision: str) -> jax.Array:
@@ -374,8 +416,9 @@ def _cross(lhs: jax.Array, rhs: jax.Array, spec: str, precision: str) -> jax.Arr
     return jnp.einsum(spec, lhs, rhs, precision=level)
 
 
-def search(weights: jax.Array, resampled: jax.Array, tables: SearchTables, geometry: Geometry,
-           *, tie_tolerance: float = 0.0) -> SearchResult:
+def search(
+    weights: jax.Array, resampled: jax.Array, tables: SearchTables, geometry: Geometry, *, tie_tolerance: float = 0.0
+) -> SearchResult:
     """Compare ``resampled`` ``(B, R, D)`` with ``weights`` ``(n, D)`` in all ``T`` transforms at once.
 
     ``d[b, j, v, i] = |M * (W[j] - P_v y[b, i])|^2``, by one matmul. When the neurons outnumber
@@ -407,8 +450,9 @@ def search(weights: jax.Array, resampled: jax.Array, tables: SearchTables, geome
     return _finish_search(cross, ww, yy, geometry, tie_tolerance=tie_tolerance)
 
 
-def _finish_search(cross: jax.Array, ww: jax.Array, yy: jax.Array, geometry: Geometry, *,
-                   tie_tolerance: float = 0.0) -> SearchResult:
+def _finish_search(
+    cross: jax.Array, ww: jax.Array, yy: jax.Array, geometry: Geometry, *, tie_tolerance: float = 0.0
+) -> SearchResult:
     """Squared distances ``ww - 2 cross + yy`` from ``cross`` ``(B, n, V, R)``, ``ww`` ``(n,)`` and ``yy``
     ``(B, V, R)``; each neuron's best transform in PINK's order ``t = v * R + i``."""
     batch, n, variants, rotations = cross.shape
@@ -435,8 +479,9 @@ def pick_best_neuron(result: SearchResult, *, tie_tolerance: float = 0.0) -> jax
     return jnp.argmax(near, axis=-1).astype(jnp.int32)
 
 
-def transformed_targets(resampled_one: jax.Array, best_transform: jax.Array, tables: SearchTables,
-                        geometry: Geometry) -> jax.Array:
+def transformed_targets(
+    resampled_one: jax.Array, best_transform: jax.Array, tables: SearchTables, geometry: Geometry
+) -> jax.Array:
     """One image in each neuron's own best transform: ``(n, D)`` from ``(R, D)`` and ``(n,)``."""
     rotation = best_transform % geometry.rotations
     variant = best_transform // geometry.rotations
@@ -458,15 +503,23 @@ class ChunkStats(NamedTuple):
     hits: jax.Array  # (n,) best-match counts
 
 
-def online_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, tables: SearchTables,
-                       adjacency: jax.Array, geometry: Geometry) -> tuple[jax.Array, ChunkStats]:
+def online_epoch_chunk(
+    weights: jax.Array,
+    images: jax.Array,
+    valid: jax.Array,
+    tables: SearchTables,
+    adjacency: jax.Array,
+    geometry: Geometry,
+) -> tuple[jax.Array, ChunkStats]:
     """PINK-exact online training over a chunk ``(B, C, H*W)``, one image after the other (``lax.scan``).
 
     Each neuron ``j`` moves toward the image in its own best transform:
     ``w_j += h(bmu, j) * (T_j(x) - w_j)``. Images with ``valid == False`` (padding) change nothing.
     """
 
-    def step(carry: tuple[jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]) -> tuple[tuple[jax.Array, ChunkStats], None]:
+    def step(
+        carry: tuple[jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]
+    ) -> tuple[tuple[jax.Array, ChunkStats], None]:
         w, stats = carry
         image, ok = inputs
         resampled = jax.lax.optimization_barrier(resample(image[None], tables, geometry))  # (1, R, D)
@@ -489,23 +542,33 @@ def online_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, 
     return weights, stats
 
 
-def _image_features(images: jax.Array, tables: SearchTables, geometry: Geometry, *, region_only: bool = False
-                    ) -> tuple[jax.Array, jax.Array]:
+def _image_features(
+    images: jax.Array, tables: SearchTables, geometry: Geometry, *, region_only: bool = False
+) -> tuple[jax.Array, jax.Array]:
     """Images' ``(B, C, H*W)`` resampled D4 coefficients ``(8, B, R, L)`` (:func:`resampled_features`) and their
     region norms per transform ``(B, 8, R)``."""
     y, norm = resampled_features(images, tables, geometry, region_only=region_only)
     return y, jnp.broadcast_to(norm[:, None, :], (images.shape[0], 8, geometry.rotations))
 
 
-def neuron_features(weights: jax.Array, tables: SearchTables, geometry: Geometry, orbits: int | None = None
-                    ) -> tuple[NeuronFeatures, jax.Array]:
-    """Neurons ``(n, D)`` as :data:`NeuronFeatures` (all orbits, or the first ``orbits``) and their region norms ``(n,)``."""
+def neuron_features(
+    weights: jax.Array, tables: SearchTables, geometry: Geometry, orbits: int | None = None
+) -> tuple[NeuronFeatures, jax.Array]:
+    """Neurons ``(n, D)`` as :data:`NeuronFeatures` (all orbits, or the first ``orbits``), and region norms ``(n,)``."""
     w = split_neurons(to_features(weights, tables, orbits))
     return w, _features_square_norm(w, tables, geometry)
 
 
-def features_search(images: jax.Array, w: NeuronFeatures, ww: jax.Array, tables: SearchTables, geometry: Geometry,
-                    *, tie_tolerance: float = 0.0, region_only: bool = False) -> tuple[SearchResult, jax.Array]:
+def features_search(
+    images: jax.Array,
+    w: NeuronFeatures,
+    ww: jax.Array,
+    tables: SearchTables,
+    geometry: Geometry,
+    *,
+    tie_tolerance: float = 0.0,
+    region_only: bool = False,
+) -> tuple[SearchResult, jax.Array]:
     """The D4 search of images ``(B, C, H*W)`` against neurons held as coefficients (:func:`neuron_features`):
     the search result and the images' resampled coefficients ``(8, B, R, L)`` (for the update; only the
     distance region's orbits with ``region_only``, which mapping uses).
@@ -519,8 +582,9 @@ def features_search(images: jax.Array, w: NeuronFeatures, ww: jax.Array, tables:
     return result, y
 
 
-def _transformed_features(y: jax.Array, best_transform: jax.Array, tables: SearchTables, geometry: Geometry
-                          ) -> NeuronFeatures:
+def _transformed_features(
+    y: jax.Array, best_transform: jax.Array, tables: SearchTables, geometry: Geometry
+) -> NeuronFeatures:
     """The image in each neuron's own best transform, as :data:`NeuronFeatures` from ``y`` ``(8, R, L)``.
 
     Rotation ``i_j`` in variant ``v_j`` has coefficients ``chi_a(v_j) y1_a[i_j]`` and
@@ -534,21 +598,30 @@ def _transformed_features(y: jax.Array, best_transform: jax.Array, tables: Searc
         for q in range(2):
             planes.append(chosen[4 + 2 * p] * rho[:, q, 0, None] + chosen[5 + 2 * p] * rho[:, q, 1, None])
     dead = tables.orbit_weight.shape[0] - geometry.live_orbits
-    first, second, third = (jnp.pad(jnp.stack(rows), ((0, 0), (0, 0), (0, dead)))
-                            for rows in (planes[:4], planes[4:6], planes[6:]))
+    first, second, third = (
+        jnp.pad(jnp.stack(rows), ((0, 0), (0, 0), (0, dead))) for rows in (planes[:4], planes[4:6], planes[6:])
+    )
     return first, second, third
 
 
-def _online_features_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, tables: SearchTables,
-                           adjacency: jax.Array, geometry: Geometry, zero: ChunkStats) -> tuple[jax.Array, ChunkStats]:
+def _online_features_chunk(
+    weights: jax.Array,
+    images: jax.Array,
+    valid: jax.Array,
+    tables: SearchTables,
+    adjacency: jax.Array,
+    geometry: Geometry,
+    zero: ChunkStats,
+) -> tuple[jax.Array, ChunkStats]:
     """Online training with the neurons held as D4 Fourier coefficients for the whole chunk.
 
     The same PINK update, written in coefficients (:func:`_transformed_features`); the pixels
     come back once per chunk.
     """
 
-    def step(carry: tuple[NeuronFeatures, ChunkStats], inputs: tuple[jax.Array, jax.Array]
-             ) -> tuple[tuple[NeuronFeatures, ChunkStats], None]:
+    def step(
+        carry: tuple[NeuronFeatures, ChunkStats], inputs: tuple[jax.Array, jax.Array]
+    ) -> tuple[tuple[NeuronFeatures, ChunkStats], None]:
         w, stats = carry
         image, ok = inputs
         okf = ok.astype(jnp.float32)
@@ -556,7 +629,8 @@ def _online_features_chunk(weights: jax.Array, images: jax.Array, valid: jax.Arr
         bmu = pick_best_neuron(result)
         factor = tables.neighbourhood[bmu[0]] * okf  # (n,)
         target = _transformed_features(y[:, 0], result.best_transform[0], tables, geometry)
-        w = cast(NeuronFeatures, tuple(part + factor[:, None] * (goal - part) for part, goal in zip(w, target)))
+        moved = (part + factor[:, None] * (goal - part) for part, goal in zip(w, target, strict=True))
+        w = cast(NeuronFeatures, tuple(moved))
         qe = jnp.sqrt(result.neuron_distance[0, bmu[0]]) * okf
         te = (1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)[0]) * okf
         hits = stats.hits.at[bmu[0]].add(ok.astype(jnp.int32))
@@ -566,8 +640,16 @@ def _online_features_chunk(weights: jax.Array, images: jax.Array, valid: jax.Arr
     return from_features(jnp.concatenate(w), tables, geometry.size), stats
 
 
-def batch_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, tables: SearchTables,
-                      adjacency: jax.Array, geometry: Geometry, *, update_by_matmul: bool) -> tuple[jax.Array, ChunkStats]:
+def batch_epoch_chunk(
+    weights: jax.Array,
+    images: jax.Array,
+    valid: jax.Array,
+    tables: SearchTables,
+    adjacency: jax.Array,
+    geometry: Geometry,
+    *,
+    update_by_matmul: bool,
+) -> tuple[jax.Array, ChunkStats]:
     """One mini-batch step: search ``B`` images against the same neurons, then one summed update.
 
     ``w_j += (sum_b h_bj T_bj(x_b) - sum_b h_bj w_j) / max(1, sum_b h_bj)``. With
@@ -588,8 +670,9 @@ def batch_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, t
         coef = jax.nn.one_hot(result.best_transform, transforms, dtype=jnp.float32) * factor[..., None]  # (B, n, T)
         coef = coef.reshape(batch, n, geometry.variants, geometry.rotations)
         coef = jnp.transpose(coef, (2, 1, 0, 3)).reshape(geometry.variants * n, batch * geometry.rotations)
-        summed = jnp.matmul(coef, resampled.reshape(batch * geometry.rotations, geometry.size),
-                            precision=jax.lax.Precision.HIGHEST).reshape(geometry.variants, n, geometry.size)
+        summed = jnp.matmul(
+            coef, resampled.reshape(batch * geometry.rotations, geometry.size), precision=jax.lax.Precision.HIGHEST
+        ).reshape(geometry.variants, n, geometry.size)
         target_sum = jnp.zeros_like(weights)
         for v in range(geometry.variants):
             target_sum = target_sum + summed[v][:, tables.perm[v]]
@@ -599,8 +682,10 @@ def batch_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, t
         te = jnp.sum((1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)) * okf)
         hits = jnp.zeros((n,), jnp.int32).at[bmu].add(valid.astype(jnp.int32))
     else:
-        def visit(carry: tuple[jax.Array, jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]
-                  ) -> tuple[tuple[jax.Array, jax.Array, ChunkStats], None]:
+
+        def visit(
+            carry: tuple[jax.Array, jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]
+        ) -> tuple[tuple[jax.Array, jax.Array, ChunkStats], None]:
             summed, factors, stats = carry
             image, ok = inputs
             okf_one = ok.astype(jnp.float32)
@@ -611,8 +696,9 @@ def batch_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, t
             target = transformed_targets(resampled[0], result.best_transform[0], tables, geometry)
             qe = jnp.sqrt(result.neuron_distance[0, bmu[0]]) * okf_one
             te = (1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)[0]) * okf_one
-            stats = ChunkStats(stats.quantisation + qe, stats.topographic + te,
-                               stats.hits.at[bmu[0]].add(ok.astype(jnp.int32)))
+            stats = ChunkStats(
+                stats.quantisation + qe, stats.topographic + te, stats.hits.at[bmu[0]].add(ok.astype(jnp.int32))
+            )
             return (summed + factor[:, None] * target, factors + factor, stats), None
 
         zero = ChunkStats(jnp.float32(0.0), jnp.float32(0.0), jnp.zeros((n,), jnp.int32))
@@ -620,20 +706,28 @@ def batch_epoch_chunk(weights: jax.Array, images: jax.Array, valid: jax.Array, t
             target_sum, total, stats = _batch_features_sums(weights, images, valid, tables, adjacency, geometry, zero)
         else:
             (target_sum, total, stats), _ = jax.lax.scan(
-                visit, (jnp.zeros_like(weights), jnp.zeros((n,), jnp.float32), zero), (images, valid))
+                visit, (jnp.zeros_like(weights), jnp.zeros((n,), jnp.float32), zero), (images, valid)
+            )
         qe, te, hits = stats
     weights = weights + (target_sum - total[:, None] * weights) / jnp.maximum(1.0, total)[:, None]
     return weights, ChunkStats(qe, te, hits)
 
 
-def _batch_features_sums(weights: jax.Array, images: jax.Array, valid: jax.Array, tables: SearchTables,
-                         adjacency: jax.Array, geometry: Geometry, zero: ChunkStats
-                         ) -> tuple[jax.Array, jax.Array, ChunkStats]:
+def _batch_features_sums(
+    weights: jax.Array,
+    images: jax.Array,
+    valid: jax.Array,
+    tables: SearchTables,
+    adjacency: jax.Array,
+    geometry: Geometry,
+    zero: ChunkStats,
+) -> tuple[jax.Array, jax.Array, ChunkStats]:
     """Batch sums ``sum_b h_bj T_bj(x_b)`` and ``sum_b h_bj`` accumulated as D4 coefficients (CPU path)."""
     w, ww = neuron_features(weights, tables, geometry)
 
-    def visit(carry: tuple[NeuronFeatures, jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]
-              ) -> tuple[tuple[NeuronFeatures, jax.Array, ChunkStats], None]:
+    def visit(
+        carry: tuple[NeuronFeatures, jax.Array, ChunkStats], inputs: tuple[jax.Array, jax.Array]
+    ) -> tuple[tuple[NeuronFeatures, jax.Array, ChunkStats], None]:
         summed, factors, stats = carry
         image, ok = inputs
         okf = ok.astype(jnp.float32)
@@ -643,9 +737,11 @@ def _batch_features_sums(weights: jax.Array, images: jax.Array, valid: jax.Array
         target = _transformed_features(y[:, 0], result.best_transform[0], tables, geometry)
         qe = jnp.sqrt(result.neuron_distance[0, bmu[0]]) * okf
         te = (1.0 - _second_best_adjacent(result.neuron_distance, bmu, adjacency)[0]) * okf
-        stats = ChunkStats(stats.quantisation + qe, stats.topographic + te,
-                           stats.hits.at[bmu[0]].add(ok.astype(jnp.int32)))
-        summed = cast(NeuronFeatures, tuple(part + factor[:, None] * goal for part, goal in zip(summed, target)))
+        stats = ChunkStats(
+            stats.quantisation + qe, stats.topographic + te, stats.hits.at[bmu[0]].add(ok.astype(jnp.int32))
+        )
+        added = (part + factor[:, None] * goal for part, goal in zip(summed, target, strict=True))
+        summed = cast(NeuronFeatures, tuple(added))
         return (summed, factors + factor, stats), None
 
     n = weights.shape[0]
@@ -669,8 +765,14 @@ class ChunkMapping(NamedTuple):
 MAP_GROUP = 2  # 2 measured faster than 1, 4 and 8 for RGZ on 2 CPU cores
 
 
-def map_chunk(weights: jax.Array, images: jax.Array, tables: SearchTables, adjacency: jax.Array,
-              geometry: Geometry, group: int = MAP_GROUP) -> ChunkMapping:
+def map_chunk(
+    weights: jax.Array,
+    images: jax.Array,
+    tables: SearchTables,
+    adjacency: jax.Array,
+    geometry: Geometry,
+    group: int = MAP_GROUP,
+) -> ChunkMapping:
     """Map a chunk ``(B, C, H*W)``: best neuron, its exact distance, its transform (ties go to PINK's first).
 
     On the D4 path the images are searched as in training (:func:`features_search`), ``group``
@@ -683,9 +785,14 @@ def map_chunk(weights: jax.Array, images: jax.Array, tables: SearchTables, adjac
         w, ww = neuron_features(weights, tables, geometry, geometry.region_orbits)
 
         def visit(_: None, block: jax.Array) -> tuple[None, tuple[jax.Array, jax.Array, jax.Array]]:
-            result, _unused = features_search(block, w, ww, tables, geometry, tie_tolerance=TIE_TOLERANCE, region_only=True)
-            return None, (result.neuron_distance, result.best_transform,
-                          pick_best_neuron(result, tie_tolerance=TIE_TOLERANCE))
+            result, _unused = features_search(
+                block, w, ww, tables, geometry, tie_tolerance=TIE_TOLERANCE, region_only=True
+            )
+            return None, (
+                result.neuron_distance,
+                result.best_transform,
+                pick_best_neuron(result, tie_tolerance=TIE_TOLERANCE),
+            )
 
         grouped = images.reshape((batch // group, group) + images.shape[1:])
         _, (neuron_distance, neuron_transform, bmu) = jax.lax.scan(visit, None, grouped)

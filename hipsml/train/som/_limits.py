@@ -88,16 +88,21 @@ def read_npz_array(path: Path, name: str) -> np.ndarray:
                 version = np.lib.format.read_magic(fh)
                 readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
                 if version not in readers:
-                    raise InvalidInputError(f"{path}: array {name!r} has .npy format {version}; hipsml reads 1.0 and 2.0")
+                    raise InvalidInputError(
+                        f"{path}: array {name!r} has .npy format {version}; hipsml reads 1.0 and 2.0"
+                    )
                 shape, fortran, dtype = readers[version](fh)
                 if dtype.hasobject:
-                    raise InvalidInputError(f"{path}: array {name!r} holds Python objects; hipsml reads numeric arrays only")
+                    raise InvalidInputError(
+                        f"{path}: array {name!r} holds Python objects; hipsml reads numeric arrays only"
+                    )
                 count = float(np.prod([float(s) for s in shape])) if shape else 1.0
                 check_memory(count * dtype.itemsize, what=f"{path} array {name!r} of shape {shape}",
                              shrink="")  # fmt: skip
                 body = info.file_size - fh.tell()
                 if body != count * dtype.itemsize:
-                    raise InvalidInputError(f"{path}: array {name!r} claims shape {shape} ({count * dtype.itemsize:.0f} "
+                    raise InvalidInputError(f"{path}: array {name!r} claims shape {shape} "
+                                            f"({count * dtype.itemsize:.0f} "
                                             f"bytes) but stores {body}; the file is damaged")  # fmt: skip
                 data = np.frombuffer(bytearray(fh.read()), dtype=dtype)  # writable, no copy
     except KeyError:
@@ -105,5 +110,7 @@ def read_npz_array(path: Path, name: str) -> np.ndarray:
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
         if isinstance(exc, InvalidInputError):
             raise
-        raise InvalidInputError(f"cannot read {path}: {exc}; the file is damaged (train or save the SOM again)") from None
+        raise InvalidInputError(
+            f"cannot read {path}: {exc}; the file is damaged (train or save the SOM again)"
+        ) from None
     return data.reshape(shape, order="F" if fortran else "C")

@@ -126,7 +126,7 @@ def plot_outliers(
         order = np.argsort(rows, kind="stable")  # read in storage order
         images = np.empty((rows.size, *data.images.shape[1:]), np.float32)
         images[order] = np.asarray(data.images.get_orthogonal_selection((rows[order],)), dtype=np.float32)
-        names = (data.column("id")[rows] if ids is None else np.asarray(ids)[positions])
+        names = data.column("id")[rows] if ids is None else np.asarray(ids)[positions]
         bands = bands or data.channels
     else:
         array = np.asarray(data)
@@ -144,14 +144,19 @@ def plot_outliers(
     cell_h = max(c.height for c in cells) + caption
     grid_rows = -(-len(cells) // columns)
     title = f"top {len(cells)} outliers by distance to the best-matching prototype; channels {view.label}"
-    canvas = Image.new("RGB", (max(cell_w * min(columns, len(cells)), 12 + 6 * len(title)), 24 + cell_h * grid_rows),
-                       (24, 24, 24))
+    canvas = Image.new(
+        "RGB", (max(cell_w * min(columns, len(cells)), 12 + 6 * len(title)), 24 + cell_h * grid_rows), (24, 24, 24)
+    )
     draw = ImageDraw.Draw(canvas)
     draw.text((6, 6), title, fill=(230, 230, 230), font=font)
     for k, cell in enumerate(cells):
         x, y = (k % columns) * cell_w, 24 + (k // columns) * cell_h
         canvas.paste(cell, (x, y))
-        draw.text((x + 4, y + cell.height - 4), f"id {names[k]}  d={float(distance[k]):.4g}"[:40], fill=(255, 210, 120),
-                  font=font)
+        draw.text(
+            (x + 4, y + cell.height - 4),
+            f"id {names[k]}  d={float(distance[k]):.4g}"[:40],
+            fill=(255, 210, 120),
+            font=font,
+        )
     canvas.info["channels"] = view.label
     return atomic_write_bytes(dest, png_bytes(canvas))

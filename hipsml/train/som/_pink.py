@@ -33,8 +33,18 @@ if TYPE_CHECKING:
     from hipsml.train.som._som import SOM
 
 __all__ = [
-    "PinkMapping", "PinkRotFlip", "pink_options", "read_pink", "read_pink_data", "read_pink_som", "read_pink_mapping",
-    "read_pink_rot_flip", "write_pink_data", "write_pink_som", "write_pink_mapping", "write_pink_rot_flip",
+    "PinkMapping",
+    "PinkRotFlip",
+    "pink_options",
+    "read_pink",
+    "read_pink_data",
+    "read_pink_som",
+    "read_pink_mapping",
+    "read_pink_rot_flip",
+    "write_pink_data",
+    "write_pink_som",
+    "write_pink_mapping",
+    "write_pink_rot_flip",
 ]
 
 _VERSION = 2
@@ -80,15 +90,23 @@ def _som_layout_ints(layout: str, width: int, height: int) -> list[int]:
     return [0, 2, height, width]  # row-major: [row, column]
 
 
-def _neuron_count(layout_code: int, dims: list[int], total_values: int | None, per_neuron: int) -> tuple[str, int, int, int]:
-    """(layout, width, height, neurons) of a SOM layout; a 'cartesian' square one holding a hexagon's count is hexagonal."""
+def _neuron_count(
+    layout_code: int, dims: list[int], total_values: int | None, per_neuron: int
+) -> tuple[str, int, int, int]:
+    """(layout, width, height, neurons) of a SOM layout; a square 'cartesian' one of a hexagon's count is hexagonal."""
     if len(dims) != 2:
         raise InvalidInputError(f"PINK SOM layout with {len(dims)} dimensions: hipsml reads 2-D maps only")
     d0, d1 = dims
     if layout_code == 1:
         return "hexagonal", d0, d0, _hex_count(d0)
-    if (total_values is not None and d0 == d1 and d0 % 2 == 1 and d0 > 1
-            and total_values == _hex_count(d0) * per_neuron and total_values != d0 * d1 * per_neuron):
+    if (
+        total_values is not None
+        and d0 == d1
+        and d0 % 2 == 1
+        and d0 > 1
+        and total_values == _hex_count(d0) * per_neuron
+        and total_values != d0 * d1 * per_neuron
+    ):
         return "hexagonal", d0, d0, _hex_count(d0)
     return "cartesian", d1, d0, d0 * d1
 
@@ -112,7 +130,9 @@ class _Reader:
             raise InvalidInputError(f"{self.path}: bad {what} (layout {code}, {ndim} dimensions)")
         dims = self.ints(ndim, what)
         if min(dims) < 1:
-            raise InvalidInputError(f"{self.path}: bad {what} (dimensions {dims}; each must be >= 1); the file is damaged")
+            raise InvalidInputError(
+                f"{self.path}: bad {what} (dimensions {dims}; each must be >= 1); the file is damaged"
+            )
         return code, dims
 
     def count(self, what: str) -> int:
@@ -212,7 +232,9 @@ def _read_som(reader: _Reader, options: dict[str, object]) -> SOM:
     code, som_dims = reader.layout("SOM layout")
     neuron_code, neuron_dims = reader.layout("neuron layout")
     if neuron_code != 0 or len(neuron_dims) not in (2, 3) or neuron_dims[-1] != neuron_dims[-2]:
-        raise InvalidInputError(f"{reader.path}: neuron layout {neuron_code} {neuron_dims}: need square 2-D or 3-D neurons")
+        raise InvalidInputError(
+            f"{reader.path}: neuron layout {neuron_code} {neuron_dims}: need square 2-D or 3-D neurons"
+        )
     neuron_shape = (1, *neuron_dims) if len(neuron_dims) == 2 else tuple(neuron_dims)
     per_neuron = int(np.prod(neuron_shape))
     values = np.frombuffer(reader.fh.read(), dtype="<f4")
@@ -279,8 +301,13 @@ def _read_rot_flip(reader: _Reader) -> PinkRotFlip:
     layout, width, height, neurons = _neuron_count(code, dims, records.size, count)
     if records.size != count * neurons:
         raise InvalidInputError(f"{reader.path}: {records.size} (flip, angle) pairs, {count} x {neurons} expected")
-    return PinkRotFlip(records["angle"].reshape(count, neurons).astype(np.float32),
-                       records["flipped"].reshape(count, neurons).astype(bool), layout, width, height)
+    return PinkRotFlip(
+        records["angle"].reshape(count, neurons).astype(np.float32),
+        records["flipped"].reshape(count, neurons).astype(bool),
+        layout,
+        width,
+        height,
+    )
 
 
 def read_pink_rot_flip(path: str | os.PathLike[str]) -> PinkRotFlip:
@@ -383,8 +410,15 @@ def write_pink_data(path: str | os.PathLike[str], images: np.ndarray, *, header:
     return user_path(path, what="output")
 
 
-def write_pink_som(path: str | os.PathLike[str], weights: np.ndarray, *, layout: str, width: int, height: int,
-                   header: str | None = None) -> Path:
+def write_pink_som(
+    path: str | os.PathLike[str],
+    weights: np.ndarray,
+    *,
+    layout: str,
+    width: int,
+    height: int,
+    header: str | None = None,
+) -> Path:
     """Write neurons ``(n, C, side, side)`` as a PINK SOM file (layout code 1 for hexagonal maps)."""
     array = np.asarray(weights, dtype="<f4")
     if array.ndim == 3:
@@ -400,8 +434,15 @@ def write_pink_som(path: str | os.PathLike[str], weights: np.ndarray, *, layout:
     return user_path(path, what="output")
 
 
-def write_pink_mapping(path: str | os.PathLike[str], distances: np.ndarray, *, layout: str, width: int,
-                       height: int, header: str | None = None) -> Path:
+def write_pink_mapping(
+    path: str | os.PathLike[str],
+    distances: np.ndarray,
+    *,
+    layout: str,
+    width: int,
+    height: int,
+    header: str | None = None,
+) -> Path:
     """Write distances ``(N, neurons)`` as a PINK mapping file."""
     array = np.asarray(distances, dtype="<f4")
     expected = _hex_count(width) if layout == "hexagonal" else width * height
@@ -414,8 +455,16 @@ def write_pink_mapping(path: str | os.PathLike[str], distances: np.ndarray, *, l
     return user_path(path, what="output")
 
 
-def write_pink_rot_flip(path: str | os.PathLike[str], angle_radians: np.ndarray, flipped: np.ndarray, *,
-                        layout: str, width: int, height: int, header: str | None = None) -> Path:
+def write_pink_rot_flip(
+    path: str | os.PathLike[str],
+    angle_radians: np.ndarray,
+    flipped: np.ndarray,
+    *,
+    layout: str,
+    width: int,
+    height: int,
+    header: str | None = None,
+) -> Path:
     """Write best angles (radians) and flips ``(N, neurons)`` as a PINK rot/flip file."""
     angles = np.asarray(angle_radians, dtype=np.float32)
     flips = np.asarray(flipped, dtype=bool)

@@ -27,8 +27,17 @@ from hipsml.train.som._config import SOMConfig
 from hipsml.train.som._layout import neighbour_mask, plot_centres
 from hipsml.train.som._som import SOM, SOMMapping
 
-__all__ = ["SOM_PICTURES", "plot_errors", "plot_hit_counts", "plot_prototypes", "plot_som_pictures", "plot_umatrix", "prototype_figure", "som_channel_labels",
-           "umatrix"]
+__all__ = [
+    "SOM_PICTURES",
+    "plot_errors",
+    "plot_hit_counts",
+    "plot_prototypes",
+    "plot_som_pictures",
+    "plot_umatrix",
+    "prototype_figure",
+    "som_channel_labels",
+    "umatrix",
+]
 
 _HEX_RADIUS = 1.0 / math.sqrt(3.0)  # pointy-top hexagon of unit width
 
@@ -57,8 +66,9 @@ def _cell(config: SOMConfig, x: float, y: float) -> RegularPolygon | Rectangle:
     return Rectangle((x - 0.5, y - 0.5), 1.0, 1.0)
 
 
-def _value_map(config: SOMConfig, values: np.ndarray, path: str | os.PathLike[str], title: str, label: str,
-               cmap: str) -> Path:
+def _value_map(
+    config: SOMConfig, values: np.ndarray, path: str | os.PathLike[str], title: str, label: str, cmap: str
+) -> Path:
     if values.shape != (config.neuron_count,):
         raise InvalidInputError(f"need one value per neuron ({config.neuron_count}), got {values.shape}")
     figure, (ax,) = _map_figure(config)
@@ -84,8 +94,14 @@ def _scaled(images: np.ndarray, stretch: str) -> np.ndarray:
     return (images - low) / (high - low) if high > low else np.zeros_like(images)
 
 
-def prototype_figure(som: SOM, *, channels: str | Sequence[str | int] | None = None, cmap: str = "viridis",
-                     stretch: str = "asinh", names: Sequence[str] | None = None) -> Figure:
+def prototype_figure(
+    som: SOM,
+    *,
+    channels: str | Sequence[str | int] | None = None,
+    cmap: str = "viridis",
+    stretch: str = "asinh",
+    names: Sequence[str] | None = None,
+) -> Figure:
     """The figure :func:`plot_prototypes` saves: one map per panel of the channel choice, titled with its channels."""
     if stretch not in ("asinh", "linear"):
         raise InvalidInputError(f"stretch must be 'asinh' or 'linear', got {stretch!r}")
@@ -94,13 +110,19 @@ def prototype_figure(som: SOM, *, channels: str | Sequence[str | int] | None = N
     config = som.config
     figure, axes = _map_figure(config, len(view.panels))
     half = 0.5 if config.layout == "cartesian" else _HEX_RADIUS
-    for ax, (picked, caption) in zip(axes, view.panels):
+    for ax, (picked, caption) in zip(axes, view.panels, strict=True):
         scaled = np.stack([_scaled(np.asarray(som.weights[:, c], np.float32), stretch) for c in picked], axis=-1)
         rgb = len(picked) == 3
-        for (x, y), image in zip(plot_centres(config), scaled):
-            shown = ax.imshow(np.clip(image, 0.0, 1.0) if rgb else image[..., 0], origin="lower",
-                              cmap=None if rgb else cmap, vmin=0.0, vmax=1.0,
-                              extent=(x - half, x + half, y - half, y + half), interpolation="nearest")
+        for (x, y), image in zip(plot_centres(config), scaled, strict=True):
+            shown = ax.imshow(
+                np.clip(image, 0.0, 1.0) if rgb else image[..., 0],
+                origin="lower",
+                cmap=None if rgb else cmap,
+                vmin=0.0,
+                vmax=1.0,
+                extent=(x - half, x + half, y - half, y + half),
+                interpolation="nearest",
+            )
             if config.layout == "hexagonal":
                 clip = _cell(config, x, y)
                 clip.set_transform(ax.transData)
@@ -110,8 +132,15 @@ def prototype_figure(som: SOM, *, channels: str | Sequence[str | int] | None = N
     return figure
 
 
-def plot_prototypes(som: SOM, path: str | os.PathLike[str], *, channels: str | Sequence[str | int] | None = None,
-                    cmap: str = "viridis", stretch: str = "asinh", names: Sequence[str] | None = None) -> Path:
+def plot_prototypes(
+    som: SOM,
+    path: str | os.PathLike[str],
+    *,
+    channels: str | Sequence[str | int] | None = None,
+    cmap: str = "viridis",
+    stretch: str = "asinh",
+    names: Sequence[str] | None = None,
+) -> Path:
     """Draw every prototype at its place on the map; return the PNG's path.
 
     ``channels`` picks what is drawn (:func:`hipsml.dataset._pictures.select_channels`): one

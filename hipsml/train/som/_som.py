@@ -95,11 +95,18 @@ class SOMMapping:
 
         if self.neuron_distance is None or self.neuron_angle is None or self.neuron_flipped is None:
             raise InvalidInputError("a PINK mapping file needs the full distance map: map the data with full=True")
-        written = write_pink_mapping(path, self.neuron_distance, layout=self.config.layout,
-                                     width=self.config.width, height=self.config.height)
+        written = write_pink_mapping(
+            path, self.neuron_distance, layout=self.config.layout, width=self.config.width, height=self.config.height
+        )
         if rot_flip_path is not None:
-            write_pink_rot_flip(rot_flip_path, np.deg2rad(self.neuron_angle), self.neuron_flipped,
-                                layout=self.config.layout, width=self.config.width, height=self.config.height)
+            write_pink_rot_flip(
+                rot_flip_path,
+                np.deg2rad(self.neuron_angle),
+                self.neuron_flipped,
+                layout=self.config.layout,
+                width=self.config.width,
+                height=self.config.height,
+            )
         return written
 
 
@@ -152,8 +159,15 @@ class SOM:
         """Number of neurons."""
         return self.weights.shape[0]
 
-    def map(self, data: Any, *, split: str | None = None, full: bool = False, batch_size: int | None = None,
-            progress: bool = False) -> SOMMapping:
+    def map(
+        self,
+        data: Any,
+        *,
+        split: str | None = None,
+        full: bool = False,
+        batch_size: int | None = None,
+        progress: bool = False,
+    ) -> SOMMapping:
         """Map images ``(N, C, H, W)`` (or ``(N, H, W)``), or a :class:`~hipsml.Dataset`, onto the SOM.
 
         The images are normalised as in training (``config.normalise``). To store a dataset's
@@ -201,8 +215,11 @@ class SOM:
             images = as_images(training_data(data, self.config.normalise, split=split).images)
             blocks, total, channels, side = iter([images]), len(images), images.shape[1], images.shape[2]
         trained = {"channels": int(self.weights.shape[1]), **(self.images or {})}
-        given = {"size": side, "channels": channels,
-                 "channel_names": list(data.channels) if isinstance(data, Dataset) else None}
+        given = {
+            "size": side,
+            "channels": channels,
+            "channel_names": list(data.channels) if isinstance(data, Dataset) else None,
+        }
         where = f"{data.path} v{data.version}" if isinstance(data, Dataset) else "the array"
         check_model_matches(trained, given, model="the SOM", data=where)
         config = self.config.resolved(side)
@@ -220,18 +237,24 @@ class SOM:
                     result = engine.map(weights, jnp.asarray(block))
                     parts.append(jax.tree_util.tree_map(lambda a, c=count: np.asarray(a)[:c], result))
                     bar.update(count)
-        joined = _kernels.ChunkMapping(*(np.concatenate(arrays) for arrays in zip(*parts)))
+        joined = _kernels.ChunkMapping(*(np.concatenate(arrays) for arrays in zip(*parts, strict=True)))
         angles, flips = transform_angles(config.numrot, config.flip)
         mapping = SOMMapping(
-            bmu=joined.bmu.astype(np.int64), distance=joined.distance.astype(np.float32),
-            angle=angles[joined.best_transform], flipped=flips[joined.best_transform], config=config,
+            bmu=joined.bmu.astype(np.int64),
+            distance=joined.distance.astype(np.float32),
+            angle=angles[joined.best_transform],
+            flipped=flips[joined.best_transform],
+            config=config,
             topographic_error=float(1.0 - np.mean(joined.second_adjacent)) if total else float("nan"),
             rows=rows,
         )
         if full:
             mapping = dataclasses.replace(
-                mapping, neuron_distance=joined.neuron_distance.astype(np.float32),
-                neuron_angle=angles[joined.neuron_transform], neuron_flipped=flips[joined.neuron_transform])
+                mapping,
+                neuron_distance=joined.neuron_distance.astype(np.float32),
+                neuron_angle=angles[joined.neuron_transform],
+                neuron_flipped=flips[joined.neuron_transform],
+            )
         return mapping
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -252,9 +275,13 @@ class SOM:
         """
         folder = user_path(path, what="SOM folder")
         meta = {
-            "format": _FORMAT, "format_version": _FORMAT_VERSION, "config": self.config.to_dict(),
-            "weights_shape": list(self.weights.shape), "history": [dict(r) for r in self.history],
-            "training": self.training, "images": self.images,
+            "format": _FORMAT,
+            "format_version": _FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "weights_shape": list(self.weights.shape),
+            "history": [dict(r) for r in self.history],
+            "training": self.training,
+            "images": self.images,
         }
         arrays = {"weights": self.weights.astype(np.float32), "meta": np.array(json.dumps(meta))}
         if self.training_rows is not None:
@@ -270,8 +297,9 @@ class SOM:
         """Write the SOM as a PINK 2 binary SOM file (see :func:`hipsml.train.write_pink_som`)."""
         from hipsml.train.som._pink import write_pink_som
 
-        return write_pink_som(path, self.weights, layout=self.config.layout, width=self.config.width,
-                              height=self.config.height)
+        return write_pink_som(
+            path, self.weights, layout=self.config.layout, width=self.config.width, height=self.config.height
+        )
 
 
 def load_som(path: str | os.PathLike[str]) -> SOM:
@@ -325,10 +353,14 @@ def _som_from_meta(meta: Any, weights: np.ndarray, rows: np.ndarray | None, meta
         raise InvalidInputError(f"{meta_path} is not a hipsml SOM (a {type(meta).__name__}, not an object)")
     for key, kind in (("config", dict), ("weights_shape", list), ("history", list)):
         if not isinstance(meta.get(key, [] if key == "history" else None), kind):
-            raise InvalidInputError(f"{meta_path}: field {key!r} is missing or not a {kind.__name__}; the SOM folder is damaged")
+            raise InvalidInputError(
+                f"{meta_path}: field {key!r} is missing or not a {kind.__name__}; the SOM folder is damaged"
+            )
     config = SOMConfig.from_mapping(meta["config"])
     if list(weights.shape) != list(meta["weights_shape"]):
-        raise InvalidInputError(f"{meta_path.parent}: weights.npz holds {weights.shape}, som.json says {meta['weights_shape']}")
+        raise InvalidInputError(
+            f"{meta_path.parent}: weights.npz holds {weights.shape}, som.json says {meta['weights_shape']}"
+        )
     records = meta.get("history", [])
     needed = ("epoch", "quantisation_error", "topographic_error")
     bad = next((r for r in records if not isinstance(r, dict) or any(k not in r for k in needed)), None)
@@ -357,7 +389,9 @@ def as_images(data: Any) -> np.ndarray:
     if array.ndim != 4:
         raise InvalidInputError(f"images must be an array (N, C, H, W) or (N, H, W), got shape {array.shape}")
     if array.shape[2] != array.shape[3] or array.shape[2] == 0:
-        raise InvalidInputError(f"images must be square (H == W, as PINK requires), got {array.shape[2]}x{array.shape[3]}")
+        raise InvalidInputError(
+            f"images must be square (H == W, as PINK requires), got {array.shape[2]}x{array.shape[3]}"
+        )
     if array.shape[0] == 0:
         raise InvalidInputError("no images to train on or map (N == 0)")
     array = np.ascontiguousarray(array, dtype=np.float32)
@@ -399,8 +433,13 @@ def neighbourhood_factors(config: SOMConfig, sigma: float, damping: float) -> np
     if config.neighbourhood == "gaussian":
         factor = damping / (sigma * math.sqrt(2.0 * math.pi)) * np.exp(-0.5 * (distance / sigma) ** 2)
     else:
-        factor = (2.0 * damping / (math.sqrt(3.0 * sigma) * math.pi**0.25)
-                  * (1.0 - distance**2 / sigma**2) * np.exp(-(distance**2) / (2.0 * sigma**2)))
+        factor = (
+            2.0
+            * damping
+            / (math.sqrt(3.0 * sigma) * math.pi**0.25)
+            * (1.0 - distance**2 / sigma**2)
+            * np.exp(-(distance**2) / (2.0 * sigma**2))
+        )
     if config.max_update_distance > 0:
         factor = np.where(distance < config.max_update_distance, factor, 0.0)
     return factor.astype(np.float32)
@@ -426,11 +465,20 @@ class _Engine:
     def set_neighbourhood(self, factors: np.ndarray) -> None:
         self.tables = self.tables._replace(neighbourhood=jnp.asarray(factors))
 
-    def train(self, mode: str, weights: jax.Array, images: jax.Array, valid: jax.Array) -> tuple[jax.Array, _kernels.ChunkStats]:
+    def train(
+        self, mode: str, weights: jax.Array, images: jax.Array, valid: jax.Array
+    ) -> tuple[jax.Array, _kernels.ChunkStats]:
         if mode == "online":
             return _online_step(weights, images, valid, self.tables, self.adjacency, geometry=self.geometry)
-        return _batch_step(weights, images, valid, self.tables, self.adjacency, geometry=self.geometry,
-                           update_by_matmul=self.update_by_matmul)
+        return _batch_step(
+            weights,
+            images,
+            valid,
+            self.tables,
+            self.adjacency,
+            geometry=self.geometry,
+            update_by_matmul=self.update_by_matmul,
+        )
 
     def map(self, weights: jax.Array, images: jax.Array) -> _kernels.ChunkMapping:
         return _map_step(weights, images, self.tables, self.adjacency, geometry=self.geometry)
@@ -481,8 +529,7 @@ def _crop_or_pad(images: np.ndarray, side: int) -> np.ndarray:
     return out
 
 
-def training_summary(data: Any, config: SOMConfig | None = None, *, split: str | None = "train",
-                     **options: Any) -> str:
+def training_summary(data: Any, config: SOMConfig | None = None, *, split: str | None = "train", **options: Any) -> str:
     """What ``train_som(data, config, split=split, **options)`` will do, in one line; reads no images.
 
     ``"training a SOM: layout ..., width ..., numrot ..., epochs ..., from <init>, ..., on N images of
@@ -631,19 +678,25 @@ def train_som(
     engine = _Engine(config, channels, side, neighbourhood_factors(config, config.sigma, config.damping))
     flat = images.reshape(count, channels, side * side)
     weights = jnp.asarray(weights_np.reshape(config.neuron_count, -1))
-    logger.info("training a %s %dx%d SOM (%d neurons of %d px, %d transforms) on %d images, %s mode",
-                config.layout, config.width, config.height, config.neuron_count, config.neuron_dim,
-                config.transform_count, count, config.mode)
+    logger.info(
+        "training a %s %dx%d SOM (%d neurons of %d px, %d transforms) on %d images, %s mode",
+        config.layout,
+        config.width,
+        config.height,
+        config.neuron_count,
+        config.neuron_dim,
+        config.transform_count,
+        count,
+        config.mode,
+    )
     for epoch in range(len(history), config.epochs):
         sigma = schedule_value(config.sigma, config.sigma_end, epoch, config.epochs, config.schedule)
         damping = schedule_value(config.damping, config.damping_end, epoch, config.epochs, config.schedule)
         engine.set_neighbourhood(neighbourhood_factors(config, sigma, damping))
-        order = (np.random.default_rng(config.seed + epoch).permutation(count) if config.shuffle
-                 else np.arange(count))
+        order = np.random.default_rng(config.seed + epoch).permutation(count) if config.shuffle else np.arange(count)
         quantisation = topographic = 0.0
         started = time.perf_counter()
-        with tqdm(total=count, desc=f"SOM epoch {epoch + 1}/{config.epochs}", unit="img",
-                  disable=not progress) as bar:
+        with tqdm(total=count, desc=f"SOM epoch {epoch + 1}/{config.epochs}", unit="img", disable=not progress) as bar:
             for start in range(0, count, chunk):
                 block, real = _padded(flat, order[start : start + chunk], chunk)
                 valid = np.arange(chunk) < real
@@ -653,17 +706,30 @@ def train_som(
                 bar.update(real)
                 bar.set_postfix(qe=f"{quantisation / min(start + chunk, count):.4g}")
         seconds = time.perf_counter() - started
-        cause = (f"sigma {sigma:g} and damping {damping:g} of the {config.neighbourhood} neighbourhood move the "
-                 "neurons too far; lower damping (or normalise the images)")
+        cause = (
+            f"sigma {sigma:g} and damping {damping:g} of the {config.neighbourhood} neighbourhood move the "
+            "neurons too far; lower damping (or normalise the images)"
+        )
         check_finite_loss(quantisation / count, epoch=epoch, model="SOM", cause=cause)
         check_finite_weights(bool(jnp.isfinite(weights).all()), epoch=epoch, model="SOM", cause=cause)
-        record = EpochRecord(epoch=epoch, quantisation_error=quantisation / count,
-                             topographic_error=topographic / count, images_per_second=count / seconds,
-                             seconds=seconds, sigma=sigma, damping=damping)
+        record = EpochRecord(
+            epoch=epoch,
+            quantisation_error=quantisation / count,
+            topographic_error=topographic / count,
+            images_per_second=count / seconds,
+            seconds=seconds,
+            sigma=sigma,
+            damping=damping,
+        )
         history.append(record)
-        logger.info("SOM epoch %d/%d: quantisation error %.5g, topographic error %.4f, %.1f images/s",
-                    epoch + 1, config.epochs, record.quantisation_error, record.topographic_error,
-                    record.images_per_second)
+        logger.info(
+            "SOM epoch %d/%d: quantisation error %.5g, topographic error %.4f, %.1f images/s",
+            epoch + 1,
+            config.epochs,
+            record.quantisation_error,
+            record.topographic_error,
+            record.images_per_second,
+        )
         if workdir is not None:
             _som_so_far(config, weights, channels, history, source).save(workdir)
         if on_epoch is not None:
@@ -715,8 +781,11 @@ def _saved_som(folder: Path, *, resume: bool, refuse_existing: bool) -> SOM | No
 def _som_so_far(config: SOMConfig, weights: jax.Array, channels: int, history: list[EpochRecord], source: Any) -> SOM:
     assert config.neuron_dim is not None
     final = np.asarray(weights).reshape(config.neuron_count, channels, config.neuron_dim, config.neuron_dim)
-    images = {"size": int(np.shape(source.images)[-1]),
-              "channels": channels, "channel_names": (source.provenance or {}).get("channels")}
+    images = {
+        "size": int(np.shape(source.images)[-1]),
+        "channels": channels,
+        "channel_names": (source.provenance or {}).get("channels"),
+    }
     return SOM(config, final.astype(np.float32), tuple(history), source.provenance, source.rows, images)
 
 
@@ -725,24 +794,34 @@ def _check_resume(previous: SOM, config: SOMConfig, provenance: dict[str, Any] |
     done = len(previous.history)
     if done > config.epochs:
         raise InvalidInputError(
-            f"cannot resume: the SOM has trained {done} epochs already, more than epochs={config.epochs}")
+            f"cannot resume: the SOM has trained {done} epochs already, more than epochs={config.epochs}"
+        )
     mine, theirs = config.to_dict(), previous.config.to_dict()
     mine.pop("epochs")
     theirs.pop("epochs")
     changed = sorted(k for k in mine if mine[k] != theirs.get(k))
     if changed:
         what = ", ".join(f"{k}={theirs.get(k)!r} -> {mine[k]!r}" for k in changed)
-        raise InvalidInputError(f"cannot resume with different SOM options ({what}); give the saved options or start afresh")
+        raise InvalidInputError(
+            f"cannot resume with different SOM options ({what}); give the saved options or start afresh"
+        )
+
     def data_key(record: dict[str, Any] | None) -> dict[str, Any]:
         return {k: v for k, v in (record or {}).items() if k != "dataset"}  # a moved dataset is the same data
 
     if data_key(previous.training) != data_key(provenance) or (previous.training is None) != (provenance is None):
         was = previous.training or {"data": "an array"}
         raise InvalidInputError(
-            f"cannot resume: the SOM was trained on {_describe(was)}, not on {_describe(provenance or {'data': 'an array'})}")
+            f"cannot resume: the SOM was trained on {_describe(was)}, "
+            f"not on {_describe(provenance or {'data': 'an array'})}"
+        )
     if previous.history and previous.config.schedule != "constant" and previous.config.epochs != config.epochs:
-        logger.warning("resuming with epochs %d instead of %d changes the %s schedule of the remaining epochs",
-                       config.epochs, previous.config.epochs, config.schedule)
+        logger.warning(
+            "resuming with epochs %d instead of %d changes the %s schedule of the remaining epochs",
+            config.epochs,
+            previous.config.epochs,
+            config.schedule,
+        )
 
 
 def _describe(provenance: dict[str, Any]) -> str:

@@ -92,10 +92,18 @@ def som_mapping_names(dataset: Dataset | str | os.PathLike[str]) -> list[str]:
 
 def _attrs(som: SOM, dataset: Dataset, mapping: SOMMapping, split: str | None, som_path: str | None) -> dict[str, Any]:
     return derived_provenance(
-        dataset, "som", split=split, count=int(mapping.bmu.size),
-        som={"path": som_path, "weights_sha256": weights_digest(som), "config": som.config.to_dict(),
-             "training": som.training},
-        quantisation_error=mapping.quantisation_error, topographic_error=mapping.topographic_error,
+        dataset,
+        "som",
+        split=split,
+        count=int(mapping.bmu.size),
+        som={
+            "path": som_path,
+            "weights_sha256": weights_digest(som),
+            "config": som.config.to_dict(),
+            "training": som.training,
+        },
+        quantisation_error=mapping.quantisation_error,
+        topographic_error=mapping.topographic_error,
     )
 
 
@@ -107,8 +115,11 @@ def same_mapping(folder: Path, som: SOM, dataset: Dataset, split: str | None) ->
         attrs = dict(zarr.open_group(folder, mode="r").attrs.get("hipsml", {}))
     except (OSError, ValueError):
         return False
-    return (attrs.get("som", {}).get("weights_sha256") == weights_digest(som)
-            and attrs.get("dataset", {}).get("hash") == dataset.hash and attrs.get("split") == split)
+    return (
+        attrs.get("som", {}).get("weights_sha256") == weights_digest(som)
+        and attrs.get("dataset", {}).get("hash") == dataset.hash
+        and attrs.get("split") == split
+    )
 
 
 def stored_som_mapping(som: SOM, dataset: Dataset | str | os.PathLike[str], name: str, *,
@@ -196,21 +207,31 @@ def write_som_mapping(
         logger.info("%s already holds this SOM's mapping; kept", target)
         return target
     if target.exists() and not overwrite:
-        raise OutputError(f"{target} holds another mapping (another SOM or other rows); "
-                          "give another name or overwrite=True")
+        raise OutputError(
+            f"{target} holds another mapping (another SOM or other rows); give another name or overwrite=True"
+        )
     if mapping is None:
         mapping = som.map(dataset, split=split, progress=progress)
     if mapping.rows is None:
         raise InvalidInputError("the mapping has no dataset rows: map the Dataset itself, not an array of it")
     attrs = _attrs(som, dataset, mapping, split, None if som_path is None else str(Path(som_path).resolve()))
     with publish_derived(dataset, "som", name, attrs) as group:
-        values = {"rows": mapping.rows.astype(np.int64), "bmu": mapping.bmu.astype(np.int64),
-                  "distance": mapping.distance.astype(np.float32), "angle": mapping.angle.astype(np.float64),
-                  "flipped": mapping.flipped.astype(bool)}
+        values = {
+            "rows": mapping.rows.astype(np.int64),
+            "bmu": mapping.bmu.astype(np.int64),
+            "distance": mapping.distance.astype(np.float32),
+            "angle": mapping.angle.astype(np.float64),
+            "flipped": mapping.flipped.astype(bool),
+        }
         for key in _ARRAYS:
             data = values[key]
-            array = group.create_array(key, shape=data.shape, dtype=data.dtype, chunks=(max(1, min(len(data), 1 << 20)),),
-                                       dimension_names=["cutout"])
+            array = group.create_array(
+                key,
+                shape=data.shape,
+                dtype=data.dtype,
+                chunks=(max(1, min(len(data), 1 << 20)),),
+                dimension_names=["cutout"],
+            )
             array[:] = data
     logger.info("wrote the SOM mapping %s (%d cutouts)", target, mapping.bmu.size)
     return target
@@ -240,6 +261,12 @@ def read_som_mapping(dataset: Dataset | str | os.PathLike[str], name: str) -> SO
     dataset = as_dataset(dataset)
     group, attrs = open_derived(dataset, "som", name, hint="write one with write_som_mapping (hipsml som map)")
     values = {key: np.asarray(group[key][:]) for key in _ARRAYS}
-    return SOMMapping(bmu=values["bmu"], distance=values["distance"], angle=values["angle"],
-                      flipped=values["flipped"], config=SOMConfig.from_mapping(attrs["som"]["config"]),
-                      topographic_error=float(attrs.get("topographic_error", float("nan"))), rows=values["rows"])
+    return SOMMapping(
+        bmu=values["bmu"],
+        distance=values["distance"],
+        angle=values["angle"],
+        flipped=values["flipped"],
+        config=SOMConfig.from_mapping(attrs["som"]["config"]),
+        topographic_error=float(attrs.get("topographic_error", float("nan"))),
+        rows=values["rows"],
+    )

@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import zarr
+from dataset_helpers import make_dataset
 
 import hipsml
-from dataset_helpers import make_dataset
 from hipsml.cli import main
 from hipsml.errors import InvalidInputError, OutputError
 from hipsml.train import (
@@ -44,8 +44,11 @@ def strict_dtype_promotion():
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
-    return {os.fspath(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        os.fspath(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def leaves(model) -> list[np.ndarray]:
@@ -66,8 +69,15 @@ def pretrained(shapes, tmp_path_factory):
 def test_one_epoch_writes_the_run_folder(shapes, tmp_path):
     result = train_cnn(shapes, TINY, workdir=tmp_path / "run", epochs=1)
     names = {p.name for p in (tmp_path / "run").iterdir()}
-    assert {"run.json", "model.eqx", "checkpoint.json", "checkpoints", "metrics.json", "confusion.png",
-            "curves.png"} <= names
+    assert {
+        "run.json",
+        "model.eqx",
+        "checkpoint.json",
+        "checkpoints",
+        "metrics.json",
+        "confusion.png",
+        "curves.png",
+    } <= names
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     test_rows = shapes.split("test")
     confusion = np.array(metrics["test"]["confusion"])
@@ -103,7 +113,7 @@ def test_resume_after_a_crash_gives_the_uninterrupted_state(shapes, tmp_path):
         train_cnn(shapes, options, workdir=tmp_path / "parts")
     resumed = train_cnn(shapes, options, workdir=tmp_path / "parts", resume=True)
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in whole.history]
-    for a, b in zip(leaves(resumed.model), leaves(whole.model)):
+    for a, b in zip(leaves(resumed.model), leaves(whole.model), strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(InvalidInputError, match="learning_rate"):
         train_cnn(shapes, {**options, "learning_rate": 0.1}, workdir=tmp_path / "parts", resume=True)
@@ -146,7 +156,9 @@ def test_an_ensemble_of_runs_averages_their_probabilities(shapes, pretrained, tm
     rows = shapes.split("val")
     assert got.rows.tolist() == rows.tolist()
     # each member normalises the cutouts its own way; the ensemble is the plain mean
-    expected = (_probabilities_by_hand(pretrained.workdir, shapes, rows) + _probabilities_by_hand(other.workdir, shapes, rows)) / 2
+    expected = (
+        _probabilities_by_hand(pretrained.workdir, shapes, rows) + _probabilities_by_hand(other.workdir, shapes, rows)
+    ) / 2
     np.testing.assert_allclose(got.probabilities, expected, atol=1e-5)
     assert got.predicted.tolist() == expected.argmax(axis=1).tolist()
     members = got.attrs["ensemble"]
@@ -170,9 +182,9 @@ def test_fine_tuning_freezes_what_it_says(pretrained, tmp_path):
     tuned = train_cnn(other, TINY, workdir=tmp_path / "tuned", init=pretrained.workdir, freeze=2, epochs=1)
     model = tuned.model
     assert model.head.weight.shape == (2, 16) and model.stem.weight.shape[1] == 3  # new head, new stem
-    for a, b in zip(leaves(model.stages[0]), leaves(source.stages[0])):  # stage 2 (first residual): frozen
+    for a, b in zip(leaves(model.stages[0]), leaves(source.stages[0]), strict=True):  # stage 2 (first residual): frozen
         np.testing.assert_array_equal(a, b)
-    assert any(not np.array_equal(a, b) for a, b in zip(leaves(model.stages[1]), leaves(source.stages[1])))
+    assert any(not np.array_equal(a, b) for a, b in zip(leaves(model.stages[1]), leaves(source.stages[1]), strict=True))
     run = json.loads((tmp_path / "tuned" / "run.json").read_text())
     assert run["transfer"]["freeze"] == 2 and run["transfer"]["stem_rebuilt"] is True
     with pytest.raises(InvalidInputError, match="freeze"):
@@ -181,8 +193,9 @@ def test_fine_tuning_freezes_what_it_says(pretrained, tmp_path):
 
 def test_fine_tuning_beats_training_from_scratch_on_a_small_set(pretrained, tmp_path):
     # another dataset: two of the shapes, noisier, labelled differently, 20 training cutouts
-    small = make_dataset(tmp_path / "small", n=300, classes=("ring", "point"), noise=0.8, seed=11,
-                         fractions=(0.05, 0.15, 0.8))
+    small = make_dataset(
+        tmp_path / "small", n=300, classes=("ring", "point"), noise=0.8, seed=11, fractions=(0.05, 0.15, 0.8)
+    )
     assert small.split("train").size == 20
     options = {**TINY, "batch_size": 4, "epochs": 5, "patience": None}
     scratch = train_cnn(small, options, workdir=tmp_path / "scratch")
@@ -197,8 +210,9 @@ def test_augment_applies_one_exact_symmetry_per_cutout():
     y = np.asarray(augment(x, key=jax.random.PRNGKey(3)))
     seen = set()
     for i in range(64):
-        candidates = [np.rot90(img, k, axes=(1, 2)) for img in (np.asarray(x[i]), np.asarray(x[i])[..., ::-1])
-                      for k in range(4)]
+        candidates = [
+            np.rot90(img, k, axes=(1, 2)) for img in (np.asarray(x[i]), np.asarray(x[i])[..., ::-1]) for k in range(4)
+        ]
         match = [j for j, c in enumerate(candidates) if np.array_equal(c, y[i])]
         assert len(match) == 1
         seen.add(match[0])
@@ -259,7 +273,9 @@ def test_cli_trains_and_predicts(shapes, pretrained, tmp_path, capsys):
     assert len(both.attrs["ensemble"]) == 2 and both.rows.tolist() == shapes.split("val").tolist()
     bad = tmp_path / "bad.yaml"
     bad.write_text("epoch: 2\n")
-    assert main(["train", "cnn", "--dataset", str(shapes.path), "--config", str(bad), "--out", str(tmp_path / "b")]) == 2
+    assert (
+        main(["train", "cnn", "--dataset", str(shapes.path), "--config", str(bad), "--out", str(tmp_path / "b")]) == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "did you mean 'epochs'" in err and "bad.yaml" in err
 
@@ -272,11 +288,20 @@ def test_bfloat16_steps_keep_float32_master_weights():
     optimizer = _optimizer(CNNConfig(), None)
     state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
     images = jnp.asarray(np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32))
-    new, _, loss, _ = train_step(model, state, images, jnp.array([0, 1, 0, 1], dtype=jnp.int32), jnp.ones(2),
-                                 jnp.float32(1e-2), key=jax.random.PRNGKey(1), optimizer=optimizer, augmented=True,
-                                 dtype=jnp.bfloat16)
+    new, _, loss, _ = train_step(
+        model,
+        state,
+        images,
+        jnp.array([0, 1, 0, 1], dtype=jnp.int32),
+        jnp.ones(2),
+        jnp.float32(1e-2),
+        key=jax.random.PRNGKey(1),
+        optimizer=optimizer,
+        augmented=True,
+        dtype=jnp.bfloat16,
+    )
     assert all(a.dtype == np.float32 for a in leaves(new)) and np.isfinite(float(loss))
-    assert any(not np.array_equal(a, b) for a, b in zip(leaves(new), leaves(model)))
+    assert any(not np.array_equal(a, b) for a, b in zip(leaves(new), leaves(model), strict=True))
 
 
 @pytest.mark.gpu

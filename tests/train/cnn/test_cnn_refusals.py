@@ -38,11 +38,18 @@ def trained(small, tmp_path_factory):
 
 # -- refused before anything is written -----------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("options", "error", "expected"),
-    [({"widths": [100000, 100000]}, ResourceLimitError, r"CNN of widths \[100000, 100000\].*memory budget of 1.0 GiB"),
-     ({"stem_stride": 1000}, InvalidInputError, "stem_stride 1000 is larger than the 8-pixel images"),
-     ({"batch_size": 100000}, InvalidInputError, "batch_size 100000 is larger than the training split")],
+    [
+        (
+            {"widths": [100000, 100000]},
+            ResourceLimitError,
+            r"CNN of widths \[100000, 100000\].*memory budget of 1.0 GiB",
+        ),
+        ({"stem_stride": 1000}, InvalidInputError, "stem_stride 1000 is larger than the 8-pixel images"),
+        ({"batch_size": 100000}, InvalidInputError, "batch_size 100000 is larger than the training split"),
+    ],
     ids=["widths", "stride", "batch"],
 )
 def test_impossible_runs_are_refused_before_the_folder_exists(small, tmp_path, monkeypatch, options, error, expected):
@@ -56,7 +63,9 @@ def test_impossible_runs_are_refused_before_the_folder_exists(small, tmp_path, m
 
 def test_one_class_is_not_a_classification_task(tmp_path):
     ds = generated_dataset(tmp_path / "one", labels=[0] * 32)
-    with pytest.raises(InvalidInputError, match="split 'train' of .* holds only class dot: a classifier needs at least 2"):
+    with pytest.raises(
+        InvalidInputError, match="split 'train' of .* holds only class dot: a classifier needs at least 2"
+    ):
         train_cnn(ds, TINY, workdir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
@@ -71,6 +80,7 @@ def test_corrected_rerun_after_a_refusal_trains(small, tmp_path):
 
 # -- divergence ------------------------------------------------------------------------------------
 
+
 def test_divergence_stops_at_the_first_non_finite_epoch_and_saves_nothing_of_it(small, tmp_path):
     workdir = tmp_path / "run"
     with pytest.raises(TrainingDivergedError) as info:
@@ -83,13 +93,26 @@ def test_divergence_stops_at_the_first_non_finite_epoch_and_saves_nothing_of_it(
 def test_cli_reports_divergence_in_one_line_with_exit_2(small, tmp_path, capsys):
     config = tmp_path / "cnn.json"
     config.write_text(json.dumps(TINY))
-    code = main(["train", "cnn", "--dataset", str(small.path), "--config", str(config), "--learning-rate", "1e30",
-                 "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "train",
+            "cnn",
+            "--dataset",
+            str(small.path),
+            "--config",
+            str(config),
+            "--learning-rate",
+            "1e30",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "diverged in epoch 1" in err[0]
 
 
 # -- damaged run folders ---------------------------------------------------------------------------
+
 
 def damaged(trained: Path, tmp_path: Path, damage) -> Path:
     copy = tmp_path / "copy"
@@ -102,6 +125,7 @@ def _edit(name, change):
     def apply(folder):
         data = json.loads((folder / name).read_text())
         (folder / name).write_text(json.dumps(change(data)))
+
     return apply
 
 
@@ -111,11 +135,16 @@ def _delete_checkpoint(folder):
 
 @pytest.mark.parametrize(
     ("damage", "expected"),
-    [(_delete_checkpoint, "the checkpoint named by checkpoint.json, is missing"),
-     (_edit("checkpoint.json", lambda d: {k: v for k, v in d.items() if k != "epoch"}), "checkpoint.json lacks 'epoch'"),
-     (_edit("run.json", lambda d: {k: v for k, v in d.items() if k != "dataset"}), "run.json lacks 'dataset'"),
-     (_edit("run.json", lambda d: []), r"run.json is not a CNN run record \(a list"),
-     (_edit("run.json", lambda d: {**d, "model": {"widths": "x"}}), "run.json: unreadable model")],
+    [
+        (_delete_checkpoint, "the checkpoint named by checkpoint.json, is missing"),
+        (
+            _edit("checkpoint.json", lambda d: {k: v for k, v in d.items() if k != "epoch"}),
+            "checkpoint.json lacks 'epoch'",
+        ),
+        (_edit("run.json", lambda d: {k: v for k, v in d.items() if k != "dataset"}), "run.json lacks 'dataset'"),
+        (_edit("run.json", lambda d: []), r"run.json is not a CNN run record \(a list"),
+        (_edit("run.json", lambda d: {**d, "model": {"widths": "x"}}), "run.json: unreadable model"),
+    ],
     ids=["no-checkpoint-file", "no-epoch", "no-dataset", "list", "bad-model"],
 )
 def test_damaged_run_folders_are_refused_on_resume(small, trained, tmp_path, damage, expected):
@@ -126,6 +155,7 @@ def test_damaged_run_folders_are_refused_on_resume(small, trained, tmp_path, dam
 
 
 # -- models and data that do not match -------------------------------------------------------------
+
 
 def test_predict_refuses_another_cutout_size(trained, tmp_path):
     bigger = generated_dataset(tmp_path / "big", size=16)

@@ -113,7 +113,7 @@ def test_resuming_a_sky_run_gives_the_uninterrupted_state(ds, tmp_path):
         train_cnn(ds, options, workdir=tmp_path / "parts", on_epoch=crash)
     resumed = train_cnn(ds, options, workdir=tmp_path / "parts", resume=True)
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in whole.history]
-    for a, b in zip(leaves(resumed.model), leaves(whole.model)):
+    for a, b in zip(leaves(resumed.model), leaves(whole.model), strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(InvalidInputError, match="source"):
         train_cnn(ds, {**options, "source": "dataset", "sky_shift_pixels": 0.0}, workdir=tmp_path / "parts",

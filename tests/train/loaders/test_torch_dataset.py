@@ -121,6 +121,7 @@ def test_shard_blocks_deals_each_nonempty_block_to_one_worker():
         owners = [w for w in range(3) if shards[w][k].size]
         assert len(owners) == 1 and np.array_equal(shards[owners[0]][k], blocks[k])
     assert sorted(sum(b.size > 0 for b in s) for s in shards) == [2, 2, 3]
+
     # another epoch deals the blocks anew (four epochs cannot all repeat epoch 5's deal by chance: 1/105^4)
     def owned(epoch: int) -> list[list[bool]]:
         return [[b.size > 0 for b in shard_blocks(blocks, worker=w, workers=3, seed=1, epoch=epoch)] for w in range(3)]

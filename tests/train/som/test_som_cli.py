@@ -30,10 +30,18 @@ def dataset(tmp_path_factory):
 def test_train_map_outliers_from_the_command_line(dataset, tmp_path, capsys):
     somdir = tmp_path / "soms" / "tiny"
     before = tree_digest(dataset.location)
-    code = main(["-q", "som", "train", "--dataset", f"{dataset.path}@v1", *FLAGS, "--epochs", "2", "--out", str(somdir)])
+    code = main(
+        ["-q", "som", "train", "--dataset", f"{dataset.path}@v1", *FLAGS, "--epochs", "2", "--out", str(somdir)]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "epoch 1/2: " in out and "(includes compiling)" in out and "epoch 2/2:" in out and "images/s" in out and "quantisation error" in out
+    assert (
+        "epoch 1/2: " in out
+        and "(includes compiling)" in out
+        and "epoch 2/2:" in out
+        and "images/s" in out
+        and "quantisation error" in out
+    )
     for name in ("som.json", "weights.npz", "prototypes.png", "hits.png", "umatrix.png", "errors.png"):
         assert (somdir / name).is_file(), name
     for name in ("prototypes.png", "hits.png", "umatrix.png", "errors.png"):
@@ -52,13 +60,17 @@ def test_train_map_outliers_from_the_command_line(dataset, tmp_path, capsys):
     group = zarr.open_group(folder, mode="r")
     assert np.array_equal(group["bmu"][:], som.map(dataset).bmu)
     assert tree_digest(dataset.location) == before
-    assert main(["-q", "som", "map", str(somdir), "--dataset", str(dataset.path), "--split", "val", "--name", "val"]) == 0
+    assert (
+        main(["-q", "som", "map", str(somdir), "--dataset", str(dataset.path), "--split", "val", "--name", "val"]) == 0
+    )
     assert np.array_equal(read_som_mapping(dataset, "val").rows, dataset.split("val"))
     capsys.readouterr()
 
     png = tmp_path / "outliers.png"
-    assert main(["-q", "som", "outliers", str(somdir), "--dataset", str(dataset.path), "--top", "6",
-                 "--out", str(png)]) == 0
+    assert (
+        main(["-q", "som", "outliers", str(somdir), "--dataset", str(dataset.path), "--top", "6", "--out", str(png)])
+        == 0
+    )
     out = capsys.readouterr().out
     with Image.open(png) as picture:
         assert picture.format == "PNG"
@@ -101,10 +113,15 @@ def test_bad_config_is_one_line_with_a_hint_and_exit_2(dataset, tmp_path, capsys
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "did you mean 'width'" in err
     assert not (tmp_path / "s").exists()
-    assert main(["som", "train", "--dataset", str(dataset.path), "--layout", "hexagonl", "--out", str(tmp_path / "s")]) == 2
+    assert (
+        main(["som", "train", "--dataset", str(dataset.path), "--layout", "hexagonl", "--out", str(tmp_path / "s")])
+        == 2
+    )
     assert "did you mean 'hexagonal'" in capsys.readouterr().err
-    assert main(["som", "train", "--dataset", str(dataset.path), "--split", "trian", *FLAGS, "--out",
-                 str(tmp_path / "s")]) == 2
+    assert (
+        main(["som", "train", "--dataset", str(dataset.path), "--split", "trian", *FLAGS, "--out", str(tmp_path / "s")])
+        == 2
+    )
     assert "no split 'trian'" in capsys.readouterr().err
     assert main(["som", "map", str(tmp_path / "nosom"), "--dataset", str(dataset.path)]) == 2
     assert "holds no saved SOM" in capsys.readouterr().err
@@ -113,9 +130,24 @@ def test_bad_config_is_one_line_with_a_hint_and_exit_2(dataset, tmp_path, capsys
 def test_a_real_hipsml_process_reports_a_bad_option_in_one_line(tmp_path):
     config = tmp_path / "som.yaml"
     config.write_text("som:\n  numrots: 8\n")
-    done = subprocess.run([sys.executable, "-m", "hipsml.cli", "som", "train", "--dataset", str(tmp_path / "none"),
-                           "--config", str(config), "--out", str(tmp_path / "s")],
-                          capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[3])  # this checkout's hipsml, not an installed one
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hipsml.cli",
+            "som",
+            "train",
+            "--dataset",
+            str(tmp_path / "none"),
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[3],
+    )  # this checkout's hipsml, not an installed one
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.splitlines() == ["hipsml: error: unknown SOM option 'numrots'; did you mean 'numrot'?"]

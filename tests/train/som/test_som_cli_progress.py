@@ -27,11 +27,13 @@ def test_the_configuration_line_then_a_bar_through_every_epoch(dataset, tmp_path
     assert code == 0, captured.err
     lines = captured.err.replace("\r", "\n").splitlines()
     config = [line for line in lines if line.startswith("training a SOM: ")]
-    assert config == [(
-        "training a SOM: layout cartesian, width 3, height 2, numrot 4 (8 transforms with flips), neuron_dim 16, "
-        "epochs 2, from random, online mode, sigma 1.1, damping 0.2, normalise minmax, seed 7, "
-        f"on {n} images of 2×16×16 ({dataset.path}@v1 split all)"
-    )]
+    assert config == [
+        (
+            "training a SOM: layout cartesian, width 3, height 2, numrot 4 (8 transforms with flips), neuron_dim 16, "
+            "epochs 2, from random, online mode, sigma 1.1, damping 0.2, normalise minmax, seed 7, "
+            f"on {n} images of 2×16×16 ({dataset.path}@v1 split all)"
+        )
+    ]
     assert lines.index(config[0]) < min(i for i, line in enumerate(lines) if "SOM epoch" in line)  # first
     for epoch in (1, 2):
         bar = [line for line in lines if line.startswith(f"SOM epoch {epoch}/2")]
@@ -58,4 +60,6 @@ def test_the_summary_and_the_help_agree_with_somconfig(dataset):
     # the defaults the help text names are SOMConfig's
     sub = build_parser()._subparsers._group_actions[0].choices["som"]._subparsers._group_actions[0]
     text = " ".join(sub.choices["train"].format_help().split())
-    assert (f"a {d.width}x{d.height} {d.layout} map, numrot {d.numrot}, one epoch, from {d.init}") in text and d.epochs == 1
+    assert (
+        f"a {d.width}x{d.height} {d.layout} map, numrot {d.numrot}, one epoch, from {d.init}"
+    ) in text and d.epochs == 1

@@ -43,8 +43,12 @@ def strict_dtype_promotion():
 def extract_small_dataset(base: Path, name: str = "ds") -> hipsml.Dataset:
     """120 cutouts of 16x16 pixels in two bands (r, radio), splits train/val/test."""
     sky = small_sky(base)
-    data = recipe_data(sky, base / name, cutout={"size": 16, "pixel_scale": 8.0},
-                       compute={"scheduler": "threads", "workers": 1, "targets_per_unit": 64})
+    data = recipe_data(
+        sky,
+        base / name,
+        cutout={"size": 16, "pixel_scale": 8.0},
+        compute={"scheduler": "threads", "workers": 1, "targets_per_unit": 64},
+    )
     return hipsml.extract_dataset(write_recipe(base / f"{name}.yaml", data), progress=False)
 
 
@@ -62,8 +66,11 @@ def minmax_reference(images: np.ndarray) -> np.ndarray:
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
-    return {os.fspath(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        os.fspath(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_normalise_scales_each_cutout_channel_and_zeroes_nan():
@@ -84,8 +91,14 @@ def test_train_on_a_dataset_split_reads_its_rows_normalised_and_records_them(dat
     rows = dataset.split("train")
     assert som.config.normalise == "minmax"
     assert np.array_equal(som.training_rows, rows)
-    assert som.training == {"dataset": str(dataset.path.resolve()), "version": 1, "hash": dataset.hash,
-                            "split": "train", "count": rows.size, "channels": ["r", "radio"]}
+    assert som.training == {
+        "dataset": str(dataset.path.resolve()),
+        "version": 1,
+        "hash": dataset.hash,
+        "split": "train",
+        "count": rows.size,
+        "channels": ["r", "radio"],
+    }
     # the same SOM as training on the rows read with plain zarr and normalised with numpy
     raw = np.asarray(zarr.open_group(dataset.location, mode="r")["images"][:])[rows]
     same = train_som(minmax_reference(raw), epochs=2, progress=False, normalise="none", **SOM_OPTIONS)

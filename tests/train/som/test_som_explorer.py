@@ -44,8 +44,9 @@ def hex_som(dataset):
 def hex_explorer(dataset, hex_som, tmp_path_factory):
     """A hexagonal SOM's explorer with k=5, top=7, and the mapping it shows."""
     mapping = hex_som.map(dataset)
-    folder = write_explorer(hex_som, dataset, tmp_path_factory.mktemp("explorer") / "explorer", mapping=mapping,
-                            k=5, top=7)
+    folder = write_explorer(
+        hex_som, dataset, tmp_path_factory.mktemp("explorer") / "explorer", mapping=mapping, k=5, top=7
+    )
     return folder, mapping
 
 
@@ -53,13 +54,16 @@ def read_data_js(folder: Path) -> dict:
     text = (folder / "data.js").read_text(encoding="utf-8")
     prefix = "window.HIPSML_EXPLORER = "
     assert text.startswith(prefix) and text.rstrip().endswith(";")
-    return json.loads(text[len(prefix):].rstrip().removesuffix(";"))
+    return json.loads(text[len(prefix) :].rstrip().removesuffix(";"))
 
 
 def expected_gallery(mapping: SOMMapping, neuron: int, k: int) -> list[int]:
     """Dataset rows of the k cutouts whose BMU is ``neuron``, smallest distance first (ties: lower row)."""
-    members = [(float(mapping.distance[i]), int(mapping.rows[i])) for i in range(mapping.bmu.size)
-               if int(mapping.bmu[i]) == neuron]
+    members = [
+        (float(mapping.distance[i]), int(mapping.rows[i]))
+        for i in range(mapping.bmu.size)
+        if int(mapping.bmu[i]) == neuron
+    ]
     return [row for _, row in sorted(members)[:k]]
 
 
@@ -71,8 +75,14 @@ def expected_outliers(mapping: SOMMapping, top: int) -> list[int]:
 def test_plan_takes_each_neurons_nearest_cutouts_and_the_farthest_overall():
     bmu = np.array([2, 0, 2, 2, 0, 2])
     distance = np.array([0.4, 0.9, 0.1, 0.4, 0.3, 0.8], np.float32)
-    mapping = SOMMapping(bmu=bmu, distance=distance, angle=np.zeros(6), flipped=np.zeros(6, bool),
-                         config=SOMConfig(width=3, height=1), rows=np.array([10, 11, 12, 13, 14, 15]))
+    mapping = SOMMapping(
+        bmu=bmu,
+        distance=distance,
+        angle=np.zeros(6),
+        flipped=np.zeros(6, bool),
+        config=SOMConfig(width=3, height=1),
+        rows=np.array([10, 11, 12, 13, 14, 15]),
+    )
     plan = plan_explorer(mapping, 3, k=3, top=2)
     assert [m.tolist() for m in plan.members] == [[4, 1], [], [2, 0, 3]]  # the 0.4 tie: lower row first
     assert plan.outliers.tolist() == [1, 5]
@@ -106,7 +116,9 @@ def test_the_folder_holds_the_page_its_data_thumbnails_and_fits(dataset, hex_som
     for cutout in data["cutouts"]:
         row, i = cutout["row"], position[cutout["row"]]
         assert cutout["id"] == str(ids[row]) and cutout["label"] == names[labels[row]]
-        assert cutout["ra"] == pytest.approx(float(ra[row]), abs=1e-12) and cutout["dec"] == pytest.approx(float(dec[row]), abs=1e-12)
+        assert cutout["ra"] == pytest.approx(float(ra[row]), abs=1e-12) and cutout["dec"] == pytest.approx(
+            float(dec[row]), abs=1e-12
+        )
         assert cutout["bmu"] == mapping.bmu[i] and cutout["distance"] == pytest.approx(float(mapping.distance[i]))
         assert cutout["angle"] == mapping.angle[i] and cutout["flipped"] == bool(mapping.flipped[i])
         with fits.open(folder / cutout["fits"]) as hdus:  # the linked FITS holds that cutout
@@ -155,17 +167,52 @@ def test_explore_command_uses_the_stored_mapping_and_fails_in_one_line(dataset, 
     write_som_mapping(hex_som, dataset, name="tinyhex-val", split="val", som_path=somdir)
     out = tmp_path / "web"
     caplog.set_level(logging.INFO, logger="hipsml.train.som._store")
-    assert main(["-q", "som", "explore", str(somdir), "--dataset", f"{dataset.path}@v1", "--out", str(out),
-                 "--k", "3", "--top", "4"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "som",
+                "explore",
+                str(somdir),
+                "--dataset",
+                f"{dataset.path}@v1",
+                "--out",
+                str(out),
+                "--k",
+                "3",
+                "--top",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert f"wrote {out}" in capsys.readouterr().out and "using the stored mapping" in caplog.text
     data = read_data_js(out)
     mapping = read_som_mapping(dataset, "tinyhex")
     assert [[data["cutouts"][j]["row"] for j in n["members"]] for n in data["neurons"]] == [
-        expected_gallery(mapping, n, 3) for n in range(7)]
+        expected_gallery(mapping, n, 3) for n in range(7)
+    ]
     assert [data["cutouts"][j]["row"] for j in data["outliers"]] == expected_outliers(mapping, 4)
     # a stored mapping of one split: only its cutouts are shown
-    assert main(["-q", "som", "explore", str(somdir), "--dataset", str(dataset.path), "--out", str(out),
-                 "--name", "tinyhex-val", "--split", "val"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "som",
+                "explore",
+                str(somdir),
+                "--dataset",
+                str(dataset.path),
+                "--out",
+                str(out),
+                "--name",
+                "tinyhex-val",
+                "--split",
+                "val",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert {c["row"] for c in read_data_js(out)["cutouts"]} <= set(dataset.split("val").tolist())
     # errors: one line, exit 2
@@ -179,7 +226,10 @@ def test_explore_command_uses_the_stored_mapping_and_fails_in_one_line(dataset, 
         assert main(argv) == 2, args
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, (args, err)
-    assert main(["som", "explore", str(tmp_path / "nosom"), "--dataset", str(dataset.path), "--out", str(tmp_path / "w")]) == 2
+    assert (
+        main(["som", "explore", str(tmp_path / "nosom"), "--dataset", str(dataset.path), "--out", str(tmp_path / "w")])
+        == 2
+    )
     assert "holds no saved SOM" in capsys.readouterr().err
 
 
@@ -202,6 +252,7 @@ def test_the_server_serves_the_folder_on_localhost_only(hex_explorer):
 
 
 # --- the page in a real headless browser -------------------------------------------------------------------------
+
 
 def test_clicking_a_prototype_shows_its_nearest_cutouts_in_a_browser(browser, dataset, hex_som, hex_explorer, tmp_path):
     from selenium.webdriver.common.by import By
@@ -227,10 +278,14 @@ def test_clicking_a_prototype_shows_its_nearest_cutouts_in_a_browser(browser, da
     assert [c.find_element(By.CSS_SELECTOR, "dd.id").text for c in cards] == ids
     assert [int(c.get_attribute("data-row")) for c in cards] == rows
     shown = [float(c.find_element(By.CSS_SELECTOR, "dd.distance").text) for c in cards]
-    assert shown == sorted(shown) and all(c.find_element(By.CSS_SELECTOR, "dd.neuron").text == str(neuron) for c in cards)
+    assert shown == sorted(shown) and all(
+        c.find_element(By.CSS_SELECTOR, "dd.neuron").text == str(neuron) for c in cards
+    )
     link = cards[0].find_element(By.CSS_SELECTOR, "dd.fits a").get_attribute("href")
-    assert link.startswith("file://") and Path(urllib.request.url2pathname(link[len("file://"):])).is_file()
-    assert f"Neuron {neuron}: {hits[neuron]} cutouts, the 5 nearest" == browser.find_element(By.ID, "gallery-title").text
+    assert link.startswith("file://") and Path(urllib.request.url2pathname(link[len("file://") :])).is_file()
+    assert (
+        f"Neuron {neuron}: {hits[neuron]} cutouts, the 5 nearest" == browser.find_element(By.ID, "gallery-title").text
+    )
     # the heat map toggle: prototype images hidden, each cell coloured by its hit count
     cell = browser.find_element(By.CSS_SELECTOR, f'#map .cell[data-neuron="{neuron}"]')
     image = cell.find_element(By.TAG_NAME, "img")
@@ -247,7 +302,9 @@ def test_clicking_a_prototype_shows_its_nearest_cutouts_in_a_browser(browser, da
     last = outliers[-1]
     bmu = int(last.find_element(By.CSS_SELECTOR, "dd.neuron").text)
     last.find_element(By.TAG_NAME, "img").click()
-    assert "selected" in browser.find_element(By.CSS_SELECTOR, f'#map .cell[data-neuron="{bmu}"]').get_attribute("class")
+    assert "selected" in browser.find_element(By.CSS_SELECTOR, f'#map .cell[data-neuron="{bmu}"]').get_attribute(
+        "class"
+    )
     assert browser.get_log("browser") == [] if hasattr(browser, "get_log") else True
     shot = tmp_path / "explorer.png"
     assert browser.save_screenshot(str(shot)) and shot.read_bytes()[:4] == b"\x89PNG"
@@ -266,10 +323,31 @@ def test_explore_serve_in_a_real_process_stops_on_ctrl_c(dataset, hex_som, tmp_p
     somdir = hex_som.save(tmp_path / "som")
     out = tmp_path / "web"
     process = subprocess.Popen(
-        [sys.executable, "-m", "hipsml.cli", "-q", "som", "explore", str(somdir), "--dataset", str(dataset.path),
-         "--out", str(out), "--k", "2", "--top", "2", "--serve", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        cwd=Path(__file__).resolve().parents[3])  # this checkout's hipsml
+        [
+            sys.executable,
+            "-m",
+            "hipsml.cli",
+            "-q",
+            "som",
+            "explore",
+            str(somdir),
+            "--dataset",
+            str(dataset.path),
+            "--out",
+            str(out),
+            "--k",
+            "2",
+            "--top",
+            "2",
+            "--serve",
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[3],
+    )  # this checkout's hipsml
     try:
         lines = [process.stdout.readline(), process.stdout.readline()]
         assert lines[0].startswith(f"wrote {out}") and "serving" in lines[1], (lines, process.stderr.read())

@@ -57,7 +57,11 @@ def test_som_mapping_and_rot_flip_round_trip(tmp_path, layout, width, height, co
     som = SOM(config, weights)
     back = read_pink_som(som.to_pink(tmp_path / "som.bin"), numrot=4)
     assert (back.config.layout, back.config.width, back.config.height, back.config.neuron_dim) == (
-        layout, width, height, 6)
+        layout,
+        width,
+        height,
+        6,
+    )
     np.testing.assert_array_equal(back.weights, weights)
 
     images = np.random.default_rng(2).random((4, 1, 6, 6), dtype=np.float32)
@@ -118,7 +122,7 @@ def test_files_built_from_the_format_description_read_back(tmp_path):
     flips = rng.random((2, 6)) < 0.5
     angles = rng.random((2, 6)).astype(np.float32) * 6.28
     raw = struct.pack("<7i", 2, 3, 2, 0, 2, 2, 3)
-    for flip, angle in zip(flips.ravel(), angles.ravel()):
+    for flip, angle in zip(flips.ravel(), angles.ravel(), strict=True):
         raw += struct.pack("<?f", bool(flip), float(angle))
     (tmp_path / "rotflip.bin").write_bytes(raw)
     rot_flip = read_pink_rot_flip(tmp_path / "rotflip.bin")

@@ -24,8 +24,9 @@ from hipsml.train import (
 )
 
 
-def pink_order_training(start: np.ndarray, images: np.ndarray, *, som_width: int, som_height: int, sigma: float,
-                        damping: float, epochs: int) -> tuple[np.ndarray, np.ndarray]:
+def pink_order_training(
+    start: np.ndarray, images: np.ndarray, *, som_width: int, som_height: int, sigma: float, damping: float, epochs: int
+) -> tuple[np.ndarray, np.ndarray]:
     """PINK's online SOM, no rotations or flips, unshuffled: neurons and the last epoch's BMUs.
 
     Positions are PINK's ``CartesianLayout<2>::get_position`` with dimension ``{som_width, som_height}``.
@@ -51,8 +52,19 @@ def test_non_square_map_equals_the_pink_order_transcription(tmp_path, width, hei
     rng = np.random.default_rng(7)
     images = rng.random((12, 1, 8, 8), dtype=np.float32)
     start = rng.random((width * height, 1, 8, 8), dtype=np.float32)
-    config = SOMConfig(width=width, height=height, numrot=1, flip=False, shuffle=False, neuron_dim=8, epochs=2,
-                       sigma=1.1, damping=0.2, init="file_init", init_file=str(tmp_path / "start.bin"))
+    config = SOMConfig(
+        width=width,
+        height=height,
+        numrot=1,
+        flip=False,
+        shuffle=False,
+        neuron_dim=8,
+        epochs=2,
+        sigma=1.1,
+        damping=0.2,
+        init="file_init",
+        init_file=str(tmp_path / "start.bin"),
+    )
     options = pink_options(config)
     som_width = int(options[options.index("--som-width") + 1])
     som_height = int(options[options.index("--som-height") + 1])

@@ -43,9 +43,14 @@ def images(n=6, side=8, seed=0):
 
 # -- §2 memory: refused from the options, before anything is allocated ---------------------------
 
+
 @pytest.mark.parametrize(
     "options",
-    [{"width": 10000, "height": 10000, "neuron_dim": 8}, {"width": 2, "height": 2, "neuron_dim": 100000}, {"width": 2, "height": 2, "numrot": 1000000}],
+    [
+        {"width": 10000, "height": 10000, "neuron_dim": 8},
+        {"width": 2, "height": 2, "neuron_dim": 100000},
+        {"width": 2, "height": 2, "numrot": 1000000},
+    ],
     ids=["map", "neuron_dim", "numrot"],
 )
 def test_huge_options_are_refused_with_estimate_and_budget(budget, options):
@@ -110,6 +115,7 @@ def test_weights_header_disagreeing_with_its_size_is_refused(tmp_path):
 
 # -- §3 damaged SOM folders ----------------------------------------------------------------------
 
+
 def test_truncated_weights_is_refused(tmp_path):
     folder = saved_som(tmp_path)
     raw = (folder / "weights.npz").read_bytes()
@@ -127,8 +133,14 @@ def test_missing_weights_is_refused(tmp_path):
 
 @pytest.mark.parametrize(
     ("meta", "expected"),
-    [([], r"not a hipsml SOM \(format 'list'\)"), ({"format": "hipsml-som"}, "field 'config' is missing"),
-     ({"format": "hipsml-som", "config": {}, "weights_shape": [2, 1, 4, 4], "history": [{"epoch": 0}]}, "bad history")],
+    [
+        ([], r"not a hipsml SOM \(format 'list'\)"),
+        ({"format": "hipsml-som"}, "field 'config' is missing"),
+        (
+            {"format": "hipsml-som", "config": {}, "weights_shape": [2, 1, 4, 4], "history": [{"epoch": 0}]},
+            "bad history",
+        ),
+    ],
     ids=["list", "no-config", "bad-history"],
 )
 def test_damaged_som_json_is_refused(tmp_path, meta, expected):
@@ -144,6 +156,7 @@ def test_damaged_som_json_is_refused(tmp_path, meta, expected):
 
 
 # -- §3 options that cannot work, and divergence ---------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["damping", "sigma", "damping_end", "sigma_end"])
 @pytest.mark.parametrize("value", [float("inf"), float("nan")])
@@ -163,6 +176,7 @@ def test_divergence_stops_at_the_first_non_finite_epoch(tmp_path):
 
 # -- §3 a SOM mapped onto data it was not trained for ---------------------------------------------
 
+
 def test_mapping_images_of_another_size_is_refused_and_survives_a_save(tmp_path):
     som = train_som(images(side=16), width=2, height=1, numrot=4, neuron_dim=16, progress=False)
     assert som.images == {"size": 16, "channels": 1, "channel_names": None}
@@ -177,16 +191,21 @@ def test_channel_count_and_names_must_match():
         check_model_matches({"size": 8, "channels": 2}, {"size": 8, "channels": 1}, model="the SOM", data="ds v1")
     with pytest.raises(InvalidInputError, match="trained on channels g, r; ds v1 has r, g"):
         check_model_matches({"channel_names": ["g", "r"]}, {"channel_names": ["r", "g"]}, model="the SOM", data="ds v1")
-    check_model_matches({"size": 8, "channels": 1}, {"size": 8, "channels": 1, "channel_names": ["r"]},
-                        model="the SOM", data="ds v1")  # unknown names are not compared
+    check_model_matches(
+        {"size": 8, "channels": 1}, {"size": 8, "channels": 1, "channel_names": ["r"]}, model="the SOM", data="ds v1"
+    )  # unknown names are not compared
 
 
 # -- §3 PINK files with negative counts or dimensions ---------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("ints", "expected"),
-    [((2, 0, 0, -1, 0, 2, 4, 4), "negative number of entries"), ((2, 0, 0, 1, 0, 2, 4, -4), r"dimensions \[4, -4\]"),
-     ((2, 0, 0, -2, 0, 2, -4, 4), "negative number of entries")],
+    [
+        ((2, 0, 0, -1, 0, 2, 4, 4), "negative number of entries"),
+        ((2, 0, 0, 1, 0, 2, 4, -4), r"dimensions \[4, -4\]"),
+        ((2, 0, 0, -2, 0, 2, -4, 4), "negative number of entries"),
+    ],
 )
 def test_pink_data_with_negative_counts_is_refused(tmp_path, ints, expected):
     path = tmp_path / "data.bin"
@@ -203,6 +222,7 @@ def test_pink_som_with_negative_dimension_is_refused(tmp_path):
 
 
 # -- the same through datasets and the command line --------------------------------------------------
+
 
 def test_som_trained_on_a_dataset_refuses_other_channel_names(tmp_path):
     ds = generated_dataset(tmp_path / "gr", n=8)

@@ -1,1 +1,4 @@
-"""Static files of the SOM explorer page (index.html, explorer.js, explorer.css), copied by :mod:`hipsml.train.som._explorer`."""
+"""Static files of the SOM explorer page (index.html, explorer.js, explorer.css).
+
+:mod:`hipsml.train.som._explorer` copies them into every explorer folder.
+"""
