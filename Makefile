@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-output
 
-.PHONY: demo test bench clean gpu-check gpu-wheels
+.PHONY: demo test lint bench clean gpu-check gpu-wheels
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/hipsml demo $(DEMO_DIR)
 	@if [ "$(DEMO_DIR)" = "demo-output" ]; then $(BIN)/hipsml extract recipes/demo.yaml; fi
+
+# ruff (lint and format) and mypy, as CI runs them before the tests
+lint: $(STAMP)
+	$(BIN)/ruff check hipsml tests benchmarks conftest.py
+	$(BIN)/ruff format --check hipsml tests benchmarks conftest.py
+	$(BIN)/mypy
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests hipsml  # --doctest-modules comes from pyproject.toml

@@ -111,8 +111,10 @@ class Dataset:
 
         Examples
         --------
-        >>> hipsml.open_dataset("demo-output/datasets/demo").verify().files  # doctest: +SKIP
-        31
+        >>> import hipsml
+        >>> report = hipsml.open_dataset("demo-output/datasets/demo").verify()
+        >>> report.files > 10 and report.bytes > 0  # every file of the version, hashed
+        True
         """
         files = load_manifest(self.location, self._entry.get("manifest"), where=self._where)
         return verify_version(self.location, files, version=self.version, where=self._where, threads=threads)
@@ -486,8 +488,9 @@ def verify_dataset(
 
     Examples
     --------
-    >>> hipsml.verify_dataset("demo-output/datasets/demo@v1").summary()  # doctest: +SKIP
-    'demo-output/datasets/demo/v1: v1 verified: 31 files, 5.3 MB match manifest.json (900 MB/s)'
+    >>> import hipsml
+    >>> hipsml.verify_dataset("demo-output/datasets/demo@v1").summary()
+    '... v1 verified: ... files, ... MB match ...'
     """
     root, at = parse_dataset_path(path)
     version = _check_version_arg(version)

@@ -73,8 +73,10 @@ def derived_folder(dataset: Dataset, kind: str, name: str) -> Path:
 
     Examples
     --------
-    >>> derived_folder(hipsml.open_dataset("datasets/demo@v2"), "som", "som10")  # doctest: +SKIP
-    PosixPath('datasets/demo/derived/v2/som/som10')
+    >>> import hipsml
+    >>> folder = derived_folder(hipsml.open_dataset("demo-output/datasets/demo@v1"), "som", "som10")
+    >>> folder.relative_to(folder.parents[4]).as_posix()
+    'demo/derived/v1/som/som10'
     """
     return dataset.path / "derived" / f"v{dataset.version}" / kind / check_derived_name(name, kind)
 

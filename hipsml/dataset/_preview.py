@@ -102,8 +102,9 @@ def preview_dataset(
 
     Examples
     --------
-    >>> preview_dataset(hipsml.open_dataset("demo-output/datasets/demo"), "grid.png")  # doctest: +SKIP
-    PosixPath('grid.png')
+    >>> import hipsml
+    >>> preview_dataset(hipsml.open_dataset("demo-output/datasets/demo"), "grid.png").name
+    'grid.png'
     """
     if isinstance(per_group, bool) or not isinstance(per_group, int) or not 1 <= per_group <= 64:
         raise InvalidInputError(f"per_group must be an integer 1..64, got {per_group!r}")

@@ -345,9 +345,9 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
 
     Examples
     --------
-    >>> recipe = load_recipe("recipes/demo.yaml")  # doctest: +SKIP
-    >>> recipe.name  # doctest: +SKIP
-    'demo'
+    >>> recipe = load_recipe("recipes/demo.yaml")
+    >>> recipe.name, recipe.cutout.size, [survey.name for survey in recipe.surveys]
+    ('demo', 64, ['g', 'r', 'i', 'radio'])
     """
     p = user_path(path, what="recipe")
     name = p.name

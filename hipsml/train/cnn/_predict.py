@@ -104,9 +104,12 @@ def predict_cnn(
 
     Examples
     --------
-    >>> folder = predict_cnn("runs/demo", "demo-output/datasets/demo")  # doctest: +SKIP
-    >>> zarr.open_group(folder)["probabilities"].shape  # doctest: +SKIP
-    (400, 4)
+    >>> import zarr
+    >>> folder = predict_cnn("runs/demo", "demo-output/datasets/demo")
+    >>> folder.relative_to(folder.parents[4]).as_posix()  # beside the version, never inside it
+    'demo/derived/v1/cnn/demo'
+    >>> zarr.open_group(folder)["probabilities"].shape  # every cutout, one probability per class
+    (120, 4)
     """
     from hipsml.train.loaders._zarr import check_positive_int
 
@@ -203,9 +206,9 @@ def read_cnn_predictions(dataset: Dataset | str | os.PathLike[str], name: str) -
 
     Examples
     --------
-    >>> p = read_cnn_predictions("datasets/demo", "demo")  # doctest: +SKIP
-    >>> p.probabilities.shape, p.label_names[p.predicted[0]]  # doctest: +SKIP
-    ((400, 4), 'star')
+    >>> p = read_cnn_predictions("demo-output/datasets/demo", "demo")  # written by predict_cnn's example
+    >>> p.probabilities.shape, p.label_names[p.predicted[0]] in p.label_names
+    ((120, 4), True)
     """
     ds = as_dataset(dataset)
     group, attrs = open_derived(ds, "cnn", name, hint="write them with predict_cnn (hipsml predict)")

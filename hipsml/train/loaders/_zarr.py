@@ -623,10 +623,13 @@ def zarr_batches(
 
     Examples
     --------
-    >>> ds = hipsml.open_dataset("demo-output/datasets/demo")  # doctest: +SKIP
-    >>> for epoch in range(3):  # doctest: +SKIP
-    ...     for images, labels, rows in zarr_batches(ds, "train", epoch=epoch, normalise="minmax"):
-    ...         loss = train_step(images, labels)
+    >>> import hipsml
+    >>> ds = hipsml.open_dataset("demo-output/datasets/demo")
+    >>> seen = []
+    >>> for images, labels, rows in zarr_batches(ds, "train", batch_size=32, epoch=0, normalise="minmax"):
+    ...     seen.extend(rows.tolist())  # your training step goes here
+    >>> sorted(seen) == ds.split("train").tolist(), images.shape[1:], float(images.max()) <= 1.0
+    (True, (4, 64, 64), True)
     """
     from hipsml.dataset import as_dataset
 

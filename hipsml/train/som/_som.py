@@ -640,11 +640,12 @@ def train_som(
 
     A dataset split, saved after every epoch and continued after an interruption:
 
-    >>> som = train_som("demo-output/datasets/demo", {"width": 10, "height": 10, "epochs": 5},
-    ...                 workdir="soms/demo")  # doctest: +SKIP
-    >>> som = train_som("demo-output/datasets/demo", workdir="soms/demo", resume=True)  # doctest: +SKIP
-    >>> som.training["split"]  # doctest: +SKIP
-    'train'
+    >>> options = {"width": 3, "height": 3, "numrot": 4, "neuron_dim": 44, "epochs": 1}  # small, for speed
+    >>> som = train_som("demo-output/datasets/demo", options, workdir="soms/demo", progress=False)
+    >>> som = train_som("demo-output/datasets/demo", {"epochs": 2}, workdir="soms/demo", resume=True,
+    ...                 progress=False)
+    >>> som.training["split"], len(som.history)
+    ('train', 2)
     """
     from hipsml.dataset import as_dataset, is_dataset_like
     from hipsml.train.som._data import training_data

@@ -76,8 +76,10 @@ def mapping_folder(dataset: Dataset, name: str) -> Path:
 
     Examples
     --------
-    >>> mapping_folder(hipsml.open_dataset("datasets/demo@v2"), "som10")  # doctest: +SKIP
-    PosixPath('datasets/demo/derived/v2/som/som10')
+    >>> import hipsml
+    >>> folder = mapping_folder(hipsml.open_dataset("demo-output/datasets/demo@v1"), "som10")
+    >>> folder.relative_to(folder.parents[4]).as_posix()
+    'demo/derived/v1/som/som10'
     """
     return derived_folder(dataset, "som", name)
 
@@ -196,10 +198,13 @@ def write_som_mapping(
 
     Examples
     --------
-    >>> ds = hipsml.open_dataset("datasets/demo")  # doctest: +SKIP
-    >>> som = hipsml.load_som("soms/demo")  # doctest: +SKIP
-    >>> write_som_mapping(som, ds, name="demo")  # doctest: +SKIP
-    PosixPath('datasets/demo/derived/v1/som/demo')
+    >>> import hipsml
+    >>> ds = hipsml.open_dataset("demo-output/datasets/demo")
+    >>> som = hipsml.train_som(ds, {"width": 2, "height": 2, "numrot": 4, "epochs": 1}, progress=False)
+    >>> write_som_mapping(som, ds, name="demo", overwrite=True).name
+    'demo'
+    >>> read_som_mapping(ds, "demo").bmu.shape  # every cutout of the version
+    (120,)
     """
     dataset = as_dataset(dataset)
     target = mapping_folder(dataset, name)
@@ -254,9 +259,13 @@ def read_som_mapping(dataset: Dataset | str | os.PathLike[str], name: str) -> SO
 
     Examples
     --------
-    >>> mapping = read_som_mapping(hipsml.open_dataset("datasets/demo"), "demo")  # doctest: +SKIP
-    >>> mapping.rows[mapping.distance.argmax()]  # doctest: +SKIP
-    17
+    >>> import hipsml
+    >>> ds = hipsml.open_dataset("demo-output/datasets/demo")
+    >>> som = hipsml.train_som(ds, {"width": 2, "height": 2, "numrot": 4, "epochs": 1}, progress=False)
+    >>> folder = write_som_mapping(som, ds, name="tiny", overwrite=True)
+    >>> mapping = read_som_mapping(ds, "tiny")
+    >>> len(mapping.rows), int(mapping.bmu.max()) < 4
+    (120, True)
     """
     dataset = as_dataset(dataset)
     group, attrs = open_derived(dataset, "som", name, hint="write one with write_som_mapping (hipsml som map)")
