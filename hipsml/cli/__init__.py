@@ -1,4 +1,4 @@
-"""The ``hipsml`` command: a thin layer that parses arguments and calls the library.
+"""The ``hipsml`` command: each command parses its arguments, checks them and calls the library.
 
 A :class:`~hipsml.errors.HipsmlError` is printed as one line on stderr and exits with code 2.
 """

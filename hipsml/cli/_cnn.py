@@ -1,4 +1,7 @@
-"""The CNN commands of ``hipsml``: ``cnn train`` (alias ``train cnn``) and ``predict`` (thin: parse, call, print)."""
+"""The CNN commands of ``hipsml``: ``cnn train`` (alias ``train cnn``) and ``predict``.
+
+Each parses its arguments, checks what it can before any work, calls the library and prints what it did.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The dataset commands of ``hipsml``: ``extract``, ``datasets``, ``preview``, ``verify`` (thin: parse, call, print)."""
+"""The dataset commands of ``hipsml``: ``extract``, ``datasets``, ``preview``, ``verify``.
+
+Each parses its arguments, checks what it can before any work, calls the library and prints what it did.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ``hipsml report`` command (thin: parse, call, print)."""
+"""The ``hipsml report`` command: parse, check, call :func:`hipsml.report.write_report`, print."""
 
 from __future__ import annotations
 

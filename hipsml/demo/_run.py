@@ -180,7 +180,7 @@ def run_demo(
     directory: str | os.PathLike[str],
     *,
     progress: bool = True,
-    report: bool = True,
+    verbose: bool = True,
     train: bool = True,
     n_sources: int = DEMO_SKY["n_sources"],
     seed: int = DEMO_SKY["seed"],
@@ -189,6 +189,7 @@ def run_demo(
     radius: float = DEMO_SKY["radius"],
     som_options: Mapping[str, Any] | None = None,
     cnn_options: Mapping[str, Any] | None = None,
+    report: bool | None = None,
 ) -> dict[str, Any]:
     """Render the demo sky, build the demo training set, train a SOM and a CNN briefly and write a report.
 
@@ -210,8 +211,9 @@ def run_demo(
         Output folder (created when missing).
     progress : bool
         Show progress bars.
-    report : bool
-        Print what is done and a summary (the ``hipsml demo`` command's output).
+    verbose : bool
+        Print what is done and a summary (the ``hipsml demo`` command's output). (``report=``, its
+        old name, still works with a ``DeprecationWarning``: it never turned the report off.)
     train : bool
         Train the SOM and the CNN and write the report (False: stop after the preview).
     n_sources, seed, order, tile_width, radius
@@ -242,12 +244,18 @@ def run_demo(
     >>> result["dataset"].images.shape, result["cnn"].metrics["test"]["accuracy"]  # doctest: +SKIP
     ((2000, 4, 64, 64), 0.95)
     """
+    if report is not None:
+        import warnings
+
+        warnings.warn("run_demo(report=...) is deprecated: it only ever chose whether to print; write verbose=",
+                      DeprecationWarning, stacklevel=2)  # fmt: skip
+        verbose = report
     out = user_path(directory, what="demo directory")
     files = _demo_files(out)
     _check_outputs(out, files, train=train)
 
     def say(text: str) -> None:
-        if report:
+        if verbose:
             print(text, flush=True)
 
     knobs = {"n_sources": n_sources, "seed": seed, "order": order, "tile_width": tile_width, "radius": radius}

@@ -352,10 +352,10 @@ def test_run_demo_tiny_sky(tmp_path, capsys):
         assert im.mode == "RGB" and im.size[0] > 4 * 4 * 64
     assert not report["sky_reused"]
 
-    again = run_demo(tmp_path / "d", progress=False, report=False, train=False, **knobs)
+    again = run_demo(tmp_path / "d", progress=False, verbose=False, train=False, **knobs)
     assert again["sky_reused"] and again["dataset"].report.created is False and again["dataset"].version == 1
     with pytest.raises(InvalidInputError, match="different"):
-        run_demo(tmp_path / "d", progress=False, report=False, train=False, **{**knobs, "n_sources": 31})
+        run_demo(tmp_path / "d", progress=False, verbose=False, train=False, **{**knobs, "n_sources": 31})
 
 
 def test_demo_recipe_is_the_recipe_in_recipes_folder(tmp_path):

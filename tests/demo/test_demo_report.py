@@ -87,7 +87,7 @@ def demo(tmp_path_factory):
     here = os.getcwd()
     os.chdir(parent)  # the demo folder given relative to the working folder, as `make demo` gives it
     try:  # a space in its name: the printed commands must quote it
-        result = run_demo("demo out", progress=False, report=False, som_options=SOM, cnn_options=CNN, **SKY)
+        result = run_demo("demo out", progress=False, verbose=False, som_options=SOM, cnn_options=CNN, **SKY)
     finally:
         os.chdir(here)
     return parent / "demo out", result
@@ -242,14 +242,14 @@ def test_the_printed_commands_remake_the_figures(demo, monkeypatch, capsys):
 def test_a_second_run_reuses_what_is_unchanged_and_retrains_what_is_not(demo):
     folder, first = demo
     (folder / "report" / "stale.txt").write_text("from an earlier report")
-    again = run_demo(folder, progress=False, report=False, som_options=SOM, cnn_options=CNN, **SKY)
+    again = run_demo(folder, progress=False, verbose=False, som_options=SOM, cnn_options=CNN, **SKY)
     assert again["sky_reused"] and again["dataset"].report.created is False
     assert again["som"].reused and again["cnn"].reused
     assert np.array_equal(again["som"].som.weights, first["som"].som.weights)
     assert not (folder / "report" / "stale.txt").exists()  # the report folder is replaced whole
     timings = page_of(folder).tables["timings"]
     assert [row[2].startswith("reused") for row in timings[1:]] == [True, False, True, True]  # the dataset: unchanged
-    shorter = run_demo(folder, progress=False, report=False, som_options=SOM, cnn_options={**CNN, "epochs": 1}, **SKY)
+    shorter = run_demo(folder, progress=False, verbose=False, som_options=SOM, cnn_options={**CNN, "epochs": 1}, **SKY)
     assert shorter["som"].reused and not shorter["cnn"].reused
     assert json.loads((folder / "cnn" / "metrics.json").read_text())["epochs_run"] == 1
     assert "1 epochs run; the best (marked) is epoch 1." in " ".join(" ".join(page_of(folder).text).split())
@@ -271,7 +271,7 @@ def test_a_foreign_output_folder_is_refused_before_any_work(tmp_path, capsys, na
     (tmp_path / "d" / name).rmdir()
     (tmp_path / "d" / name).write_text("a file")
     with pytest.raises(OutputError, match="is a file"):
-        run_demo(tmp_path / "d", progress=False, report=False, **SKY)
+        run_demo(tmp_path / "d", progress=False, verbose=False, **SKY)
 
 
 def test_the_page_shows_its_figures_and_summaries_in_a_browser(browser, demo):

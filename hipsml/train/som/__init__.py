@@ -10,11 +10,9 @@ from hipsml.train.som._pink import (
     PinkMapping,
     PinkRotFlip,
     pink_options,
-    read_pink,
     read_pink_data,
     read_pink_mapping,
     read_pink_rot_flip,
-    read_pink_som,
     write_pink_data,
     write_pink_mapping,
     write_pink_rot_flip,
@@ -29,7 +27,16 @@ from hipsml.train.som._plots import (
     plot_umatrix,
     umatrix,
 )
-from hipsml.train.som._som import SOM, EpochRecord, SOMMapping, load_som, train_som, training_summary
+from hipsml.train.som._som import (
+    SOM,
+    EpochRecord,
+    SOMMapping,
+    load_som,
+    read_pink,
+    read_pink_som,
+    train_som,
+    training_summary,
+)
 from hipsml.train.som._store import read_som_mapping, som_mapping_names, stored_som_mapping, write_som_mapping
 
 __all__ = [

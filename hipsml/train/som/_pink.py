@@ -21,24 +21,21 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from hipsml._files import atomic_write, user_path
 from hipsml.errors import InvalidInputError
 
-if TYPE_CHECKING:
-    from hipsml.train.som._config import SOMConfig
-    from hipsml.train.som._som import SOM
-
 __all__ = [
     "PinkMapping",
     "PinkRotFlip",
     "pink_options",
-    "read_pink",
+    "PinkSom",
+    "read_pink_file",
+    "read_pink_som_file",
     "read_pink_data",
-    "read_pink_som",
     "read_pink_mapping",
     "read_pink_rot_flip",
     "write_pink_data",
@@ -224,10 +221,21 @@ def read_pink_data(path: str | os.PathLike[str]) -> np.ndarray:
         return _read_data(reader)
 
 
-def _read_som(reader: _Reader, options: dict[str, object]) -> SOM:
-    from hipsml.train.som._config import SOMConfig
-    from hipsml.train.som._som import SOM
+@dataclass(frozen=True)
+class PinkSom:
+    """A PINK SOM file's content: its map's ``layout``, ``width`` and ``height``, and the neurons.
 
+    ``weights`` is ``(n, C, side, side)`` float32 in storage order. :func:`hipsml.train.read_pink_som`
+    turns it into a :class:`~hipsml.train.SOM`.
+    """
+
+    layout: str
+    width: int
+    height: int
+    weights: np.ndarray
+
+
+def _read_som(reader: _Reader) -> PinkSom:
     _float32(reader)
     code, som_dims = reader.layout("SOM layout")
     neuron_code, neuron_dims = reader.layout("neuron layout")
@@ -244,31 +252,26 @@ def _read_som(reader: _Reader, options: dict[str, object]) -> SOM:
             f"{reader.path}: {values.size} values for a {layout} {width}x{height} SOM of {per_neuron}-value "
             f"neurons ({count * per_neuron} expected)"
         )
-    config = SOMConfig.from_mapping(
-        {"layout": layout, "width": width, "height": height, "neuron_dim": neuron_shape[-1], **options}
-    )
-    return SOM(config, values.reshape((count, *neuron_shape)).astype(np.float32))
+    return PinkSom(layout, width, height, values.reshape((count, *neuron_shape)).astype(np.float32))
 
 
-def read_pink_som(path: str | os.PathLike[str], **options: object) -> SOM:
-    """Read a PINK SOM file as a :class:`~hipsml.train.SOM` (layout, size and neuron side from the file).
-
-    ``options`` set the other :class:`~hipsml.train.SOMConfig` options the file does not hold
-    (``numrot``, ``flip``, ``distance_dim``, ...), which :meth:`SOM.map` uses.
+def read_pink_som_file(path: str | os.PathLike[str]) -> PinkSom:
+    """Read a PINK SOM file's layout and neurons (arrays; :func:`hipsml.train.read_pink_som` makes a SOM).
 
     Examples
     --------
     >>> import numpy as np, tempfile
     >>> path = tempfile.mkdtemp() + "/som.bin"
     >>> _ = write_pink_som(path, np.zeros((7, 1, 4, 4), np.float32), layout="hexagonal", width=3, height=3)
-    >>> read_pink_som(path, numrot=4).config.layout
-    'hexagonal'
+    >>> som = read_pink_som_file(path)
+    >>> som.layout, som.width, som.weights.shape
+    ('hexagonal', 3, (7, 1, 4, 4))
     """
     source, fh = _open(path)
     with fh:
         reader = _Reader(source, fh)
         _expect(reader, _kind(reader), _SOM)
-        return _read_som(reader, dict(options))
+        return _read_som(reader)
 
 
 def _read_mapping(reader: _Reader) -> PinkMapping:
@@ -319,13 +322,13 @@ def read_pink_rot_flip(path: str | os.PathLike[str]) -> PinkRotFlip:
         return _read_rot_flip(reader)
 
 
-def read_pink(path: str | os.PathLike[str], **options: object) -> np.ndarray | SOM | PinkMapping | PinkRotFlip:
-    """Read any PINK binary file, by the type its header announces.
+def read_pink_file(path: str | os.PathLike[str]) -> np.ndarray | PinkSom | PinkMapping | PinkRotFlip:
+    """Read any PINK binary file, by the type its header announces, as arrays.
 
     Returns
     -------
-    ndarray (data file: images ``(N, C, H, W)``), SOM (SOM file; ``options`` as
-    :func:`read_pink_som`), PinkMapping (mapping file) or PinkRotFlip (rot/flip file).
+    ndarray (data file: images ``(N, C, H, W)``), PinkSom (SOM file), PinkMapping (mapping file) or
+    PinkRotFlip (rot/flip file). :func:`hipsml.train.read_pink` gives a SOM file as a SOM.
     """
     source, fh = _open(path)
     with fh:
@@ -334,7 +337,7 @@ def read_pink(path: str | os.PathLike[str], **options: object) -> np.ndarray | S
         if kind == _DATA:
             return _read_data(reader)
         if kind == _SOM:
-            return _read_som(reader, dict(options))
+            return _read_som(reader)
         if kind == _MAPPING:
             return _read_mapping(reader)
         return _read_rot_flip(reader)
@@ -347,7 +350,7 @@ def _header_bytes(header: str | None) -> bytes:
     return ("\n".join(lines) + "\n# END OF HEADER\n").encode()
 
 
-def pink_options(config: SOMConfig) -> list[str]:
+def pink_options(config: Any) -> list[str]:
     """The PINK 2.5 command-line options that train the same map as ``config``.
 
     PINK's ``CartesianLayout`` stores rows of length ``--som-height``; a hipsml cartesian map

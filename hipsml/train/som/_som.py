@@ -35,7 +35,17 @@ from hipsml.train.som._layout import grid_distances, neighbour_mask
 from hipsml.train.som._limits import check_som_memory, read_npz_array
 from hipsml.train.som._transforms import transform_angles
 
-__all__ = ["SOM", "SOMMapping", "EpochRecord", "train_som", "load_som", "neighbourhood_factors", "schedule_value"]
+__all__ = [
+    "SOM",
+    "SOMMapping",
+    "EpochRecord",
+    "train_som",
+    "load_som",
+    "read_pink",
+    "read_pink_som",
+    "neighbourhood_factors",
+    "schedule_value",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -492,10 +502,51 @@ def _padded(flat: np.ndarray, rows: np.ndarray, size: int) -> tuple[np.ndarray, 
     return block, len(rows)
 
 
+def read_pink_som(path: str | os.PathLike[str], **options: object) -> SOM:
+    """Read a PINK SOM file as a :class:`SOM` (layout, size and neuron side from the file).
+
+    ``options`` set the other :class:`~hipsml.train.SOMConfig` options the file does not hold
+    (``numrot``, ``flip``, ``distance_dim``, ...), which :meth:`SOM.map` uses. The file itself is
+    read by :func:`hipsml.train.som._pink.read_pink_som_file` (arrays only).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from hipsml.train import write_pink_som
+    >>> path = tempfile.mkdtemp() + "/som.bin"
+    >>> _ = write_pink_som(path, np.zeros((7, 1, 4, 4), np.float32), layout="hexagonal", width=3, height=3)
+    >>> read_pink_som(path, numrot=4).config.layout
+    'hexagonal'
+    """
+    from hipsml.train.som._pink import read_pink_som_file
+
+    return _som_of_pink(read_pink_som_file(path), options)
+
+
+def read_pink(path: str | os.PathLike[str], **options: object) -> Any:
+    """Read any PINK binary file, by the type its header announces.
+
+    Returns
+    -------
+    ndarray (data file: images ``(N, C, H, W)``), SOM (SOM file; ``options`` as
+    :func:`read_pink_som`), PinkMapping (mapping file) or PinkRotFlip (rot/flip file).
+    """
+    from hipsml.train.som._pink import PinkSom, read_pink_file
+
+    content = read_pink_file(path)
+    return _som_of_pink(content, options) if isinstance(content, PinkSom) else content
+
+
+def _som_of_pink(pink: Any, options: dict[str, object]) -> SOM:
+    config = SOMConfig.from_mapping(
+        {"layout": pink.layout, "width": pink.width, "height": pink.height, "neuron_dim": pink.weights.shape[-1],
+         **options}
+    )  # fmt: skip
+    return SOM(config, pink.weights)
+
+
 def initial_weights(config: SOMConfig, images: np.ndarray) -> np.ndarray:
     """The neurons before training ``(n, C, nd, nd)``, by ``config.init`` (PINK's schemes, plus 'samples')."""
-    from hipsml.train.som._pink import read_pink_som
-
     assert config.neuron_dim is not None
     n, channels, nd = config.neuron_count, images.shape[1], config.neuron_dim
     shape = (n, channels, nd, nd)

@@ -3,7 +3,9 @@
 The datasets are generated here: small Zarr versions of 16x16 cutouts whose classes are shapes
 (a point, a wide blob, a ring, a cross) at random amplitude and sub-pixel offset under noise, with
 NaN corners, so that a tiny model learns them in a few epochs on two CPU cores. Expected values
-come from numpy on the raw arrays or from the saved files, never from the code under test.
+come from numpy on the raw arrays or from the saved files; where a test is about something else
+(the ensemble's averaging, the stored probabilities), the inputs are normalised with the library's
+own parse_normalisation, which tests/train/loaders checks against numpy.
 """
 
 from __future__ import annotations
