@@ -45,7 +45,7 @@ from hipsml.dataset._identity import check_same_recipe, lineage_change
 from hipsml.dataset._integrity import write_manifest
 from hipsml.dataset._limits import check_memory, estimate_build_memory
 from hipsml.dataset._recipe import Recipe, load_recipe, parse_recipe
-from hipsml.dataset._runner import run_tasks
+from hipsml.dataset._runner import check_scheduler, run_tasks
 from hipsml.dataset._splits import assign_splits, split_keys
 from hipsml.dataset._store import (
     FORMAT_NAME,
@@ -500,6 +500,7 @@ def extract_dataset(
     root = user_path(output if output is not None else recipe.resolve(recipe.output.path), what="output.path")
     root = Path(os.path.abspath(root))
     check_output_root(root)
+    check_scheduler(recipe.compute.scheduler)  # an unreachable scheduler is refused before anything is made
     created_root = not root.exists()
     try:
         with dataset_lock(root):
@@ -867,7 +868,13 @@ def _run_jobs(
     except HipsmlError as exc:
         if getattr(exc, "resumable", False):
             raise
-        hint = "; the finished work units are kept and the same extraction run again continues them"
+        finished = sum(Path(j.marker).is_file() for j in jobs)
+        hint = (
+            f"; the {finished} finished work units of {len(jobs)} are kept and the same extraction run again "
+            "continues them"
+            if finished
+            else f"; none of the {len(jobs)} work units had finished; the same extraction run again starts them"
+        )
         try:
             error = type(exc)(f"{exc}{hint}")
         except TypeError:  # an error class with another signature: keep it as it is

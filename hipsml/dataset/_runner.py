@@ -32,6 +32,31 @@ __all__ = ["run_tasks", "cluster_client"]
 logger = logging.getLogger(__name__)
 
 
+def check_scheduler(scheduler: str, *, timeout: float = 10.0) -> None:
+    """Refuse, before anything is written, a scheduler that cannot be used: an address nobody answers
+    at, or ``slurm`` without dask-jobqueue. The local schedulers (``threads``, ``processes``) need no check.
+
+    Raises
+    ------
+    InvalidInputError
+        One line naming the scheduler and why.
+    """
+    if scheduler in ("threads", "processes", "sciserver"):
+        return
+    if scheduler == "slurm":
+        import importlib.util
+
+        if importlib.util.find_spec("dask_jobqueue") is None:  # an optional extra
+            raise InvalidInputError("compute.scheduler: slurm needs dask-jobqueue (pip install dask-jobqueue)")
+        return
+    from distributed import Client
+
+    try:
+        Client(scheduler, timeout=f"{timeout:g}s").close()
+    except OSError as exc:
+        raise InvalidInputError(f"compute.scheduler: cannot reach {scheduler} ({exc})") from None
+
+
 @contextlib.contextmanager
 def cluster_client(scheduler: str, *, workers: int, threads_per_worker: int, slurm: dict[str, Any]) -> Iterator[Any]:
     """A ``distributed.Client`` for ``scheduler`` (not ``threads``), closed (with its cluster) on exit."""
