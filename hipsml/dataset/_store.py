@@ -73,6 +73,16 @@ def hipsml_attrs(group: zarr.Group) -> dict[str, Any]:
     """A copy of the ``hipsml`` attributes of a Zarr group (empty when it has none).
 
     hipsml writes them as one JSON object; zarr types an attribute as any JSON value.
+
+    Examples
+    --------
+    >>> import tempfile, zarr
+    >>> group = zarr.open_group(tempfile.mkdtemp(), mode="w", zarr_format=3)
+    >>> hipsml_attrs(group)
+    {}
+    >>> group.attrs["hipsml"] = {"kind": "som-mapping", "count": 3}
+    >>> hipsml_attrs(group)
+    {'kind': 'som-mapping', 'count': 3}
     """
     return dict(cast(Mapping[str, Any], group.attrs.get("hipsml", {})))
 
