@@ -37,8 +37,8 @@ for _first in "-+0123456789.":
     resolvers.append(("tag:yaml.org,2002:float", _FLOAT_12))
 
 
-def load_yaml(text: str) -> Any:
-    """Parse YAML ``text`` safely, numbers as YAML 1.2 reads them (``1e-3`` is a float).
+def load_yaml(text: str | bytes) -> Any:
+    """Parse YAML ``text`` (str, or bytes as read) safely, numbers as YAML 1.2 reads them (``1e-3`` is a float).
 
     Raises
     ------

@@ -9,7 +9,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hipsml.cli._common import OptionFlags, add_option_flags, options_from, positive_int, print_epoch
 
@@ -133,6 +133,7 @@ def _mapping_name(args: argparse.Namespace) -> str:
 
 
 def _cmd_map(args: argparse.Namespace) -> int:
+    from hipsml.dataset import hipsml_attrs
     from hipsml.train import write_som_mapping
 
     som, ds = _load(args)
@@ -147,7 +148,7 @@ def _cmd_map(args: argparse.Namespace) -> int:
     )
     import zarr
 
-    attrs = zarr.open_group(folder, mode="r").attrs["hipsml"]
+    attrs = hipsml_attrs(zarr.open_group(folder, mode="r"))
     print(
         f"wrote {folder}: {attrs['count']} cutouts of {ds.path} v{ds.version}, "
         f"quantisation error {attrs['quantisation_error']:.5g}, topographic error {attrs['topographic_error']:.4f}"
@@ -174,6 +175,7 @@ def _cmd_outliers(args: argparse.Namespace) -> int:
         f"{_view(args.channels, ds).label}{shown}"
     )
     print(f"  {'rank':>4} {'row':>8} {'id':>14} {'distance':>10} {'neuron':>6}" + ("  label" if names else ""))
+    assert mapping.rows is not None  # a mapping of a Dataset keeps its rows
     for rank, k in enumerate(positions[:10], 1):
         row = int(mapping.rows[k])
         label = f"  {names[int(labels[row])]}" if names and labels is not None else ""
@@ -221,7 +223,7 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     if not args.serve:
         return 0
     server = explorer_server(folder, port=args.port)
-    host, port = server.server_address[:2]
+    host, port = cast("tuple[str, int]", server.server_address[:2])  # an AF_INET server on 127.0.0.1
     print(f"serving {folder} at http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()

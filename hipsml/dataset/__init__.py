@@ -33,7 +33,7 @@ from hipsml.dataset._pictures import ChannelView, channel_labels, display_stretc
 from hipsml.dataset._preview import draw_mosaic, png_bytes, preview_dataset
 from hipsml.dataset._recipe import Recipe, load_recipe, parse_recipe
 from hipsml.dataset._splits import assign_splits, split_keys
-from hipsml.dataset._store import VERSIONS_FILE, dataset_versions, read_versions, version_problem
+from hipsml.dataset._store import VERSIONS_FILE, dataset_versions, hipsml_attrs, read_versions, version_problem
 from hipsml.dataset._targets import TargetTable, load_targets
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "display_stretch",
     "draw_mosaic",
     "extract_dataset",
+    "hipsml_attrs",
     "is_dataset_like",
     "load_recipe",
     "load_targets",

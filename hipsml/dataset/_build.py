@@ -52,6 +52,7 @@ from hipsml.dataset._store import (
     FORMAT_VERSION,
     check_output_root,
     dataset_lock,
+    hipsml_attrs,
     link_or_copy,
     publish_version,
     read_versions,
@@ -239,7 +240,7 @@ def run_unit(job: _UnitJob) -> dict[str, Any]:
     # this process's survey reads so far (its counters start at zero when it opens a survey)
     decoded = sum(open_cached(ref).stats["tile_reads"] for ref in job.surveys)
     with atomic_write(marker) as fh:
-        np.savez(fh, **{k: np.asarray(v) for k, v in result.items()})
+        np.savez(fh, **{k: np.asarray(v) for k, v in result.items()})  # type: ignore[arg-type]  # numpy's stubs match **arrays against allow_pickle: bool
     return {**result, "skipped": 0, "pid": os.getpid(), "decoded": decoded}
 
 
@@ -578,7 +579,7 @@ def _order_rows(
 
     latest = versions[-1]
     group = zarr.open_group(root / latest["path"], mode="r")
-    attrs = group.attrs.get("hipsml", {})
+    attrs = hipsml_attrs(group)
     if attrs.get("lineage") != lineage:
         why = lineage_change(recipe, attrs, int(latest["version"]))
     else:
@@ -919,8 +920,9 @@ def _finish_staging(
     cc.attrs["description"] = "fraction of each channel's pixels holding survey data"
     src = group.create_array("source_row", shape=(n,), chunks=(max(1, min(n, 1 << 18)),), dtype="int64",
                              dimension_names=["cutout"], overwrite=True)  # fmt: skip
+    assert targets.source_row is not None  # TargetTable.__post_init__ fills it
     src[:] = targets.source_row
-    attrs = {
+    attrs: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "name": recipe.name,

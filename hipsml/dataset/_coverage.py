@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import healpy as hp
 import numpy as np
@@ -151,7 +151,7 @@ def coverage_drops(cc: np.ndarray, thresholds: np.ndarray, channels: list[str], 
     >>> d.keep.tolist(), d.no_data, d.min_coverage, d.by_channel
     ([False, False, True], 1, 1, {'b': 1})
     """
-    empty = (cc <= 0.0).all(axis=1) if drop_empty else np.zeros(cc.shape[0], dtype=bool)
+    empty = cast(np.ndarray, (cc <= 0.0).all(axis=1)) if drop_empty else np.zeros(cc.shape[0], dtype=bool)
     below = cc < thresholds[None, :].astype(np.float32)
     low = below.any(axis=1) & ~empty
     by_channel = {name: int(below[low, i].sum()) for i, name in enumerate(channels) if below[low, i].any()}

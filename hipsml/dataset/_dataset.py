@@ -7,7 +7,7 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -20,8 +20,11 @@ from hipsml.dataset._integrity import (
     load_manifest,
     verify_version,
 )
-from hipsml.dataset._store import resolve_version
+from hipsml.dataset._store import hipsml_attrs, resolve_version
 from hipsml.errors import DatasetError, DatasetNotFoundError, IndexOutOfRangeError, InvalidInputError
+
+if TYPE_CHECKING:
+    import zarr
 
 __all__ = ["Dataset", "as_dataset", "open_dataset", "parse_dataset_path", "verify_dataset"]
 
@@ -85,7 +88,7 @@ class Dataset:
             self.group = zarr.open_group(self.location, mode="r")
         except (FileNotFoundError, ValueError) as exc:
             raise DatasetNotFoundError(f"{self.location}: not a readable Zarr group ({exc})") from None
-        self.attrs: dict[str, Any] = dict(self.group.attrs.get("hipsml", {}))
+        self.attrs: dict[str, Any] = hipsml_attrs(self.group)
         check_metadata(self.group, self.attrs, int(entry["count"]), where=where)  # shapes first: bounded work below
         if files is None:
             check_image_chunks(self.location, self.group["images"], where=where)
@@ -94,6 +97,14 @@ class Dataset:
     @property
     def _where(self) -> str:
         return f"{self.path} v{self.version}"
+
+    def _array(self, name: str) -> zarr.Array:
+        """The array ``name`` of the version's group (zarr types a member as an array or a group)."""
+        return cast("zarr.Array", self.group[name])
+
+    def _value(self, name: str, row: int) -> Any:
+        """Row ``row`` of the 1-D array ``name``: a numpy scalar (zarr types it as any array-like)."""
+        return self._array(name)[row]
 
     def verify(self, *, threads: int | None = None) -> VerifyReport:
         """Hash every file of this version against its manifest (on ``threads`` threads).
@@ -141,7 +152,7 @@ class Dataset:
 
     def _chunk_error(self, name: str, rows: np.ndarray, exc: BaseException) -> DatasetError:
         """The error naming the first chunk of array ``name`` among ``rows`` that fails to decode."""
-        arr = self.group[name]
+        arr = self._array(name)
         chunk, n = int(arr.chunks[0]), int(arr.shape[0])
         for k in np.unique(np.asarray(rows) // chunk).tolist():
             lo, hi = k * chunk, min((k + 1) * chunk, n)
@@ -175,13 +186,13 @@ class Dataset:
 
     @property
     def split_names(self) -> list[str]:
-        return list(self.group["split"].attrs.get("names", []))
+        return list(cast("list[str]", self._array("split").attrs.get("names", [])))
 
     @property
     def label_names(self) -> list[str] | None:
         if "label" not in self.group:
             return None
-        names = self.group["label"].attrs.get("names")
+        names = cast("list[str] | None", self._array("label").attrs.get("names"))
         return list(names) if names else None
 
     def column(self, name: str) -> np.ndarray:
@@ -190,7 +201,7 @@ class Dataset:
         if name not in self.group or name == "images":
             have = ", ".join(k for k in self.group.array_keys() if k != "images")
             raise InvalidInputError(f"{self.location} has no column {name!r} (it has {have})")
-        return np.asarray(self.group[name][:])
+        return np.asarray(self._array(name)[:])
 
     def label_values(self, codes: Any) -> np.ndarray:
         """The class names of label ``codes`` (the codes themselves when the labels are integers).
@@ -215,7 +226,7 @@ class Dataset:
         from astropy.table import Table
 
         names = [k for k in _CORE_COLUMNS if k in self.group] + sorted(
-            k for k in self.group.array_keys() if k not in _CORE_COLUMNS and k != "images" and self.group[k].ndim == 1
+            k for k in self.group.array_keys() if k not in _CORE_COLUMNS and k != "images" and self._array(k).ndim == 1
         )
         columns: dict[str, np.ndarray] = {}
         for k in names:
@@ -293,9 +304,9 @@ class Dataset:
             )
         rotation = g["rotation"]
         if isinstance(rotation, str):
-            rotation = float(self.group["rotation"][i])
+            rotation = float(self._value("rotation", i))
         return cutout_wcs(
-            float(self.group["ra"][i]), float(self.group["dec"][i]), size=int(g["size"]),
+            float(self._value("ra", i)), float(self._value("dec", i)), size=int(g["size"]),
             pixel_scale=float(g["pixel_scale_arcsec"]), projection=g["projection"], rotation=float(rotation),
         )  # fmt: skip
 
@@ -310,9 +321,9 @@ class Dataset:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= int(index) < n:
             raise IndexOutOfRangeError(f"cutout index {index!r} is out of range for {n} cutouts")
         i = int(index) % n
-        cards: list[tuple[str, Any, str]] = [("OBJECT", str(self.group["id"][i]), "target id")]
+        cards: list[tuple[str, Any, str]] = [("OBJECT", str(self._value("id", i)), "target id")]
         if "label" in self.group:
-            code = int(self.group["label"][i])
+            code = int(self._value("label", i))
             cards += [("LABEL", str(self.label_values(code)), "class label"), ("LABELCOD", code, "class label code")]
         cards += [
             ("DSROW", i, "row in the dataset version"),

@@ -24,6 +24,7 @@ from typing import Any
 from hipsml._files import staged_folder
 from hipsml._timestamps import now_iso
 from hipsml.dataset._dataset import Dataset
+from hipsml.dataset._store import hipsml_attrs
 from hipsml.errors import DatasetNotFoundError, InvalidInputError
 
 __all__ = [
@@ -144,7 +145,7 @@ def open_derived(dataset: Dataset, kind: str, name: str, *, hint: str) -> tuple[
         raise DatasetNotFoundError(f"no {what} {name!r} of {dataset.path} v{dataset.version} "
                                    f"(at {folder}; {_PLURAL[kind]} there: {have}); {hint}")  # fmt: skip
     group = zarr.open_group(folder, mode="r")
-    attrs = dict(group.attrs.get("hipsml", {}))
+    attrs = hipsml_attrs(group)
     if attrs.get("kind") != DERIVED_KINDS[kind]:
         raise InvalidInputError(f"{folder} is not a hipsml {what}")
     if attrs.get("dataset", {}).get("hash") != dataset.hash:

@@ -310,7 +310,10 @@ def check_metadata(group: Any, attrs: dict[str, Any], count: int, *, where: str)
     ):
         raise DatasetError(f"{where}: array 'images' has shape {tuple(images.shape)}, not "
                            f"({count}, {len(channels or [])}, {size}, {size}) as the version records")  # fmt: skip
-    recorded = {"label": (attrs.get("labels") or {}).get("names"), "split": (attrs.get("splits") or {}).get("names")}
+    recorded: dict[str, Any] = {
+        "label": (attrs.get("labels") or {}).get("names"),
+        "split": (attrs.get("splits") or {}).get("names"),
+    }
     for name in ("label", "split"):
         if name not in arrays:
             continue

@@ -68,7 +68,7 @@ def draw_mosaic(images: np.ndarray, groups: dict[str, list[int]], view: ChannelV
                 rgb = paint_missing(levels, ~np.all(np.isfinite(shown), axis=0)[::-1])
                 tile = Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
                 if scale > 1:
-                    tile = tile.resize((size_px, size_px), Image.NEAREST)
+                    tile = tile.resize((size_px, size_px), Image.Resampling.NEAREST)
                 canvas.paste(tile, (left + e * (group_w + group_gap) + b * (size_px + gap), y))
     canvas.info["channels"] = view.label
     return canvas

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from hipsml._files import user_path
 from hipsml._suggest import did_you_mean
@@ -298,7 +299,7 @@ def _model_type(annotation: Any) -> Any:
     return annotation
 
 
-def _format_error(err: dict[str, Any]) -> str:
+def _format_error(err: ErrorDetails) -> str:
     loc = tuple(err.get("loc", ()))
     where = ".".join(str(p) for p in loc) or "(top level)"
     kind = err.get("type", "")

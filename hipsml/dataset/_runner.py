@@ -70,7 +70,7 @@ def cluster_client(scheduler: str, *, workers: int, threads_per_worker: int, slu
             yield client
     elif scheduler == "sciserver":
         try:
-            from SciServer import Dask as SciServerDask  # type: ignore[import-not-found]
+            from SciServer import Dask as SciServerDask
         except ImportError:
             raise InvalidInputError(
                 "compute.scheduler: sciserver needs the SciServer package (run on SciServer compute)"
@@ -82,7 +82,7 @@ def cluster_client(scheduler: str, *, workers: int, threads_per_worker: int, slu
             client.close()
     elif scheduler == "slurm":
         try:
-            from dask_jobqueue import SLURMCluster  # type: ignore[import-not-found]
+            from dask_jobqueue import SLURMCluster
         except ImportError:
             raise InvalidInputError(
                 "compute.scheduler: slurm needs dask-jobqueue (pip install dask-jobqueue)"

@@ -28,15 +28,18 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hipsml._files import atomic_write_bytes, check_name_lengths
 from hipsml.errors import DatasetError, DatasetNotFoundError, OutputError
+
+if TYPE_CHECKING:
+    import zarr
 
 __all__ = [
     "VERSIONS_FILE",
@@ -55,6 +58,7 @@ __all__ = [
     "folder_bytes",
     "link_or_copy",
     "write_image_rows",
+    "hipsml_attrs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,6 +67,24 @@ VERSIONS_FILE = "versions.json"
 FORMAT_NAME = "hipsml-dataset"
 FORMAT_VERSION = 1
 _VERSION_DIR = re.compile(r"^v(\d+)$")
+
+
+def hipsml_attrs(group: zarr.Group) -> dict[str, Any]:
+    """A copy of the ``hipsml`` attributes of a Zarr group (empty when it has none).
+
+    hipsml writes them as one JSON object; zarr types an attribute as any JSON value.
+
+    Examples
+    --------
+    >>> import tempfile, zarr
+    >>> group = zarr.open_group(tempfile.mkdtemp(), mode="w", zarr_format=3)
+    >>> hipsml_attrs(group)
+    {}
+    >>> group.attrs["hipsml"] = {"kind": "som-mapping", "count": 3}
+    >>> hipsml_attrs(group)
+    {'kind': 'som-mapping', 'count': 3}
+    """
+    return dict(cast(Mapping[str, Any], group.attrs.get("hipsml", {})))
 
 
 def _version_attrs(folder: Path) -> dict[str, Any] | None:
@@ -330,7 +352,7 @@ def resolve_version(root: Path, version: int | str) -> dict[str, Any]:
 BLOSC_LEVEL = 1
 
 
-def zarr_compressors(compressor: str, itemsize: int) -> Any:
+def zarr_compressors(compressor: Literal["lz4", "zstd", "none"], itemsize: int) -> Any:
     """The zarr codec of the images for ``output.compressor`` (``none``: no compression)."""
     if compressor == "none":
         return None

@@ -146,6 +146,7 @@ def som_step(dataset: Dataset, folder: Path, options: Mapping[str, Any], *, data
     where = write_som_mapping(som, dataset, name=SOM_MAPPING_NAME, overwrite=True, som_path=folder, progress=progress)
     mapping = read_som_mapping(dataset, SOM_MAPPING_NAME)
     if stamp is None:
+        assert mapping.rows is not None  # a stored mapping keeps its dataset rows
         train = np.isin(mapping.rows, dataset.split("train"))
         plot_som_pictures(som, np.bincount(mapping.bmu[train], minlength=som.neuron_count), folder)
         _write_stamp(folder, wanted, time.perf_counter() - t0)

@@ -920,7 +920,7 @@ def cutouts(
     channels = channel_names(survey_list)
     n, ctot, npx = ra.size, len(channels), spec.size * spec.size
     try:
-        images = np.empty((n, ctot, npx), dtype=np.float32)
+        images: np.ndarray = np.empty((n, ctot, npx), dtype=np.float32)
     except (MemoryError, ValueError):
         gib = n * ctot * npx * 4 / 2**30
         raise InvalidInputError(

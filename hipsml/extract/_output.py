@@ -26,7 +26,7 @@ import io
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -452,7 +452,7 @@ def write_cutout_npy(path: str | os.PathLike[str], result: CutoutResult, index: 
     return write_npy(dest, np.ascontiguousarray(result.images[i], dtype=np.float32))
 
 
-_WRITERS = {"fits": write_cutout_fits, "png": write_cutout_png, "npy": write_cutout_npy}
+_WRITERS: dict[str, Callable[..., Path]] = {"fits": write_cutout_fits, "png": write_cutout_png, "npy": write_cutout_npy}
 #: the options each writer takes (write_cutout passes them on)
 _OPTIONS = {"fits": (), "png": ("stretch", "percentiles", "softening"), "npy": ()}
 

@@ -74,10 +74,10 @@ class Moc:
         # order = floor(log4(u / 4)) computed exactly with integer bit lengths
         bits = np.zeros(u.shape, dtype=np.int64)
         v = u.copy()
-        for shift in (32, 16, 8, 4, 2, 1):
-            big = v >= (np.int64(1) << shift)
-            bits[big] += shift
-            v[big] >>= shift
+        for step in (32, 16, 8, 4, 2, 1):
+            big = v >= (np.int64(1) << step)
+            bits[big] += step
+            v[big] >>= step
         order = (bits - 2) // 2
         if u.size and order.max() > _MAX_ORDER:
             raise InvalidInputError("NUNIQ value of a HEALPix order above 29")

@@ -120,6 +120,10 @@ class TileStore(Protocol):
         """
         ...
 
+    def close(self) -> None:
+        """Release what the store holds (an HTTP session); nothing for a local one."""
+        ...
+
 
 def check_relpath(relpath: str) -> str:
     """Reject a relative path that is absolute or climbs out of the survey root."""

@@ -342,9 +342,9 @@ class HipsSurvey:
 
     def _pick_format(self, format: str | None) -> str:
         if format is None:
-            for fmt in FORMAT_PREFERENCE:
-                if fmt in self.formats:
-                    return fmt
+            for preferred in FORMAT_PREFERENCE:
+                if preferred in self.formats:
+                    return preferred
             raise InvalidInputError(f"survey {self.name!r} lists no readable tile format")  # pragma: no cover
         fmt = canonical_format(format) if isinstance(format, str) else None
         if fmt is None or fmt not in self.formats:
@@ -474,8 +474,8 @@ class HipsSurvey:
                 raise
             pool.shutdown()
         for p, tile in zip(keys, results, strict=True):
-            for i in todo[p]:
-                out[i] = tile
+            for row in todo[p]:
+                out[row] = tile
         return out
 
     def read_allsky(self, order: int = 3, format: str | None = None) -> np.ndarray | None:
@@ -761,7 +761,7 @@ def open_survey(
             props,
             moc=moc,
             memory_cache_bytes=memory_cache_bytes,
-            orders=store.tile_orders() if local else None,
+            orders=store.tile_orders() if isinstance(store, LocalTileStore) else None,
         )
         if not local:
             survey._probe_orders()

@@ -20,7 +20,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from hipsml._files import atomic_write_bytes, staged_folder, user_path
 from hipsml._timestamps import now_iso
 from hipsml.errors import InputFileError, InvalidInputError, OutputError
 from hipsml.report._html import Figure, Section, render_html
+
+if TYPE_CHECKING:
+    from hipsml.train.cnn import CNNPredictions
 
 __all__ = ["check_report_folder", "confident_mistakes", "coverage_per_channel", "purity_per_neuron", "write_report"]
 
@@ -287,7 +290,7 @@ def _cnn_train_command(run: Path, ds: Any) -> str:
     return cli_command(words, options, CNN_FLAGS) + f" --out {_again(run)}"
 
 
-def _predictions(run: Path, ds: Any) -> tuple[dict[str, Any], str]:
+def _predictions(run: Path, ds: Any) -> tuple[CNNPredictions, str]:
     """This run's stored predictions of ``ds`` (made now, beside the version, when absent or stale)."""
     import hashlib
 
@@ -298,6 +301,7 @@ def _predictions(run: Path, ds: Any) -> tuple[dict[str, Any], str]:
     weights = hashlib.sha256((run / "model.eqx").read_bytes()).hexdigest()
     try:
         stored = read_cnn_predictions(ds, name)
+        assert stored.attrs is not None  # stored predictions keep their provenance block
         if (
             stored.attrs.get("model", {}).get("weights_sha256") == weights
             and stored.attrs.get("split") is None
@@ -331,7 +335,7 @@ def _mistake_pictures(ds: Any, rows: np.ndarray, folder: Path, channels: Any) ->
             else Image.fromarray(np.ascontiguousarray(np.moveaxis(pixels, 0, -1)), mode="RGB")
         )
         path = folder / f"m{k:03d}.png"
-        tile.resize((96, 96), Image.NEAREST).save(path, format="PNG")
+        tile.resize((96, 96), Image.Resampling.NEAREST).save(path, format="PNG")
         names.append(path.name)
     return names
 

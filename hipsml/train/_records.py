@@ -7,7 +7,7 @@ from typing import Any
 __all__ = ["EpochRecord"]
 
 
-class EpochRecord(dict):  # type: ignore[type-arg]  # a plain dict underneath: JSON-ready, as the run files store it
+class EpochRecord(dict[str, Any]):  # a plain dict underneath: JSON-ready, as the run files store it
     """What one training epoch measured, for the SOM and the CNN alike.
 
     A ``dict`` (so ``json.dumps(record)`` and ``record["epoch"]`` work) whose keys are also

@@ -221,7 +221,7 @@ def read_cnn_predictions(dataset: Dataset | str | os.PathLike[str], name: str) -
     )
 
 
-def prediction_scores(dataset: Any, predictions: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+def prediction_scores(dataset: Any, predictions: CNNPredictions) -> dict[str, dict[str, Any]] | None:
     """Accuracy of stored predictions against the dataset's labels, per split and per class.
 
     Parameters

@@ -30,7 +30,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -372,6 +372,7 @@ def evaluate(model: ResNet, batches: Any, *, batch_size: int, weights: np.ndarra
     confusion = np.zeros((k, k), dtype=np.int64)
     loss_sum = weight_sum = 0.0
     for probs, labels, _rows in batch_probabilities(model, batches, batch_size=batch_size, dtype=dtype):
+        assert labels is not None  # evaluation batches are labelled
         w = weights[labels]
         loss_sum += float(np.sum(-w * np.log(np.maximum(probs[np.arange(labels.size), labels], 1e-30))))
         weight_sum += float(np.sum(w))
@@ -563,6 +564,7 @@ def transfer_model(source: ResNet, spec: ModelSpec, *, key: jax.Array) -> tuple[
     Returns the model and whether the stem was rebuilt.
     """
     fresh = build_model(spec, key=key)
+    assert fresh.head.bias is not None  # the head is built with a bias
     # a zero head starts from uniform probabilities: the pretrained features are read out, not fought
     fresh = eqx.tree_at(lambda m: (m.head.weight, m.head.bias), fresh,
                         (jnp.zeros_like(fresh.head.weight), jnp.zeros_like(fresh.head.bias)))  # fmt: skip
@@ -1027,7 +1029,7 @@ def plot_confusion(confusion: np.ndarray, names: list[str], path: str | os.PathL
     return write_figure_png(figure, user_path(path, what="output"))
 
 
-def curves_figure(history: list[dict[str, Any]], *, best_epoch: int | None = None) -> Any:
+def curves_figure(history: Sequence[Mapping[str, Any]], *, best_epoch: int | None = None) -> Any:
     """The figure :func:`plot_curves` saves (a matplotlib ``Figure``), the best epoch marked on both panels."""
     from matplotlib.figure import Figure
 
@@ -1050,7 +1052,7 @@ def curves_figure(history: list[dict[str, Any]], *, best_epoch: int | None = Non
     return figure
 
 
-def plot_curves(history: list[dict[str, Any]], path: str | os.PathLike[str], *, best_epoch: int | None = None
+def plot_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], *, best_epoch: int | None = None
                 ) -> Path:  # fmt: skip
     """Loss and accuracy per epoch (training and validation) as a PNG with two panels.
 

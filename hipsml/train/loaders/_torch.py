@@ -86,7 +86,7 @@ def _torch_dataset_class() -> type:
         return _CLASS
     torch = _import_torch()
 
-    class TorchDataset(torch.utils.data.IterableDataset):  # type: ignore[misc,name-defined]  # torch is imported lazily (Any)
+    class TorchDataset(torch.utils.data.IterableDataset):  # type: ignore[name-defined]  # torch is imported lazily: a variable, not a type, to mypy
         """Batches of a dataset split as dicts of tensors (see :func:`torch_dataset`).
 
         The epoch lives in a one-element shared-memory tensor, so ``set_epoch`` in the main

@@ -400,7 +400,7 @@ def split_rows(dataset: Any, split: Any) -> np.ndarray:
     return rows
 
 
-def label_codes(dataset: Any, labels: bool | str) -> np.ndarray | None:
+def label_codes(dataset: Any, labels: bool | str | None) -> np.ndarray | None:
     """The label column as int64 codes (``labels=True``: ``label`` when present), or None."""
     if labels is False or labels is None:
         return None

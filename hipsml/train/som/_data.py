@@ -19,6 +19,7 @@ from hipsml.errors import InvalidInputError
 from hipsml.train.loaders import parse_normalisation
 from hipsml.train.loaders._normalise import prepare_batch
 from hipsml.train.loaders._zarr import split_rows
+from hipsml.train.som._config import Normalise
 
 __all__ = [
     "SOM_NORMALISATIONS",
@@ -61,7 +62,7 @@ def normalise_images(images: np.ndarray, how: str) -> np.ndarray:
     return prepare_batch(out, parse_normalisation(how), nan_to=0.0)
 
 
-def resolve_normalise(how: str, data: Any) -> str:
+def resolve_normalise(how: Normalise, data: Any) -> Normalise:
     """``'auto'`` made concrete for ``data``: ``'minmax'`` for a Dataset, ``'none'`` for an array."""
     if how != "auto":
         return how
@@ -150,12 +151,12 @@ class TrainingData:
     """
 
     images: np.ndarray
-    normalise: str
+    normalise: Normalise
     rows: np.ndarray | None = None
     provenance: dict[str, Any] | None = None
 
 
-def training_data(data: Any, normalise: str, *, split: str | None = "train") -> TrainingData:
+def training_data(data: Any, normalise: Normalise, *, split: str | None = "train") -> TrainingData:
     """Read ``data`` (a Dataset's ``split``, or an array ``(N, C, S, S)`` / ``(N, S, S)``) for training or mapping.
 
     ``normalise`` may be ``'auto'`` (see :class:`~hipsml.train.SOMConfig`).

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple, cast
+from typing import Generic, NamedTuple, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -750,15 +750,19 @@ def _batch_features_sums(
     return from_features(jnp.concatenate(summed), tables, geometry.size), total, stats
 
 
-class ChunkMapping(NamedTuple):
+#: the arrays of a :class:`ChunkMapping`: JAX's from the kernel, numpy's once gathered on the host
+MappingArray = TypeVar("MappingArray", jax.Array, np.ndarray)
+
+
+class ChunkMapping(NamedTuple, Generic[MappingArray]):
     """Mapping of a chunk of images."""
 
-    bmu: jax.Array  # (B,) int32
-    distance: jax.Array  # (B,) float32, euclidean (not squared), computed directly
-    best_transform: jax.Array  # (B,) int32, the BMU's transform
-    neuron_distance: jax.Array  # (B, n) float32 euclidean, from the matmul expansion
-    neuron_transform: jax.Array  # (B, n) int32
-    second_adjacent: jax.Array  # (B,) float32
+    bmu: MappingArray  # (B,) int32
+    distance: MappingArray  # (B,) float32, euclidean (not squared), computed directly
+    best_transform: MappingArray  # (B,) int32, the BMU's transform
+    neuron_distance: MappingArray  # (B, n) float32 euclidean, from the matmul expansion
+    neuron_transform: MappingArray  # (B, n) int32
+    second_adjacent: MappingArray  # (B,) float32
 
 
 #: Images searched together per step when mapping on the D4 path (a scan over groups of this many).
@@ -772,7 +776,7 @@ def map_chunk(
     adjacency: jax.Array,
     geometry: Geometry,
     group: int = MAP_GROUP,
-) -> ChunkMapping:
+) -> ChunkMapping[jax.Array]:
     """Map a chunk ``(B, C, H*W)``: best neuron, its exact distance, its transform (ties go to PINK's first).
 
     On the D4 path the images are searched as in training (:func:`features_search`), ``group``

@@ -237,7 +237,7 @@ class SOM:
         engine = _Engine(config, channels, side, neighbourhood_factors(config, config.sigma, config.damping))
         chunk = min(batch_size or min(config.batch_size, 64), 1 << max(total - 1, 0).bit_length())  # few compiles
         weights = jnp.asarray(self.weights.reshape(self.neuron_count, -1))
-        parts: list[_kernels.ChunkMapping] = []
+        parts: list[_kernels.ChunkMapping[np.ndarray]] = []
         with tqdm(total=total, desc="SOM map", unit="img", disable=not progress) as bar:
             for images in blocks:
                 images = as_images(images)
@@ -297,7 +297,7 @@ class SOM:
         if self.training_rows is not None:
             arrays["training_rows"] = np.asarray(self.training_rows, dtype=np.int64)
         buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stubs match **arrays against allow_pickle: bool
         atomic_write_bytes(folder / "weights.npz", buffer.getvalue())
         with atomic_write(folder / "som.json") as fh:
             fh.write(json.dumps(meta, indent=2).encode())
@@ -490,7 +490,7 @@ class _Engine:
             update_by_matmul=self.update_by_matmul,
         )
 
-    def map(self, weights: jax.Array, images: jax.Array) -> _kernels.ChunkMapping:
+    def map(self, weights: jax.Array, images: jax.Array) -> _kernels.ChunkMapping[jax.Array]:
         return _map_step(weights, images, self.tables, self.adjacency, geometry=self.geometry)
 
 

@@ -39,6 +39,7 @@ from hipsml.dataset import (
     derived_folder,
     derived_names,
     derived_provenance,
+    hipsml_attrs,
     open_derived,
     publish_derived,
 )
@@ -114,7 +115,7 @@ def same_mapping(folder: Path, som: SOM, dataset: Dataset, split: str | None) ->
     import zarr
 
     try:
-        attrs = dict(zarr.open_group(folder, mode="r").attrs.get("hipsml", {}))
+        attrs = hipsml_attrs(zarr.open_group(folder, mode="r"))
     except (OSError, ValueError):
         return False
     return (
@@ -221,7 +222,7 @@ def write_som_mapping(
         raise InvalidInputError("the mapping has no dataset rows: map the Dataset itself, not an array of it")
     attrs = _attrs(som, dataset, mapping, split, None if som_path is None else str(Path(som_path).resolve()))
     with publish_derived(dataset, "som", name, attrs) as group:
-        values = {
+        values: dict[str, np.ndarray] = {
             "rows": mapping.rows.astype(np.int64),
             "bmu": mapping.bmu.astype(np.int64),
             "distance": mapping.distance.astype(np.float32),
