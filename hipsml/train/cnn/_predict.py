@@ -39,7 +39,8 @@ from hipsml.dataset import (
 from hipsml.errors import InvalidInputError, OutputError
 from hipsml.train._checks import check_model_matches
 from hipsml.train.cnn._results import CNNPredictions, check_channels
-from hipsml.train.cnn._train import batch_probabilities, load_cnn, run_folder
+from hipsml.train.cnn._run import load_cnn, run_folder
+from hipsml.train.cnn._steps import batch_probabilities
 from hipsml.train.loaders import parse_normalisation, zarr_batches
 
 __all__ = ["cnn_prediction_names", "predict_cnn", "prediction_folder", "prediction_scores", "read_cnn_predictions"]

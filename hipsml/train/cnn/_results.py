@@ -131,7 +131,7 @@ class CNN:
 
         from hipsml.dataset import as_dataset, is_dataset_like
         from hipsml.train.cnn._predict import _member_probabilities
-        from hipsml.train.cnn._train import batch_probabilities
+        from hipsml.train.cnn._steps import batch_probabilities
         from hipsml.train.loaders._normalise import prepare_batch
         from hipsml.train.loaders._zarr import check_positive_int
 

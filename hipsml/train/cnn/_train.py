@@ -1,4 +1,6 @@
-"""Training the residual CNN on a dataset split: ``train_step``, ``eval_step``, ``train_cnn``.
+"""Training the residual CNN on a dataset split: :func:`train_cnn` (the loop; its options are
+:mod:`~hipsml.train.cnn._config`, its steps :mod:`~hipsml.train.cnn._steps`, its run folder
+:mod:`~hipsml.train.cnn._run`, its pictures :mod:`~hipsml.train.cnn._plots`).
 
 ``train_cnn(dataset, config, workdir=RUNDIR)`` reads the training split with
 :func:`hipsml.train.zarr_batches` (normalised, NaN to 0, optional mask channel), or with
@@ -23,15 +25,12 @@ JSON that names it, so a crash leaves the previous epoch's checkpoint readable a
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,222 +40,41 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from hipsml._files import atomic_write_bytes, user_path, write_figure_png
-from hipsml._suggest import did_you_mean as _did_you_mean
+from hipsml._files import user_path
 from hipsml.dataset import as_dataset
 from hipsml.errors import InvalidInputError, OutputError
 from hipsml.train._checks import check_class_count, check_finite_loss, check_finite_weights
 from hipsml.train._records import EpochRecord
+from hipsml.train.cnn._config import _MODEL_KEYS, CNNConfig, _check_int
 from hipsml.train.cnn._limits import check_cnn_memory, check_record, check_stem_fits
 from hipsml.train.cnn._model import (
     ModelSpec,
     ResNet,
-    augment,
     build_model,
     parameter_count,
-    predict_logits,
     stage_count,
     stage_parts,
 )
-from hipsml.train.cnn._results import CNN
+from hipsml.train.cnn._plots import plot_confusion, plot_curves
+from hipsml.train.cnn._run import (
+    _CHECKPOINT_KEYS,
+    _digest,
+    _load_tree,
+    _normalisation_dict,
+    _read_json,
+    _save_tree,
+    _write_json,
+    load_cnn,
+    read_run,
+    run_folder,
+)
+from hipsml.train.cnn._steps import compute_dtype, evaluate, train_step
 from hipsml.train.loaders import Normalisation, parse_normalisation, zarr_batches
 from hipsml.train.loaders._sky import dataset_surveys, sky_batches
 
-__all__ = [
-    "CNN",
-    "CNNConfig",
-    "CNNResult",
-    "eval_step",
-    "evaluate",
-    "load_cnn",
-    "plot_confusion",
-    "plot_curves",
-    "train_cnn",
-    "train_step",
-]
+__all__ = ["CNNResult", "check_training_split", "learning_rate_schedule", "train_cnn"]
 
 logger = logging.getLogger(__name__)
-
-_MODEL_KEYS = ("stem_channels", "stem_stride", "widths", "blocks", "groups")
-_PRECISIONS = ("auto", "float32", "bfloat16")
-_SOURCES = ("dataset", "sky")
-
-
-def did_you_mean(word: str, choices: Any) -> str:
-    return _did_you_mean(word, choices, otherwise="; known options: {names}")
-
-
-@dataclass(frozen=True)
-class CNNConfig:
-    """Options of :func:`train_cnn` (validated; unknown keys get a "did you mean").
-
-    Attributes
-    ----------
-    epochs : int
-        Epochs at most (early stopping may end sooner).
-    batch_size : int
-    learning_rate, weight_decay : float
-        AdamW; the rate warms up linearly over ``warmup_epochs`` then decays (cosine) to 1 %.
-    warmup_epochs : float
-    patience : int or None
-        Stop when the validation loss has not improved for this many epochs (None: never).
-    class_weights : "balanced", None or list of float
-        ``balanced``: ``n / (K n_k)`` from the training split's label counts.
-    augment : bool
-        Random exact 90-degree turns and flips per cutout, on the device.
-    pixel_rotation : bool
-        With ``augment``: also turn each cutout by a random angle in [0, 90) by bilinear
-        interpolation on the device (corners filled with 0; :func:`hipsml.train.rotate_pixels`),
-        so stored cutouts are seen at any angle. An approximation kept for comparison with
-        ``source="sky"``, which cuts the sky again at the angle instead.
-    source : "dataset" or "sky"
-        Where the training batches come from. ``dataset``: the stored cutouts
-        (:func:`hipsml.train.zarr_batches`). ``sky``: every training target cut afresh each
-        epoch from the dataset's surveys at a random angle, exact by reprojection
-        (:func:`hipsml.train.sky_batches`, a pure function of ``(seed, epoch)``); normalised
-        like the stored cutouts (``standardise``: statistics of the stored training split).
-        Validation and test always read the stored dataset.
-    sky_shift_pixels : float
-        ``source="sky"``: move each centre by up to this many pixels along the rotated axes.
-    sky_scale_jitter : float
-        ``source="sky"``: multiply the pixel scale by a factor in ``[1 - j, 1 + j]`` (``j < 1``).
-    normalise : str or mapping
-        A :func:`hipsml.train.parse_normalisation` spec; ``standardise`` uses training statistics.
-    mask_channel : bool
-        Add the coverage mask as an input channel (NaN are 0 either way).
-    precision : "auto", "float32" or "bfloat16"
-        Compute dtype (master weights stay float32); ``auto``: bfloat16 on a GPU, float32 elsewhere.
-    stem_channels, stem_stride, widths, blocks, groups
-        The architecture (:class:`hipsml.train.ModelSpec`); taken from ``init`` when fine-tuning.
-    train_split, val_split, test_split : str
-        Split names (val/test are skipped when the dataset lacks them).
-    seed : int
-    threads : int
-        Loader reader threads.
-
-    Examples
-    --------
-    >>> CNNConfig.from_mapping({"epochs": 3}).epochs
-    3
-    >>> CNNConfig.from_mapping({"epoch": 3})
-    Traceback (most recent call last):
-    ...
-    hipsml.errors.InvalidInputError: unknown CNN option 'epoch'; did you mean 'epochs'?
-    >>> CNNConfig.from_mapping({"source": "sky", "sky_shift_pixels": 0.5}).source
-    'sky'
-    """
-
-    epochs: int = 30
-    batch_size: int = 128
-    learning_rate: float = 3e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 1.0
-    patience: int | None = 8
-    class_weights: str | tuple[float, ...] | None = "balanced"
-    augment: bool = True
-    pixel_rotation: bool = False
-    source: str = "dataset"
-    sky_shift_pixels: float = 0.0
-    sky_scale_jitter: float = 0.0
-    normalise: Any = "standardise"
-    mask_channel: bool = False
-    precision: str = "auto"
-    stem_channels: int = 16
-    stem_stride: int = 4
-    widths: tuple[int, ...] = (16, 32, 64)
-    blocks: int = 1
-    groups: int = 4
-    train_split: str = "train"
-    val_split: str = "val"
-    test_split: str = "test"
-    seed: int = 0
-    threads: int = 2
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "stem_channels", "stem_stride", "blocks", "groups", "threads"):
-            _check_int(getattr(self, name), name, 1)
-        _check_int(self.seed, "seed", 0)
-        if self.patience is not None:
-            _check_int(self.patience, "patience", 1)
-        for name in ("learning_rate", "weight_decay", "warmup_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise InvalidInputError(f"CNN option {name} must be a finite number >= 0, got {value!r}")
-        if not self.learning_rate > 0:
-            raise InvalidInputError(f"CNN option learning_rate must be > 0, got {self.learning_rate!r}")
-        if self.precision not in _PRECISIONS:
-            raise InvalidInputError(f"CNN option precision must be one of {', '.join(_PRECISIONS)}, got "
-                                    f"{self.precision!r}" + did_you_mean(str(self.precision), _PRECISIONS))  # fmt: skip
-        weights = self.class_weights
-        if isinstance(weights, str):
-            if weights != "balanced":
-                raise InvalidInputError(f"CNN option class_weights must be 'balanced', null or a list, got {weights!r}")
-        elif weights is not None:
-            try:
-                weights = tuple(float(w) for w in weights)
-            except (TypeError, ValueError):
-                raise InvalidInputError(f"CNN option class_weights must be 'balanced', null or a list of numbers, "
-                                        f"got {weights!r}") from None  # fmt: skip
-            if not weights or not all(math.isfinite(w) and w >= 0 for w in weights):
-                raise InvalidInputError(f"class_weights must be finite and >= 0, got {weights!r}")
-            object.__setattr__(self, "class_weights", weights)
-        try:
-            widths = tuple(int(w) for w in self.widths)
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"CNN option widths must be a list of integers, got {self.widths!r}") from None
-        object.__setattr__(self, "widths", widths)
-        ModelSpec(1, 1, self.stem_channels, self.stem_stride, widths, self.blocks, self.groups)  # checks
-        self._check_augmentation()
-        parse_normalisation(self.normalise if not _needs_stats(self.normalise) else "minmax")  # name, options
-
-    def _check_augmentation(self) -> None:
-        for name in ("augment", "pixel_rotation"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise InvalidInputError(f"CNN option {name} must be true or false, got {getattr(self, name)!r}")
-        if self.source not in _SOURCES:
-            raise InvalidInputError(f"CNN option source must be one of {', '.join(_SOURCES)}, got {self.source!r}"
-                                    + did_you_mean(str(self.source), _SOURCES))  # fmt: skip
-        for name, below in (("sky_shift_pixels", math.inf), ("sky_scale_jitter", 1.0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < below:
-                raise InvalidInputError(f"CNN option {name} must be a number in [0, {below:g}), got {value!r}")
-            if value and self.source != "sky":
-                raise InvalidInputError(f"CNN option {name} applies to source: sky (cutting from the surveys); "
-                                        f"source is {self.source!r}")  # fmt: skip
-        if self.pixel_rotation and (self.source == "sky" or not self.augment):
-            raise InvalidInputError("CNN option pixel_rotation interpolates the stored cutouts: it needs augment: "
-                                    "true and source: dataset (source: sky cuts every angle exactly)")  # fmt: skip
-
-    @classmethod
-    def from_mapping(cls, options: Mapping[str, Any] | None = None, *, base: CNNConfig | None = None) -> CNNConfig:
-        """A config from a mapping (a YAML file's), over ``base`` (default: the defaults)."""
-        options = dict(options or {})
-        known = [f.name for f in fields(cls)]
-        for key in options:
-            if key not in known:
-                raise InvalidInputError(f"unknown CNN option {key!r}" + did_you_mean(str(key), known))
-        return replace(base or cls(), **options)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["widths"] = list(self.widths)
-        if isinstance(self.class_weights, tuple):
-            data["class_weights"] = list(self.class_weights)
-        return data
-
-    def model_spec(self, in_channels: int, num_classes: int) -> ModelSpec:
-        return ModelSpec(in_channels, num_classes, self.stem_channels, self.stem_stride, self.widths, self.blocks,
-                         self.groups)  # fmt: skip
-
-
-def _check_int(value: Any, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidInputError(f"CNN option {name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _needs_stats(spec: Any) -> bool:
-    name = spec.get("name") if isinstance(spec, Mapping) else spec
-    return isinstance(name, str) and name.lower() in ("standardise", "standardize")
 
 
 @dataclass
@@ -287,202 +105,6 @@ class CNNResult:
     workdir: Path
     config: CNNConfig
     label_names: list[str] = field(default_factory=list)
-
-
-# ---------------------------------------------------------------------------------------
-# the steps (pure, jit-compiled)
-
-
-def compute_dtype(precision: str) -> Any:
-    if precision == "bfloat16" or (precision == "auto" and jax.default_backend() == "gpu"):
-        return jnp.bfloat16
-    return jnp.float32
-
-
-def _loss(params: Any, static: Any, images: jax.Array, labels: jax.Array, weights: jax.Array,
-          dtype: Any) -> tuple[jax.Array, jax.Array]:  # fmt: skip
-    model = eqx.combine(params, static)
-    logits = predict_logits(model, images, dtype)
-    per = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    w = weights[labels]
-    loss = jnp.sum(w * per) / jnp.maximum(jnp.sum(w), 1e-12)
-    correct = jnp.sum(jnp.argmax(logits, axis=1) == labels)
-    return loss, correct
-
-
-@eqx.filter_jit
-def train_step(
-    model: ResNet, opt_state: Any, images: jax.Array, labels: jax.Array, weights: jax.Array, learning_rate: jax.Array,
-    *, key: jax.Array, optimizer: optax.GradientTransformation, augmented: bool, dtype: Any,
-    pixel_rotation: bool = False,
-) -> tuple[ResNet, Any, jax.Array, jax.Array]:  # fmt: skip
-    """One optimisation step on a batch: augment, class-weighted cross entropy, AdamW update.
-
-    ``augmented``: exact turns and flips (:func:`hipsml.train.augment`), plus interpolated
-    random angles with ``pixel_rotation``.
-
-    ``optimizer`` gives unit-rate updates (``-adam - weight_decay * w``); they are scaled by
-    ``learning_rate``, a traced scalar, so one compiled step serves every schedule.
-
-    Returns the new model and optimizer state, the batch loss and the number of correct predictions.
-    """
-    if augmented:
-        images = augment(images, key=key, pixel_rotation=pixel_rotation)
-    params, static = eqx.partition(model, eqx.is_inexact_array)
-    (loss, correct), grads = jax.value_and_grad(_loss, has_aux=True)(params, static, images, labels, weights, dtype)
-    with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 step counts with floats
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-    updates = jax.tree.map(lambda u: learning_rate * u, updates)
-    model = eqx.combine(optax.apply_updates(params, updates), static)
-    return model, opt_state, loss, correct
-
-
-@eqx.filter_jit
-def eval_step(model: ResNet, images: jax.Array, *, dtype: Any = jnp.float32) -> jax.Array:
-    """Class probabilities ``(B, K)`` float32 of a batch."""
-    return jax.nn.softmax(predict_logits(model, images, dtype), axis=1)
-
-
-# ---------------------------------------------------------------------------------------
-# evaluation
-
-
-def _padded(images: np.ndarray, size: int) -> np.ndarray:
-    """``images`` padded with zeros to ``size`` cutouts (one compiled shape for every batch)."""
-    if images.shape[0] == size:
-        return images
-    out = np.zeros((size, *images.shape[1:]), dtype=images.dtype)
-    out[: images.shape[0]] = images
-    return out
-
-
-def batch_probabilities(model: ResNet, batches: Any, *, batch_size: int, dtype: Any = jnp.float32
-                        ) -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray]]:  # fmt: skip
-    """``(probabilities, labels, rows)`` of each batch of a loader (padded to one compiled shape)."""
-    for images, labels, rows in batches:
-        n = images.shape[0]
-        probs = eval_step(model, jnp.asarray(_padded(images, batch_size)), dtype=dtype)
-        yield np.asarray(probs)[:n], labels, rows
-
-
-def evaluate(model: ResNet, batches: Any, *, batch_size: int, weights: np.ndarray, dtype: Any = jnp.float32
-             ) -> dict[str, Any]:  # fmt: skip
-    """Loss (class-weighted), accuracy, per-class accuracy and confusion matrix over a loader's epoch."""
-    k = model.spec.num_classes
-    confusion = np.zeros((k, k), dtype=np.int64)
-    loss_sum = weight_sum = 0.0
-    for probs, labels, _rows in batch_probabilities(model, batches, batch_size=batch_size, dtype=dtype):
-        assert labels is not None  # evaluation batches are labelled
-        w = weights[labels]
-        loss_sum += float(np.sum(-w * np.log(np.maximum(probs[np.arange(labels.size), labels], 1e-30))))
-        weight_sum += float(np.sum(w))
-        np.add.at(confusion, (labels, probs.argmax(axis=1)), 1)
-    return metrics_of(confusion, loss_sum / weight_sum if weight_sum > 0 else float("nan"))
-
-
-def metrics_of(confusion: np.ndarray, loss: float) -> dict[str, Any]:
-    """Accuracy overall and per class (recall; NaN for a class absent from the split) of a confusion matrix."""
-    total = int(confusion.sum())
-    per = confusion.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        per_class = np.where(per > 0, np.diag(confusion) / np.maximum(per, 1), np.nan)
-    return {"loss": float(loss), "accuracy": float(np.trace(confusion) / total) if total else float("nan"),
-            "per_class": [None if not np.isfinite(v) else float(v) for v in per_class], "count": total,
-            "confusion": confusion.tolist()}  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------
-# the run folder
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _save_tree(path: Path, tree: Any) -> Path:
-    buffer = io.BytesIO()
-    eqx.tree_serialise_leaves(buffer, tree)
-    return atomic_write_bytes(path, buffer.getvalue())
-
-
-def _load_tree(path: Path, like: Any) -> Any:
-    try:
-        with open(path, "rb") as fh:
-            return eqx.tree_deserialise_leaves(fh, like)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise InvalidInputError(f"{path}: cannot read the weights ({exc})") from None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> Path:
-    return atomic_write_bytes(path, (json.dumps(data, indent=1, allow_nan=True) + "\n").encode())
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InvalidInputError(f"{path.parent} holds no {what} ({path.name} is missing)") from None
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"{path}: unreadable {what} ({exc})") from None
-
-
-_RUN_KEYS = ("kind", "model", "label_names", "channels", "normalisation", "config", "dataset")
-_DATASET_KEYS = ("path", "version", "hash")
-_CHECKPOINT_KEYS = ("file", "sha256", "epoch", "step", "history", "best", "best_epoch", "stale")
-
-
-def read_run(folder: Path) -> dict[str, Any]:
-    """``folder/run.json``, checked: an object with every field a run needs, its model readable.
-
-    Raises
-    ------
-    InvalidInputError
-        Missing, unreadable or damaged (not an object, a field missing), naming the file.
-    """
-    path = folder / "run.json"
-    run = check_record(_read_json(path, "CNN run"), path, "CNN run", _RUN_KEYS)
-    check_record(run["dataset"], path, "CNN run dataset", _DATASET_KEYS)
-    try:
-        ModelSpec.from_dict(run["model"])
-    except (TypeError, ValueError, KeyError) as exc:
-        raise InvalidInputError(f"{path}: unreadable model ({exc}); the run folder is damaged") from None
-    return run
-
-
-def _normalisation_dict(norm: Normalisation | None) -> dict[str, Any] | None:
-    if norm is None:
-        return None
-    data: dict[str, Any] = {"name": norm.name, **norm.options}
-    if norm.stats is not None:
-        data["stats"] = norm.stats.to_dict()
-    return data
-
-
-def run_folder(path: str | os.PathLike[str]) -> Path:
-    """The run folder of ``path`` (a run folder, or its ``model.eqx``)."""
-    p = user_path(path, what="checkpoint")
-    return p.parent if p.name.endswith(".eqx") else p
-
-
-def load_cnn(path: str | os.PathLike[str]) -> CNN:
-    """The best model of a run folder (or its ``model.eqx``), as a :class:`CNN` (model, ``run.json``, folder).
-
-    ``cnn.predict(images)`` classifies in memory, as ``load_som(folder).map(images)`` does for a SOM.
-    (Unpacking ``model, run = load_cnn(path)``, the old shape, still works with a
-    ``DeprecationWarning``.)
-
-    Examples
-    --------
-    >>> import hipsml
-    >>> cnn = load_cnn("runs/demo")
-    >>> cnn.label_names == hipsml.open_dataset("demo-output/datasets/demo").label_names
-    True
-    """
-    folder = run_folder(path)
-    run = read_run(folder)
-    spec = ModelSpec.from_dict(run["model"])
-    skeleton = build_model(spec, key=jax.random.PRNGKey(0))
-    return CNN(_load_tree(folder / "model.eqx", skeleton), run, folder)
 
 
 # ---------------------------------------------------------------------------------------
@@ -990,81 +612,3 @@ def _final_metrics(state: _RunState, model: ResNet, weights: np.ndarray, *, has_
             state.history, out / "curves.png", best_epoch=state.best_epoch + 1 if state.best_epoch >= 0 else None
         )
     return metrics
-
-
-# ---------------------------------------------------------------------------------------
-# pictures
-
-
-def plot_confusion(confusion: np.ndarray, names: list[str], path: str | os.PathLike[str], *, title: str = ""
-                   ) -> Path:  # fmt: skip
-    """A confusion matrix (rows: true class, columns: predicted) as a PNG, counts and row fractions shown.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> plot_confusion(np.array([[3, 1], [0, 4]]), ["a", "b"], os.path.join(tempfile.mkdtemp(), "c.png")).name
-    'c.png'
-    """
-    from matplotlib.figure import Figure
-
-    confusion = np.asarray(confusion, dtype=np.int64)
-    k = confusion.shape[0]
-    rows = confusion.sum(axis=1, keepdims=True)
-    frac = confusion / np.maximum(rows, 1)
-    figure = Figure(figsize=(1.2 * k + 2.5, 1.1 * k + 1.8), dpi=100)
-    ax = figure.add_subplot(1, 1, 1)
-    image = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0)
-    for i in range(k):
-        for j in range(k):
-            ax.text(j, i, f"{confusion[i, j]}\n{frac[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if frac[i, j] > 0.5 else "black")  # fmt: skip
-    ax.set_xticks(range(k), names, rotation=30, ha="right")
-    ax.set_yticks(range(k), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    figure.colorbar(image, ax=ax, label="fraction of the true class")
-    figure.tight_layout()
-    return write_figure_png(figure, user_path(path, what="output"))
-
-
-def curves_figure(history: Sequence[Mapping[str, Any]], *, best_epoch: int | None = None) -> Any:
-    """The figure :func:`plot_curves` saves (a matplotlib ``Figure``), the best epoch marked on both panels."""
-    from matplotlib.figure import Figure
-
-    epochs = [r["epoch"] + 1 for r in history]
-    figure = Figure(figsize=(9, 3.5), dpi=100)
-    for panel, what in enumerate(("loss", "accuracy")):
-        ax = figure.add_subplot(1, 2, panel + 1)
-        ax.plot(epochs, [r[f"train_{what}"] for r in history], "o-", label="train (augmented)")
-        if all(f"val_{what}" in r for r in history):
-            ax.plot(epochs, [r[f"val_{what}"] for r in history], "s-", label="validation")
-        if best_epoch is not None:
-            ax.axvline(best_epoch, color="tab:green", linestyle="--", label=f"best epoch {best_epoch}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(what)
-        if what == "loss":
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    figure.tight_layout()
-    return figure
-
-
-def plot_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], *, best_epoch: int | None = None
-                ) -> Path:  # fmt: skip
-    """Loss and accuracy per epoch (training and validation) as a PNG with two panels.
-
-    Epochs are counted from 1 on the x axis; ``best_epoch`` (counted from 1, as in
-    ``metrics.json``) is marked by a dashed line labelled "best epoch N".
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> h = [{"epoch": 0, "train_loss": 1.0, "train_accuracy": 0.5},
-    ...      {"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8}]
-    >>> plot_curves(h, os.path.join(tempfile.mkdtemp(), "curves.png"), best_epoch=2).name
-    'curves.png'
-    """
-    return write_figure_png(curves_figure(history, best_epoch=best_epoch), user_path(path, what="output"))

@@ -229,7 +229,7 @@ def test_bad_options_are_one_line_errors(shapes, tmp_path):
 
 
 def test_metrics_count_epochs_from_one_and_the_curves_mark_the_best(pretrained):
-    from hipsml.train.cnn._train import curves_figure
+    from hipsml.train.cnn._plots import curves_figure
 
     metrics = json.loads((pretrained.workdir / "metrics.json").read_text())
     losses = [r["val_loss"] for r in metrics["history"]]
@@ -308,7 +308,7 @@ def test_bfloat16_steps_keep_float32_master_weights():
 
 @pytest.mark.gpu
 def test_gpu_training_computes_in_bfloat16_and_learns(shapes, tmp_path):
-    from hipsml.train.cnn._train import compute_dtype
+    from hipsml.train.cnn._steps import compute_dtype
 
     assert compute_dtype("auto") == jnp.bfloat16  # auto means bf16 compute on a GPU
     result = train_cnn(shapes, TINY, workdir=tmp_path / "gpu", epochs=6, patience=None)

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from hipsml.train import CNNConfig, plot_confusion
-from hipsml.train.cnn._train import _class_weights, metrics_of
+from hipsml.train.cnn._steps import metrics_of
+from hipsml.train.cnn._train import _class_weights
 
 
 def test_per_class_accuracy_is_recall_not_precision():
