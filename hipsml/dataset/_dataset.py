@@ -150,6 +150,17 @@ class Dataset:
             raise self._chunk_error("images", rows, exc) from exc
         return block[inverse.reshape(-1)]
 
+    def read_image_slice(self, start: int, stop: int) -> np.ndarray:
+        """The images of rows ``start:stop`` (whole chunks read at once), as stored.
+
+        Like :meth:`read_images`, a chunk that cannot be decoded is a
+        :class:`~hipsml.errors.DatasetError` naming the array, the chunk and the version.
+        """
+        try:
+            return np.asarray(self.images[start:stop])
+        except Exception as exc:
+            raise self._chunk_error("images", np.arange(start, stop), exc) from exc
+
     def _chunk_error(self, name: str, rows: np.ndarray, exc: BaseException) -> DatasetError:
         """The error naming the first chunk of array ``name`` among ``rows`` that fails to decode."""
         arr = self._array(name)

@@ -104,7 +104,7 @@ def iter_row_blocks(
     edges = np.flatnonzero(np.diff(chunk_of // (step // chunk))) + 1
     for part in np.split(rows, edges):
         first, last = int(part[0]) // chunk * chunk, min((int(part[-1]) // chunk + 1) * chunk, array.shape[0])
-        block = np.asarray(array[first:last], dtype=np.float32)
+        block = np.asarray(dataset.read_image_slice(first, last), dtype=np.float32)
         yield part, block[part - first]
 
 

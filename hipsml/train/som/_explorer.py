@@ -208,11 +208,9 @@ def _finite(value: Any) -> float | None:
 
 def _read_rows(dataset: Dataset, rows: np.ndarray) -> np.ndarray:
     """The images of dataset ``rows`` (any order), read in storage order."""
-    order = np.argsort(rows, kind="stable")
-    images = np.empty((rows.size, *dataset.images.shape[1:]), np.float32)
-    if rows.size:
-        images[order] = np.asarray(dataset.images.get_orthogonal_selection((rows[order],)), np.float32)
-    return images
+    if rows.size == 0:
+        return np.empty((0, *dataset.images.shape[1:]), np.float32)
+    return np.asarray(dataset.read_images(rows), np.float32)  # storage order, each chunk decoded once
 
 
 def check_explorer_folder(folder: str | os.PathLike[str]) -> Path:

@@ -123,9 +123,7 @@ def plot_outliers(
         if mapping.rows is None:
             raise InvalidInputError("this mapping has no dataset rows; pass the mapped array instead of the Dataset")
         rows = np.asarray(mapping.rows, np.int64)[positions]
-        order = np.argsort(rows, kind="stable")  # read in storage order
-        images = np.empty((rows.size, *data.images.shape[1:]), np.float32)
-        images[order] = np.asarray(data.images.get_orthogonal_selection((rows[order],)), dtype=np.float32)
+        images = np.asarray(data.read_images(rows), dtype=np.float32)  # read in storage order, once each
         names = data.column("id")[rows] if ids is None else np.asarray(ids)[positions]
         bands = bands or data.channels
     else:
