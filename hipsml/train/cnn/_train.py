@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -42,7 +43,7 @@ import optax
 
 from hipsml._files import user_path
 from hipsml.dataset import as_dataset
-from hipsml.errors import InvalidInputError, OutputError
+from hipsml.errors import InvalidInputError, OutputError, TrainingDivergedError
 from hipsml.train._checks import check_class_count, check_finite_loss, check_finite_weights
 from hipsml.train._records import EpochRecord
 from hipsml.train.cnn._config import _MODEL_KEYS, CNNConfig, _check_int
@@ -311,8 +312,15 @@ def train_cnn(
     if freeze and init is None:
         raise InvalidInputError("freeze needs init (the run folder whose stages are frozen)")
     ds = as_dataset(dataset)
+    fresh = not (out.is_dir() and any(out.iterdir()))
     state = _prepare_run(out, ds, config, resume=resume, init=init, freeze=freeze, given=set(given))
-    return _run(state, on_epoch, progress=progress)
+    try:
+        return _run(state, on_epoch, progress=progress)
+    except TrainingDivergedError:
+        if fresh and not (out / "checkpoint.json").is_file():
+            # nothing was learnt: leave no run behind, so the corrected call starts afresh in the same folder
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 @dataclass

@@ -88,6 +88,9 @@ def test_divergence_stops_at_the_first_non_finite_epoch_and_saves_nothing_of_it(
     message = str(info.value)
     assert "CNN training diverged in epoch 1" in message and "learning_rate 1e+30 is too large" in message
     assert not (workdir / "model.eqx").exists() and not (workdir / "checkpoint.json").exists()
+    assert not workdir.exists()  # nothing was learnt: no run is left to refuse the corrected call
+    fixed = train_cnn(small, {**TINY, "epochs": 1}, workdir=workdir, progress=False)
+    assert len(fixed.history) == 1 and (workdir / "model.eqx").is_file()
 
 
 def test_cli_reports_divergence_in_one_line_with_exit_2(small, tmp_path, capsys):
