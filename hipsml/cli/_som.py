@@ -95,7 +95,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"resuming {out} at epoch {done + 1} of {target}")
     config = SOMConfig.from_mapping(options, base=base)
     side = ds.images.shape[-1]
-    check_som_memory(config.resolved(side), ds.images.shape[1], side)  # refused before anything is said or done
+    split = _split(args.split)
+    held = len(ds) if split is None else ds.split(split).size
+    check_som_memory(config.resolved(side), ds.images.shape[1], side, count=held)  # before anything is said or done
     total = config.epochs
     first = len(previous.history) if previous is not None else 0
     # what is about to happen, and a progress bar through every epoch (stderr; -q: no bars)

@@ -56,11 +56,12 @@ from hipsml.dataset._store import (
     link_or_copy,
     publish_version,
     read_versions,
+    version_problem,
     write_image_rows,
     zarr_compressors,
 )
 from hipsml.dataset._targets import TargetTable, load_targets
-from hipsml.errors import HipsmlError, InvalidInputError, RecipeError, TargetsError
+from hipsml.errors import DatasetError, HipsmlError, InvalidInputError, RecipeError, TargetsError
 from hipsml.extract import CutoutSpec, SurveyRef, UnitExtractor, WorkUnit, open_cached, plan_work_units
 
 __all__ = ["extract_dataset", "BuildReport", "ROW_ORDER", "unit_size"]
@@ -676,9 +677,11 @@ def _coverage_pass(
                 logger.info("coverage pass: reusing %s", saved)
     if cc is None:
         t0 = time.perf_counter()
+        c = recipe.compute  # units sized as the build's own, which the memory check counted
         units = plan_work_units(
             targets.ra, targets.dec, inputs.spec, inputs.surveys, rotation=targets.rotation,
-            target_per_unit=recipe.compute.targets_per_unit,
+            target_per_unit=unit_size(len(targets), chunk=_chunk_rows(recipe, len(inputs.channels), inputs.spec.size),
+                                      targets_per_unit=c.targets_per_unit, slots=c.workers * c.threads_per_worker),
         )  # fmt: skip
         logger.info(
             "coverage pass: cutting %d candidates in %d units to measure their coverage", len(targets), len(units)
@@ -723,6 +726,11 @@ def _coverage_pass(
 def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> BuildReport:
     t_start = time.perf_counter()
     versions = read_versions(root)
+    for entry in versions:  # an index naming a folder that is gone: refused before anything is built
+        problem = version_problem(root, entry)
+        if problem is not None:
+            raise DatasetError(f"{root}: version v{entry['version']} is listed but {problem}; restore it from a "
+                               f"good copy, or remove its entry from {root / 'versions.json'}")  # fmt: skip
     if versions:
         check_same_recipe(root, recipe, versions[-1], _read_attrs(root / versions[-1]["path"]))
     inputs = _read_inputs(recipe, root)
@@ -896,7 +904,12 @@ def _open_images(group: Path) -> Any:
 
 
 def _read_attrs(staging: Path) -> dict[str, Any]:
-    return json.loads((staging / "zarr.json").read_text())["attributes"]["hipsml"]
+    try:
+        return dict(json.loads((staging / "zarr.json").read_text())["attributes"]["hipsml"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(
+            f"{staging / 'zarr.json'} is not a hipsml version's metadata ({exc}); restore the version from a good copy"
+        ) from None
 
 
 def _finish_staging(

@@ -206,6 +206,19 @@ class Dataset:
         names = cast("list[str] | None", self._array("label").attrs.get("names"))
         return list(names) if names else None
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """The classes' names by code: the label names, or ``"0", "1", ...`` for integer labels; None unlabelled.
+
+        What a classifier and its scores call the classes, whatever the labels were stored as.
+        """
+        if "label" not in self.group:
+            return None
+        if self.label_names:
+            return self.label_names
+        codes = np.asarray(self.column("label"))
+        return [str(i) for i in range(int(codes.max()) + 1 if codes.size else 1)]
+
     def column(self, name: str) -> np.ndarray:
         """An array other than ``images``: a 1-D column (``id``, ``ra``, ``dec``, ``label``, ``split``, ``coverage``,
         a carried column ...) or ``channel_coverage`` ``(N, C)``, the fraction of each channel's pixels holding data."""

@@ -130,10 +130,11 @@ def _dataset_section(ds: Any, arg: str, staging: Path, channels: Any) -> Section
         f"hash {ds.hash[:12]}); channels: {', '.join(names)}; splits: "
         + ", ".join(f"{s} {_int(int(k))}" for s, k in zip(ds.split_names, counts.tolist(), strict=True))
     )
-    if ds.label_names and "label" in ds.group:
+    class_names = ds.class_names
+    if class_names:
         labels = ds.column("label")
         summary += "; classes: " + ", ".join(
-            f"{name} {_int(int(np.count_nonzero(labels == k)))}" for k, name in enumerate(ds.label_names)
+            f"{name} {_int(int(np.count_nonzero(labels == k)))}" for k, name in enumerate(class_names)
         )
     view = select_channels(channels, names)
     preview_dataset(ds, staging / "figures" / "preview.png", channels=channels)
@@ -230,7 +231,8 @@ def _som_section(ds: Any, arg: str, som_path: Path, staging: Path, channels: Any
             f"error {mapping.topographic_error:.4f}."
         )
     ]
-    if ds.label_names and "label" in ds.group and mapping.rows is not None:
+    class_names = ds.class_names
+    if class_names and mapping.rows is not None:
         labels = ds.column("label")[np.asarray(mapping.rows, np.int64)]
         purity = purity_per_neuron(mapping.bmu, labels, som.neuron_count)
         mean = sum(h * p for _, h, _, p in purity) / max(sum(h for _, h, _, _ in purity), 1)
@@ -242,7 +244,7 @@ def _som_section(ds: Any, arg: str, som_path: Path, staging: Path, channels: Any
             (
                 "purity",
                 ["neuron", "hits", "most common label", "purity"],
-                [[str(n), str(h), ds.label_names[k], f"{p:.3f}"] for n, h, k, p in purity],
+                [[str(n), str(h), class_names[k], f"{p:.3f}"] for n, h, k, p in purity],
             )
         )
     return Section(
@@ -291,11 +293,15 @@ def _cnn_train_command(run: Path, ds: Any) -> str:
 
 
 def _predictions(run: Path, ds: Any) -> tuple[CNNPredictions, str]:
-    """This run's stored predictions of ``ds`` (made now, beside the version, when absent or stale)."""
+    """This run's stored predictions of ``ds`` when they are its own of every cutout, else made now in memory.
+
+    The report never writes beside the dataset: predictions stored under the run's name by the
+    user (of one split, of an ensemble, of other weights) are left as they are.
+    """
     import hashlib
 
     from hipsml.errors import DatasetNotFoundError
-    from hipsml.train import predict_cnn, read_cnn_predictions
+    from hipsml.train import load_cnn, read_cnn_predictions
 
     name = run.resolve().name
     weights = hashlib.sha256((run / "model.eqx").read_bytes()).hexdigest()
@@ -310,8 +316,8 @@ def _predictions(run: Path, ds: Any) -> tuple[CNNPredictions, str]:
             return stored, f"the stored predictions {name!r}"
     except (DatasetNotFoundError, InvalidInputError):
         pass
-    predict_cnn(run, ds, name=name, overwrite=True)
-    return read_cnn_predictions(ds, name), f"predictions {name!r} made now and stored beside the version"
+    made = load_cnn(run).predict(ds)
+    return made, "predicted now (store them with 'hipsml predict')"
 
 
 def _mistake_pictures(ds: Any, rows: np.ndarray, folder: Path, channels: Any) -> list[str]:
@@ -389,7 +395,8 @@ def _cnn_section(ds: Any, arg: str, run: Path, number: int, staging: Path, chann
             )
         )
         rows = np.asarray(predictions.rows, np.int64)
-        truth_names = [ds.label_names[k] for k in ds.column("label")[rows]]
+        class_names = ds.class_names or []
+        truth_names = [class_names[k] for k in ds.column("label")[rows]]
         truth = np.array([classes.index(n) if n in classes else -1 for n in truth_names], np.int64)
         shown = "test" if "test" in scores else next(iter(scores))
         here = np.asarray(ds.column("split"))[rows] == ds.split_names.index(shown)

@@ -95,6 +95,11 @@ def test_hipsml_report_writes_the_page_for_your_own_data(browser, made, capsys):
 
     base, ds = made
     out = base / "page"
+    # predictions of one split only, stored under the run's name by the user: the report must leave them
+    from hipsml.train import predict_cnn, read_cnn_predictions
+
+    predict_cnn(base / "run", ds, split="test")
+    mine = read_cnn_predictions(ds, "run")
     assert (
         main(["report", f"{ds.path}@v1", "--som", str(base / "som"), "--cnn", str(base / "run"), "--out", str(out)])
         == 0
@@ -115,8 +120,11 @@ def test_hipsml_report_writes_the_page_for_your_own_data(browser, made, capsys):
 
     # coverage per channel: channel 1 lacks 4 of 64 pixels in a quarter of the cutouts
     assert table("coverage") == [["r<b>", "1.0000"], ["radio", f"{1 - 0.25 * 4 / 64:.4f}"]]
-    # accuracy per split and per class, by hand from the stored predictions
-    stored = zarr.open_group(ds.path / "derived" / "v1" / "cnn" / "run")
+    # the user's test-split predictions are as they were (the report predicted every cutout in memory)
+    kept = read_cnn_predictions(ds, "run")
+    assert np.array_equal(kept.rows, mine.rows) and kept.attrs["split"] == "test"
+    # accuracy per split and per class, by hand from predictions of every cutout by the same model
+    stored = zarr.open_group(predict_cnn(base / "run", ds, name="every"))
     rows, predicted, probabilities = stored["rows"][:], stored["predicted"][:], stored["probabilities"][:]
     truth, split = ds.column("label")[rows], ds.column("split")[rows]
     expected = []

@@ -252,8 +252,8 @@ def prediction_scores(dataset: Any, predictions: CNNPredictions) -> dict[str, di
     0.93
     """
     ds = as_dataset(dataset)
-    names = ds.label_names
-    if "label" not in ds.group or not names:
+    names = ds.class_names  # integer labels are named by their codes, as training names them
+    if not names:
         return None
     classes = list(predictions.label_names)
     unknown = [n for n in names if n not in classes]

@@ -206,8 +206,7 @@ def _labels_of(ds: Any) -> tuple[np.ndarray, list[str]]:
     codes = ds.column("label")
     if codes.dtype.kind not in "iu":
         raise InvalidInputError(f"{ds.location}/label holds {codes.dtype} values, not class codes")
-    names = ds.label_names or [str(i) for i in range(int(codes.max()) + 1 if codes.size else 1)]
-    return codes.astype(np.int64), list(names)
+    return codes.astype(np.int64), list(ds.class_names)
 
 
 def _dataset_identity(ds: Any) -> dict[str, Any]:

@@ -19,14 +19,15 @@ from hipsml.train.som._config import SOMConfig
 __all__ = ["check_som_memory", "read_npz_array", "som_memory_estimate"]
 
 
-def som_memory_estimate(config: SOMConfig, channels: int, image_side: int, *, chunk: int = 64) -> float:
+def som_memory_estimate(config: SOMConfig, channels: int, image_side: int, *, chunk: int = 64, count: int = 0) -> float:
     """Bytes a SOM of ``config`` on ``channels x image_side^2`` images needs at its peak, roughly.
 
     The sum of its largest arrays: the neurons (three copies: host, device, update), the grid
     distance and neighbourhood tables (``n^2``, float64 while built), the transform tables (the 8
     exact turns and flips are index permutations; the ``numrot/4`` interpolated angles have 4
     bilinear taps per pixel) and, per chunk of ``chunk`` images, each image resampled at every
-    interpolated angle and every neuron's distance in every transform. A float, so that products of
+    interpolated angle and every neuron's distance in every transform; and the ``count`` training
+    images held in memory (as read, and normalised: two float32 copies). A float, so that products of
     huge options never overflow. For PINK's Radio Galaxy Zoo setup (331 neurons of 176 x 176,
     360 rotations and flips) it gives about 1 GiB, against 0.6-0.8 GiB measured.
 
@@ -48,11 +49,11 @@ def som_memory_estimate(config: SOMConfig, channels: int, image_side: int, *, ch
     grid = n * n * (5 * 8 + 4 + 1)
     tables = 3 * 8 * pixels * 4 + angles * nd * nd * 4 * 8
     search = float(chunk) * (angles * pixels + n * transforms) * 4
-    images = float(chunk) * channels * float(image_side) ** 2 * 4
+    images = float(chunk + 2 * count) * channels * float(image_side) ** 2 * 4
     return neurons + grid + tables + search + images
 
 
-def check_som_memory(config: SOMConfig, channels: int, image_side: int, *, chunk: int = 64) -> float:
+def check_som_memory(config: SOMConfig, channels: int, image_side: int, *, chunk: int = 64, count: int = 0) -> float:
     """Refuse a SOM whose :func:`som_memory_estimate` exceeds the memory budget; return the estimate.
 
     Raises
@@ -60,11 +61,12 @@ def check_som_memory(config: SOMConfig, channels: int, image_side: int, *, chunk
     ResourceLimitError
         One line with the estimate and the budget (``HIPSML_MEMORY_BUDGET`` raises it).
     """
-    estimate = som_memory_estimate(config, channels, image_side, chunk=chunk)
+    estimate = som_memory_estimate(config, channels, image_side, chunk=chunk, count=count)
     nd = config.neuron_dim if config.neuron_dim is not None else "auto"
+    data = f", trained on {count:,} images" if count else ""
     check_memory(estimate, what=(f"a {config.layout} {config.width}x{config.height} SOM of {nd}-pixel neurons, "
-                                 f"{channels} channel(s), numrot {config.numrot}"),
-                 shrink="width, height, neuron_dim or numrot")  # fmt: skip
+                                 f"{channels} channel(s), numrot {config.numrot}{data}"),
+                 shrink="width, height, neuron_dim, numrot or the training split")  # fmt: skip
     return estimate
 
 

@@ -713,12 +713,17 @@ def train_som(
     config = SOMConfig.from_mapping(options, base=config)
     if is_dataset_like(data):
         data = as_dataset(data)
+        # the map and the split against the budget before the split is read (images held twice: read, normalised)
+        from hipsml.train.som._data import dataset_rows
+
+        held, shape = dataset_rows(data, split).size, data.images.shape
+        check_som_memory(config.resolved(int(shape[-1])), int(shape[1]), int(shape[-1]), count=held)
     source = training_data(data, config.normalise, split=split)
     images = as_images(source.images)
     count, channels, side = images.shape[0], images.shape[1], images.shape[2]
     config = dataclasses.replace(config, normalise=source.normalise).resolved(side)
     chunk = min(count, config.batch_size if config.mode == "batch" else 64)
-    check_som_memory(config, channels, side, chunk=chunk)
+    check_som_memory(config, channels, side, chunk=chunk, count=count)
     history: list[EpochRecord] = []
     if previous is not None:
         _check_resume(previous, config, source.provenance)
