@@ -136,3 +136,38 @@ def make_dataset(
     import hipsml
 
     return hipsml.open_dataset(root)
+
+
+def slow_units_env(folder: Path, seconds: float) -> dict[str, str]:
+    """The environment of a child ``hipsml`` process in which every finished work unit then waits ``seconds``.
+
+    A ``sitecustomize`` module on the child's path wraps the builder's ``run_unit``: the unit's
+    done-marker is written, then the child sleeps. A test that interrupts or kills the child after
+    N markers therefore always finds the build unfinished, however fast the machine (no race).
+    """
+    import os
+    import sys
+    import textwrap
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(
+        textwrap.dedent(
+            f"""
+            import time
+
+            import hipsml.dataset._build as _build
+
+            _real_run_unit = _build.run_unit
+
+
+            def _run_unit_then_wait(job):
+                result = _real_run_unit(job)
+                time.sleep({seconds!r})
+                return result
+
+
+            _build.run_unit = _run_unit_then_wait
+            """
+        )
+    )
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), *sys.path])}

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import zarr
 from astropy.table import Table
-from dataset_helpers import recipe_data, small_sky, write_recipe
+from dataset_helpers import recipe_data, slow_units_env, small_sky, write_recipe
 
 import hipsml
 from hipsml.cli import main
@@ -158,7 +158,7 @@ def _grid_recipe(sky: Path, out: Path, **overrides) -> dict:
 def test_sigkill_then_resume_gives_the_uninterrupted_result(tmp_path, sky):
     data = _grid_recipe(sky, tmp_path / "killed", compute={"workers": 1, "targets_per_unit": 16})
     recipe = write_recipe(tmp_path / "killed.yaml", data)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = slow_units_env(tmp_path / "slow", 2.0)  # each finished unit then waits 2 s: the kill lands mid-build
     proc = subprocess.Popen([sys.executable, "-m", "hipsml.cli", "-q", "extract", str(recipe)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.monotonic() + 120

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.table import Table
-from dataset_helpers import recipe_data, small_sky, write_recipe
+from dataset_helpers import recipe_data, slow_units_env, small_sky, write_recipe
 
 import hipsml
 from hipsml.cli import main
@@ -82,7 +82,6 @@ def test_a_removed_target_and_a_changed_split_salt_are_named(tmp_path, sky):
 
 
 def test_ctrl_c_says_how_to_continue_and_a_plain_rerun_continues(tmp_path, sky, capsys):
-    import os
     import signal
     import subprocess
     import sys
@@ -93,7 +92,7 @@ def test_ctrl_c_says_how_to_continue_and_a_plain_rerun_continues(tmp_path, sky, 
     data = recipe_data(sky, tmp_path / "ds", compute={"workers": 1, "targets_per_unit": 16})
     data["targets"] = {"grid": {"order": 13, "center": [150.0, 2.0], "radius": 0.2}}
     recipe = write_recipe(tmp_path / "my grid.yaml", data)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = slow_units_env(tmp_path / "slow", 2.0)  # each finished unit then waits 2 s: Ctrl-C lands mid-build
     proc = subprocess.Popen([sys.executable, "-m", "hipsml.cli", "-q", "extract", str(recipe)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.monotonic() + 120

@@ -356,7 +356,9 @@ def test_explore_serve_in_a_real_process_stops_on_ctrl_c(dataset, hex_som, tmp_p
         with urllib.request.urlopen(url + "data.js", timeout=10) as response:
             assert response.read() == (out / "data.js").read_bytes()
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0 and "stopped" in process.stdout.read()
+        # communicate drains both pipes: a child blocked writing to a full stderr pipe could never exit
+        rest, err = process.communicate(timeout=120)
+        assert process.returncode == 0 and "stopped" in rest, (rest, err[-2000:])
     finally:
         if process.poll() is None:
             process.kill()
