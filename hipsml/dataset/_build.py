@@ -820,22 +820,51 @@ def _new_staging(
 
 
 def _link_parent(parent: tuple[dict[str, Any], Any], staging: Path, chunk: int) -> int:
-    """Hard-link the parent's whole ``images`` chunks (rows it shares) into the staging folder."""
+    """Hard-link the parent's whole ``images`` chunks (rows it shares) into the staging folder.
+
+    Only chunks that prove intact are reused: each is hashed against the parent's manifest (or,
+    for a parent published without one, must at least be a regular file). Reuse stops at the
+    first chunk that is missing or differs, with a warning naming it; the rows from there on are
+    cut again, so a damaged parent can never pass its damage on. Returns the rows reused.
+    """
+    from hipsml.dataset._integrity import file_sha256, load_manifest
+
     entry, group = parent
     images = group["images"]
     if images.chunks[0] != chunk:
         return 0
     full = images.shape[0] // chunk
-    src = Path(group.store.root) / "images" / "c" if hasattr(group.store, "root") else None
-    if src is None or full == 0:
+    root = Path(group.store.root) if hasattr(group.store, "root") else None
+    if root is None or full == 0:
         return 0
-    linked = 0
+    where = f"{root.parent} v{entry['version']}"
+    files = load_manifest(root, entry.get("manifest"), where=where)
+    good = linked = 0
     for i in range(full):
-        rel = Path(str(i), *["0"] * (images.ndim - 1))
-        if (src / rel).is_file():
-            linked += link_or_copy(src / rel, staging / _GROUP_DIR / "images" / "c" / rel)
-    logger.info("reused %d chunks (%d cutouts) of v%s, %d by hard link", full, full * chunk, entry["version"], linked)
-    return full * chunk
+        rel = Path("images", "c", str(i), *["0"] * (images.ndim - 1))
+        path = root / rel
+        record = files.get(rel.as_posix()) if files is not None else None
+        intact = (
+            path.is_file()
+            and not path.is_symlink()
+            and (
+                files is None
+                or (
+                    record is not None
+                    and path.stat().st_size == record["size"]
+                    and file_sha256(path) == record["sha256"]
+                )
+            )
+        )
+        if not intact:
+            logger.warning("%s: chunk %s is missing or differs from its manifest: reusing the %d chunks before it "
+                           "and cutting the rest again (verify and restore v%s)", where, rel.as_posix(), good,
+                           entry["version"])  # fmt: skip
+            break
+        linked += link_or_copy(path, staging / _GROUP_DIR / rel)
+        good += 1
+    logger.info("reused %d chunks (%d cutouts) of v%s, %d by hard link", good, good * chunk, entry["version"], linked)
+    return good * chunk
 
 
 def _units_from_bounds(bounds: list[list[int]], targets: TargetTable, spec: CutoutSpec) -> list[WorkUnit]:

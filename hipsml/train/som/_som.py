@@ -613,7 +613,7 @@ def train_som(
     *,
     split: str | None = "train",
     workdir: str | os.PathLike[str] | None = None,
-    resume: bool | SOM = False,
+    resume: bool | SOM | None = False,
     progress: bool = True,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -703,10 +703,12 @@ def train_som(
 
     previous, workdir, refuse_existing = _resume_shape(workdir, resume, checkpoint)
     if previous is None and workdir is not None:
-        previous = _saved_som(workdir, resume=resume is True, refuse_existing=refuse_existing)
+        previous = _saved_som(
+            workdir, resume=bool(resume) and not isinstance(resume, SOM), refuse_existing=refuse_existing
+        )
     if isinstance(config, Mapping):
         config = SOMConfig.from_mapping(config, base=previous.config if previous is not None else None)
-    elif config is None and previous is not None and resume is True:
+    elif config is None and previous is not None and bool(resume) and not isinstance(resume, SOM):
         config = previous.config  # the saved options; only epochs may change
     elif config is not None and not isinstance(config, SOMConfig):
         raise InvalidInputError(f"config must be a SOMConfig, a mapping or None, got {type(config).__name__}")
@@ -813,6 +815,8 @@ def _resume_shape(workdir: Any, resume: Any, checkpoint: Any) -> tuple[SOM | Non
         warnings.warn("train_som(resume=SOM) is deprecated; write workdir=FOLDER, resume=True (the SOM saved "
                       "in FOLDER is continued)", DeprecationWarning, stacklevel=3)  # fmt: skip
         previous = resume
+    elif resume is None:  # the old default (resume=SOM | None): start afresh, as it did
+        pass
     elif not isinstance(resume, (bool, np.bool_)):
         raise InvalidInputError(f"resume must be True or False, got {type(resume).__name__}")
     elif resume and workdir is None:
