@@ -302,7 +302,7 @@ def test_cli_cutout_on_a_full_disk(survey_root: Path, tiny_disk: Path, capsys: p
 
 # ---------------------------------------------------------------- sky make (7, 8, 9)
 
-SKY = ["-q", "sky", "make", "--sources", "3000", "--order", "6", "--tile-width", "64", "--radius", "3"]
+SKY = ["-q", "sky", "make", "--sources", "100000", "--order", "6", "--tile-width", "64", "--radius", "3"]  # ~14 s to render
 
 
 def test_cli_sky_make_overlong_name_fails_before_rendering(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -310,7 +310,7 @@ def test_cli_sky_make_overlong_name_fails_before_rendering(tmp_path: Path, capsy
     for name in (LONG, "y" * 250):  # too long itself, or once the staging suffix is added
         t0 = time.perf_counter()
         msg = run_fails(SKY + [str(tmp_path / name)], capsys)
-        assert time.perf_counter() - t0 < 3.0
+        assert time.perf_counter() - t0 < 8.0  # refused before rendering (about 14 s on 2 cores)
         assert name[:40] in msg and ("longer than" in msg or "no room" in msg)
     assert listing(tmp_path) == []
 
@@ -331,7 +331,7 @@ def test_sky_make_under_a_file_and_into_sys(tmp_path: Path, capsys: pytest.Captu
     if Path("/sys/kernel").is_dir():
         t0 = time.perf_counter()
         msg = run_fails(SKY + ["/sys/hipsml-sky"], capsys)
-        assert "/sys/hipsml-sky" in msg and time.perf_counter() - t0 < 3.0
+        assert "/sys/hipsml-sky" in msg and time.perf_counter() - t0 < 8.0
         assert not list(Path("/sys").glob("hipsml-sky*")) and not list(Path("/sys").glob(".hipsml-probe*"))
 
 
@@ -359,7 +359,7 @@ def test_cli_demo_bad_folders_fail_before_rendering(tmp_path: Path, capsys: pyte
     ]:
         t0 = time.perf_counter()
         msg = run_fails(["-q", "demo", folder], capsys)
-        assert culprit in msg and time.perf_counter() - t0 < 3.0  # the demo sky takes far longer to render
+        assert culprit in msg and time.perf_counter() - t0 < 20.0  # the demo sky takes far longer to render
     assert listing(tmp_path) == ["file"]
 
 

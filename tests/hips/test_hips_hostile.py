@@ -248,7 +248,7 @@ def test_gzip_bomb_tile_inflates_only_what_its_header_and_width_allow(survey: Pa
         tracemalloc.stop()
     assert str(path) in one_line(info.value)
     assert peak < 8 << 20, f"peak {peak} bytes"
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 20.0  # inflating 64 MiB and more would take far longer
 
 
 def test_gzip_bomb_without_a_known_width_is_bounded_by_its_header(tmp_path: Path) -> None:
@@ -338,7 +338,7 @@ def test_slow_loris_is_cut_at_the_request_deadline(
     elapsed = time.monotonic() - start
     text = one_line(info.value)
     assert "deadline of 0.5 s" in text and relpath in text
-    assert 0.4 < elapsed < 2.0
+    assert 0.4 < elapsed < 15.0  # the drip takes 40-60 s: it was cut at the 0.5 s deadline
     assert server.count(relpath) == 1  # a slow loris is not asked again
     np.testing.assert_array_equal(s.read_tile(3, 0)[0], (np.arange(W * W).reshape(W, W) + 300) % 97)
 
@@ -356,7 +356,7 @@ def test_a_server_that_never_answers_is_given_up_after_max_total_time(
     elapsed = time.monotonic() - start
     text = one_line(info.value)
     assert "max_total_time=1 s" in text and relpath in text
-    assert 0.9 < elapsed < 2.0  # 21 attempts of 0.3 s would take 6.3 s
+    assert 0.9 < elapsed < 5.0  # 21 attempts of 0.3 s would take 6.3 s
     assert 2 <= server.count(relpath) <= 5
 
 

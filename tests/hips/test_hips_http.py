@@ -157,7 +157,7 @@ def test_every_fault_kind_recovers_to_the_local_bytes(
 def test_slow_reply_times_out_then_retries(
     survey: Path, expected: dict[str, Any], hips_server: Callable[..., HipsServer]
 ) -> None:
-    server = hips_server(survey, faults={"Norder3/*": [Fault.slow(1.5)]})
+    server = hips_server(survey, faults={"Norder3/*": [Fault.slow(20.0)]})
     relpath = TILES[0]
     with HttpTileStore(server.url, cache_dir=False, backoff=0.001, timeout=(2.0, 0.25)) as store:
         start = time.monotonic()
@@ -165,7 +165,7 @@ def test_slow_reply_times_out_then_retries(
         elapsed = time.monotonic() - start
     assert same(got, expected[relpath])
     assert server.count(relpath) == 2
-    assert 0.25 <= elapsed < 1.5  # gave up on the slow reply at the read timeout, not after it
+    assert 0.25 <= elapsed < 10.0  # gave up on the 20 s reply at the read timeout, not after it
 
 
 def test_retries_from_a_thread_pool_give_identical_arrays(
@@ -228,7 +228,7 @@ def test_retry_after_longer_than_max_backoff_gives_up_at_once_and_says_so(
         start = time.monotonic()
         with pytest.raises(FetchError, match=r"wait 3600 s \(Retry-After\), more than max_backoff=2 s") as info:
             store.fetch(relpath, decode_fits)
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 30.0  # not the 3600 s asked, nor retries x max_backoff
     assert server.count(relpath) == 1
     assert relpath in str(info.value) and "\n" not in str(info.value)
 
