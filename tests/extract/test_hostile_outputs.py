@@ -302,7 +302,8 @@ def test_cli_cutout_on_a_full_disk(survey_root: Path, tiny_disk: Path, capsys: p
 
 # ---------------------------------------------------------------- sky make (7, 8, 9)
 
-SKY = ["-q", "sky", "make", "--sources", "100000", "--order", "6", "--tile-width", "64", "--radius", "3"]  # ~14 s to render
+# about 14 s to render on 2 cores: a refusal before rendering is told apart by the time it takes
+SKY = ["-q", "sky", "make", "--sources", "100000", "--order", "6", "--tile-width", "64", "--radius", "3"]
 
 
 def test_cli_sky_make_overlong_name_fails_before_rendering(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
