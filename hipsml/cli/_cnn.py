@@ -30,6 +30,12 @@ CNN_FLAGS: OptionFlags = {
 }
 
 
+def _cnn_defaults() -> Any:
+    from hipsml.train import CNNConfig
+
+    return CNNConfig()
+
+
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     from hipsml.errors import InvalidInputError
     from hipsml.train import CNNConfig
@@ -121,7 +127,7 @@ _TRAIN_DESCRIPTION = (
 def _add_train_arguments(cnn: argparse.ArgumentParser) -> None:
     cnn.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
     cnn.add_argument("--config", metavar="YAML", help="CNN options (CNNConfig names: epochs, widths, normalise, ...)")
-    add_option_flags(cnn, CNN_FLAGS, hints={"source": " (dataset or sky)"})
+    add_option_flags(cnn, CNN_FLAGS, hints={"source": " (dataset or sky)"}, defaults=_cnn_defaults)
     cnn.add_argument(
         "--out", required=True, metavar="RUNDIR", help="run folder (checkpoints, model, metrics, pictures)"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 __all__ = [
@@ -29,10 +29,15 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """``--help`` text that ends each option's help with ``(default: X)``.
 
     Options whose default is ``None`` (nothing is passed on) and on/off flags (``store_true``:
-    off unless given) show no default.
+    off unless given) show no default, except the option flags of a training command: those show
+    the config class's default (looked up only when help is printed, so that building the parser
+    imports no training code).
     """
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
+        config_default = getattr(action, "config_default", None)
+        if config_default is not None:
+            return f"{action.help} (default: {config_default()})"
         if action.nargs == 0 or action.default is None:
             return action.help
         return super()._get_help_string(action)
@@ -114,12 +119,24 @@ OptionFlags = dict[str, tuple[str, Any]]
 
 
 def add_option_flags(
-    parser: argparse.ArgumentParser, flags: OptionFlags, *, hints: dict[str, str] | None = None
+    parser: argparse.ArgumentParser,
+    flags: OptionFlags,
+    *,
+    hints: dict[str, str] | None = None,
+    defaults: Callable[[], Any] | None = None,
 ) -> None:
-    """Add one ``--flag`` per option of ``flags`` to ``parser`` (integers positive, ``seed`` from 0)."""
+    """Add one ``--flag`` per option of ``flags`` to ``parser`` (integers positive, ``seed`` from 0).
+
+    ``defaults`` returns the config object whose attributes are the options' defaults; ``--help``
+    shows them (it is called only then).
+    """
     for flag, (name, kind) in flags.items():
         typ = (non_negative_int if name == "seed" else positive_int) if kind is int else kind
-        parser.add_argument(flag, dest=name, type=typ, help=f"override the option {name}{(hints or {}).get(name, '')}")
+        action = parser.add_argument(
+            flag, dest=name, type=typ, help=f"override the option {name}{(hints or {}).get(name, '')}"
+        )
+        if defaults is not None:
+            action.config_default = lambda name=name: getattr(defaults(), name)  # type: ignore[attr-defined]
 
 
 def options_from(args: argparse.Namespace, flags: OptionFlags, *, section: str, example: str) -> dict[str, Any]:

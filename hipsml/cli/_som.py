@@ -39,6 +39,12 @@ _CHANNELS_HELP = (
 )
 
 
+def _som_defaults() -> Any:
+    from hipsml.train import SOMConfig
+
+    return SOMConfig()
+
+
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     """SOM options from ``--config`` and the override flags (the flags win)."""
     return options_from(args, SOM_FLAGS, section="som", example="width: 10, numrot: 360")
@@ -263,7 +269,7 @@ def add_som_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--dataset", required=True, metavar="PATH[@vN]", help="dataset folder, optionally @vN")
     train.add_argument("--split", default="train", help="split to train on ('all': every cutout)")
     train.add_argument("--config", metavar="YAML", help="SOM options (SOMConfig names: width, numrot, sigma, ...)")
-    add_option_flags(train, SOM_FLAGS)
+    add_option_flags(train, SOM_FLAGS, defaults=_som_defaults)
     train.add_argument("--out", required=True, metavar="SOMDIR", help="folder of the SOM (and its pictures)")
     train.add_argument("--channels", metavar="C[,C,C]", help=_CHANNELS_HELP)
     train.add_argument("--resume", action="store_true", help="continue the partial training saved in --out")

@@ -71,3 +71,26 @@ def test_a_later_command_gets_the_defaults_formatter() -> None:
     nested.add_argument("--style", default="plain")  # no help text
     text = _flat(nested.format_help())
     assert "how deep (default: 7)" in text and "default: plain" in text
+
+
+def test_training_option_flags_show_the_config_defaults_without_importing_jax_to_build_the_parser(capsys):
+    import subprocess
+    import sys
+
+    from hipsml.cli import main
+    from hipsml.train import CNNConfig, SOMConfig
+
+    for words, config, flags in (
+        (["som", "train"], SOMConfig(), {"--width": "width", "--numrot": "numrot", "--epochs": "epochs"}),
+        (["cnn", "train"], CNNConfig(), {"--learning-rate": "learning_rate", "--batch-size": "batch_size"}),
+    ):
+        with pytest.raises(SystemExit):
+            main([*words, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for flag, name in flags.items():
+            assert f"override the option {name} (default: {getattr(config, name)})" in text, (flag, text)
+    code = "import sys; from hipsml.cli import build_parser; build_parser(); print('jax' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
