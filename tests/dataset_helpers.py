@@ -171,3 +171,15 @@ def slow_units_env(folder: Path, seconds: float) -> dict[str, str]:
         )
     )
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), *sys.path])}
+
+
+def with_default_sigint() -> None:
+    """``preexec_fn`` of a child that a test interrupts with SIGINT: Ctrl-C's default handling.
+
+    A process started in the background by a non-interactive shell (as CI may start the suite)
+    has SIGINT ignored, and its children inherit that: Python then installs no KeyboardInterrupt
+    handler and the child never sees the test's Ctrl-C.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.table import Table
-from dataset_helpers import recipe_data, slow_units_env, small_sky, write_recipe
+from dataset_helpers import recipe_data, slow_units_env, small_sky, with_default_sigint, write_recipe
 
 import hipsml
 from hipsml.cli import main
@@ -94,7 +94,7 @@ def test_ctrl_c_says_how_to_continue_and_a_plain_rerun_continues(tmp_path, sky, 
     recipe = write_recipe(tmp_path / "my grid.yaml", data)
     env = slow_units_env(tmp_path / "slow", 2.0)  # each finished unit then waits 2 s: Ctrl-C lands mid-build
     proc = subprocess.Popen([sys.executable, "-m", "hipsml.cli", "-q", "extract", str(recipe)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=with_default_sigint)  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if len(list((tmp_path / "ds").glob(".staging-*/units/*.npz"))) >= 3:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from dataset_helpers import with_default_sigint
 from PIL import Image
 from test_som_dataset import SOM_OPTIONS, extract_small_dataset
 
@@ -347,6 +348,7 @@ def test_explore_serve_in_a_real_process_stops_on_ctrl_c(dataset, hex_som, tmp_p
         stderr=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[3],
+        preexec_fn=with_default_sigint,  # Ctrl-C reaches it even when the suite runs in the background
     )  # this checkout's hipsml
     try:
         lines = [process.stdout.readline(), process.stdout.readline()]
