@@ -202,21 +202,13 @@ def run_unit(job: _UnitJob) -> dict[str, Any]:
         return {**_read_marker(marker), "skipped": 1}
     unit, rows = job.unit, job.chunk_rows
     extractor = UnitExtractor(job.surveys, job.spec)
-    size = job.spec.size
-    buffer = np.empty((min(rows, len(unit)), extractor.nch, size, size), dtype=np.float32)
     coverage = np.empty(len(unit), dtype=np.float32)
     per_channel = np.empty((len(unit), extractor.nch), dtype=np.float32)
     stats = {"tiles_read": 0.0, "tile_seconds": 0.0, "kernel_seconds": 0.0}
     overflow = 0
     write_seconds = 0.0
-    for first in range(0, len(unit), rows):
-        part = slice(first, first + rows)
-        piece = WorkUnit(unit.index, unit.rows[part], unit.ra[part], unit.dec[part], unit.rotation[part])
-        block = buffer[: len(piece)]
-        step: dict[str, float] = {}
-        extractor.extract(job.spec, piece, out=block, stats=step)
-        for key in stats:
-            stats[key] += step[key]
+    for part, block in extractor.extract_in_pieces(job.spec, unit, rows, stats=stats):
+        first = part.start
         n = block.shape[0]
         coverage[part] = np.count_nonzero(np.isfinite(block.reshape(n, -1)), axis=1) / block[0].size
         per_channel[part] = channel_coverage(block)
@@ -654,7 +646,7 @@ def _measure_rows(images: Any, start: int, stop: int) -> np.ndarray:
 
 
 def _coverage_pass(
-    recipe: Recipe, inputs: _Inputs, root: Path, report: BuildReport, *, resume: bool, progress: bool
+    recipe: Recipe, inputs: _Inputs, root: Path, report: BuildReport, *, chunk: int, resume: bool, progress: bool
 ) -> None:
     """Drop the targets below ``min_coverage`` (and, with ``drop_uncovered`` and a survey whose footprint is
     unknown, those without data) by cutting every candidate once and measuring its channel coverage.
@@ -680,7 +672,7 @@ def _coverage_pass(
         c = recipe.compute  # units sized as the build's own, which the memory check counted
         units = plan_work_units(
             targets.ra, targets.dec, inputs.spec, inputs.surveys, rotation=targets.rotation,
-            target_per_unit=unit_size(len(targets), chunk=_chunk_rows(recipe, len(inputs.channels), inputs.spec.size),
+            target_per_unit=unit_size(len(targets), chunk=chunk,
                                       targets_per_unit=c.targets_per_unit, slots=c.workers * c.threads_per_worker),
         )  # fmt: skip
         logger.info(
@@ -692,7 +684,6 @@ def _coverage_pass(
 
             bar = tqdm(total=len(targets), unit="cutout", unit_scale=True, desc=f"coverage {recipe.name}")
         cc = np.empty((len(targets), len(inputs.channels)), dtype=np.float32)
-        chunk = _chunk_rows(recipe, len(inputs.channels), inputs.spec.size)
         c = recipe.compute
         try:
             results = run_tasks(
@@ -744,7 +735,7 @@ def _build(recipe: Recipe, root: Path, *, resume: bool, progress: bool) -> Build
     # the candidates bound the targets kept: checked before the coverage pass cuts anything
     _check_build_memory(recipe, inputs, len(inputs.targets), chunk, inputs.targets.ids.dtype.itemsize)
     before = sum(sv.stats["tile_reads"] for sv in inputs.surveys)  # this process's reads before the cutting
-    _coverage_pass(recipe, inputs, root, report, resume=resume, progress=progress)
+    _coverage_pass(recipe, inputs, root, report, chunk=chunk, resume=resume, progress=progress)
     targets, parent, why = _order_rows(recipe, inputs.targets, root, versions, inputs.lineage)
     staging = root / f".staging-{inputs.digest[:16]}"
     units, reused = _stage_units(staging, recipe, inputs, targets, parent, chunk, resume)

@@ -174,17 +174,11 @@ def probe_unit(job: ProbeJob) -> dict[str, Any]:
     The unit is cut ``chunk_rows`` cutouts at a time into one reused buffer, as the build cuts it,
     so the pass needs no more memory than the build (the decoded tiles are kept between pieces).
     """
-    from hipsml.extract import UnitExtractor, WorkUnit
+    from hipsml.extract import UnitExtractor
 
-    unit, rows = job.unit, max(1, job.chunk_rows)
+    unit = job.unit
     extractor = UnitExtractor(job.surveys, job.spec)
-    size = job.spec.size
-    buffer = np.empty((min(rows, len(unit)), extractor.nch, size, size), dtype=np.float32)
     per_channel = np.empty((len(unit), extractor.nch), dtype=np.float32)
-    for first in range(0, len(unit), rows):
-        part = slice(first, first + rows)
-        piece = WorkUnit(unit.index, unit.rows[part], unit.ra[part], unit.dec[part], unit.rotation[part])
-        block = buffer[: len(piece)]
-        extractor.extract(job.spec, piece, out=block)
+    for part, block in extractor.extract_in_pieces(job.spec, unit, job.chunk_rows):
         per_channel[part] = channel_coverage(block)
     return {"rows": np.asarray(unit.rows), "channel_coverage": per_channel, "n": len(unit)}

@@ -802,6 +802,27 @@ class UnitExtractor:
                          kernel_seconds=ex.kernel_seconds - before[2])  # fmt: skip
         return out
 
+    def extract_in_pieces(
+        self, spec: CutoutSpec, unit: WorkUnit, rows: int, *, stats: dict[str, float] | None = None
+    ) -> Iterator[tuple[slice, np.ndarray]]:
+        """Cut ``unit`` ``rows`` targets at a time into one reused buffer: yield ``(part, block)``.
+
+        ``part`` is the slice of the unit's targets in ``block`` (valid until the next piece), so a
+        unit's memory follows ``rows``, not its size; the decoded tiles are kept from piece to
+        piece. ``stats`` (when given) accumulates the pieces' tile and kernel counters.
+        """
+        rows = max(1, int(rows))
+        buffer = np.empty((min(rows, len(unit)), self.nch, spec.size, spec.size), dtype=np.float32)
+        for first in range(0, len(unit), rows):
+            part = slice(first, first + rows)
+            piece = WorkUnit(unit.index, unit.rows[part], unit.ra[part], unit.dec[part], unit.rotation[part])
+            step: dict[str, float] = {}
+            block = self.extract(spec, piece, out=buffer[: len(piece)], stats=step)
+            if stats is not None:
+                for key, value in step.items():
+                    stats[key] = stats.get(key, 0.0) + value
+            yield part, block
+
 
 def extract_unit(
     surveys: Any,
