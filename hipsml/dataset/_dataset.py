@@ -232,8 +232,11 @@ class Dataset:
 
         Examples
         --------
-        >>> ds.label_values(ds.column("label")[:3])  # doctest: +SKIP
-        array(['double', 'point', 'point'], dtype='<U6')
+        >>> import hipsml
+        >>> ds = hipsml.open_dataset("demo-output/datasets/demo")
+        >>> names = ds.label_names
+        >>> ds.label_values([0, len(names) - 1, 0]).tolist() == [names[0], names[-1], names[0]]
+        True
         """
         codes = np.asarray(codes)
         names = self.label_names

@@ -116,8 +116,13 @@ class CutoutResult:
 
     Examples
     --------
-    >>> image, mask = result[0]  # doctest: +SKIP
-    >>> result[-2:].images.shape  # doctest: +SKIP
+    >>> import hipsml
+    >>> result = hipsml.cutouts("demo-output/sky/r", ([150.0, 150.01, 149.99], [2.0, 2.0, 2.01]), size=64,
+    ...                         pixel_scale=3.0)
+    >>> image, mask = result[0]
+    >>> image.shape, bool(np.array_equal(image, result.images[0]))
+    ((1, 64, 64), True)
+    >>> result[-2:].images.shape
     (2, 1, 64, 64)
     """
 

@@ -550,8 +550,11 @@ class HipsSurvey:
 
         Examples
         --------
-        >>> survey.tiles_present(8)   # doctest: +SKIP
-        array([436106, 436107, 436110])
+        >>> import hipsml
+        >>> survey = hipsml.open_survey("demo-output/sky/r")  # a local survey: its files are listed
+        >>> tiles = survey.tiles_present(8)
+        >>> len(tiles) > 0, survey.read_tile(8, int(tiles[0])) is not None
+        (True, True)
         """
         o = self._check_order(order)
         fmt = self._pick_format(format)

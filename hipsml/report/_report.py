@@ -516,8 +516,8 @@ def write_report(
 
     Examples
     --------
-    >>> write_report("datasets/mine@v2", "report", som="soms/mine", cnn=["runs/a"])  # doctest: +SKIP
-    PosixPath('report/index.html')
+    >>> write_report("demo-output/datasets/demo@v1", "report").name  # add som=SOMDIR, cnn=[RUNDIR, ...]
+    'index.html'
     """
     from hipsml import __version__
     from hipsml.dataset import Dataset, open_dataset

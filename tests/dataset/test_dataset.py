@@ -14,16 +14,11 @@ import numpy as np
 import pytest
 import zarr
 from astropy.table import Table
-from dataset_helpers import recipe_data, slow_units_env, small_sky, write_recipe
+from dataset_helpers import recipe_data, slow_units_env, write_recipe
 
 import hipsml
 from hipsml.cli import main
 from hipsml.dataset import open_dataset
-
-
-@pytest.fixture(scope="module")
-def sky(tmp_path_factory) -> Path:
-    return small_sky(tmp_path_factory.mktemp("dataset-sky"))
 
 
 def _build(tmp_path: Path, sky: Path, name: str = "ds", **overrides) -> hipsml.Dataset:

@@ -4,21 +4,15 @@ differs from the parent's manifest, and the rows from there on are cut again."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.table import Table
-from dataset_helpers import recipe_data, small_sky, write_recipe
+from dataset_helpers import recipe_data, write_recipe
 
 import hipsml
 from hipsml.dataset import verify_dataset
 from hipsml.errors import DatasetError
-
-
-@pytest.fixture(scope="module")
-def sky(tmp_path_factory) -> Path:
-    return small_sky(tmp_path_factory.mktemp("damaged-parent-sky"))
 
 
 def test_a_damaged_parent_chunk_is_cut_again_not_linked(tmp_path, sky, caplog):

@@ -11,15 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.table import Table
-from dataset_helpers import recipe_data, small_sky, write_recipe
+from dataset_helpers import recipe_data, write_recipe
 
 import hipsml
 from hipsml.cli import main
-
-
-@pytest.fixture(scope="module")
-def sky(tmp_path_factory) -> Path:
-    return small_sky(tmp_path_factory.mktemp("inputs-sky"))
 
 
 def _fails(capsys, recipe: Path, *needles: str, extra: tuple[str, ...] = ()) -> str:

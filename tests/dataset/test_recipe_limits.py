@@ -6,17 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import zarr
-from dataset_helpers import recipe_data, small_sky, write_recipe
+from dataset_helpers import recipe_data, write_recipe
 
 import hipsml
 from hipsml.dataset._build import unit_size
-
-
-@pytest.fixture(scope="module")
-def sky(tmp_path_factory) -> Path:
-    return small_sky(tmp_path_factory.mktemp("limits-sky"))
 
 
 def _arrays(ds: hipsml.Dataset) -> dict[str, np.ndarray]:

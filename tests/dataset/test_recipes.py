@@ -8,16 +8,11 @@ import numpy as np
 import pytest
 import yaml
 from astropy.table import Table
-from dataset_helpers import recipe_data, small_sky, write_recipe
+from dataset_helpers import recipe_data, write_recipe
 
 from hipsml.cli import main
 from hipsml.dataset import load_recipe, parse_recipe
 from hipsml.errors import RecipeError
-
-
-@pytest.fixture(scope="module")
-def sky(tmp_path_factory) -> Path:
-    return small_sky(tmp_path_factory.mktemp("recipe-sky"))
 
 
 def _fails(capsys, recipe: Path, *needles: str) -> str:

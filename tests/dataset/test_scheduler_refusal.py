@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
-import pytest
-from dataset_helpers import recipe_data, small_sky, write_recipe
+from dataset_helpers import recipe_data, write_recipe
 
 from hipsml.cli import main
-
-
-@pytest.fixture(scope="module")
-def sky(tmp_path_factory) -> Path:
-    return small_sky(tmp_path_factory.mktemp("scheduler-sky"))
 
 
 def _closed_port() -> int:

@@ -8,15 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.table import Table
-from dataset_helpers import recipe_data, slow_units_env, small_sky, with_default_sigint, write_recipe
+from dataset_helpers import recipe_data, slow_units_env, with_default_sigint, write_recipe
 
 import hipsml
 from hipsml.cli import main
-
-
-@pytest.fixture(scope="module")
-def sky(tmp_path_factory) -> Path:
-    return small_sky(tmp_path_factory.mktemp("versions-sky"))
 
 
 def _text_catalogue(sky: Path, *, unicode: bool = True) -> Table:

@@ -77,9 +77,11 @@ class CNN:
 
     Examples
     --------
-    >>> cnn = load_cnn("runs/demo")  # doctest: +SKIP
-    >>> cnn.predict(hipsml.open_dataset("datasets/demo").images[:8]).predicted_names  # doctest: +SKIP
-    ['star', 'disk', ...]
+    >>> import hipsml
+    >>> cnn = hipsml.train.load_cnn("runs/demo")
+    >>> predictions = cnn.predict(hipsml.open_dataset("demo-output/datasets/demo").images[:8])
+    >>> len(predictions.predicted_names), set(predictions.predicted_names) <= set(cnn.label_names)
+    (8, True)
     """
 
     model: Any
